@@ -1,0 +1,50 @@
+// The task context: what `currentTask()` returns inside a running task. It travels with the task's async
+// work through AsyncLocalStorage. The store is kept on globalThis so that two copies of this module (a
+// worker loaded from dist/ running an app that imported src/, say) still share one context.
+
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { FennelError, Retry } from '../errors.ts';
+
+export interface TaskContext {
+  readonly id: string;
+  readonly name: string;
+  readonly retries: number;
+  readonly queue: string | null;
+  /** Aborted when the task passes its soft time limit or the worker shuts down hard. */
+  readonly signal: AbortSignal;
+  /** Sets state PROGRESS with `meta`, visible to `AsyncResult.state` and `AsyncResult.info()`. */
+  progress(meta: unknown): Promise<void>;
+  /** Ends this run and schedules another, `countdownSec` from now, with `retries + 1`. */
+  retry(options?: { countdownSec?: number; reason?: unknown }): never;
+}
+
+const KEY = Symbol.for('fennel.task-context');
+const globals = globalThis as unknown as Record<symbol, AsyncLocalStorage<TaskContext> | undefined>;
+const storage: AsyncLocalStorage<TaskContext> = (globals[KEY] ??= new AsyncLocalStorage<TaskContext>());
+
+export function runInContext<T>(context: TaskContext, fn: () => T): T {
+  return storage.run(context, fn);
+}
+
+/** The context of the task this code runs in. Throws outside a task. */
+export function currentTask(): TaskContext {
+  const context = storage.getStore();
+  if (!context) throw new FennelError('currentTask() was called outside a running task');
+  return context;
+}
+
+export function makeContext(fields: {
+  id: string;
+  name: string;
+  retries: number;
+  queue: string | null;
+  signal: AbortSignal;
+  progress: (meta: unknown) => Promise<void>;
+}): TaskContext {
+  return {
+    ...fields,
+    retry(options = {}) {
+      throw new Retry(options.countdownSec ?? 0, options.reason);
+    },
+  };
+}

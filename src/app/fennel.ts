@@ -1,0 +1,107 @@
+// The Fennel app: configuration, the task registry and the producer. A web server imports an app to send
+// tasks; a worker imports the same module to run them. Engines open lazily, on first use, so importing a
+// tasks module costs nothing.
+
+import { randomUUID } from 'node:crypto';
+import { createBackend } from '../backends/index.ts';
+import type { ResultBackend } from '../backends/backend.ts';
+import { ConfigError, PayloadTooLargeError } from '../errors.ts';
+import { bodyBytes, buildTaskMessage } from '../protocol/message.ts';
+import { createTransport } from '../transports/index.ts';
+import type { Transport } from '../transports/transport.ts';
+import { compileRoutes, resolveConfig, type FennelOptions, type ResolvedConfig } from './config.ts';
+import { AsyncResult } from './result.ts';
+import { makeTask, type CallOptions, type RegisteredTask, type Task, type TaskFunction, type TaskOptions } from './task.ts';
+
+const APP_BRAND = Symbol.for('fennel.app');
+
+/** True for a Fennel app, even one from another copy of this module (the CLI's `--app` loader uses it). */
+export function isFennelApp(value: unknown): value is Fennel {
+  return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[APP_BRAND] === true;
+}
+
+export class Fennel {
+  readonly [APP_BRAND] = true;
+  readonly config: ResolvedConfig;
+  private readonly tasks = new Map<string, RegisteredTask>();
+  private readonly route: ReturnType<typeof compileRoutes>;
+  private transportInstance: Transport | undefined;
+  private backendInstance: ResultBackend | undefined;
+
+  constructor(options: FennelOptions = {}) {
+    this.config = resolveConfig(options);
+    this.route = compileRoutes(this.config.routes);
+  }
+
+  /** Registers a task. The name is what travels on the wire; it must be unique in this app. */
+  task<A extends unknown[], R>(name: string, fn: TaskFunction<A, R>, options: TaskOptions = {}): Task<A, R> {
+    if (this.tasks.has(name)) throw new ConfigError(`a task named '${name}' is already registered`);
+    if (typeof fn !== 'function') throw new ConfigError(`task '${name}' needs a function`);
+    this.tasks.set(name, { name, fn: fn as (...args: unknown[]) => unknown, options });
+    return makeTask(name, fn, options, (n, args, call, taskOptions) => this.send(n, args, call, taskOptions));
+  }
+
+  /** The registered tasks, by name. */
+  get registry(): ReadonlyMap<string, RegisteredTask> {
+    return this.tasks;
+  }
+
+  /** Sends a task by name, from a process that need not have its code (a web server, say). */
+  sendTask<R = unknown>(name: string, args: readonly unknown[] = [], options: CallOptions = {}): AsyncResult<R> {
+    return this.send(name, args, options, this.tasks.get(name)?.options ?? {}) as AsyncResult<R>;
+  }
+
+  /** A handle on a task sent earlier (by id). */
+  asyncResult<R = unknown>(id: string, taskName?: string): AsyncResult<R> {
+    return new AsyncResult<R>(id, () => this.backend, Promise.resolve(), taskName);
+  }
+
+  get transport(): Transport {
+    return (this.transportInstance ??= createTransport(this.config.broker, this.config));
+  }
+
+  get backend(): ResultBackend {
+    return (this.backendInstance ??= createBackend(this.config.backend, this.config));
+  }
+
+  /** Picks the queue: the call's, then the route table's, then the task's, then the default. */
+  queueFor(name: string, call: { queue?: string }, task: TaskOptions = this.tasks.get(name)?.options ?? {}): string {
+    return call.queue ?? this.route(name)?.queue ?? task.queue ?? this.config.defaultQueue;
+  }
+
+  private send(name: string, args: readonly unknown[], call: CallOptions, task: TaskOptions): AsyncResult<unknown> {
+    const id = call.taskId ?? randomUUID();
+    const now = Date.now();
+    const eta = call.eta ?? (call.countdown !== undefined ? new Date(now + call.countdown * 1000) : null);
+    const expires = typeof call.expires === 'number' ? new Date(now + call.expires * 1000) : (call.expires ?? null);
+    const queue = this.queueFor(name, call, task);
+    const priority = call.priority ?? this.route(name)?.priority ?? task.priority ?? 0;
+    // Encoding happens here, synchronously, so arguments JSON cannot carry fail at the call site.
+    const message = buildTaskMessage({
+      id,
+      name,
+      args,
+      ...(call.kwargs ? { kwargs: call.kwargs } : {}),
+      queue,
+      eta,
+      expires,
+      priority,
+      timeLimitSec: call.timeLimitSec ?? task.timeLimitSec ?? null,
+      softTimeLimitSec: call.softTimeLimitSec ?? task.softTimeLimitSec ?? null,
+      ignoreResult: call.ignoreResult ?? task.ignoreResult ?? false,
+    });
+    const size = bodyBytes(message);
+    if (size > this.config.maxPayloadBytes) throw new PayloadTooLargeError(size, this.config.maxPayloadBytes);
+    const sent = this.transport.publish(message, { queue, priority, delayUntil: eta });
+    // The rejection is re-thrown by get() and by awaiting `result.sent`; this keeps it from being unhandled.
+    sent.catch(() => {});
+    return new AsyncResult(id, () => this.backend, sent, name);
+  }
+
+  /** Closes the engines this app opened. */
+  async close(): Promise<void> {
+    await Promise.all([this.transportInstance?.close(), this.backendInstance?.close()]);
+    this.transportInstance = undefined;
+    this.backendInstance = undefined;
+  }
+}

@@ -1,0 +1,82 @@
+// AsyncResult: a handle on one task's outcome. Awaitable (`await add.delay(2, 3)` is the result), with
+// Celery's state accessors. A failed task re-throws on get() as RemoteTaskError.
+
+import type { ResultBackend } from '../backends/backend.ts';
+import { TimeoutError } from '../errors.ts';
+import { pendingMeta, remoteError, type TaskMeta } from '../protocol/result.ts';
+import { isReady, States, type TaskState } from '../protocol/states.ts';
+
+export interface GetOptions {
+  /** Reject with TimeoutError after this long. Without it, get() waits as long as it takes. */
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+export class AsyncResult<T = unknown> implements PromiseLike<T> {
+  private meta: TaskMeta;
+
+  constructor(
+    readonly id: string,
+    private readonly backend: () => ResultBackend,
+    /** Resolves once the broker has the message; rejects if it could not be published. */
+    readonly sent: Promise<void> = Promise.resolve(),
+    readonly taskName?: string,
+  ) {
+    this.meta = pendingMeta(id);
+  }
+
+  /** Reads the current state from the result store (PENDING if nothing is stored yet). */
+  async refresh(): Promise<TaskMeta> {
+    if (isReady(this.meta.status)) return this.meta;
+    this.meta = (await this.backend().get(this.id)) ?? this.meta;
+    return this.meta;
+  }
+
+  /** The last state read; call `refresh()` (or any async accessor) to read it again. */
+  get state(): TaskState | string {
+    return this.meta.status;
+  }
+
+  async status(): Promise<TaskState | string> {
+    return (await this.refresh()).status;
+  }
+
+  /** The meta a PROGRESS or STARTED state carries, or the result once ready. */
+  async info(): Promise<unknown> {
+    return (await this.refresh()).result;
+  }
+
+  async ready(): Promise<boolean> {
+    return isReady(await this.status());
+  }
+
+  async successful(): Promise<boolean> {
+    return (await this.status()) === States.SUCCESS;
+  }
+
+  async failed(): Promise<boolean> {
+    return (await this.status()) === States.FAILURE;
+  }
+
+  /** Waits for the outcome: the task's return value, or a RemoteTaskError, or a TimeoutError. */
+  async get(options: GetOptions = {}): Promise<T> {
+    await this.sent;
+    const meta = await this.backend().wait(this.id, options);
+    if (!meta) throw new TimeoutError(this.id, options.timeoutMs ?? 0, this.taskName);
+    this.meta = meta;
+    if (meta.status === States.SUCCESS) return meta.result as T;
+    throw remoteError(meta);
+  }
+
+  then<R1 = T, R2 = never>(onFulfilled?: ((value: T) => R1 | PromiseLike<R1>) | null, onRejected?: ((reason: unknown) => R2 | PromiseLike<R2>) | null): PromiseLike<R1 | R2> {
+    return this.get().then(onFulfilled, onRejected);
+  }
+
+  async forget(): Promise<void> {
+    await this.backend().forget(this.id);
+  }
+
+  toJSON(): { id: string; state: string } {
+    return { id: this.id, state: this.meta.status };
+  }
+}

@@ -1,0 +1,77 @@
+// Task<Args, R>: a registered function that can be called in-process (`add(2, 3)`) or sent to a worker
+// (`add.delay(2, 3)`, `add.applyAsync([2, 3], options)`). The argument and result types flow from the
+// function's own signature, so `add.delay('x', 3)` does not compile and `await add.delay(2, 3)` is a number.
+
+import { randomUUID } from 'node:crypto';
+import type { AsyncResult } from './result.ts';
+import { makeContext, runInContext } from './context.ts';
+
+/** Per-call options, Celery's names; times in seconds as in Celery. */
+export interface CallOptions {
+  /** Queue to send to; wins over the route table and the task's own queue. */
+  queue?: string;
+  /** Run no sooner than this many seconds from now. */
+  countdown?: number;
+  /** Run no sooner than this time. */
+  eta?: Date;
+  /** Do not run after this time (a Date) or this many seconds from now; the result becomes REVOKED. */
+  expires?: Date | number;
+  /** 0–255; on sqlite:// higher runs first. */
+  priority?: number;
+  /** Use this id instead of a new UUID. */
+  taskId?: string;
+  /** Store no result (get() would wait for ever). */
+  ignoreResult?: boolean;
+  /** Kill the task after this many seconds (hard limit). */
+  timeLimitSec?: number;
+  /** Abort the task's signal after this many seconds (soft limit). */
+  softTimeLimitSec?: number;
+  /** Keyword arguments, for tasks a Python worker runs. A Fennel task receives them as a trailing object. */
+  kwargs?: Record<string, unknown>;
+}
+
+/** Defaults a task carries for every call, set at `app.task(name, fn, options)`. */
+export interface TaskOptions {
+  queue?: string;
+  priority?: number;
+  maxRetries?: number;
+  timeLimitSec?: number;
+  softTimeLimitSec?: number;
+  ignoreResult?: boolean;
+}
+
+export type TaskFunction<A extends unknown[] = never[], R = unknown> = (...args: A) => R;
+
+export interface Task<A extends unknown[], R> {
+  /** Runs the function here and now, in this process (no broker involved). */
+  (...args: A): R;
+  readonly taskName: string;
+  readonly options: Readonly<TaskOptions>;
+  /** Sends the call to a worker; the AsyncResult is returned at once. */
+  delay(...args: A): AsyncResult<Awaited<R>>;
+  applyAsync(args: A, options?: CallOptions): AsyncResult<Awaited<R>>;
+}
+
+export interface RegisteredTask {
+  name: string;
+  fn: (...args: unknown[]) => unknown;
+  options: TaskOptions;
+}
+
+type Send = (name: string, args: readonly unknown[], call: CallOptions, task: TaskOptions) => AsyncResult<unknown>;
+
+export function makeTask<A extends unknown[], R>(name: string, fn: TaskFunction<A, R>, options: TaskOptions, send: Send): Task<A, R> {
+  const local = ((...args: A): R => {
+    // An in-process call still gets a context, so task code can call currentTask() either way.
+    const context = makeContext({ id: randomUUID(), name, retries: 0, queue: null, signal: new AbortController().signal, progress: async () => {} });
+    return runInContext(context, () => fn(...args));
+  }) as Task<A, R>;
+  Object.defineProperties(local, {
+    name: { value: name },
+    taskName: { value: name, enumerable: true },
+    options: { value: Object.freeze({ ...options }), enumerable: true },
+    delay: { value: (...args: A) => send(name, args, {}, options) },
+    applyAsync: { value: (args: A, call: CallOptions = {}) => send(name, args, call, options) },
+  });
+  return local;
+}

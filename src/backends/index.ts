@@ -1,0 +1,29 @@
+// URL scheme → result backend engine.
+
+import { ConfigError } from '../errors.ts';
+import type { ResultBackend } from './backend.ts';
+import { MemoryBackend } from './memory.ts';
+import { SqliteBackend } from './sqlite.ts';
+
+export interface BackendOptions {
+  pollIntervalMs: number;
+  resultExpiresSec: number;
+}
+
+export const BACKEND_SCHEMES = ['sqlite', 'memory'] as const;
+
+const memory = new Map<string, MemoryBackend>();
+
+export function createBackend(url: string, options: BackendOptions): ResultBackend {
+  switch (url.slice(0, url.indexOf(':')).toLowerCase()) {
+    case 'sqlite':
+      return new SqliteBackend(url, options);
+    case 'memory': {
+      let b = memory.get(url);
+      if (!b) memory.set(url, (b = new MemoryBackend(url)));
+      return b;
+    }
+    default:
+      throw new ConfigError(`no result backend for ${url}; known schemes: ${BACKEND_SCHEMES.map((s) => `${s}://`).join(', ')}`);
+  }
+}

@@ -1,0 +1,140 @@
+// sqlite://path — the embedded result backend, in the same file as the sqlite transport.
+// Each store is one upsert that never overwrites a SUCCESS and stamps the row with the next `seq`; waiters
+// keep a cursor and, when the file changes, read only rows newer than it, so the cost of a wake is the
+// number of new results, not the number of waiters.
+
+import { decodeMeta, encodeMeta, type TaskMeta } from '../protocol/result.ts';
+import { isReady } from '../protocol/states.ts';
+import { SqliteFile, sqlitePath } from '../transports/sqlite-file.ts';
+import type { ResultBackend } from './backend.ts';
+
+export interface SqliteBackendOptions {
+  /** Results older than this are deleted (Celery's `result_expires`). 0 keeps them for ever. */
+  resultExpiresSec?: number;
+  pollIntervalMs?: number;
+}
+
+type Waiter = (meta: TaskMeta | undefined) => void;
+
+export class SqliteBackend implements ResultBackend {
+  private readonly file: SqliteFile;
+  private readonly sql;
+  private readonly waiters = new Map<string, Set<Waiter>>();
+  private cursor = 0;
+  private unsubscribe: (() => void) | undefined;
+  private lastExpiry = 0;
+  private readonly expiresMs: number;
+  private readonly pollMs: number;
+
+  constructor(
+    readonly url: string,
+    options: SqliteBackendOptions = {},
+  ) {
+    this.expiresMs = (options.resultExpiresSec ?? 86_400) * 1000;
+    this.pollMs = options.pollIntervalMs ?? 250;
+    this.file = SqliteFile.acquire(sqlitePath(url), url);
+    const db = this.file.db;
+    this.sql = this.file.run(() => ({
+      store: db.prepare(
+        `INSERT INTO fennel_results (task_id, status, meta, seq, updated_at)
+         VALUES (?1, ?2, ?3, (SELECT IFNULL(MAX(seq), 0) + 1 FROM fennel_results), ?4)
+         ON CONFLICT (task_id) DO UPDATE SET status = excluded.status, meta = excluded.meta,
+           seq = excluded.seq, updated_at = excluded.updated_at
+         WHERE fennel_results.status <> 'SUCCESS'`,
+      ),
+      get: db.prepare('SELECT meta FROM fennel_results WHERE task_id = ?'),
+      maxSeq: db.prepare('SELECT IFNULL(MAX(seq), 0) AS seq FROM fennel_results'),
+      since: db.prepare('SELECT task_id, status, seq FROM fennel_results WHERE seq > ? ORDER BY seq'),
+      forget: db.prepare('DELETE FROM fennel_results WHERE task_id = ?'),
+      expire: db.prepare('DELETE FROM fennel_results WHERE updated_at < ?'),
+      counts: db.prepare('SELECT status, COUNT(*) AS n FROM fennel_results GROUP BY status'),
+    }));
+  }
+
+  async store(meta: TaskMeta): Promise<void> {
+    const text = encodeMeta(meta);
+    const now = Date.now();
+    this.file.run(() => this.sql.store.run(meta.task_id, meta.status, text, now));
+    this.file.notify();
+    if (this.expiresMs > 0 && now - this.lastExpiry > 60_000) {
+      this.lastExpiry = now;
+      this.file.run(() => this.sql.expire.run(now - this.expiresMs));
+    }
+  }
+
+  async get(taskId: string): Promise<TaskMeta | undefined> {
+    const row = this.file.run(() => this.sql.get.get(taskId) as { meta: string } | undefined);
+    return row ? decodeMeta(row.meta) : undefined;
+  }
+
+  async wait(taskId: string, options: { timeoutMs?: number; signal?: AbortSignal }): Promise<TaskMeta | undefined> {
+    options.signal?.throwIfAborted();
+    if (this.waiters.size === 0) {
+      // The cursor starts before the first look, so a result stored between the look and the
+      // subscription is still seen on the next wake.
+      this.cursor = this.file.run(() => (this.sql.maxSeq.get() as { seq: number }).seq);
+    }
+    const current = await this.get(taskId);
+    if (current && isReady(current.status)) return current;
+    return new Promise<TaskMeta | undefined>((resolve, reject) => {
+      let set = this.waiters.get(taskId);
+      if (!set) this.waiters.set(taskId, (set = new Set()));
+      const waiters = set;
+      const done: Waiter = (meta) => {
+        clearTimeout(timer);
+        options.signal?.removeEventListener('abort', onAbort);
+        waiters.delete(done);
+        if (waiters.size === 0) this.waiters.delete(taskId);
+        if (this.waiters.size === 0) this.stopWatching();
+        resolve(meta);
+      };
+      const onAbort = (): void => {
+        done(undefined);
+        reject(options.signal?.reason);
+      };
+      const timer = options.timeoutMs === undefined ? undefined : setTimeout(() => done(undefined), options.timeoutMs);
+      options.signal?.addEventListener('abort', onAbort, { once: true });
+      waiters.add(done);
+      this.unsubscribe ??= this.file.onChange(() => this.check(), this.pollMs);
+    });
+  }
+
+  /** Reads the results stored since the cursor and wakes the waiters of those that are ready. */
+  private check(): void {
+    if (this.waiters.size === 0) return;
+    let rows: Array<{ task_id: string; status: string; seq: number }>;
+    try {
+      rows = this.file.run(() => this.sql.since.all(this.cursor) as typeof rows);
+    } catch {
+      return; // busy: the next change or poll tries again
+    }
+    for (const row of rows) {
+      this.cursor = row.seq;
+      if (!isReady(row.status)) continue;
+      const set = this.waiters.get(row.task_id);
+      if (!set) continue;
+      const meta = decodeMeta((this.sql.get.get(row.task_id) as { meta: string }).meta);
+      for (const wake of [...set]) wake(meta);
+    }
+  }
+
+  private stopWatching(): void {
+    this.unsubscribe?.();
+    this.unsubscribe = undefined;
+  }
+
+  async forget(taskId: string): Promise<void> {
+    this.file.run(() => this.sql.forget.run(taskId));
+  }
+
+  async countByState(): Promise<Record<string, number>> {
+    const rows = this.file.run(() => this.sql.counts.all() as Array<{ status: string; n: number }>);
+    return Object.fromEntries(rows.map((r) => [r.status, r.n]));
+  }
+
+  async close(): Promise<void> {
+    for (const set of [...this.waiters.values()]) for (const wake of [...set]) wake(undefined);
+    this.stopWatching();
+    this.file.release();
+  }
+}

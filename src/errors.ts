@@ -1,0 +1,173 @@
+// Every error a Fennel user can catch. One tree under FennelError, each class with a stable `code`
+// (documented in docs/errors.md; test/unit/errors.test.ts keeps the two in step) and a message that
+// says what was wrong and what to do. Control signals a task may throw (Retry, Reject) live here too.
+
+export class FennelError extends Error {
+  readonly code: string = 'FENNEL_ERROR';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'FennelError';
+  }
+}
+
+/** A constructor option, URL or environment variable is wrong. */
+export class ConfigError extends FennelError {
+  override readonly code = 'FENNEL_CONFIG';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Arguments or a result cannot be carried by JSON (functions, cycles, BigInt, Map, class instances …). */
+export class SerializationError extends FennelError {
+  override readonly code = 'FENNEL_SERIALIZATION';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'SerializationError';
+  }
+}
+
+/** The encoded message is larger than `maxPayloadBytes`. */
+export class PayloadTooLargeError extends FennelError {
+  override readonly code = 'FENNEL_PAYLOAD_TOO_LARGE';
+  constructor(
+    readonly bytes: number,
+    readonly limit: number,
+  ) {
+    super(`message is ${bytes} bytes, over the limit of ${limit} (option maxPayloadBytes); pass a reference to the data instead`);
+    this.name = 'PayloadTooLargeError';
+  }
+}
+
+/** A message on the wire is not a valid Celery protocol v2 task message. */
+export class ProtocolError extends FennelError {
+  override readonly code = 'FENNEL_PROTOCOL';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'ProtocolError';
+  }
+}
+
+/** No task of that name is registered (in this process or on the worker that received it). */
+export class TaskNotRegisteredError extends FennelError {
+  override readonly code = 'FENNEL_NOT_REGISTERED';
+  constructor(
+    readonly taskName: string,
+    readonly suggestion?: string,
+  ) {
+    super(`task '${taskName}' is not registered${suggestion ? ` — did you mean '${suggestion}'?` : ''}`);
+    this.name = 'TaskNotRegisteredError';
+  }
+}
+
+/** `AsyncResult.get()` waited longer than `timeoutMs`. */
+export class TimeoutError extends FennelError {
+  override readonly code = 'FENNEL_TIMEOUT';
+  constructor(
+    readonly taskId: string,
+    readonly timeoutMs: number,
+    readonly taskName?: string,
+  ) {
+    super(`task ${taskName ? `${taskName} ` : ''}${taskId} not ready after ${timeoutMs} ms`);
+    this.name = 'TimeoutError';
+  }
+}
+
+/** A task failed remotely; `get()` re-throws it with the remote exception's name, message and stack. */
+export class RemoteTaskError extends FennelError {
+  override readonly code = 'FENNEL_REMOTE_TASK';
+  constructor(
+    readonly taskId: string,
+    readonly remoteName: string,
+    readonly remoteMessage: string,
+    readonly remoteStack: string | null,
+    readonly remoteModule: string,
+    readonly state: string,
+  ) {
+    super(`task ${taskId} ${state === 'REVOKED' ? 'was revoked' : 'failed'}: ${remoteName}: ${remoteMessage}`);
+    this.name = 'RemoteTaskError';
+  }
+}
+
+/** The broker or result store cannot be reached, opened or written. */
+export class BrokerUnavailableError extends FennelError {
+  override readonly code = 'FENNEL_BROKER_UNAVAILABLE';
+  constructor(
+    readonly url: string,
+    reason: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`${url}: ${reason}`, options);
+    this.name = 'BrokerUnavailableError';
+  }
+}
+
+/** The task ran past its hard time limit and its slot was killed. */
+export class TimeLimitExceededError extends FennelError {
+  override readonly code = 'FENNEL_TIME_LIMIT';
+  constructor(readonly seconds: number) {
+    super(`task exceeded its hard time limit of ${seconds} s and was killed`);
+    this.name = 'TimeLimitExceededError';
+  }
+}
+
+/** The pool slot running the task died (crash, SIGKILL, out of memory) before it reported an outcome. */
+export class WorkerLostError extends FennelError {
+  override readonly code = 'FENNEL_WORKER_LOST';
+  constructor(detail: string) {
+    super(`the pool slot running the task exited unexpectedly (${detail})`);
+    this.name = 'WorkerLostError';
+  }
+}
+
+/** The app, transport or worker was used after `close()`. */
+export class ClosedError extends FennelError {
+  override readonly code = 'FENNEL_CLOSED';
+  constructor(what: string) {
+    super(`${what} is closed`);
+    this.name = 'ClosedError';
+  }
+}
+
+/**
+ * Control signal: thrown by `ctx.retry()` (or by user code) to run the task again later.
+ * The worker republishes the message with `retries + 1` before acknowledging the current delivery.
+ */
+export class Retry extends FennelError {
+  override readonly code = 'FENNEL_RETRY';
+  constructor(
+    readonly countdownSec: number,
+    readonly reason?: unknown,
+  ) {
+    super(`retry in ${countdownSec} s`);
+    this.name = 'Retry';
+  }
+}
+
+/** Control signal: the task refuses the message; it goes to the dead letters and is not retried. */
+export class Reject extends FennelError {
+  override readonly code = 'FENNEL_REJECT';
+  constructor(readonly reason: string) {
+    super(`rejected: ${reason}`);
+    this.name = 'Reject';
+  }
+}
+
+/** Every code, for docs/errors.md and its test. */
+export const ERROR_CODES = {
+  FENNEL_ERROR: FennelError,
+  FENNEL_CONFIG: ConfigError,
+  FENNEL_SERIALIZATION: SerializationError,
+  FENNEL_PAYLOAD_TOO_LARGE: PayloadTooLargeError,
+  FENNEL_PROTOCOL: ProtocolError,
+  FENNEL_NOT_REGISTERED: TaskNotRegisteredError,
+  FENNEL_TIMEOUT: TimeoutError,
+  FENNEL_REMOTE_TASK: RemoteTaskError,
+  FENNEL_BROKER_UNAVAILABLE: BrokerUnavailableError,
+  FENNEL_TIME_LIMIT: TimeLimitExceededError,
+  FENNEL_WORKER_LOST: WorkerLostError,
+  FENNEL_CLOSED: ClosedError,
+  FENNEL_RETRY: Retry,
+  FENNEL_REJECT: Reject,
+} as const;

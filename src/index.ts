@@ -1,0 +1,33 @@
+// Fennel's public surface. Everything a user may import is listed here by name; anything else is internal
+// and may change without notice.
+
+export { Fennel, isFennelApp } from './app/fennel.ts';
+export { AsyncResult } from './app/result.ts';
+export type { GetOptions } from './app/result.ts';
+export { currentTask } from './app/context.ts';
+export type { TaskContext } from './app/context.ts';
+export type { Task, CallOptions, TaskOptions, TaskFunction } from './app/task.ts';
+export type { FennelOptions, ResolvedConfig, Route } from './app/config.ts';
+export { States, READY_STATES } from './protocol/states.ts';
+export type { TaskState } from './protocol/states.ts';
+export type { TaskMeta } from './protocol/result.ts';
+export type { Transport, Delivery, DeadLetter, QueueStats, TransportCapabilities } from './transports/transport.ts';
+export type { ResultBackend } from './backends/backend.ts';
+export { Worker } from './worker/worker.ts';
+export type { WorkerOptions, PoolKind } from './worker/worker.ts';
+export {
+  FennelError,
+  ConfigError,
+  SerializationError,
+  PayloadTooLargeError,
+  ProtocolError,
+  TaskNotRegisteredError,
+  TimeoutError,
+  RemoteTaskError,
+  BrokerUnavailableError,
+  TimeLimitExceededError,
+  WorkerLostError,
+  ClosedError,
+  Retry,
+  Reject,
+} from './errors.ts';

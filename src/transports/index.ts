@@ -1,0 +1,34 @@
+// URL scheme → transport engine. The only place above the engines that names them.
+
+import { ConfigError } from '../errors.ts';
+import { MemoryTransport } from './memory.ts';
+import { SqliteTransport } from './sqlite.ts';
+import type { Transport } from './transport.ts';
+
+export interface TransportOptions {
+  visibilityTimeoutSec: number;
+  pollIntervalMs: number;
+}
+
+export const TRANSPORT_SCHEMES = ['sqlite', 'memory'] as const;
+
+// memory:// engines are shared within a process by URL, so an app's producer and an in-process worker meet.
+const memory = new Map<string, MemoryTransport>();
+
+export function schemeOf(url: string): string {
+  return url.slice(0, url.indexOf(':')).toLowerCase();
+}
+
+export function createTransport(url: string, options: TransportOptions): Transport {
+  switch (schemeOf(url)) {
+    case 'sqlite':
+      return new SqliteTransport(url, options);
+    case 'memory': {
+      let t = memory.get(url);
+      if (!t) memory.set(url, (t = new MemoryTransport(url)));
+      return t;
+    }
+    default:
+      throw new ConfigError(`no transport for ${url}; known schemes: ${TRANSPORT_SCHEMES.map((s) => `${s}://`).join(', ')}`);
+  }
+}

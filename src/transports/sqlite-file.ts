@@ -1,0 +1,176 @@
+// One SQLite file shared by the sqlite:// transport and result backend of a process: the connection
+// (WAL mode, so readers never block the writer and many processes share the file), the schema, error
+// translation, and a change notifier. Both the transport and the backend (backends/sqlite.ts) use it.
+//
+// Why a notifier: SQLite cannot push. Rather than poll in a tight loop, each process watches the database's
+// directory; every commit by any process touches the `-wal` file, which wakes consumers and result waiters
+// at once. A slow fallback poll covers file systems without inotify.
+
+import Database from 'better-sqlite3';
+import { existsSync, mkdirSync, watch, type FSWatcher } from 'node:fs';
+import { basename, dirname, resolve } from 'node:path';
+import { BrokerUnavailableError } from '../errors.ts';
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS fennel_messages (
+  id          INTEGER PRIMARY KEY AUTOINCREMENT,
+  queue       TEXT    NOT NULL,
+  priority    INTEGER NOT NULL DEFAULT 0,
+  visible_at  INTEGER NOT NULL,            -- ms since epoch: publish time, eta, or a held message's lease expiry
+  lease       TEXT,                        -- the consumer holding it; NULL while waiting
+  deliveries  INTEGER NOT NULL DEFAULT 0,  -- times handed out; > 0 means redelivered
+  envelope    TEXT    NOT NULL             -- kombu's envelope JSON (protocol/envelope.ts), body utf-8
+);
+-- Claim order: priority (higher first), then the time it became visible, then publish order.
+CREATE INDEX IF NOT EXISTS fennel_messages_claim ON fennel_messages (queue, priority DESC, visible_at, id);
+CREATE INDEX IF NOT EXISTS fennel_messages_lease ON fennel_messages (lease) WHERE lease IS NOT NULL;
+
+CREATE TABLE IF NOT EXISTS fennel_dead_letters (
+  id          INTEGER PRIMARY KEY AUTOINCREMENT,
+  queue       TEXT    NOT NULL,
+  reason      TEXT    NOT NULL,
+  task_id     TEXT,
+  task_name   TEXT,
+  created_at  INTEGER NOT NULL,
+  envelope    TEXT    NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS fennel_results (
+  task_id     TEXT PRIMARY KEY,
+  status      TEXT    NOT NULL,
+  meta        TEXT    NOT NULL,            -- Celery's result layout (protocol/result.ts)
+  seq         INTEGER NOT NULL,            -- commit order: waiters read only rows newer than their cursor
+  updated_at  INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS fennel_results_seq ON fennel_results (seq);
+CREATE INDEX IF NOT EXISTS fennel_results_updated ON fennel_results (updated_at);
+`;
+
+const BUSY_TIMEOUT_MS = 5000;
+
+/** Turns a SQLite error into a BrokerUnavailableError that says what to do. */
+export function translateSqliteError(url: string, error: unknown): Error {
+  const code = (error as { code?: string }).code ?? '';
+  const message = (error as Error).message ?? String(error);
+  if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED')) {
+    return new BrokerUnavailableError(url, `database is locked by another process (waited ${BUSY_TIMEOUT_MS} ms)`, { cause: error });
+  }
+  if (code === 'SQLITE_NOTADB' || code.startsWith('SQLITE_CORRUPT')) {
+    return new BrokerUnavailableError(url, 'the file is not a SQLite database or is corrupt; point FENNEL_BROKER_URL at another file', { cause: error });
+  }
+  if (code.startsWith('SQLITE_READONLY') || code.startsWith('SQLITE_CANTOPEN') || code.startsWith('SQLITE_PERM') || code.startsWith('SQLITE_IOERR')) {
+    return new BrokerUnavailableError(url, `cannot open or write the database file (${message})`, { cause: error });
+  }
+  if (code.startsWith('SQLITE_')) return new BrokerUnavailableError(url, message, { cause: error });
+  return error instanceof Error ? error : new Error(message);
+}
+
+export class SqliteFile {
+  private static readonly open = new Map<string, SqliteFile>();
+
+  readonly db: Database.Database;
+  private refs = 0;
+  private watcher: FSWatcher | undefined;
+  private poll: NodeJS.Timeout | undefined;
+  private readonly listeners = new Set<() => void>();
+  private wakePending = false;
+
+  /** Opens (or shares this process's open handle of) the database at `path`. Call `release()` when done. */
+  static acquire(path: string, url: string): SqliteFile {
+    const full = path === ':memory:' ? path : resolve(path);
+    let file = SqliteFile.open.get(full);
+    if (!file) {
+      file = new SqliteFile(full, url);
+      SqliteFile.open.set(full, file);
+    }
+    file.refs++;
+    return file;
+  }
+
+  private constructor(
+    readonly path: string,
+    readonly url: string,
+  ) {
+    try {
+      if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+      this.db = new Database(path, { timeout: BUSY_TIMEOUT_MS });
+      this.db.pragma('journal_mode = WAL');
+      // NORMAL under WAL is durable against a crashed process (what at-least-once needs here);
+      // only an OS crash or power loss can drop the last commits.
+      this.db.pragma('synchronous = NORMAL');
+      this.db.exec(SCHEMA);
+    } catch (error) {
+      throw translateSqliteError(url, error);
+    }
+  }
+
+  /** Runs `fn` with SQLite errors translated. */
+  run<T>(fn: () => T): T {
+    try {
+      return fn();
+    } catch (error) {
+      throw translateSqliteError(this.url, error);
+    }
+  }
+
+  /** Calls `listener` (coalesced) whenever any process may have committed a change. Returns an unsubscribe. */
+  onChange(listener: () => void, fallbackPollMs: number): () => void {
+    this.listeners.add(listener);
+    this.startWatching(fallbackPollMs);
+    return () => {
+      this.listeners.delete(listener);
+      if (this.listeners.size === 0) this.stopWatching();
+    };
+  }
+
+  /** Wakes this process's listeners after a local commit, without waiting for the file watcher. */
+  notify(): void {
+    if (this.wakePending || this.listeners.size === 0) return;
+    this.wakePending = true;
+    setImmediate(() => {
+      this.wakePending = false;
+      for (const listener of this.listeners) listener();
+    });
+  }
+
+  private startWatching(fallbackPollMs: number): void {
+    if (this.poll) return;
+    this.poll = setInterval(() => this.notify(), fallbackPollMs);
+    this.poll.unref();
+    if (this.path === ':memory:' || !existsSync(dirname(this.path))) return;
+    const wal = `${basename(this.path)}-wal`;
+    try {
+      this.watcher = watch(dirname(this.path), { persistent: false }, (_event, name) => {
+        if (name === wal) this.notify();
+      });
+      this.watcher.on('error', () => this.stopWatcherOnly());
+    } catch {
+      // No inotify here (or too many watches): the fallback poll still delivers, only slower.
+    }
+  }
+
+  private stopWatcherOnly(): void {
+    this.watcher?.close();
+    this.watcher = undefined;
+  }
+
+  private stopWatching(): void {
+    this.stopWatcherOnly();
+    clearInterval(this.poll);
+    this.poll = undefined;
+  }
+
+  release(): void {
+    if (--this.refs > 0) return;
+    this.stopWatching();
+    SqliteFile.open.delete(this.path);
+    this.db.close();
+  }
+}
+
+/** `sqlite://fennel.db` → `fennel.db`; `sqlite:///abs/path.db` → `/abs/path.db`; `sqlite://:memory:`. */
+export function sqlitePath(url: string): string {
+  const rest = url.replace(/^sqlite:\/\//, '');
+  if (rest === '') return 'fennel.db';
+  return rest.split('?')[0]!;
+}

@@ -1,0 +1,341 @@
+// sqlite://path — the embedded default broker: one SQLite file (WAL) that producers and workers of one
+// machine share. Each state change is one statement or one transaction:
+//   publish    INSERT (a batch in one transaction)
+//   claim      UPDATE … RETURNING: take up to N visible messages and lease them to this consumer
+//   renew      UPDATE every message this consumer holds, pushing its lease forward (from the worker's
+//              parent process, so a CPU-bound task cannot starve it)
+//   ack        DELETE the held row;   reject → requeue (clear lease) or move to fennel_dead_letters
+// A held message's `visible_at` is its lease expiry: if the holder dies, it becomes claimable again after
+// `visibilityTimeoutSec` with no sweeper. Priority: higher numbers are served first (as on RabbitMQ).
+
+import { randomUUID } from 'node:crypto';
+import type Database from 'better-sqlite3';
+import { ClosedError } from '../errors.ts';
+import { decodeEnvelope, encodeEnvelope } from '../protocol/envelope.ts';
+import type { WireMessage } from '../protocol/message.ts';
+import { SqliteFile, sqlitePath } from './sqlite-file.ts';
+import { describeMessage, type ConsumeOptions, type DeadLetter, type Delivery, type QueueStats, type Route, type Subscription, type Transport } from './transport.ts';
+
+export interface SqliteTransportOptions {
+  /** A held message whose holder stops renewing becomes visible again after this long. */
+  visibilityTimeoutSec?: number;
+  /** How often consumers look for work when no change notification arrives (inotify missing, etas). */
+  pollIntervalMs?: number;
+}
+
+interface ClaimedRow {
+  id: number;
+  queue: string;
+  priority: number;
+  deliveries: number;
+  envelope: string;
+}
+
+export class SqliteTransport implements Transport {
+  readonly capabilities = { delayedDelivery: true, priorities: true, crossProcess: true };
+  private readonly file: SqliteFile;
+  private readonly visibilityMs: number;
+  private readonly pollMs: number;
+  private readonly subscriptions = new Set<SqliteSubscription>();
+  private closed = false;
+  readonly sql: ReturnType<typeof prepare>;
+
+  constructor(
+    readonly url: string,
+    options: SqliteTransportOptions = {},
+  ) {
+    this.visibilityMs = (options.visibilityTimeoutSec ?? 30) * 1000;
+    this.pollMs = options.pollIntervalMs ?? 250;
+    this.file = SqliteFile.acquire(sqlitePath(url), url);
+    this.sql = this.file.run(() => prepare(this.file.db));
+  }
+
+  private check(): void {
+    if (this.closed) throw new ClosedError(`transport ${this.url}`);
+  }
+
+  async publish(message: WireMessage, route: Route): Promise<void> {
+    this.check();
+    this.file.run(() => this.insert(message, route, Date.now()));
+    this.file.notify();
+  }
+
+  async publishMany(batch: ReadonlyArray<readonly [WireMessage, Route]>): Promise<void> {
+    this.check();
+    const now = Date.now();
+    this.file.run(() =>
+      this.file.db.transaction(() => {
+        for (const [message, route] of batch) this.insert(message, route, now);
+      })(),
+    );
+    this.file.notify();
+  }
+
+  private insert(message: WireMessage, route: Route, now: number): void {
+    const visibleAt = Math.max(now, route.delayUntil?.getTime() ?? 0);
+    this.sql.insert.run(route.queue, route.priority ?? 0, visibleAt, encodeEnvelope(message, 'utf-8'));
+  }
+
+  async consume(options: ConsumeOptions, onDelivery: (delivery: Delivery) => void): Promise<Subscription> {
+    this.check();
+    if (options.queues.length === 0) throw new RangeError('consume needs at least one queue');
+    const sub = new SqliteSubscription(this, this.file, options, onDelivery, this.visibilityMs, this.pollMs);
+    this.subscriptions.add(sub);
+    sub.start();
+    return {
+      cancel: async () => {
+        sub.stop();
+      },
+    };
+  }
+
+  /** Called by a subscription once it is stopped and holds nothing. */
+  forget(sub: SqliteSubscription): void {
+    this.subscriptions.delete(sub);
+  }
+
+  async purge(queue: string): Promise<number> {
+    this.check();
+    return this.file.run(() => this.sql.purge.run(queue).changes);
+  }
+
+  async depth(queue: string): Promise<number> {
+    this.check();
+    return this.file.run(() => (this.sql.depth.get(queue) as { n: number }).n);
+  }
+
+  async stats(): Promise<QueueStats[]> {
+    this.check();
+    const rows = this.file.run(() => this.sql.stats.all(Date.now()) as QueueStats[]);
+    return rows;
+  }
+
+  async listDeadLetters(options: { limit?: number } = {}): Promise<DeadLetter[]> {
+    this.check();
+    const rows = this.file.run(
+      () => this.sql.listDead.all(options.limit ?? 100) as Array<{ id: number; queue: string; reason: string; task_id: string | null; task_name: string | null; created_at: number; envelope: string }>,
+    );
+    return rows.map((r) => ({
+      id: String(r.id),
+      queue: r.queue,
+      reason: r.reason,
+      taskId: r.task_id,
+      taskName: r.task_name,
+      createdAt: new Date(r.created_at),
+      message: decodeEnvelope(r.envelope),
+    }));
+  }
+
+  async requeueDeadLetter(id: string): Promise<boolean> {
+    this.check();
+    const moved = this.file.run(() =>
+      this.file.db.transaction(() => {
+        const row = this.sql.getDead.get(Number(id)) as { queue: string; envelope: string } | undefined;
+        if (!row) return false;
+        const priority = decodeEnvelope(row.envelope).properties.priority;
+        this.sql.insert.run(row.queue, typeof priority === 'number' ? priority : 0, Date.now(), row.envelope);
+        this.sql.deleteDead.run(Number(id));
+        return true;
+      })(),
+    );
+    if (moved) this.file.notify();
+    return moved;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    // Held deliveries are handed back at once rather than waiting out their visibility timeout.
+    for (const sub of this.subscriptions) sub.releaseAll();
+    this.subscriptions.clear();
+    this.closed = true;
+    this.file.release();
+  }
+}
+
+function prepare(db: Database.Database) {
+  return {
+    insert: db.prepare('INSERT INTO fennel_messages (queue, priority, visible_at, envelope) VALUES (?, ?, ?, ?)'),
+    claim: db.prepare(
+      `UPDATE fennel_messages SET lease = ?, visible_at = ?, deliveries = deliveries + 1
+       WHERE id IN (SELECT id FROM fennel_messages WHERE queue = ? AND visible_at <= ?
+                    ORDER BY priority DESC, visible_at, id LIMIT ?)
+       RETURNING id, queue, priority, deliveries, envelope`,
+    ),
+    nextVisible: db.prepare('SELECT MIN(visible_at) AS t FROM fennel_messages WHERE queue = ? AND visible_at > ?'),
+    renew: db.prepare('UPDATE fennel_messages SET visible_at = ? WHERE lease = ?'),
+    ack: db.prepare('DELETE FROM fennel_messages WHERE id = ? AND lease = ?'),
+    requeue: db.prepare('UPDATE fennel_messages SET lease = NULL, visible_at = 0 WHERE id = ? AND lease = ?'),
+    releaseAll: db.prepare('UPDATE fennel_messages SET lease = NULL, visible_at = 0 WHERE lease = ?'),
+    toDead: db.prepare(
+      `INSERT INTO fennel_dead_letters (queue, reason, task_id, task_name, created_at, envelope)
+       SELECT queue, ?, ?, ?, ?, envelope FROM fennel_messages WHERE id = ? AND lease = ?`,
+    ),
+    purge: db.prepare('DELETE FROM fennel_messages WHERE queue = ? AND lease IS NULL'),
+    depth: db.prepare('SELECT COUNT(*) AS n FROM fennel_messages WHERE queue = ? AND lease IS NULL'),
+    stats: db.prepare(
+      `SELECT queue,
+              SUM(lease IS NULL AND visible_at <= ?1) AS ready,
+              SUM(lease IS NULL AND visible_at > ?1) AS scheduled,
+              SUM(lease IS NOT NULL) AS unacked
+       FROM fennel_messages GROUP BY queue ORDER BY queue`,
+    ),
+    listDead: db.prepare('SELECT * FROM fennel_dead_letters ORDER BY id LIMIT ?'),
+    getDead: db.prepare('SELECT queue, envelope FROM fennel_dead_letters WHERE id = ?'),
+    deleteDead: db.prepare('DELETE FROM fennel_dead_letters WHERE id = ?'),
+  };
+}
+
+/** One consume loop: claims into a prefetch window, renews the leases it holds, settles deliveries. */
+class SqliteSubscription {
+  private readonly lease = randomUUID();
+  private held = 0;
+  private active = false;
+  private scheduled = false;
+  private timer: NodeJS.Timeout | undefined;
+  private renewTimer: NodeJS.Timeout | undefined;
+  private unsubscribe: (() => void) | undefined;
+
+  constructor(
+    private readonly transport: SqliteTransport,
+    private readonly file: SqliteFile,
+    private readonly options: ConsumeOptions,
+    private readonly onDelivery: (delivery: Delivery) => void,
+    private readonly visibilityMs: number,
+    private readonly pollMs: number,
+  ) {}
+
+  start(): void {
+    this.active = true;
+    this.unsubscribe = this.file.onChange(() => this.wake(), this.pollMs);
+    // Renew well inside the timeout so one slow tick cannot let a lease lapse.
+    this.renewTimer = setInterval(() => this.renew(), Math.max(50, Math.floor(this.visibilityMs / 3)));
+    this.renewTimer.unref();
+    this.wake();
+  }
+
+  private renew(): void {
+    if (this.held === 0) return;
+    try {
+      this.file.run(() => this.transport.sql.renew.run(Date.now() + this.visibilityMs, this.lease));
+    } catch {
+      // The next tick tries again; the lease has two more ticks of slack before it lapses.
+    }
+  }
+
+  private wake(): void {
+    if (!this.active || this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      this.fill();
+    });
+  }
+
+  /** Claims as many messages as the window has room for, queue by queue in the order given. */
+  private fill(): void {
+    if (!this.active) return;
+    clearTimeout(this.timer);
+    let room = this.options.prefetch - this.held;
+    if (room <= 0) return;
+    const now = Date.now();
+    let rows: ClaimedRow[] = [];
+    try {
+      rows = this.file.run(() =>
+        this.file.db.transaction(() => {
+          const out: ClaimedRow[] = [];
+          for (const queue of this.options.queues) {
+            if (room <= 0) break;
+            const got = this.transport.sql.claim.all(this.lease, now + this.visibilityMs, queue, now, room) as ClaimedRow[];
+            got.sort((a, b) => b.priority - a.priority || a.id - b.id);
+            out.push(...got);
+            room -= got.length;
+          }
+          return out;
+        }).immediate(),
+      );
+    } catch {
+      // A busy or failing database: try again on the next wake or poll instead of crashing the worker.
+      this.scheduleAt(Date.now() + this.pollMs);
+      return;
+    }
+    this.held += rows.length;
+    for (const row of rows) this.deliver(row);
+    if (room > 0) this.scheduleNextVisible(now);
+  }
+
+  /** Sleeps until the earliest scheduled message (eta, or another consumer's lease expiring) is due. */
+  private scheduleNextVisible(now: number): void {
+    let next = Infinity;
+    for (const queue of this.options.queues) {
+      const t = (this.transport.sql.nextVisible.get(queue, now) as { t: number | null }).t;
+      if (t !== null) next = Math.min(next, t);
+    }
+    if (next !== Infinity) this.scheduleAt(next);
+  }
+
+  private scheduleAt(when: number): void {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.wake(), Math.max(1, when - Date.now()));
+    this.timer.unref();
+  }
+
+  private deliver(row: ClaimedRow): void {
+    let settled = false;
+    const settle = (fn: () => void): void => {
+      if (settled) return;
+      settled = true;
+      try {
+        this.file.run(fn);
+      } finally {
+        this.held--;
+        if (this.active) this.wake();
+        else if (this.held === 0) this.finish();
+      }
+    };
+    const message = decodeEnvelope(row.envelope);
+    this.onDelivery({
+      message,
+      queue: row.queue,
+      redelivered: row.deliveries > 1,
+      ack: async () => settle(() => this.transport.sql.ack.run(row.id, this.lease)),
+      reject: async ({ requeue, reason }) =>
+        settle(() => {
+          if (requeue) {
+            this.transport.sql.requeue.run(row.id, this.lease);
+            this.file.notify();
+            return;
+          }
+          const { taskId, taskName } = describeMessage(message);
+          this.file.db.transaction(() => {
+            this.transport.sql.toDead.run(reason ?? 'rejected', taskId, taskName, Date.now(), row.id, this.lease);
+            this.transport.sql.ack.run(row.id, this.lease);
+          })();
+        }),
+    });
+  }
+
+  /** Stops claiming; held deliveries keep their leases until they are settled. */
+  stop(): void {
+    this.active = false;
+    clearTimeout(this.timer);
+    this.unsubscribe?.();
+    this.unsubscribe = undefined;
+    if (this.held === 0) this.finish();
+  }
+
+  private finish(): void {
+    clearInterval(this.renewTimer);
+    this.transport.forget(this);
+  }
+
+  /** Hands every held message back for immediate redelivery (transport close). */
+  releaseAll(): void {
+    this.stop();
+    try {
+      this.file.run(() => this.transport.sql.releaseAll.run(this.lease));
+    } catch {
+      // If this fails the leases lapse on their own after the visibility timeout.
+    }
+    clearInterval(this.renewTimer);
+  }
+}

@@ -1,0 +1,96 @@
+// The transport contract: what every broker engine (memory, sqlite, later redis and amqp) provides.
+// Engines implement storage and hand-out; the semantics above them (routing, acks after store, retries)
+// live once in app/ and worker/. A transport is done when test/conformance/transport.suite.ts passes.
+
+import type { WireMessage } from '../protocol/message.ts';
+
+export interface TransportCapabilities {
+  /** Messages published with `delayUntil` stay invisible until then, inside the broker. */
+  delayedDelivery: boolean;
+  /** Higher-priority messages in a queue are handed out first. */
+  priorities: boolean;
+  /** Producers and consumers in different processes share it. */
+  crossProcess: boolean;
+}
+
+export interface Route {
+  queue: string;
+  priority?: number;
+  /** Not handed out before this time (countdown / eta). */
+  delayUntil?: Date | null;
+}
+
+export interface Delivery {
+  readonly message: WireMessage;
+  readonly queue: string;
+  /** True when this message was handed out before and not acknowledged (a consumer died or released it). */
+  readonly redelivered: boolean;
+  /** Removes the message for good. Call only after its outcome is stored. */
+  ack(): Promise<void>;
+  /**
+   * `requeue: true` makes the message visible again at once (shutdown, a slot that must give it back);
+   * `requeue: false` moves it to the dead letters with `reason`, where `requeueDeadLetter` can send it again.
+   */
+  reject(opts: { requeue: boolean; reason?: string }): Promise<void>;
+}
+
+export interface ConsumeOptions {
+  queues: readonly string[];
+  /** At most this many deliveries are held (handed out and not yet acked or rejected) at once. */
+  prefetch: number;
+}
+
+export interface Subscription {
+  /** Stops handing out new deliveries. Held deliveries stay valid, and their leases are kept, until settled. */
+  cancel(): Promise<void>;
+}
+
+export interface DeadLetter {
+  id: string;
+  queue: string;
+  reason: string;
+  taskId: string | null;
+  taskName: string | null;
+  createdAt: Date;
+  message: WireMessage;
+}
+
+export interface QueueStats {
+  queue: string;
+  /** Visible now. */
+  ready: number;
+  /** Waiting for their countdown or eta. */
+  scheduled: number;
+  /** Handed out to a consumer and not yet acknowledged. */
+  unacked: number;
+}
+
+export interface Transport {
+  readonly url: string;
+  readonly capabilities: TransportCapabilities;
+  /** Resolves only once the broker has the message durably. */
+  publish(message: WireMessage, route: Route): Promise<void>;
+  /** Publishes a batch in one round trip (one transaction) where the engine can. */
+  publishMany(batch: ReadonlyArray<readonly [WireMessage, Route]>): Promise<void>;
+  /**
+   * Hands out deliveries to `onDelivery`, never more than `prefetch` held at once. While a delivery is held
+   * its lease is renewed by this process, so a long task is never handed to a second consumer; if this
+   * process dies, the message becomes visible again after the visibility timeout.
+   */
+  consume(options: ConsumeOptions, onDelivery: (delivery: Delivery) => void): Promise<Subscription>;
+  purge(queue: string): Promise<number>;
+  /** Messages waiting in the queue (ready plus scheduled), not counting those handed out. */
+  depth(queue: string): Promise<number>;
+  stats(): Promise<QueueStats[]>;
+  listDeadLetters(options?: { limit?: number }): Promise<DeadLetter[]>;
+  /** Publishes a dead letter's message again to its queue and removes the record. False if no such id. */
+  requeueDeadLetter(id: string): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+/** Reads the task id and name of a message for dead-letter records, without trusting the message. */
+export function describeMessage(message: WireMessage): { taskId: string | null; taskName: string | null } {
+  const id = message.headers['id'];
+  const task = message.headers['task'];
+  return { taskId: typeof id === 'string' ? id : null, taskName: typeof task === 'string' ? task : null };
+}
