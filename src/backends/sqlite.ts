@@ -37,7 +37,7 @@ export class SqliteBackend implements ResultBackend {
     this.sql = this.file.run(() => ({
       store: db.prepare(
         `INSERT INTO fennel_results (task_id, status, meta, seq, updated_at)
-         VALUES (?1, ?2, ?3, (SELECT IFNULL(MAX(seq), 0) + 1 FROM fennel_results), ?4)
+         VALUES (?, ?, ?, (SELECT IFNULL(MAX(seq), 0) + 1 FROM fennel_results), ?)
          ON CONFLICT (task_id) DO UPDATE SET status = excluded.status, meta = excluded.meta,
            seq = excluded.seq, updated_at = excluded.updated_at
          WHERE fennel_results.status <> 'SUCCESS'`,

@@ -106,7 +106,7 @@ export class SqliteTransport implements Transport {
 
   async stats(): Promise<QueueStats[]> {
     this.check();
-    const rows = this.file.run(() => this.sql.stats.all(Date.now()) as QueueStats[]);
+    const rows = this.file.run(() => this.sql.stats.all({ now: Date.now() }) as QueueStats[]);
     return rows;
   }
 
@@ -174,8 +174,8 @@ function prepare(db: Database.Database) {
     depth: db.prepare('SELECT COUNT(*) AS n FROM fennel_messages WHERE queue = ? AND lease IS NULL'),
     stats: db.prepare(
       `SELECT queue,
-              SUM(lease IS NULL AND visible_at <= ?1) AS ready,
-              SUM(lease IS NULL AND visible_at > ?1) AS scheduled,
+              SUM(lease IS NULL AND visible_at <= @now) AS ready,
+              SUM(lease IS NULL AND visible_at > @now) AS scheduled,
               SUM(lease IS NOT NULL) AS unacked
        FROM fennel_messages GROUP BY queue ORDER BY queue`,
     ),

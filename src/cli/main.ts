@@ -1,0 +1,17 @@
+// The `fennel` command: one subcommand per file beside this one.
+
+import { Command } from 'commander';
+import { registerCall } from './call.ts';
+import { registerDeadLetters } from './dead-letters.ts';
+import { registerPurge } from './purge.ts';
+import { registerStatus } from './status.ts';
+import { registerWorker } from './worker.ts';
+
+const program = new Command('fennel').description('Fennel: a distributed task queue for TypeScript, on Celery\'s wire protocol').version('0.1.0');
+program.exitOverride((error) => process.exit(error.exitCode === 1 ? 2 : error.exitCode));
+registerWorker(program);
+registerCall(program);
+registerPurge(program);
+registerStatus(program);
+registerDeadLetters(program);
+await program.parseAsync(process.argv);

@@ -1,0 +1,68 @@
+// `fennel worker --app ./tasks.ts [-c N] [-Q q1,q2] [-P process|thread|async]`: run tasks until stopped.
+// SIGTERM or the first SIGINT: warm shutdown (finish within the grace period, exit 0).
+// A second SIGINT: cold shutdown (hand back what is held and exit at once, code 130).
+
+import type { Command } from 'commander';
+import { Worker, type PoolKind } from '../worker/worker.ts';
+import { loadApp } from '../worker/load-app.ts';
+import { fail, guard } from './common.ts';
+
+interface Flags {
+  app?: string;
+  concurrency?: string;
+  queues?: string;
+  pool: string;
+  loglevel: string;
+  grace: string;
+  prefetchMultiplier: string;
+}
+
+export function registerWorker(program: Command): void {
+  program
+    .command('worker')
+    .description('run a worker that consumes queues and runs tasks')
+    .requiredOption('-A, --app <path>', 'tasks module that exports a Fennel app')
+    .option('-c, --concurrency <n>', 'tasks run at once (default: number of CPUs)')
+    .option('-Q, --queues <list>', "comma-separated queues to consume (default: the app's default queue)")
+    .option('-P, --pool <kind>', 'process | thread | async', 'process')
+    .option('-l, --loglevel <level>', 'trace | debug | info | warn | error', 'info')
+    .option('--grace <seconds>', 'on shutdown, how long running tasks may take to finish', '30')
+    .option('--prefetch-multiplier <n>', 'deliveries held per slot', '4')
+    .action((flags: Flags) => guard(() => runWorker(flags)));
+}
+
+async function runWorker(flags: Flags): Promise<void> {
+  if (!['process', 'thread', 'async'].includes(flags.pool)) fail(`--pool must be process, thread or async (got '${flags.pool}')`);
+  const concurrency = flags.concurrency === undefined ? undefined : Number(flags.concurrency);
+  if (concurrency !== undefined && (!Number.isInteger(concurrency) || concurrency < 1)) fail(`--concurrency must be a positive integer (got '${flags.concurrency}')`);
+  const { app, path } = await loadApp(flags.app!);
+  const worker = new Worker(app, {
+    appPath: path,
+    pool: flags.pool as PoolKind,
+    ...(concurrency ? { concurrency } : {}),
+    ...(flags.queues ? { queues: flags.queues.split(',').map((q) => q.trim()).filter(Boolean) } : {}),
+    logLevel: flags.loglevel,
+    graceSec: Number(flags.grace),
+    prefetchMultiplier: Number(flags.prefetchMultiplier),
+  });
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    signals++;
+    if (signals === 1) {
+      worker.log.info(`${signal}: warm shutdown (press Ctrl-C again to exit at once)`);
+      worker.stop().then(
+        () => process.exit(0),
+        (error: unknown) => {
+          worker.log.error({ err: error }, 'error during shutdown');
+          process.exit(1);
+        },
+      );
+    } else if (signal === 'SIGINT') {
+      worker.log.warn(`${signal} again: cold shutdown; ${worker.holding} unfinished task(s) will be delivered again`);
+      void worker.abort().finally(() => process.exit(130));
+    }
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  await worker.start();
+}

@@ -1,0 +1,230 @@
+// The life of one delivery, top to bottom: decode → check (registered, expired, early) → mark started →
+// run in the pool → store the outcome → acknowledge. Every path stores before it acks; if storing fails the
+// message is handed back, so a task is never lost, only (rarely) run twice: at-least-once.
+
+import type { Logger } from 'pino';
+import type { Fennel } from '../app/fennel.ts';
+import { suggest } from '../app/suggest.ts';
+import { decodeJson } from '../protocol/json.ts';
+import { buildRetryMessage, parseTaskMessage, type TaskRequest } from '../protocol/message.ts';
+import { exceptionInfo, nowIso, type ExceptionInfo, type TaskMeta } from '../protocol/result.ts';
+import { States } from '../protocol/states.ts';
+import type { Delivery } from '../transports/transport.ts';
+import type { ErrorReport, Job, Outcome, Pool } from './pools/pool.ts';
+
+export interface ExecutorContext {
+  app: Fennel;
+  pool: Pool;
+  log: Logger;
+  /** Celery-style node name, `fennel@host`, written into results. */
+  workerName: string;
+  /** True once the worker has handed its messages back (shutdown past the grace period): store nothing more. */
+  abandoned(): boolean;
+  /** Waits for a free pool slot; resolves false if the worker is stopping and the message should go back. */
+  acquireSlot(): Promise<boolean>;
+  releaseSlot(): void;
+}
+
+const REQUEUE_PAUSE_MS = 1000;
+
+/** Handles one delivery to the end. Never throws: every failure ends in an ack, a dead letter or a requeue. */
+export async function execute(delivery: Delivery, ctx: ExecutorContext): Promise<void> {
+  let request: TaskRequest | undefined;
+  try {
+    request = await decode(delivery, ctx);
+    if (!request) return;
+    if (await refuseUnregistered(request, delivery, ctx)) return;
+    if (await revokeIfExpired(request, delivery, ctx)) return;
+    if (await deferIfEarly(request, delivery, ctx)) return;
+    if (!(await ctx.acquireSlot())) {
+      await delivery.reject({ requeue: true });
+      return;
+    }
+    try {
+      await markStarted(request, ctx);
+      const startedAt = performance.now();
+      const outcome = await ctx.pool.run(toJob(request), { onProgress: (metaJson) => void storeProgress(request!, metaJson, ctx) });
+      await settle(request, delivery, outcome, (performance.now() - startedAt) / 1000, ctx);
+    } finally {
+      ctx.releaseSlot();
+    }
+  } catch (error) {
+    if (ctx.abandoned()) return;
+    // The outcome could not be stored (or the message not settled): hand it back to run again, after a
+    // pause, so a result store that is down does not turn into a hot loop of redeliveries.
+    ctx.log.error({ err: error, id: request?.id }, `could not complete ${request ? `task ${request.name}[${request.id}]` : 'a delivery'}; returning it to the queue in ${REQUEUE_PAUSE_MS} ms`);
+    await new Promise((resolve) => setTimeout(resolve, REQUEUE_PAUSE_MS));
+    await delivery.reject({ requeue: true }).catch(() => {});
+  }
+}
+
+function toJob(request: TaskRequest): Job {
+  return {
+    id: request.id,
+    name: request.name,
+    args: request.args,
+    kwargs: request.kwargs,
+    retries: request.retries,
+    queue: request.queue,
+    timeLimitSec: request.timeLimitSec,
+    softTimeLimitSec: request.softTimeLimitSec,
+  };
+}
+
+/** Parses the message; one that does not parse goes to the dead letters with the reason. */
+async function decode(delivery: Delivery, ctx: ExecutorContext): Promise<TaskRequest | undefined> {
+  try {
+    const request = parseTaskMessage(delivery.message);
+    ctx.log.info({ task: request.name, id: request.id, redelivered: delivery.redelivered || undefined }, `Task ${request.name}[${request.id}] received`);
+    return request;
+  } catch (error) {
+    const reason = (error as Error).message;
+    const id = delivery.message.headers['id'];
+    ctx.log.error({ queue: delivery.queue, reason }, `malformed message on queue ${delivery.queue}: ${reason}; moved to dead letters`);
+    // If the message names an id, its caller learns of the failure at once instead of waiting for ever.
+    if (typeof id === 'string') await ctx.app.backend.store(failureMeta(id, exceptionInfo('ProtocolError', reason, 'fennel'), null));
+    await delivery.reject({ requeue: false, reason: `ProtocolError: ${reason}` });
+    return undefined;
+  }
+}
+
+/** Celery's behaviour for an unknown task (FAILURE NotRegistered, so get() fails fast), plus a dead letter. */
+async function refuseUnregistered(request: TaskRequest, delivery: Delivery, ctx: ExecutorContext): Promise<boolean> {
+  if (ctx.app.registry.has(request.name)) return false;
+  const hint = suggest(request.name, ctx.app.registry.keys());
+  const reason = `NotRegistered: ${request.name}${hint ? ` — did you mean '${hint}'?` : ''}`;
+  ctx.log.error({ task: request.name, id: request.id }, `Received unregistered task ${request.name}[${request.id}]${hint ? ` — did you mean '${hint}'?` : ''}; moved to dead letters`);
+  await ctx.app.backend.store(failureMeta(request.id, { exc_type: 'NotRegistered', exc_message: [request.name], exc_module: 'celery.exceptions' }, null, request, ctx));
+  await delivery.reject({ requeue: false, reason });
+  return true;
+}
+
+async function revokeIfExpired(request: TaskRequest, delivery: Delivery, ctx: ExecutorContext): Promise<boolean> {
+  if (!request.expires || request.expires.getTime() > Date.now()) return false;
+  ctx.log.info({ task: request.name, id: request.id }, `Task ${request.name}[${request.id}] expired; revoked`);
+  await ctx.app.backend.store({
+    ...baseMeta(request, ctx),
+    status: States.REVOKED,
+    result: { exc_type: 'TaskRevokedError', exc_message: ['expired'], exc_module: 'celery.exceptions' },
+  });
+  await delivery.ack();
+  return true;
+}
+
+/**
+ * A message due later than now (an eta from a producer that put it straight on the queue) goes back to the
+ * broker's delayed delivery rather than being held in this worker's memory.
+ */
+async function deferIfEarly(request: TaskRequest, delivery: Delivery, ctx: ExecutorContext): Promise<boolean> {
+  if (!request.eta || request.eta.getTime() <= Date.now() + 5) return false;
+  const transport = ctx.app.transport;
+  if (!transport.capabilities.delayedDelivery) return false;
+  await transport.publish(delivery.message, { queue: delivery.queue, priority: request.priority, delayUntil: request.eta });
+  await delivery.ack();
+  return true;
+}
+
+async function markStarted(request: TaskRequest, ctx: ExecutorContext): Promise<void> {
+  if (!ctx.app.config.trackStarted) return;
+  await ctx.app.backend.store({ ...baseMeta(request, ctx), status: States.STARTED, result: { pid: process.pid, hostname: ctx.workerName } });
+}
+
+async function storeProgress(request: TaskRequest, metaJson: string, ctx: ExecutorContext): Promise<void> {
+  try {
+    await ctx.app.backend.store({ ...baseMeta(request, ctx), status: States.PROGRESS, result: decodeJson(metaJson) });
+  } catch (error) {
+    ctx.log.warn({ err: error, id: request.id }, 'could not store progress');
+  }
+}
+
+/** Stores the outcome, then acknowledges (or dead-letters) the delivery. */
+async function settle(request: TaskRequest, delivery: Delivery, outcome: Outcome, runtimeSec: number, ctx: ExecutorContext): Promise<void> {
+  const label = `Task ${request.name}[${request.id}]`;
+  const fields = { task: request.name, id: request.id, runtimeSec: Number(runtimeSec.toFixed(6)) };
+  switch (outcome.kind) {
+    case 'success':
+      if (!request.ignoreResult) {
+        await ctx.app.backend.store({ ...baseMeta(request, ctx), status: States.SUCCESS, result: decodeJson(outcome.resultJson) });
+      }
+      ctx.log.info(fields, `${label} succeeded in ${runtimeSec.toFixed(6)}s: ${truncate(outcome.resultJson)}`);
+      await delivery.ack();
+      return;
+    case 'failure':
+      await ctx.app.backend.store(failureMeta(request.id, errorInfo(outcome.error), outcome.error.stack, request, ctx));
+      ctx.log.error({ ...fields, error: outcome.error.message }, `${label} raised ${outcome.error.name}: ${outcome.error.message}`);
+      await delivery.ack();
+      return;
+    case 'retry':
+      await retry(request, delivery, outcome.countdownSec, exceptionInfo('Retry', outcome.reason ?? `retry in ${outcome.countdownSec} s`, 'celery.exceptions'), ctx);
+      ctx.log.info(fields, `${label} retry: in ${outcome.countdownSec}s (attempt ${request.retries + 1})`);
+      return;
+    case 'reject':
+      await ctx.app.backend.store(failureMeta(request.id, exceptionInfo('Reject', outcome.reason, 'celery.exceptions'), null, request, ctx));
+      ctx.log.warn(fields, `${label} rejected: ${outcome.reason}; moved to dead letters`);
+      await delivery.reject({ requeue: false, reason: `Reject: ${outcome.reason}` });
+      return;
+    case 'lost': {
+      const info = exceptionInfo('WorkerLostError', outcome.detail, 'billiard.exceptions');
+      if (request.retries < maxRetries(request, ctx)) {
+        await retry(request, delivery, 0, info, ctx);
+        ctx.log.error(fields, `${label} lost its pool slot (${outcome.detail}); retrying (attempt ${request.retries + 1})`);
+      } else {
+        await ctx.app.backend.store(failureMeta(request.id, info, null, request, ctx));
+        ctx.log.error(fields, `${label} lost its pool slot (${outcome.detail}); no retries left`);
+        await delivery.ack();
+      }
+      return;
+    }
+    case 'timeout': {
+      const info = exceptionInfo('TimeLimitExceeded', `hard time limit (${outcome.seconds} s) exceeded`, 'billiard.exceptions');
+      await ctx.app.backend.store(failureMeta(request.id, info, null, request, ctx));
+      ctx.log.error(fields, `${label} killed: hard time limit of ${outcome.seconds}s exceeded`);
+      await delivery.ack();
+      return;
+    }
+  }
+}
+
+/** Publishes the next attempt before acknowledging this one, so a crash in between duplicates, never loses. */
+async function retry(request: TaskRequest, delivery: Delivery, countdownSec: number, info: ExceptionInfo, ctx: ExecutorContext): Promise<void> {
+  const eta = countdownSec > 0 ? new Date(Date.now() + countdownSec * 1000) : null;
+  await ctx.app.transport.publish(buildRetryMessage(request, eta, delivery.queue), { queue: delivery.queue, priority: request.priority, delayUntil: eta });
+  await ctx.app.backend.store({ ...baseMeta(request, ctx), status: States.RETRY, result: info });
+  await delivery.ack();
+}
+
+function maxRetries(request: TaskRequest, ctx: ExecutorContext): number {
+  return ctx.app.registry.get(request.name)?.options.maxRetries ?? ctx.app.config.maxRetries;
+}
+
+function errorInfo(error: ErrorReport): ExceptionInfo {
+  return exceptionInfo(error.name, error.message);
+}
+
+function baseMeta(request: TaskRequest, ctx: ExecutorContext): TaskMeta {
+  return {
+    status: States.PENDING,
+    result: null,
+    traceback: null,
+    children: [],
+    date_done: nowIso(),
+    task_id: request.id,
+    name: request.name,
+    args: request.args,
+    kwargs: request.kwargs,
+    worker: ctx.workerName,
+    retries: request.retries,
+    queue: request.queue,
+    parent_id: request.parentId,
+    group_id: request.group,
+  };
+}
+
+function failureMeta(id: string, info: ExceptionInfo, traceback: string | null, request?: TaskRequest, ctx?: ExecutorContext): TaskMeta {
+  const base: TaskMeta = request && ctx ? baseMeta(request, ctx) : { status: States.FAILURE, result: null, traceback: null, children: [], date_done: nowIso(), task_id: id };
+  return { ...base, status: States.FAILURE, result: info, traceback };
+}
+
+function truncate(text: string): string {
+  return text.length > 200 ? `${text.slice(0, 197)}...` : text;
+}

@@ -1,0 +1,48 @@
+// The pool contract: where a task's function actually runs. `process` (child processes, crash-isolated,
+// the default), `thread` (worker_threads) and `async` (this event loop, for I/O-bound tasks).
+// A pool runs one job per slot; `run` waits for a free slot. Everything it returns is an Outcome, never a
+// throw: a crashed slot, a time limit and a task's own error are all outcomes the executor stores.
+
+export interface Job {
+  id: string;
+  name: string;
+  args: unknown[];
+  kwargs: Record<string, unknown>;
+  retries: number;
+  queue: string | null;
+  timeLimitSec: number | null;
+  softTimeLimitSec: number | null;
+}
+
+export interface ErrorReport {
+  name: string;
+  message: string;
+  stack: string | null;
+}
+
+export type Outcome =
+  | { kind: 'success'; resultJson: string }
+  | { kind: 'failure'; error: ErrorReport }
+  | { kind: 'retry'; countdownSec: number; reason: string | null }
+  | { kind: 'reject'; reason: string }
+  /** The slot died before reporting (crash, SIGKILL, out of memory). */
+  | { kind: 'lost'; detail: string }
+  /** The hard time limit passed and the slot was killed. */
+  | { kind: 'timeout'; seconds: number };
+
+export interface JobHooks {
+  /** The task called ctx.progress(meta); `metaJson` is already encoded. */
+  onProgress(metaJson: string): void;
+}
+
+export interface Pool {
+  readonly kind: 'process' | 'thread' | 'async';
+  readonly size: number;
+  /** Starts the slots; rejects if the app cannot be loaded in them. */
+  start(): Promise<void>;
+  run(job: Job, hooks: JobHooks): Promise<Outcome>;
+  /** Aborts the signals of running jobs (hard shutdown). */
+  abortAll(reason: string): void;
+  /** Stops the slots. Jobs still running are killed and report `lost`. */
+  close(): Promise<void>;
+}

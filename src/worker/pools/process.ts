@@ -1,0 +1,42 @@
+// The process pool (default): each slot is a child process, so a crash, an out-of-memory or an infinite
+// loop takes down one slot, never the worker. Children load TypeScript through tsx, like the worker.
+
+import { fork } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { pathToFileURL } from 'node:url';
+import type { FromSlot, SlotData } from './ipc.ts';
+import { SlotPool, type SlotHandle } from './slots.ts';
+
+/** The slot entry beside this file: slot-main.ts under tsx, slot-main.js when built. */
+export function slotEntry(): URL {
+  return new URL(import.meta.url.endsWith('.ts') ? './slot-main.ts' : './slot-main.js', import.meta.url);
+}
+
+/** Node flags for slots: the worker's own, plus tsx so they can load the user's .ts tasks module. */
+export function slotExecArgv(): string[] {
+  const argv = [...process.execArgv].filter((a) => !a.startsWith('--inspect'));
+  if (!argv.some((a) => a.includes('tsx'))) {
+    const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
+    argv.push('--import', tsx);
+  }
+  return argv;
+}
+
+export function processPool(size: number, data: SlotData): SlotPool {
+  const execArgv = slotExecArgv();
+  return new SlotPool('process', size, (): SlotHandle => {
+    const child = fork(slotEntry(), [], {
+      execArgv,
+      env: { ...process.env, FENNEL_SLOT_DATA: JSON.stringify(data) },
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
+    return {
+      send: (message) => {
+        if (child.connected) child.send(message);
+      },
+      kill: () => child.kill('SIGKILL'),
+      onMessage: (listener) => child.on('message', (m) => listener(m as FromSlot)),
+      onExit: (listener) => child.once('exit', (code, signal) => listener(signal ? `killed by ${signal}` : `exit code ${code}`)),
+    };
+  });
+}

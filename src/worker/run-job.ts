@@ -1,0 +1,63 @@
+// Runs one job against an app's registry, inside a task context, and turns whatever happens into an
+// Outcome. Shared by the async pool (in the worker process) and by process/thread slots (in children).
+
+import { makeContext, runInContext } from '../app/context.ts';
+import type { RegisteredTask } from '../app/task.ts';
+import type { Reject, Retry } from '../errors.ts';
+import { encodeJson } from '../protocol/json.ts';
+import type { ErrorReport, Job, Outcome } from './pools/pool.ts';
+
+export function errorReport(error: unknown): ErrorReport {
+  if (error instanceof Error) return { name: error.name || 'Error', message: error.message, stack: error.stack ?? null };
+  return { name: 'Error', message: typeof error === 'string' ? error : safeText(error), stack: null };
+}
+
+function safeText(value: unknown): string {
+  try {
+    return JSON.stringify(value) ?? String(value);
+  } catch {
+    return String(value);
+  }
+}
+
+/** Celery kwargs reach a Fennel task as one trailing object argument (docs/protocol.md). */
+export function callArguments(job: Pick<Job, 'args' | 'kwargs'>): unknown[] {
+  return Object.keys(job.kwargs).length > 0 ? [...job.args, job.kwargs] : job.args;
+}
+
+export async function runJob(
+  registry: ReadonlyMap<string, RegisteredTask>,
+  job: Job,
+  signal: AbortSignal,
+  onProgress: (metaJson: string) => void,
+): Promise<Outcome> {
+  const task = registry.get(job.name);
+  if (!task) return { kind: 'failure', error: { name: 'NotRegistered', message: job.name, stack: null } };
+  const context = makeContext({
+    id: job.id,
+    name: job.name,
+    retries: job.retries,
+    queue: job.queue,
+    signal,
+    progress: async (meta) => onProgress(encodeJson(meta, 'progress meta')),
+  });
+  let value: unknown;
+  try {
+    value = await runInContext(context, () => task.fn(...callArguments(job)));
+  } catch (error) {
+    // Codes, not instanceof: the app may have imported another copy of Fennel (dist/ beside src/).
+    const code = (error as { code?: unknown } | null)?.code;
+    if (code === 'FENNEL_RETRY') {
+      const retry = error as Retry;
+      return { kind: 'retry', countdownSec: retry.countdownSec, reason: retry.reason === undefined ? null : String(retry.reason) };
+    }
+    if (code === 'FENNEL_REJECT') return { kind: 'reject', reason: (error as Reject).reason };
+    return { kind: 'failure', error: errorReport(error) };
+  }
+  try {
+    // A task that returns nothing stores null, as a Python task returning None does.
+    return { kind: 'success', resultJson: value === undefined ? 'null' : encodeJson(value, 'result') };
+  } catch (error) {
+    return { kind: 'failure', error: errorReport(error) };
+  }
+}

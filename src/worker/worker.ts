@@ -1,0 +1,144 @@
+// The worker's lifecycle: start the pool → consume the queues → run each delivery through the executor →
+// on stop, take no more work, let what is running finish within the grace period, hand back the rest.
+// The prefetch window is concurrency × prefetchMultiplier deliveries, as in Celery.
+
+import { cpus, hostname } from 'node:os';
+import pino, { type Logger } from 'pino';
+import type { Fennel } from '../app/fennel.ts';
+import { ConfigError } from '../errors.ts';
+import type { Delivery, Subscription } from '../transports/transport.ts';
+import { execute, type ExecutorContext } from './executor.ts';
+import { AsyncPool } from './pools/async.ts';
+import type { Pool } from './pools/pool.ts';
+import { processPool } from './pools/process.ts';
+import { threadPool } from './pools/thread.ts';
+
+export type PoolKind = 'process' | 'thread' | 'async';
+
+export interface WorkerOptions {
+  /** Queues to consume, in order of preference. Default: the app's default queue. */
+  queues?: string[];
+  /** Tasks run at once. Default: the number of CPUs. */
+  concurrency?: number;
+  pool?: PoolKind;
+  /** Path of the tasks module; `process` and `thread` slots load it. Required for those pools. */
+  appPath?: string;
+  /** Deliveries held per slot (Celery's worker_prefetch_multiplier). */
+  prefetchMultiplier?: number;
+  /** On stop, how long running tasks may take to finish before they are handed back. */
+  graceSec?: number;
+  logger?: Logger;
+  logLevel?: string;
+}
+
+export class Worker {
+  readonly name = `fennel@${hostname()}`;
+  readonly queues: string[];
+  readonly concurrency: number;
+  readonly poolKind: PoolKind;
+  readonly log: Logger;
+  private pool: Pool | undefined;
+  private subscription: Subscription | undefined;
+  private readonly inFlight = new Set<Promise<void>>();
+  private readonly held = new Set<Delivery>();
+  private busy = 0;
+  private readonly slotWaiters: Array<(ok: boolean) => void> = [];
+  private stopping = false;
+  private abandoned = false;
+
+  constructor(
+    readonly app: Fennel,
+    private readonly options: WorkerOptions = {},
+  ) {
+    this.queues = options.queues?.length ? options.queues : [app.config.defaultQueue];
+    this.concurrency = options.concurrency ?? cpus().length;
+    if (!Number.isInteger(this.concurrency) || this.concurrency < 1) throw new ConfigError(`concurrency must be a positive integer (got ${this.concurrency})`);
+    this.poolKind = options.pool ?? 'process';
+    if (!['process', 'thread', 'async'].includes(this.poolKind)) throw new ConfigError(`pool must be process, thread or async (got '${this.poolKind}')`);
+    if (this.poolKind !== 'async' && !options.appPath) throw new ConfigError(`the ${this.poolKind} pool needs appPath, the tasks module its slots load`);
+    this.log = options.logger ?? pino({ level: options.logLevel ?? 'info', base: { worker: this.name, pid: process.pid } });
+  }
+
+  async start(): Promise<void> {
+    const data = { appPath: this.options.appPath ?? '' };
+    this.pool =
+      this.poolKind === 'process' ? processPool(this.concurrency, data) : this.poolKind === 'thread' ? threadPool(this.concurrency, data) : new AsyncPool(this.concurrency, this.app.registry);
+    await this.pool.start();
+    const context = this.executorContext(this.pool);
+    this.subscription = await this.app.transport.consume({ queues: this.queues, prefetch: this.concurrency * (this.options.prefetchMultiplier ?? 4) }, (delivery) => {
+      this.held.add(delivery);
+      const done = execute(delivery, context).finally(() => {
+        this.held.delete(delivery);
+        this.inFlight.delete(done);
+      });
+      this.inFlight.add(done);
+    });
+    this.log.info(
+      { queues: this.queues, concurrency: this.concurrency, pool: this.poolKind, broker: this.app.config.broker, tasks: [...this.app.registry.keys()] },
+      `worker ready: ${this.poolKind} pool × ${this.concurrency}, queues ${this.queues.join(', ')}`,
+    );
+  }
+
+  private executorContext(pool: Pool): ExecutorContext {
+    return {
+      app: this.app,
+      pool,
+      log: this.log,
+      workerName: this.name,
+      abandoned: () => this.abandoned,
+      acquireSlot: () => {
+        if (this.stopping) return Promise.resolve(false);
+        if (this.busy < this.concurrency) {
+          this.busy++;
+          return Promise.resolve(true);
+        }
+        return new Promise((resolve) => this.slotWaiters.push(resolve));
+      },
+      releaseSlot: () => {
+        const next = this.slotWaiters.shift();
+        if (next && !this.stopping) next(true);
+        else {
+          this.busy--;
+          next?.(false);
+        }
+      },
+    };
+  }
+
+  /** Deliveries this worker holds now (running or waiting for a slot). */
+  get holding(): number {
+    return this.held.size;
+  }
+
+  /**
+   * Warm shutdown: stop taking work, give deliveries still waiting for a slot back at once, let running
+   * tasks finish for up to `graceSec`, then hand back whatever is left and stop the pool.
+   */
+  async stop(graceSec = this.options.graceSec ?? 30): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    await this.subscription?.cancel();
+    for (const waiter of this.slotWaiters.splice(0)) waiter(false);
+    const drained = Promise.all([...this.inFlight]).then(() => true);
+    const timedOut = new Promise<false>((resolve) => setTimeout(() => resolve(false), graceSec * 1000).unref());
+    if (await Promise.race([drained, timedOut])) {
+      await this.pool?.close();
+      await this.app.close();
+    } else {
+      this.log.warn({ holding: this.held.size }, `grace period of ${graceSec}s over; handing ${this.held.size} unfinished task(s) back to the queue`);
+      this.abandoned = true;
+      // Closing the transport first hands back what is held, for immediate redelivery elsewhere;
+      // then the slots still running are killed, and their outcomes are not stored.
+      await this.app.close();
+      await this.pool?.close();
+    }
+    this.log.info('worker stopped');
+  }
+
+  /** Cold shutdown (a second Ctrl-C): hand back held messages synchronously where the engine can, and go. */
+  async abort(): Promise<void> {
+    this.stopping = true;
+    this.abandoned = true;
+    await Promise.race([this.app.close(), new Promise((r) => setTimeout(r, 1000).unref())]);
+  }
+}
