@@ -6,9 +6,9 @@ import { randomUUID } from 'node:crypto';
 import { createBackend } from '../backends/index.ts';
 import type { ResultBackend } from '../backends/backend.ts';
 import { ConfigError, PayloadTooLargeError } from '../errors.ts';
-import { bodyBytes, buildTaskMessage } from '../protocol/message.ts';
+import { bodyBytes, buildTaskMessage, type WireMessage } from '../protocol/message.ts';
 import { createTransport } from '../transports/index.ts';
-import type { Transport } from '../transports/transport.ts';
+import type { Route as TransportRoute, Transport } from '../transports/transport.ts';
 import { compileRoutes, resolveConfig, type FennelOptions, type ResolvedConfig } from './config.ts';
 import { AsyncResult } from './result.ts';
 import { makeTask, type CallOptions, type RegisteredTask, type Task, type TaskFunction, type TaskOptions } from './task.ts';
@@ -38,7 +38,10 @@ export class Fennel {
     if (this.tasks.has(name)) throw new ConfigError(`a task named '${name}' is already registered`);
     if (typeof fn !== 'function') throw new ConfigError(`task '${name}' needs a function`);
     this.tasks.set(name, { name, fn: fn as (...args: unknown[]) => unknown, options });
-    return makeTask(name, fn, options, (n, args, call, taskOptions) => this.send(n, args, call, taskOptions));
+    return makeTask(name, fn, options, {
+      send: (n, args, call, taskOptions) => this.send(n, args, call, taskOptions),
+      sendMany: (n, argsList, call) => this.sendMany(n, argsList, call),
+    });
   }
 
   /** The registered tasks, by name. */
@@ -70,13 +73,30 @@ export class Fennel {
   }
 
   private send(name: string, args: readonly unknown[], call: CallOptions, task: TaskOptions): AsyncResult<unknown> {
+    const { message, route } = this.prepare(name, args, call, task);
+    const sent = this.transport.publish(message, route);
+    // The rejection is re-thrown by get() and by awaiting `result.sent`; this keeps it from being unhandled.
+    sent.catch(() => {});
+    return new AsyncResult(message.headers['id'] as string, () => this.backend, sent, name);
+  }
+
+  /** Sends many calls of one task in one broker round trip (one transaction on SQLite). */
+  sendMany(name: string, argsList: ReadonlyArray<readonly unknown[]>, call: Omit<CallOptions, 'taskId'> = {}): Array<AsyncResult<unknown>> {
+    const task = this.tasks.get(name)?.options ?? {};
+    const prepared = argsList.map((args) => this.prepare(name, args, call, task));
+    const sent = this.transport.publishMany(prepared.map((p) => [p.message, p.route] as const));
+    sent.catch(() => {});
+    return prepared.map((p) => new AsyncResult(p.message.headers['id'] as string, () => this.backend, sent, name));
+  }
+
+  /** Validates and encodes one call: the message and where it goes. Throws at the call site for bad input. */
+  private prepare(name: string, args: readonly unknown[], call: CallOptions, task: TaskOptions): { message: WireMessage; route: TransportRoute } {
     const id = call.taskId ?? randomUUID();
     const now = Date.now();
     const eta = call.eta ?? (call.countdown !== undefined ? new Date(now + call.countdown * 1000) : null);
     const expires = typeof call.expires === 'number' ? new Date(now + call.expires * 1000) : (call.expires ?? null);
     const queue = this.queueFor(name, call, task);
     const priority = call.priority ?? this.route(name)?.priority ?? task.priority ?? 0;
-    // Encoding happens here, synchronously, so arguments JSON cannot carry fail at the call site.
     const message = buildTaskMessage({
       id,
       name,
@@ -92,10 +112,7 @@ export class Fennel {
     });
     const size = bodyBytes(message);
     if (size > this.config.maxPayloadBytes) throw new PayloadTooLargeError(size, this.config.maxPayloadBytes);
-    const sent = this.transport.publish(message, { queue, priority, delayUntil: eta });
-    // The rejection is re-thrown by get() and by awaiting `result.sent`; this keeps it from being unhandled.
-    sent.catch(() => {});
-    return new AsyncResult(id, () => this.backend, sent, name);
+    return { message, route: { queue, priority, delayUntil: eta } };
   }
 
   /** Closes the engines this app opened. */

@@ -50,6 +50,8 @@ export interface Task<A extends unknown[], R> {
   /** Sends the call to a worker; the AsyncResult is returned at once. */
   delay(...args: A): AsyncResult<Awaited<R>>;
   applyAsync(args: A, options?: CallOptions): AsyncResult<Awaited<R>>;
+  /** Sends many calls in one broker round trip; one AsyncResult per call, in order. */
+  delayMany(argsList: ReadonlyArray<A>, options?: Omit<CallOptions, 'taskId'>): Array<AsyncResult<Awaited<R>>>;
 }
 
 export interface RegisteredTask {
@@ -58,9 +60,12 @@ export interface RegisteredTask {
   options: TaskOptions;
 }
 
-type Send = (name: string, args: readonly unknown[], call: CallOptions, task: TaskOptions) => AsyncResult<unknown>;
+interface Producer {
+  send(name: string, args: readonly unknown[], call: CallOptions, task: TaskOptions): AsyncResult<unknown>;
+  sendMany(name: string, argsList: ReadonlyArray<readonly unknown[]>, call: Omit<CallOptions, 'taskId'>): Array<AsyncResult<unknown>>;
+}
 
-export function makeTask<A extends unknown[], R>(name: string, fn: TaskFunction<A, R>, options: TaskOptions, send: Send): Task<A, R> {
+export function makeTask<A extends unknown[], R>(name: string, fn: TaskFunction<A, R>, options: TaskOptions, producer: Producer): Task<A, R> {
   const local = ((...args: A): R => {
     // An in-process call still gets a context, so task code can call currentTask() either way.
     const context = makeContext({ id: randomUUID(), name, retries: 0, queue: null, signal: new AbortController().signal, progress: async () => {} });
@@ -70,8 +75,9 @@ export function makeTask<A extends unknown[], R>(name: string, fn: TaskFunction<
     name: { value: name },
     taskName: { value: name, enumerable: true },
     options: { value: Object.freeze({ ...options }), enumerable: true },
-    delay: { value: (...args: A) => send(name, args, {}, options) },
-    applyAsync: { value: (args: A, call: CallOptions = {}) => send(name, args, call, options) },
+    delay: { value: (...args: A) => producer.send(name, args, {}, options) },
+    applyAsync: { value: (args: A, call: CallOptions = {}) => producer.send(name, args, call, options) },
+    delayMany: { value: (argsList: ReadonlyArray<A>, call: Omit<CallOptions, 'taskId'> = {}) => producer.sendMany(name, argsList, call) },
   });
   return local;
 }
