@@ -1,0 +1,691 @@
+// The conformance suite every transport engine must pass (STYLE.md principle 8): `transportSuite` registers
+// describe/it blocks against an engine factory, and tests opt in by the capabilities the engine declares.
+// Each test opens its own transports (the factory hands out a fresh, empty broker), uses randomUUID queue
+// names and closes what it opens. Waits poll with generous deadlines; a negative check ("nothing more
+// arrives") first pauses for a grace period, so a slow machine can only make it pass more easily, not fail.
+
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { createInterface } from 'node:readline';
+import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { decodeEnvelope } from '../../src/protocol/envelope.ts';
+import { buildTaskMessage, type TaskCall, type WireMessage } from '../../src/protocol/message.ts';
+import type { Delivery, QueueStats, Route, Transport, TransportCapabilities } from '../../src/transports/transport.ts';
+import { celeryA1, rawEnvelope } from '../fixtures/celery.ts';
+import { sleep, waitFor } from './helpers/wait.ts';
+
+export interface TransportOpenOptions {
+  visibilityTimeoutSec: number;
+}
+
+export type TransportFactory = (opts: TransportOpenOptions) => Promise<Transport> | Transport;
+
+export interface TransportSuiteOptions {
+  /**
+   * Opens a second transport on the same broker as `transport`, on its own connection. Required for
+   * crossProcess engines: the suite uses it to check that two connections never share a message.
+   */
+  reopen?: (transport: Transport, opts: TransportOpenOptions) => Promise<Transport> | Transport;
+}
+
+/** Pause before a negative check: long enough for several wake-ups and fallback polls of any engine. */
+const GRACE_MS = 700;
+/** Properties an envelope may add on the way through a broker (kombu puts these in `properties` too). */
+const ENVELOPE_PROPERTIES = new Set(['body_encoding', 'delivery_tag']);
+const DEFAULT_OPEN: TransportOpenOptions = { visibilityTimeoutSec: 30 };
+const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const HELPERS = fileURLToPath(new URL('./helpers/', import.meta.url));
+
+function queueName(label = 'q'): string {
+  return `conformance-${label}-${randomUUID()}`;
+}
+
+type CallOverrides = Partial<Omit<TaskCall, 'id' | 'queue'>>;
+
+function task(queue: string, overrides: CallOverrides = {}): { id: string; message: WireMessage } {
+  const id = randomUUID();
+  return { id, message: buildTaskMessage({ name: 'tests.echo', args: [id], ...overrides, id, queue }) };
+}
+
+function idOf(delivery: Delivery): string {
+  return String(delivery.message.headers['id']);
+}
+
+function withoutEnvelopeProperties(properties: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(properties).filter(([key]) => !ENVELOPE_PROPERTIES.has(key)));
+}
+
+async function statsOf(transport: Transport, queue: string): Promise<QueueStats> {
+  const row = (await transport.stats()).find((s) => s.queue === queue);
+  return row ?? { queue, ready: 0, scheduled: 0, unacked: 0 };
+}
+
+/** Records deliveries and settles them on request, tracking how many are held at once. */
+class Inbox {
+  readonly deliveries: Delivery[] = [];
+  readonly receivedAt: number[] = [];
+  readonly errors: unknown[] = [];
+  private readonly settled = new Set<Delivery>();
+  maxHeld = 0;
+  private autoAck = false;
+
+  readonly onDelivery = (delivery: Delivery): void => {
+    this.deliveries.push(delivery);
+    this.receivedAt.push(Date.now());
+    this.maxHeld = Math.max(this.maxHeld, this.held);
+    if (this.autoAck) setImmediate(() => void this.ack(delivery));
+  };
+
+  get held(): number {
+    return this.deliveries.length - this.settled.size;
+  }
+
+  get ids(): string[] {
+    return this.deliveries.map(idOf);
+  }
+
+  async ack(delivery: Delivery): Promise<void> {
+    if (this.settled.has(delivery)) return;
+    this.settled.add(delivery);
+    try {
+      await delivery.ack();
+    } catch (error) {
+      this.errors.push(error);
+    }
+  }
+
+  async reject(delivery: Delivery, opts: { requeue: boolean; reason?: string }): Promise<void> {
+    this.settled.add(delivery);
+    await delivery.reject(opts);
+  }
+
+  /** Acks every delivery held now and, from here on, each one as it arrives (on a later turn, as a worker would). */
+  async drain(): Promise<void> {
+    this.autoAck = true;
+    await Promise.all(this.deliveries.map((d) => this.ack(d)));
+  }
+
+  async waitForCount(n: number, timeoutMs = 10_000): Promise<void> {
+    await waitFor(() => this.deliveries.length >= n, { timeoutMs, what: `${n} deliveries (have ${this.deliveries.length})` });
+  }
+}
+
+/** A helper script run as a real child process, with its stdout read line by line. */
+class Child {
+  readonly lines: string[] = [];
+  private stderr = '';
+  exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+  readonly exited: Promise<void>;
+
+  constructor(readonly proc: ChildProcess) {
+    createInterface({ input: proc.stdout! }).on('line', (line) => this.lines.push(line));
+    proc.stderr!.on('data', (chunk: Buffer) => (this.stderr += chunk.toString()));
+    this.exited = new Promise((resolve) =>
+      proc.once('exit', (code, signal) => {
+        this.exit = { code, signal };
+        resolve();
+      }),
+    );
+  }
+
+  async waitForLine(prefix: string, timeoutMs = 30_000): Promise<string> {
+    await waitFor(() => this.exit !== undefined || this.lines.some((l) => l.startsWith(prefix)), { timeoutMs, what: `a "${prefix}" line from pid ${this.proc.pid}` });
+    const line = this.lines.find((l) => l.startsWith(prefix));
+    if (line === undefined) throw new Error(`child exited (${JSON.stringify(this.exit)}) before printing "${prefix}"; stderr:\n${this.stderr}`);
+    return line;
+  }
+
+  async kill(signal: NodeJS.Signals): Promise<void> {
+    if (this.exit === undefined) this.proc.kill(signal);
+    await this.exited;
+  }
+}
+
+export function transportSuite(name: string, factory: TransportFactory, capabilities: TransportCapabilities, options: TransportSuiteOptions = {}): void {
+  if (capabilities.crossProcess && !options.reopen) {
+    throw new Error(`transportSuite(${name}): a crossProcess engine must pass options.reopen`);
+  }
+
+  /** Everything a test opens, closed in reverse order however the test ends. */
+  class Scope {
+    private readonly cleanups: Array<() => Promise<unknown> | unknown> = [];
+
+    async open(opts: TransportOpenOptions = DEFAULT_OPEN): Promise<Transport> {
+      const transport = await factory(opts);
+      this.cleanups.push(() => transport.close());
+      return transport;
+    }
+
+    async reopen(transport: Transport, opts: TransportOpenOptions = DEFAULT_OPEN): Promise<Transport> {
+      const second = await options.reopen!(transport, opts);
+      this.cleanups.push(() => second.close());
+      return second;
+    }
+
+    async consume(transport: Transport, queues: string[], prefetch: number, inbox: Inbox) {
+      const subscription = await transport.consume({ queues, prefetch }, inbox.onDelivery);
+      this.cleanups.push(() => subscription.cancel());
+      return subscription;
+    }
+
+    spawnHelper(script: string, args: string[]): Child {
+      const proc = spawn(process.execPath, ['--conditions=development', '--import', 'tsx', `${HELPERS}${script}`, ...args], {
+        cwd: REPO_ROOT,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      const child = new Child(proc);
+      this.cleanups.push(() => child.kill('SIGKILL'));
+      return child;
+    }
+
+    async close(): Promise<void> {
+      for (const cleanup of this.cleanups.reverse()) {
+        try {
+          await cleanup();
+        } catch {
+          // A cleanup failure must not hide the test's own outcome; the next cleanup still runs.
+        }
+      }
+    }
+  }
+
+  const scoped = (body: (s: Scope) => Promise<void>) => async (): Promise<void> => {
+    const scope = new Scope();
+    try {
+      await body(scope);
+    } finally {
+      await scope.close();
+    }
+  };
+
+  describe(`transport conformance: ${name}`, () => {
+    it('declares the capabilities the suite was run with', scoped(async (s) => {
+      const t = await s.open();
+      assert.deepEqual({ ...t.capabilities }, { ...capabilities });
+    }));
+
+    describe('publish and consume', () => {
+      it('delivers exactly the published headers, properties and body', scoped(async (s) => {
+        const t = await s.open();
+        const q = queueName();
+        const { id, message } = task(q, {
+          args: [1, 'héllo wörld ✓ 🚀', { nested: [true, null, 2.5] }],
+          kwargs: { when: new Date('2026-01-02T03:04:05.678Z'), raw: Buffer.from([0, 1, 254, 255]) },
+          replyTo: randomUUID(),
+          expires: new Date(Date.now() + 3_600_000),
+          timeLimitSec: 30,
+          softTimeLimitSec: 20,
+          retries: 2,
+        });
+        await t.publish(message, { queue: q });
+        const inbox = new Inbox();
+        await s.consume(t, [q], 1, inbox);
+        await inbox.waitForCount(1);
+        const got = inbox.deliveries[0]!;
+        assert.equal(idOf(got), id);
+        assert.equal(got.queue, q);
+        assert.equal(got.redelivered, false);
+        assert.deepEqual(got.message.headers, message.headers);
+        assert.deepEqual(Object.keys(got.message.headers), Object.keys(message.headers), 'header order is kept');
+        assert.deepEqual(withoutEnvelopeProperties(got.message.properties), message.properties);
+        assert.equal(got.message.body, message.body);
+        assert.equal(got.message.contentType, message.contentType);
+        assert.equal(got.message.contentEncoding, message.contentEncoding);
+        assert.equal(got.message.malformed, undefined);
+        await inbox.ack(got);
+      }));
+
+      it('carries a message produced by Celery itself unchanged', scoped(async (s) => {
+        const t = await s.open();
+        const q = queueName();
+        const celery = decodeEnvelope(rawEnvelope(celeryA1.envelope));
+        await t.publish(celery, { queue: q });
+        const inbox = new Inbox();
+        await s.consume(t, [q], 1, inbox);
+        await inbox.waitForCount(1);
+        const got = inbox.deliveries[0]!;
+        assert.deepEqual(got.message.headers, celery.headers);
+        assert.deepEqual(withoutEnvelopeProperties(got.message.properties), withoutEnvelopeProperties(celery.properties));
+        assert.equal(got.message.body, celery.body);
+        await inbox.ack(got);
+      }));
+
+      it('hands out messages of one priority in publish order', scoped(async (s) => {
+        const t = await s.open();
+        const q = queueName();
+        const ids: string[] = [];
+        for (let i = 0; i < 20; i++) {
+          const { id, message } = task(q);
+          ids.push(id);
+          await t.publish(message, { queue: q });
+        }
+        const inbox = new Inbox();
+        await inbox.drain();
+        await s.consume(t, [q], 1, inbox);
+        await inbox.waitForCount(20);
+        assert.deepEqual(inbox.ids, ids);
+      }));
+
+      it('delivers every message of a publishMany batch, each to its own queue', scoped(async (s) => {
+        const t = await s.open();
+        const qa = queueName('a');
+        const qb = queueName('b');
+        const batch: Array<readonly [WireMessage, Route]> = [];
+        const expected = new Map<string, string>();
+        for (let i = 0; i < 50; i++) {
+          const queue = i % 3 === 0 ? qb : qa;
+          const { id, message } = task(queue);
+          expected.set(id, queue);
+          batch.push([message, { queue }]);
+        }
+        await t.publishMany(batch);
+        assert.equal((await t.depth(qa)) + (await t.depth(qb)), 50);
+        const inbox = new Inbox();
+        await inbox.drain();
+        await s.consume(t, [qa, qb], 10, inbox);
+        await inbox.waitForCount(50);
+        await sleep(GRACE_MS);
+        assert.equal(inbox.deliveries.length, 50, 'no message is delivered twice');
+        assert.deepEqual(new Map(inbox.deliveries.map((d) => [idOf(d), d.queue])), expected);
+        await waitFor(async () => (await t.depth(qa)) + (await t.depth(qb)) === 0, { what: 'both queues empty' });
+      }));
+
+      it('a consumer of two queues receives from both', scoped(async (s) => {
+        const t = await s.open();
+        const qa = queueName('a');
+        const qb = queueName('b');
+        const expected = new Map<string, string>();
+        for (const queue of [qa, qb, qa, qb, qa, qb]) {
+          const { id, message } = task(queue);
+          expected.set(id, queue);
+          await t.publish(message, { queue });
+        }
+        const inbox = new Inbox();
+        await inbox.drain();
+        await s.consume(t, [qa, qb], 10, inbox);
+        await inbox.waitForCount(6);
+        assert.deepEqual(new Map(inbox.deliveries.map((d) => [idOf(d), d.queue])), expected);
+      }));
+
+      it('two consumers of one queue on one transport never receive the same message and together receive all', scoped(async (s) => {
+        const t = await s.open();
+        const q = queueName();
+        const batch = Array.from({ length: 500 }, () => task(q));
+        const first = new Inbox();
+        const second = new Inbox();
+        await first.drain();
+        await second.drain();
+        await s.consume(t, [q], 10, first);
+        await s.consume(t, [q], 10, second);
+        await t.publishMany(batch.map(({ message }) => [message, { queue: q }] as const));
+        await waitFor(() => first.deliveries.length + second.deliveries.length >= 500, { timeoutMs: 60_000, what: '500 deliveries' });
+        await sleep(GRACE_MS);
+        const all = [...first.ids, ...second.ids];
+        assert.equal(all.length, 500, 'no message is delivered twice');
+        assert.deepEqual(new Set(all), new Set(batch.map((b) => b.id)));
+        assert.deepEqual([...first.errors, ...second.errors], []);
+      }));
+    });
+
+    describe('priorities', { skip: !capabilities.priorities && 'engine declares no priorities' }, () => {
+      for (const prefetch of [1, 10]) {
+        it(`hands out higher priorities first and FIFO within one (prefetch ${prefetch})`, scoped(async (s) => {
+          const t = await s.open();
+          const q = queueName();
+          const published: Array<{ id: string; priority: number }> = [];
+          for (const priority of [0, 9, 5, 9, 0, 5, 3]) {
+            const { id, message } = task(q, { priority });
+            published.push({ id, priority });
+            await t.publish(message, { queue: q, priority });
+          }
+          const expected = [...published].sort((a, b) => b.priority - a.priority).map((p) => p.id); // stable sort keeps FIFO
+          const inbox = new Inbox();
+          await inbox.drain();
+          await s.consume(t, [q], prefetch, inbox);
+          await inbox.waitForCount(published.length);
+          assert.deepEqual(inbox.ids, expected);
+        }));
+      }
+
+      it('a requeued dead letter keeps its priority', scoped(async (s) => {
+        const t = await s.open();
+        const q = queueName();
+        const urgent = task(q, { priority: 9 });
+        await t.publish(urgent.message, { queue: q, priority: 9 });
+        const inbox = new Inbox();
+        const sub = await s.consume(t, [q], 1, inbox);
+        await inbox.waitForCount(1);
+        await inbox.reject(inbox.deliveries[0]!, { requeue: false, reason: 'parked' });
+        await sub.cancel();
+        const letter = (await t.listDeadLetters()).find((l) => l.taskId === urgent.id);
+        assert.ok(letter, 'the rejected message is a dead letter');
+        const routine = [task(q), task(q), task(q)];
+        for (const r of routine) await t.publish(r.message, { queue: q });
+        assert.equal(await t.requeueDeadLetter(letter.id), true);
+        const after = new Inbox();
+        await after.drain();
+        await s.consume(t, [q], 1, after);
+        await after.waitForCount(4);
+        assert.deepEqual(after.ids, [urgent.id, ...routine.map((r) => r.id)], 'the priority-9 message comes out before the priority-0 ones');
+      }));
+    });
+
+    describe('prefetch', () => {
+      it('never holds more than the prefetch window, and one ack lets exactly one more in', scoped(async (s) => {
+        const t = await s.open();
+        const q = queueName();
+        for (let i = 0; i < 10; i++) await t.publish(task(q).message, { queue: q });
+        const inbox = new Inbox();
+        await s.consume(t, [q], 3, inbox);
+        await inbox.waitForCount(3);
+        // Wake the consumer with a new message while its window is full: it must still take nothing.
+        await t.publish(task(q).message, { queue: q });
+        await sleep(GRACE_MS);
+        assert.equal(inbox.deliveries.length, 3);
+        await inbox.ack(inbox.deliveries[0]!);
+        await inbox.waitForCount(4);
+        await sleep(GRACE_MS);
+        assert.equal(inbox.deliveries.length, 4, 'one ack frees exactly one slot');
+        await inbox.drain();
+        await inbox.waitForCount(11);
+        assert.equal(inbox.maxHeld, 3);
+        assert.equal(new Set(inbox.ids).size, 11);
+      }));
+    });
+
+    describe('ack and reject', () => {
+      it('ack removes the message for good', scoped(async (s) => {
+        const t = await s.open({ visibilityTimeoutSec: 1 });
+        const q = queueName();
+        const { id, message } = task(q);
+        await t.publish(message, { queue: q });
+        const inbox = new Inbox();
+        const sub = await s.consume(t, [q], 1, inbox);
+        await inbox.waitForCount(1);
+        assert.equal((await statsOf(t, q)).unacked, 1);
+        await inbox.ack(inbox.deliveries[0]!);
+        assert.deepEqual(inbox.errors, []);
+        assert.equal(await t.depth(q), 0);
+        assert.deepEqual(await statsOf(t, q), { queue: q, ready: 0, scheduled: 0, unacked: 0 });
+        // Past the visibility timeout, neither the old consumer nor a new one sees it again.
+        await sub.cancel();
+        const later = new Inbox();
+        await s.consume(t, [q], 1, later);
+        await sleep(2_000 + GRACE_MS);
+        assert.deepEqual([...inbox.ids, ...later.ids], [id]);
+      }));
+
+      it('reject with requeue hands the message out again, marked redelivered', scoped(async (s) => {
+        const t = await s.open();
+        const q = queueName();
+        const { id, message } = task(q);
+        await t.publish(message, { queue: q });
+        const inbox = new Inbox();
+        await s.consume(t, [q], 1, inbox);
+        await inbox.waitForCount(1);
+        assert.equal(inbox.deliveries[0]!.redelivered, false);
+        await inbox.reject(inbox.deliveries[0]!, { requeue: true });
+        await inbox.waitForCount(2);
+        const again = inbox.deliveries[1]!;
+        assert.equal(idOf(again), id);
+        assert.equal(again.redelivered, true);
+        assert.deepEqual(again.message.headers, message.headers);
+        assert.equal(again.message.body, message.body);
+        await inbox.ack(again);
+        assert.equal(await t.depth(q), 0);
+      }));
+
+      it('reject without requeue moves the message to the dead letters, and requeueDeadLetter sends it again', scoped(async (s) => {
+        const t = await s.open();
+        const q = queueName();
+        const { id, message } = task(q, { name: 'tests.poison' });
+        await t.publish(message, { queue: q });
+        const inbox = new Inbox();
+        const sub = await s.consume(t, [q], 1, inbox);
+        await inbox.waitForCount(1);
+        await inbox.reject(inbox.deliveries[0]!, { requeue: false, reason: 'poison: body[0] is not an array' });
+        assert.equal(await t.depth(q), 0);
+        assert.deepEqual(await statsOf(t, q), { queue: q, ready: 0, scheduled: 0, unacked: 0 });
+        const letters = (await t.listDeadLetters()).filter((l) => l.taskId === id);
+        assert.equal(letters.length, 1);
+        const letter = letters[0]!;
+        assert.equal(letter.queue, q);
+        assert.equal(letter.reason, 'poison: body[0] is not an array');
+        assert.equal(letter.taskName, 'tests.poison');
+        assert.ok(letter.createdAt instanceof Date && !Number.isNaN(letter.createdAt.getTime()));
+        assert.deepEqual(letter.message.headers, message.headers);
+        assert.equal(letter.message.body, message.body);
+        await sleep(GRACE_MS);
+        assert.equal(inbox.deliveries.length, 1, 'a dead letter is not handed out');
+        await sub.cancel();
+
+        assert.equal(await t.requeueDeadLetter(letter.id), true);
+        assert.deepEqual((await t.listDeadLetters()).filter((l) => l.taskId === id), []);
+        assert.equal(await t.requeueDeadLetter(letter.id), false, 'a requeued letter is gone');
+        const again = new Inbox();
+        await s.consume(t, [q], 1, again);
+        await again.waitForCount(1);
+        assert.equal(idOf(again.deliveries[0]!), id);
+        assert.deepEqual(again.deliveries[0]!.message.headers, message.headers);
+        await again.ack(again.deliveries[0]!);
+      }));
+
+      it('requeueDeadLetter returns false for an id it never issued', scoped(async (s) => {
+        const t = await s.open();
+        assert.equal(await t.requeueDeadLetter(randomUUID()), false);
+        assert.equal(await t.requeueDeadLetter('999999'), false);
+      }));
+
+      it('a dead letter records the reason given, or a default when none is', scoped(async (s) => {
+        const t = await s.open();
+        const q = queueName();
+        const { id, message } = task(q);
+        await t.publish(message, { queue: q });
+        const inbox = new Inbox();
+        await s.consume(t, [q], 1, inbox);
+        await inbox.waitForCount(1);
+        await inbox.reject(inbox.deliveries[0]!, { requeue: false });
+        const letter = (await t.listDeadLetters()).find((l) => l.taskId === id);
+        assert.ok(letter);
+        assert.equal(typeof letter.reason, 'string');
+        assert.notEqual(letter.reason, '');
+      }));
+    });
+
+    describe('purge, depth and stats', () => {
+      it('purge removes the waiting messages of one queue and returns how many', scoped(async (s) => {
+        const t = await s.open();
+        const q = queueName();
+        const other = queueName('other');
+        for (let i = 0; i < 5; i++) await t.publish(task(q).message, { queue: q });
+        for (let i = 0; i < 2; i++) await t.publish(task(other).message, { queue: other });
+        const inbox = new Inbox();
+        await s.consume(t, [q], 1, inbox);
+        await inbox.waitForCount(1);
+        assert.equal(await t.purge(q), 4, 'the held message is not waiting');
+        assert.equal(await t.depth(q), 0);
+        assert.equal(await t.depth(other), 2);
+        assert.equal(await t.purge(q), 0);
+        assert.equal(await t.purge(queueName('never-used')), 0);
+        await inbox.ack(inbox.deliveries[0]!);
+        assert.deepEqual(inbox.errors, [], 'the held message can still be acked');
+        await sleep(GRACE_MS);
+        assert.equal(inbox.deliveries.length, 1, 'purged messages are not delivered');
+      }));
+
+      it('depth counts waiting messages, not those handed out', scoped(async (s) => {
+        const t = await s.open();
+        const q = queueName();
+        assert.equal(await t.depth(q), 0);
+        for (let i = 0; i < 3; i++) await t.publish(task(q).message, { queue: q });
+        let waiting = 3;
+        if (capabilities.delayedDelivery) {
+          await t.publish(task(q).message, { queue: q, delayUntil: new Date(Date.now() + 600_000) });
+          waiting++;
+        }
+        assert.equal(await t.depth(q), waiting);
+        const inbox = new Inbox();
+        await s.consume(t, [q], 1, inbox);
+        await inbox.waitForCount(1);
+        assert.equal(await t.depth(q), waiting - 1);
+        await inbox.ack(inbox.deliveries[0]!);
+        await inbox.waitForCount(2);
+        assert.equal(await t.depth(q), waiting - 2, 'the next message was handed out');
+      }));
+
+      it('stats reports ready, scheduled and unacked per queue', scoped(async (s) => {
+        const t = await s.open();
+        const q = queueName();
+        const other = queueName('other');
+        await t.publish(task(q).message, { queue: q });
+        await t.publish(task(q).message, { queue: q });
+        if (capabilities.delayedDelivery) await t.publish(task(q).message, { queue: q, delayUntil: new Date(Date.now() + 600_000) });
+        await t.publish(task(other).message, { queue: other });
+        const inbox = new Inbox();
+        await s.consume(t, [q], 1, inbox);
+        await inbox.waitForCount(1);
+        assert.deepEqual(await statsOf(t, q), { queue: q, ready: 1, scheduled: capabilities.delayedDelivery ? 1 : 0, unacked: 1 });
+        assert.deepEqual(await statsOf(t, other), { queue: other, ready: 1, scheduled: 0, unacked: 0 });
+        await inbox.drain();
+        await inbox.waitForCount(2);
+        await waitFor(async () => (await statsOf(t, q)).unacked === 0, { what: 'no unacked messages' });
+        assert.deepEqual(await statsOf(t, q), { queue: q, ready: 0, scheduled: capabilities.delayedDelivery ? 1 : 0, unacked: 0 });
+      }));
+    });
+
+    describe('delayed delivery', { skip: !capabilities.delayedDelivery && 'engine declares no delayed delivery' }, () => {
+      it('a message is not handed out before delayUntil, and is handed out after it', scoped(async (s) => {
+        const t = await s.open();
+        const q = queueName();
+        const delayUntil = new Date(Date.now() + 1_000);
+        const delayed = task(q);
+        const ready = task(q);
+        // Published first: a transport that ignored the delay would hand it out first.
+        await t.publish(delayed.message, { queue: q, delayUntil });
+        await t.publish(ready.message, { queue: q });
+        const inbox = new Inbox();
+        await inbox.drain();
+        await s.consume(t, [q], 5, inbox);
+        await inbox.waitForCount(2, 15_000);
+        assert.deepEqual(inbox.ids, [ready.id, delayed.id]);
+        assert.ok(inbox.receivedAt[1]! >= delayUntil.getTime(), 'received at or after delayUntil');
+        assert.equal(inbox.deliveries[1]!.redelivered, false);
+      }));
+    });
+
+    describe('cancel', () => {
+      it('stops new deliveries while held ones can still be acked', scoped(async (s) => {
+        const t = await s.open();
+        const q = queueName();
+        const ids: string[] = [];
+        for (let i = 0; i < 3; i++) {
+          const { id, message } = task(q);
+          ids.push(id);
+          await t.publish(message, { queue: q });
+        }
+        const inbox = new Inbox();
+        const sub = await s.consume(t, [q], 1, inbox);
+        await inbox.waitForCount(1);
+        await sub.cancel();
+        await inbox.ack(inbox.deliveries[0]!);
+        assert.deepEqual(inbox.errors, []);
+        const poke = task(q);
+        await t.publish(poke.message, { queue: q });
+        await sleep(GRACE_MS);
+        assert.equal(inbox.deliveries.length, 1, 'nothing is handed out after cancel');
+        assert.equal(await t.depth(q), 3);
+        const next = new Inbox();
+        await next.drain();
+        await s.consume(t, [q], 5, next);
+        await next.waitForCount(3);
+        assert.deepEqual(next.ids, [ids[1], ids[2], poke.id]);
+      }));
+    });
+
+    describe('across processes', { skip: !capabilities.crossProcess && 'engine is not shared across processes' }, () => {
+      it('redelivers, marked redelivered, after the visibility timeout when the holding process is SIGKILLed', scoped(async (s) => {
+        const t = await s.open({ visibilityTimeoutSec: 1 });
+        const q = queueName();
+        const { id, message } = task(q);
+        await t.publish(message, { queue: q });
+        const holder = s.spawnHelper('hold-consumer.ts', [t.url, q, '1']);
+        assert.equal(await holder.waitForLine('HELD '), `HELD ${id}`);
+        await holder.kill('SIGKILL');
+        assert.equal(holder.exit?.signal, 'SIGKILL');
+        const inbox = new Inbox();
+        await s.consume(t, [q], 1, inbox);
+        await inbox.waitForCount(1, 20_000);
+        const got = inbox.deliveries[0]!;
+        assert.equal(idOf(got), id);
+        assert.equal(got.redelivered, true);
+        assert.deepEqual(got.message.headers, message.headers);
+        await inbox.ack(got);
+        assert.equal(await t.depth(q), 0);
+      }));
+
+      it('does not redeliver a message its live holder keeps past three visibility timeouts', scoped(async (s) => {
+        const holderSide = await s.open({ visibilityTimeoutSec: 1 });
+        const otherSide = await s.reopen(holderSide, { visibilityTimeoutSec: 1 });
+        const q = queueName();
+        const { id, message } = task(q);
+        await holderSide.publish(message, { queue: q });
+        const held = new Inbox();
+        await s.consume(holderSide, [q], 1, held);
+        await held.waitForCount(1);
+        const other = new Inbox();
+        await s.consume(otherSide, [q], 1, other);
+        await sleep(3 * 1_000 + GRACE_MS);
+        assert.deepEqual(other.ids, [], 'the other connection got nothing');
+        assert.deepEqual(held.ids, [id], 'the holder was not handed it again either');
+        assert.equal((await statsOf(otherSide, q)).unacked, 1);
+        await held.ack(held.deliveries[0]!);
+        assert.deepEqual(held.errors, [], 'the lease was still the holder’s to ack');
+        await sleep(GRACE_MS);
+        assert.deepEqual(other.ids, []);
+        assert.equal(await otherSide.depth(q), 0);
+      }));
+
+      it('two transports on separate connections never both receive a message of one queue, and together receive all 500', scoped(async (s) => {
+        const a = await s.open();
+        const b = await s.reopen(a);
+        const q = queueName();
+        const batch = Array.from({ length: 500 }, () => task(q));
+        const inboxA = new Inbox();
+        const inboxB = new Inbox();
+        await inboxA.drain();
+        await inboxB.drain();
+        await s.consume(a, [q], 10, inboxA);
+        await s.consume(b, [q], 10, inboxB);
+        await a.publishMany(batch.map(({ message }) => [message, { queue: q }] as const));
+        await waitFor(() => inboxA.deliveries.length + inboxB.deliveries.length >= 500, { timeoutMs: 60_000, what: '500 deliveries' });
+        await sleep(GRACE_MS);
+        const all = [...inboxA.ids, ...inboxB.ids];
+        assert.equal(all.length, 500, 'no message is delivered twice');
+        assert.deepEqual(new Set(all), new Set(batch.map((m) => m.id)));
+        assert.deepEqual([...inboxA.errors, ...inboxB.errors], []);
+        assert.equal(await a.depth(q), 0);
+      }));
+
+      it('two consumer processes never both receive a message of one queue, and together receive all 500', scoped(async (s) => {
+        const t = await s.open();
+        const q = queueName();
+        const consumers = [s.spawnHelper('drain-consumer.ts', [t.url, q, '30']), s.spawnHelper('drain-consumer.ts', [t.url, q, '30'])];
+        for (const c of consumers) await c.waitForLine('READY');
+        const batch = Array.from({ length: 500 }, () => task(q));
+        await t.publishMany(batch.map(({ message }) => [message, { queue: q }] as const));
+        const got = (): string[] => consumers.flatMap((c) => c.lines.filter((l) => l.startsWith('GOT ')).map((l) => l.slice(4)));
+        await waitFor(() => got().length >= 500, { timeoutMs: 60_000, what: '500 acks from the two processes' });
+        await sleep(GRACE_MS);
+        for (const c of consumers) await c.kill('SIGTERM');
+        const all = got();
+        assert.deepEqual(consumers.flatMap((c) => c.lines.filter((l) => l.startsWith('ACKFAIL'))), []);
+        assert.equal(all.length, 500, 'no message is delivered twice');
+        assert.deepEqual(new Set(all), new Set(batch.map((m) => m.id)));
+        assert.equal(await t.depth(q), 0);
+        assert.equal((await statsOf(t, q)).unacked, 0);
+      }));
+    });
+  });
+}
