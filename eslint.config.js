@@ -1,0 +1,87 @@
+// ESLint flat config: typescript-eslint with type information (shared/STYLE.md "Lint and format"), plus the
+// layering rules of shared/DESIGN.md enforced mechanically with no-restricted-imports:
+//   - only src/transports/** and src/backends/** import broker client libraries;
+//   - nothing under src/ except src/cli/** imports from src/cli (the CLI is an application of the core).
+// Formatting is Prettier's job, not ESLint's. Run: npm run lint (eslint src test bench examples).
+
+import { defineConfig, globalIgnores } from 'eslint/config';
+import tseslint from 'typescript-eslint';
+
+const CLIENT_LIBRARIES = ['better-sqlite3', 'ioredis', 'amqplib'];
+
+/** Forbids the broker client libraries (and their subpaths). */
+const clientLibraries = {
+  group: CLIENT_LIBRARIES.flatMap((name) => [name, `${name}/*`]),
+  message: 'Only src/transports/** and src/backends/** may import a broker client library (shared/DESIGN.md, Layers).',
+};
+
+/** Forbids importing the CLI from the core, by relative path. */
+const cliFromCore = {
+  regex: '^\\.{1,2}/(?:.*/)?cli(?:/|$)',
+  message: 'Nothing under src/ except src/cli/** may import from src/cli: arrows point down only (shared/DESIGN.md, Layers).',
+};
+
+export default defineConfig(
+  globalIgnores(['dist/**', 'node_modules/**', 'coverage/**', '.tmp/**']),
+
+  tseslint.configs.recommendedTypeChecked,
+  {
+    languageOptions: {
+      parserOptions: {
+        // scripts/*.ts and this file sit outside tsconfig.json's include; they are checked with its compiler options.
+        projectService: { allowDefaultProject: ['scripts/*.ts', 'eslint.config.js'], defaultProject: 'tsconfig.json' },
+        tsconfigRootDir: import.meta.dirname,
+      },
+    },
+    linterOptions: { reportUnusedDisableDirectives: 'error' },
+    rules: {
+      // The five rules shared/STYLE.md names, as errors.
+      // node:test's describe/it/test return promises the runner itself tracks; awaiting them is not required.
+      '@typescript-eslint/no-floating-promises': [
+        'error',
+        { allowForKnownSafeCalls: [{ from: 'package', package: 'node:test', name: ['describe', 'it', 'test', 'suite', 'before', 'after', 'beforeEach', 'afterEach'] }] },
+      ],
+      '@typescript-eslint/no-misused-promises': 'error',
+      // A `default:` is an explicit decision about the remaining members (json.ts's `switch (typeof value)` refuses
+      // every type JSON cannot carry there); switches over Fennel's own tagged unions (Outcome, ToSlot) have no
+      // default, so a new member is still reported at every switch that forgets it.
+      '@typescript-eslint/switch-exhaustiveness-check': ['error', { considerDefaultExhaustiveForUnions: true }],
+      '@typescript-eslint/consistent-type-imports': ['error', { prefer: 'type-imports', fixStyle: 'inline-type-imports' }],
+      '@typescript-eslint/no-explicit-any': 'error',
+
+      // Relaxed, with reasons:
+      // Engines implement async contracts (Transport, ResultBackend, Pool) with synchronous bodies, e.g.
+      // better-sqlite3 is synchronous; `async` keeps a throw a rejection, which is what callers expect.
+      '@typescript-eslint/require-await': 'off',
+      // Re-raising an AbortSignal's reason (typed `any`) is the platform convention: signal.throwIfAborted() does it.
+      '@typescript-eslint/prefer-promise-reject-errors': ['error', { allowThrowingAny: true, allowThrowingUnknown: true }],
+      // Unions such as `TaskState | string` and `unknown | null` document the values a field is meant to hold,
+      // in Celery's terms; the rule only says the compiler widens them, which is known and harmless.
+      '@typescript-eslint/no-redundant-type-constituents': 'off',
+      // `_name` marks a deliberately unused binding (destructuring a field away, an ignored callback argument).
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', destructuredArrayIgnorePattern: '^_' }],
+    },
+  },
+
+  // Known findings in src/, reported to the owners and kept visible as warnings until fixed (then delete this block):
+  // run-job.ts turns a non-Error `Retry.reason` object into "[object Object]" in the stored RETRY meta.
+  {
+    files: ['src/worker/run-job.ts'],
+    rules: { '@typescript-eslint/no-base-to-string': 'warn' },
+  },
+
+  // Layering. A later config object replaces (does not merge) a rule's options, so each folder gets the full list.
+  {
+    files: ['src/**/*.ts'],
+    ignores: ['src/transports/**', 'src/backends/**', 'src/cli/**'],
+    rules: { 'no-restricted-imports': ['error', { patterns: [clientLibraries, cliFromCore] }] },
+  },
+  {
+    files: ['src/transports/**/*.ts', 'src/backends/**/*.ts'],
+    rules: { 'no-restricted-imports': ['error', { patterns: [cliFromCore] }] },
+  },
+  {
+    files: ['src/cli/**/*.ts'],
+    rules: { 'no-restricted-imports': ['error', { patterns: [clientLibraries] }] },
+  },
+);
