@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { createBackend } from '../backends/index.ts';
 import type { ResultBackend } from '../backends/backend.ts';
-import { ConfigError, PayloadTooLargeError } from '../errors.ts';
+import { ClosedError, ConfigError, PayloadTooLargeError } from '../errors.ts';
 import { bodyBytes, buildTaskMessage, type WireMessage } from '../protocol/message.ts';
 import { createTransport } from '../transports/index.ts';
 import type { Route as TransportRoute, Transport } from '../transports/transport.ts';
@@ -27,6 +27,9 @@ export class Fennel {
   private readonly route: ReturnType<typeof compileRoutes>;
   private transportInstance: Transport | undefined;
   private backendInstance: ResultBackend | undefined;
+  private closed = false;
+  /** This process's reply address, sent as `reply_to` on every message, as Celery's app.thread_oid. */
+  readonly oid = randomUUID();
 
   constructor(options: FennelOptions = {}) {
     this.config = resolveConfig(options);
@@ -60,10 +63,12 @@ export class Fennel {
   }
 
   get transport(): Transport {
+    if (this.closed) throw new ClosedError('this Fennel app');
     return (this.transportInstance ??= createTransport(this.config.broker, this.config));
   }
 
   get backend(): ResultBackend {
+    if (this.closed) throw new ClosedError('this Fennel app');
     return (this.backendInstance ??= createBackend(this.config.backend, this.config));
   }
 
@@ -109,16 +114,16 @@ export class Fennel {
       timeLimitSec: call.timeLimitSec ?? task.timeLimitSec ?? null,
       softTimeLimitSec: call.softTimeLimitSec ?? task.softTimeLimitSec ?? null,
       ignoreResult: call.ignoreResult ?? task.ignoreResult ?? false,
+      replyTo: this.oid,
     });
     const size = bodyBytes(message);
     if (size > this.config.maxPayloadBytes) throw new PayloadTooLargeError(size, this.config.maxPayloadBytes);
     return { message, route: { queue, priority, delayUntil: eta } };
   }
 
-  /** Closes the engines this app opened. */
+  /** Closes the engines this app opened. Sending or reading results afterwards throws ClosedError. */
   async close(): Promise<void> {
+    this.closed = true;
     await Promise.all([this.transportInstance?.close(), this.backendInstance?.close()]);
-    this.transportInstance = undefined;
-    this.backendInstance = undefined;
   }
 }

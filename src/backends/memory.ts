@@ -21,25 +21,31 @@ export class MemoryBackend implements ResultBackend {
   }
 
   wait(taskId: string, options: { timeoutMs?: number; signal?: AbortSignal }): Promise<TaskMeta | undefined> {
+    const { signal } = options;
+    if (signal?.aborted) return Promise.reject(signal.reason);
     const current = this.metas.get(taskId);
     if (current && isReady(current.status)) return Promise.resolve(current);
     return new Promise((resolve, reject) => {
       let set = this.waiters.get(taskId);
       if (!set) this.waiters.set(taskId, (set = new Set()));
-      const done = (meta: TaskMeta | undefined): void => {
+      const waiters = set;
+      const cleanup = (): void => {
         clearTimeout(timer);
-        options.signal?.removeEventListener('abort', onAbort);
-        set.delete(done);
-        if (set.size === 0) this.waiters.delete(taskId);
+        signal?.removeEventListener('abort', onAbort);
+        waiters.delete(done);
+        if (waiters.size === 0) this.waiters.delete(taskId);
+      };
+      const done = (meta: TaskMeta | undefined): void => {
+        cleanup();
         resolve(meta);
       };
       const onAbort = (): void => {
-        done(undefined);
-        reject(options.signal?.reason);
+        cleanup();
+        reject(signal?.reason);
       };
       const timer = options.timeoutMs === undefined ? undefined : setTimeout(() => done(undefined), options.timeoutMs);
-      options.signal?.addEventListener('abort', onAbort, { once: true });
-      set.add(done);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      waiters.add(done);
     });
   }
 

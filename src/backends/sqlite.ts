@@ -37,13 +37,14 @@ export class SqliteBackend implements ResultBackend {
     this.sql = this.file.run(() => ({
       store: db.prepare(
         `INSERT INTO fennel_results (task_id, status, meta, seq, updated_at)
-         VALUES (?, ?, ?, (SELECT IFNULL(MAX(seq), 0) + 1 FROM fennel_results), ?)
+         VALUES (?, ?, ?, ?, ?)
          ON CONFLICT (task_id) DO UPDATE SET status = excluded.status, meta = excluded.meta,
            seq = excluded.seq, updated_at = excluded.updated_at
          WHERE fennel_results.status <> 'SUCCESS'`,
       ),
       get: db.prepare('SELECT meta FROM fennel_results WHERE task_id = ?'),
-      maxSeq: db.prepare('SELECT IFNULL(MAX(seq), 0) AS seq FROM fennel_results'),
+      nextSeq: db.prepare("UPDATE fennel_counters SET value = value + 1 WHERE name = 'result_seq' RETURNING value"),
+      maxSeq: db.prepare("SELECT value AS seq FROM fennel_counters WHERE name = 'result_seq'"),
       since: db.prepare('SELECT task_id, status, seq FROM fennel_results WHERE seq > ? ORDER BY seq'),
       forget: db.prepare('DELETE FROM fennel_results WHERE task_id = ?'),
       expire: db.prepare('DELETE FROM fennel_results WHERE updated_at < ?'),
@@ -54,7 +55,12 @@ export class SqliteBackend implements ResultBackend {
   async store(meta: TaskMeta): Promise<void> {
     const text = encodeMeta(meta);
     const now = Date.now();
-    this.file.run(() => this.sql.store.run(meta.task_id, meta.status, text, now));
+    this.file.run(() =>
+      this.file.db.transaction(() => {
+        const seq = (this.sql.nextSeq.get() as { value: number }).value;
+        this.sql.store.run(meta.task_id, meta.status, text, seq, now);
+      }).immediate(),
+    );
     this.file.notify();
     if (this.expiresMs > 0 && now - this.lastExpiry > 60_000) {
       this.lastExpiry = now;
@@ -63,40 +69,46 @@ export class SqliteBackend implements ResultBackend {
   }
 
   async get(taskId: string): Promise<TaskMeta | undefined> {
-    const row = this.file.run(() => this.sql.get.get(taskId) as { meta: string } | undefined);
-    return row ? decodeMeta(row.meta) : undefined;
+    return this.read(taskId);
   }
 
-  async wait(taskId: string, options: { timeoutMs?: number; signal?: AbortSignal }): Promise<TaskMeta | undefined> {
-    options.signal?.throwIfAborted();
-    if (this.waiters.size === 0) {
-      // The cursor starts before the first look, so a result stored between the look and the
-      // subscription is still seen on the next wake.
-      this.cursor = this.file.run(() => (this.sql.maxSeq.get() as { seq: number }).seq);
-    }
-    const current = await this.get(taskId);
-    if (current && isReady(current.status)) return current;
+  wait(taskId: string, options: { timeoutMs?: number; signal?: AbortSignal }): Promise<TaskMeta | undefined> {
+    const { signal } = options;
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    // Everything up to registering the waiter is synchronous, so no store can slip between the cursor,
+    // the first look and the registration: a result committed after the look has seq > cursor.
+    if (this.waiters.size === 0) this.cursor = this.file.run(() => (this.sql.maxSeq.get() as { seq: number }).seq);
+    const current = this.read(taskId);
+    if (current && isReady(current.status)) return Promise.resolve(current);
     return new Promise<TaskMeta | undefined>((resolve, reject) => {
       let set = this.waiters.get(taskId);
       if (!set) this.waiters.set(taskId, (set = new Set()));
       const waiters = set;
-      const done: Waiter = (meta) => {
+      const cleanup = (): void => {
         clearTimeout(timer);
-        options.signal?.removeEventListener('abort', onAbort);
+        signal?.removeEventListener('abort', onAbort);
         waiters.delete(done);
         if (waiters.size === 0) this.waiters.delete(taskId);
         if (this.waiters.size === 0) this.stopWatching();
+      };
+      const done: Waiter = (meta) => {
+        cleanup();
         resolve(meta);
       };
       const onAbort = (): void => {
-        done(undefined);
-        reject(options.signal?.reason);
+        cleanup();
+        reject(signal?.reason);
       };
       const timer = options.timeoutMs === undefined ? undefined : setTimeout(() => done(undefined), options.timeoutMs);
-      options.signal?.addEventListener('abort', onAbort, { once: true });
+      signal?.addEventListener('abort', onAbort, { once: true });
       waiters.add(done);
       this.unsubscribe ??= this.file.onChange(() => this.check(), this.pollMs);
     });
+  }
+
+  private read(taskId: string): TaskMeta | undefined {
+    const row = this.file.run(() => this.sql.get.get(taskId) as { meta: string } | undefined);
+    return row ? decodeMeta(row.meta) : undefined;
   }
 
   /** Reads the results stored since the cursor and wakes the waiters of those that are ready. */
@@ -113,8 +125,13 @@ export class SqliteBackend implements ResultBackend {
       if (!isReady(row.status)) continue;
       const set = this.waiters.get(row.task_id);
       if (!set) continue;
-      const meta = decodeMeta((this.sql.get.get(row.task_id) as { meta: string }).meta);
-      for (const wake of [...set]) wake(meta);
+      let meta: TaskMeta | undefined;
+      try {
+        meta = this.read(row.task_id); // undefined if another process forgot it in between
+      } catch {
+        continue; // an undecodable row must not crash the process from a file-change callback
+      }
+      if (meta) for (const wake of [...set]) wake(meta);
     }
   }
 

@@ -46,7 +46,10 @@ function toJsonValue(value: unknown, path: string, seen: Set<object>): unknown {
       return value;
     case 'object': {
       if (value === null) return null;
-      if (value instanceof Date) return { [TAG]: 'datetime', [VALUE]: isoUtc(value) };
+      if (value instanceof Date) {
+        if (Number.isNaN(value.getTime())) throw new SerializationError(`cannot encode ${path}: an invalid Date`);
+        return { [TAG]: 'datetime', [VALUE]: isoUtc(value) };
+      }
       if (value instanceof Uint8Array) {
         return { [TAG]: 'base64', [VALUE]: Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('base64') };
       }

@@ -161,7 +161,7 @@ const isoDate = z
     }
   });
 
-// Only `lang`, `task` and `id` are required: that is the minimum a Celery 5.6 worker accepts (CELERY-WIRE.md 2.1.7).
+// Only `task` and `id` are required (Celery 5.6 accepts `lang`, `task`, `id`; Fennel does not need `lang`).
 const headersSchema = z.object({
   task: z.string().min(1),
   id: z.string().min(1),

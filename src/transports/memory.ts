@@ -168,7 +168,8 @@ export class MemoryTransport implements Transport {
     const letter = this.dead.get(id);
     if (!letter) return false;
     this.dead.delete(id);
-    await this.publish(letter.message, { queue: letter.queue });
+    const priority = letter.message.properties.priority;
+    await this.publish(letter.message, { queue: letter.queue, priority: typeof priority === 'number' ? priority : 0 });
     return true;
   }
 

@@ -43,6 +43,9 @@ CREATE TABLE IF NOT EXISTS fennel_results (
   updated_at  INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS fennel_results_seq ON fennel_results (seq);
+-- A counter that never goes back (MAX(seq) would, after the newest result is forgotten or expired).
+CREATE TABLE IF NOT EXISTS fennel_counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO fennel_counters (name, value) VALUES ('result_seq', 0);
 CREATE INDEX IF NOT EXISTS fennel_results_updated ON fennel_results (updated_at);
 `;
 

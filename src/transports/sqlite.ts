@@ -96,12 +96,12 @@ export class SqliteTransport implements Transport {
 
   async purge(queue: string): Promise<number> {
     this.check();
-    return this.file.run(() => this.sql.purge.run(queue).changes);
+    return this.file.run(() => this.sql.purge.run(queue, Date.now()).changes);
   }
 
   async depth(queue: string): Promise<number> {
     this.check();
-    return this.file.run(() => (this.sql.depth.get(queue) as { n: number }).n);
+    return this.file.run(() => (this.sql.depth.get(queue, Date.now()) as { n: number }).n);
   }
 
   async stats(): Promise<QueueStats[]> {
@@ -170,13 +170,14 @@ function prepare(db: Database.Database) {
       `INSERT INTO fennel_dead_letters (queue, reason, task_id, task_name, created_at, envelope)
        SELECT queue, ?, ?, ?, ?, envelope FROM fennel_messages WHERE id = ? AND lease = ?`,
     ),
-    purge: db.prepare('DELETE FROM fennel_messages WHERE queue = ? AND lease IS NULL'),
-    depth: db.prepare('SELECT COUNT(*) AS n FROM fennel_messages WHERE queue = ? AND lease IS NULL'),
+    // A message whose holder's lease has lapsed counts as waiting again (its holder died).
+    purge: db.prepare('DELETE FROM fennel_messages WHERE queue = ? AND (lease IS NULL OR visible_at <= ?)'),
+    depth: db.prepare('SELECT COUNT(*) AS n FROM fennel_messages WHERE queue = ? AND (lease IS NULL OR visible_at <= ?)'),
     stats: db.prepare(
       `SELECT queue,
-              SUM(lease IS NULL AND visible_at <= @now) AS ready,
+              SUM(visible_at <= @now) AS ready,
               SUM(lease IS NULL AND visible_at > @now) AS scheduled,
-              SUM(lease IS NOT NULL) AS unacked
+              SUM(lease IS NOT NULL AND visible_at > @now) AS unacked
        FROM fennel_messages GROUP BY queue ORDER BY queue`,
     ),
     listDead: db.prepare('SELECT * FROM fennel_dead_letters ORDER BY id LIMIT ?'),
@@ -266,9 +267,13 @@ class SqliteSubscription {
   /** Sleeps until the earliest scheduled message (eta, or another consumer's lease expiring) is due. */
   private scheduleNextVisible(now: number): void {
     let next = Infinity;
-    for (const queue of this.options.queues) {
-      const t = (this.transport.sql.nextVisible.get(queue, now) as { t: number | null }).t;
-      if (t !== null) next = Math.min(next, t);
+    try {
+      for (const queue of this.options.queues) {
+        const t = (this.transport.sql.nextVisible.get(queue, now) as { t: number | null }).t;
+        if (t !== null) next = Math.min(next, t);
+      }
+    } catch {
+      next = now + this.pollMs; // busy: look again after a poll interval
     }
     if (next !== Infinity) this.scheduleAt(next);
   }

@@ -44,6 +44,8 @@ export async function execute(delivery: Delivery, ctx: ExecutorContext): Promise
       await markStarted(request, ctx);
       const startedAt = performance.now();
       const outcome = await ctx.pool.run(toJob(request), { onProgress: (metaJson) => void storeProgress(request!, metaJson, ctx) });
+      // Past the grace period the worker has handed this message back already: its outcome is not ours to store.
+      if (ctx.abandoned()) return;
       await settle(request, delivery, outcome, (performance.now() - startedAt) / 1000, ctx);
     } finally {
       ctx.releaseSlot();
@@ -125,7 +127,7 @@ async function deferIfEarly(request: TaskRequest, delivery: Delivery, ctx: Execu
 }
 
 async function markStarted(request: TaskRequest, ctx: ExecutorContext): Promise<void> {
-  if (!ctx.app.config.trackStarted) return;
+  if (!ctx.app.config.trackStarted || request.ignoreResult) return;
   await ctx.app.backend.store({ ...baseMeta(request, ctx), status: States.STARTED, result: { pid: process.pid, hostname: ctx.workerName } });
 }
 
@@ -154,10 +156,19 @@ async function settle(request: TaskRequest, delivery: Delivery, outcome: Outcome
       ctx.log.error({ ...fields, error: outcome.error.message }, `${label} raised ${outcome.error.name}: ${outcome.error.message}`);
       await delivery.ack();
       return;
-    case 'retry':
+    case 'retry': {
+      const limit = maxRetries(request, ctx);
+      if (request.retries >= limit) {
+        const info = exceptionInfo('MaxRetriesExceededError', `${request.name}[${request.id}] retried ${request.retries} times (maxRetries ${limit})${outcome.reason ? `: ${outcome.reason}` : ''}`, 'celery.exceptions');
+        await ctx.app.backend.store(failureMeta(request.id, info, null, request, ctx));
+        ctx.log.error(fields, `${label} gave up: ${info.exc_message[0] as string}`);
+        await delivery.ack();
+        return;
+      }
       await retry(request, delivery, outcome.countdownSec, exceptionInfo('Retry', outcome.reason ?? `retry in ${outcome.countdownSec} s`, 'celery.exceptions'), ctx);
       ctx.log.info(fields, `${label} retry: in ${outcome.countdownSec}s (attempt ${request.retries + 1})`);
       return;
+    }
     case 'reject':
       await ctx.app.backend.store(failureMeta(request.id, exceptionInfo('Reject', outcome.reason, 'celery.exceptions'), null, request, ctx));
       ctx.log.warn(fields, `${label} rejected: ${outcome.reason}; moved to dead letters`);
@@ -188,8 +199,9 @@ async function settle(request: TaskRequest, delivery: Delivery, outcome: Outcome
 /** Publishes the next attempt before acknowledging this one, so a crash in between duplicates, never loses. */
 async function retry(request: TaskRequest, delivery: Delivery, countdownSec: number, info: ExceptionInfo, ctx: ExecutorContext): Promise<void> {
   const eta = countdownSec > 0 ? new Date(Date.now() + countdownSec * 1000) : null;
-  await ctx.app.transport.publish(buildRetryMessage(request, eta, delivery.queue), { queue: delivery.queue, priority: request.priority, delayUntil: eta });
+  // RETRY is stored first, so it can never overwrite the outcome of the attempt published next.
   await ctx.app.backend.store({ ...baseMeta(request, ctx), status: States.RETRY, result: info });
+  await ctx.app.transport.publish(buildRetryMessage(request, eta, delivery.queue), { queue: delivery.queue, priority: request.priority, delayUntil: eta });
   await delivery.ack();
 }
 

@@ -49,7 +49,7 @@ export async function runJob(
     const code = (error as { code?: unknown } | null)?.code;
     if (code === 'FENNEL_RETRY') {
       const retry = error as Retry;
-      return { kind: 'retry', countdownSec: retry.countdownSec, reason: retry.reason === undefined ? null : String(retry.reason) };
+      return { kind: 'retry', countdownSec: retry.countdownSec, reason: retry.reason === undefined ? null : retry.reason instanceof Error ? retry.reason.message : safeText(retry.reason) };
     }
     if (code === 'FENNEL_REJECT') return { kind: 'reject', reason: (error as Reject).reason };
     return { kind: 'failure', error: errorReport(error) };

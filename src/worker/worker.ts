@@ -45,6 +45,7 @@ export class Worker {
   private readonly slotWaiters: Array<(ok: boolean) => void> = [];
   private stopping = false;
   private abandoned = false;
+  private keepAlive: NodeJS.Timeout | undefined;
 
   constructor(
     readonly app: Fennel,
@@ -64,6 +65,8 @@ export class Worker {
     this.pool =
       this.poolKind === 'process' ? processPool(this.concurrency, data) : this.poolKind === 'thread' ? threadPool(this.concurrency, data) : new AsyncPool(this.concurrency, this.app.registry);
     await this.pool.start();
+    // Engines unref their timers (a producer must be able to exit); a consuming worker must not.
+    this.keepAlive = setInterval(() => {}, 1 << 30);
     const context = this.executorContext(this.pool);
     this.subscription = await this.app.transport.consume({ queues: this.queues, prefetch: this.concurrency * (this.options.prefetchMultiplier ?? 4) }, (delivery) => {
       this.held.add(delivery);
@@ -73,7 +76,8 @@ export class Worker {
       });
       this.inFlight.add(done);
     });
-    this.log.info(
+    // The ready line is printed at any log level: scripts and tests wait for it, as for Celery's banner.
+    this.log.child({}, { level: 'info' }).info(
       { queues: this.queues, concurrency: this.concurrency, pool: this.poolKind, broker: this.app.config.broker, tasks: [...this.app.registry.keys()] },
       `worker ready: ${this.poolKind} pool × ${this.concurrency}, queues ${this.queues.join(', ')}`,
     );
@@ -132,6 +136,7 @@ export class Worker {
       await this.app.close();
       await this.pool?.close();
     }
+    clearInterval(this.keepAlive);
     this.log.info('worker stopped');
   }
 
@@ -139,6 +144,7 @@ export class Worker {
   async abort(): Promise<void> {
     this.stopping = true;
     this.abandoned = true;
+    clearInterval(this.keepAlive);
     await Promise.race([this.app.close(), new Promise((r) => setTimeout(r, 1000).unref())]);
   }
 }

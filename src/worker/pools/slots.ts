@@ -3,7 +3,7 @@
 // so a task stuck in a CPU loop is still stopped: soft limit → abort message, hard limit → kill the slot.
 // A slot that dies is replaced; the job it held reports `lost`.
 
-import { WorkerLostError } from '../../errors.ts';
+import { FennelError, WorkerLostError } from '../../errors.ts';
 import type { FromSlot, ToSlot } from './ipc.ts';
 import type { Job, JobHooks, Outcome, Pool } from './pool.ts';
 
@@ -53,7 +53,7 @@ export class SlotPool implements Pool {
             resolve();
             break;
           case 'fatal':
-            reject(new Error(`pool slot could not start: ${message.message}`));
+            reject(new FennelError(`a ${this.kind} pool slot could not start: ${message.message}`));
             break;
           case 'progress':
             if (slot.current?.job.id === message.id) slot.current.hooks.onProgress(message.metaJson);
@@ -67,7 +67,7 @@ export class SlotPool implements Pool {
         slot.dead = true;
         const index = this.slots.indexOf(slot);
         if (index >= 0) this.slots.splice(index, 1);
-        if (!slot.ready) reject(new Error(`pool slot exited before it was ready (${detail})`));
+        if (!slot.ready) reject(new FennelError(`a ${this.kind} pool slot exited before it was ready (${detail})`));
         if (slot.current) this.finish(slot, { kind: 'lost', detail: new WorkerLostError(detail).message });
         if (!this.closing && slot.ready) {
           // Replace it, a little later so a slot that dies at once cannot spin the CPU.

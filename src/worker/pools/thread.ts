@@ -3,13 +3,25 @@
 
 import { Worker } from 'node:worker_threads';
 import type { FromSlot, SlotData } from './ipc.ts';
-import { slotEntry, slotExecArgv } from './process.ts';
+import { slotEntry } from './process.ts';
 import { SlotPool, type SlotHandle } from './slots.ts';
 
+/**
+ * Node 20 does not apply `--import` loader hooks to a worker thread's entry file, so a thread starts from
+ * this small bootstrap: it registers tsx (for the user's .ts tasks module, and for slot-main.ts in
+ * development) and then imports the slot entry.
+ */
+function bootstrap(): string {
+  const tsxApi = import.meta.resolve('tsx/esm/api');
+  return `import(${JSON.stringify(tsxApi)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(slotEntry().href)}); });`;
+}
+
 export function threadPool(size: number, data: SlotData): SlotPool {
-  const execArgv = slotExecArgv();
+  const code = bootstrap();
+  // Resolution conditions (--conditions=development) must match the worker's, so `fennel` resolves alike.
+  const execArgv = process.execArgv.filter((a) => a.startsWith('--conditions') || a.startsWith('-C'));
   return new SlotPool('thread', size, (): SlotHandle => {
-    const worker = new Worker(slotEntry(), { workerData: data, execArgv });
+    const worker = new Worker(code, { eval: true, workerData: data, execArgv });
     return {
       send: (message) => worker.postMessage(message),
       kill: () => void worker.terminate(),

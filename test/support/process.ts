@@ -1,0 +1,100 @@
+// Test support: temp databases, real `fennel worker` processes, and polling waits (never timing asserts).
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+export const ROOT = resolve(import.meta.dirname, '../..');
+export const CLI = join(ROOT, 'src/cli/main.ts');
+export const NODE_ARGS = ['--conditions=development', '--import', 'tsx'];
+
+/** A fresh directory with a database URL in it; `cleanup()` removes both. */
+export function tempDb(): { dir: string; url: string; path: string; cleanup: () => void } {
+  const dir = mkdtempSync(join(tmpdir(), 'fennel-test-'));
+  const path = join(dir, 'fennel.db');
+  return { dir, path, url: `sqlite://${path}`, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+export function uniqueQueue(prefix = 'q'): string {
+  return `${prefix}-${randomUUID().slice(0, 8)}`;
+}
+
+export interface RunningWorker {
+  child: ChildProcess;
+  /** Every line it has printed so far (stdout and stderr). */
+  lines: string[];
+  /** Resolves with the first line matching, or rejects after timeoutMs. */
+  waitForLine(pattern: RegExp, timeoutMs?: number): Promise<string>;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/** Runs the fennel CLI as a user would, in its own process, from the repository root. */
+export function runCli(args: string[], env: Record<string, string> = {}): RunningWorker {
+  const child = spawn(process.execPath, [...NODE_ARGS, CLI, ...args], {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const lines: string[] = [];
+  const listeners = new Set<() => void>();
+  const onData = (chunk: Buffer): void => {
+    for (const line of chunk.toString().split('\n')) if (line.trim()) lines.push(line);
+    for (const l of listeners) l();
+  };
+  child.stdout!.on('data', onData);
+  child.stderr!.on('data', onData);
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res) => child.once('exit', (code, signal) => res({ code, signal })));
+  return {
+    child,
+    lines,
+    exited,
+    waitForLine(pattern, timeoutMs = 30_000) {
+      return new Promise((res, rej) => {
+        const check = (): boolean => {
+          const hit = lines.find((l) => pattern.test(l));
+          if (hit) {
+            listeners.delete(check);
+            clearTimeout(timer);
+            res(hit);
+          }
+          return Boolean(hit);
+        };
+        const timer = setTimeout(() => {
+          listeners.delete(check);
+          rej(new Error(`no line matching ${pattern} within ${timeoutMs} ms; output:\n${lines.slice(-30).join('\n')}`));
+        }, timeoutMs);
+        if (!check()) listeners.add(check);
+        void exited.then(() => setTimeout(() => {
+          if (listeners.has(check)) {
+            listeners.delete(check);
+            clearTimeout(timer);
+            rej(new Error(`process exited before printing ${pattern}; output:\n${lines.slice(-30).join('\n')}`));
+          }
+        }, 50));
+      });
+    },
+  };
+}
+
+/** Starts `fennel worker` and waits until it is consuming. */
+export async function startWorker(app: string, url: string, flags: string[] = []): Promise<RunningWorker> {
+  const worker = runCli(['worker', '--app', app, ...flags], { FENNEL_BROKER_URL: url });
+  await worker.waitForLine(/worker ready/);
+  return worker;
+}
+
+export async function stopProcess(worker: RunningWorker, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+  if (worker.child.exitCode === null && worker.child.signalCode === null) worker.child.kill(signal);
+  await worker.exited;
+}
+
+/** Polls `predicate` until it is true; fails with `what` after `timeoutMs`. */
+export async function waitFor(predicate: () => boolean | Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await predicate())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
