@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import { startWorker, stopProcess, tempDb, waitFor, type RunningWorker } from '../support/process.ts';
 
 const db = tempDb();

@@ -43,8 +43,8 @@ export function runCli(args: string[], env: Record<string, string> = {}): Runnin
     for (const line of chunk.toString().split('\n')) if (line.trim()) lines.push(line);
     for (const l of listeners) l();
   };
-  child.stdout!.on('data', onData);
-  child.stderr!.on('data', onData);
+  child.stdout.on('data', onData);
+  child.stderr.on('data', onData);
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res) => child.once('exit', (code, signal) => res({ code, signal })));
   return {
     child,
