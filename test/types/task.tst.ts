@@ -1,0 +1,52 @@
+// Type-level tests: compiled by `tsc -p tsconfig.json` (the first step of `npm test`), never run.
+// Each @ts-expect-error line must fail to compile; if it ever compiles, tsc reports the unused directive.
+
+import { Fennel, type AsyncResult } from 'fennel';
+
+const app = new Fennel({ broker: 'memory://types' });
+const add = app.task('math.add', (a: number, b: number) => a + b);
+const greet = app.task('greet', async (name: string, opts?: { loud?: boolean }) => (opts?.loud ? name.toUpperCase() : name));
+
+type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
+function expectType<T extends true>(_: T): void {}
+
+export async function checks(): Promise<void> {
+  // Arguments are checked against the function's own parameters.
+  add.delay(2, 3);
+  // @ts-expect-error a string is not a number
+  add.delay('x', 3);
+  // @ts-expect-error too few arguments
+  add.delay(2);
+  // @ts-expect-error applyAsync takes the arguments as a tuple
+  add.applyAsync([2, '3']);
+  // @ts-expect-error unknown call option
+  add.applyAsync([2, 3], { queu: 'math' });
+  greet.delay('ada');
+  greet.delay('ada', { loud: true });
+  // @ts-expect-error wrong option type
+  greet.delay('ada', { loud: 'yes' });
+
+  // Results carry the function's return type, unwrapped from a promise.
+  const sum = await add.delay(2, 3);
+  expectType<Equal<typeof sum, number>>(true);
+  const text = await greet.delay('ada').get({ timeoutMs: 10 });
+  expectType<Equal<typeof text, string>>(true);
+  expectType<Equal<ReturnType<typeof add.delay>, AsyncResult<number>>>(true);
+  const many = add.delayMany([[1, 2], [3, 4]]);
+  expectType<Equal<typeof many, Array<AsyncResult<number>>>>(true);
+  // @ts-expect-error each element of delayMany is an argument tuple
+  add.delayMany([[1, 'x']]);
+
+  // In-process calls return what the function returns.
+  const local = add(2, 3);
+  expectType<Equal<typeof local, number>>(true);
+
+  // sendTask is by name: its result type is whatever the caller says (unknown by default).
+  const byName = await app.sendTask('math.add', [2, 3]);
+  expectType<Equal<typeof byName, unknown>>(true);
+  const typed = await app.sendTask<number>('math.add', [2, 3]);
+  expectType<Equal<typeof typed, number>>(true);
+
+  // @ts-expect-error unknown app option
+  new Fennel({ brokr: 'memory://' });
+}
