@@ -7,6 +7,7 @@ import { decodeMeta, encodeMeta, type TaskMeta } from '../protocol/result.ts';
 import { isReady } from '../protocol/states.ts';
 import { SqliteFile, sqlitePath } from '../transports/sqlite-file.ts';
 import type { ResultBackend } from './backend.ts';
+import { Waiters } from './waiters.ts';
 
 export interface SqliteBackendOptions {
   /** Results older than this are deleted (Celery's `result_expires`). 0 keeps them for ever. */
@@ -14,12 +15,10 @@ export interface SqliteBackendOptions {
   pollIntervalMs?: number;
 }
 
-type Waiter = (meta: TaskMeta | undefined) => void;
-
 export class SqliteBackend implements ResultBackend {
   private readonly file: SqliteFile;
   private readonly sql;
-  private readonly waiters = new Map<string, Set<Waiter>>();
+  private readonly waiters = new Waiters(() => this.stopWatching());
   private cursor = 0;
   private unsubscribe: (() => void) | undefined;
   private lastExpiry = 0;
@@ -80,30 +79,9 @@ export class SqliteBackend implements ResultBackend {
     if (this.waiters.size === 0) this.cursor = this.file.run(() => (this.sql.maxSeq.get() as { seq: number }).seq);
     const current = this.read(taskId);
     if (current && isReady(current.status)) return Promise.resolve(current);
-    return new Promise<TaskMeta | undefined>((resolve, reject) => {
-      let set = this.waiters.get(taskId);
-      if (!set) this.waiters.set(taskId, (set = new Set()));
-      const waiters = set;
-      const cleanup = (): void => {
-        clearTimeout(timer);
-        signal?.removeEventListener('abort', onAbort);
-        waiters.delete(done);
-        if (waiters.size === 0) this.waiters.delete(taskId);
-        if (this.waiters.size === 0) this.stopWatching();
-      };
-      const done: Waiter = (meta) => {
-        cleanup();
-        resolve(meta);
-      };
-      const onAbort = (): void => {
-        cleanup();
-        reject(signal?.reason);
-      };
-      const timer = options.timeoutMs === undefined ? undefined : setTimeout(() => done(undefined), options.timeoutMs);
-      signal?.addEventListener('abort', onAbort, { once: true });
-      waiters.add(done);
-      this.unsubscribe ??= this.file.onChange(() => this.check(), this.pollMs);
-    });
+    const waiting = this.waiters.add(taskId, options);
+    this.unsubscribe ??= this.file.onChange(() => this.check(), this.pollMs);
+    return waiting;
   }
 
   private read(taskId: string): TaskMeta | undefined {
@@ -123,15 +101,14 @@ export class SqliteBackend implements ResultBackend {
     for (const row of rows) {
       this.cursor = row.seq;
       if (!isReady(row.status)) continue;
-      const set = this.waiters.get(row.task_id);
-      if (!set) continue;
+      if (!this.waiters.has(row.task_id)) continue;
       let meta: TaskMeta | undefined;
       try {
         meta = this.read(row.task_id); // undefined if another process forgot it in between
       } catch {
         continue; // an undecodable row must not crash the process from a file-change callback
       }
-      if (meta) for (const wake of [...set]) wake(meta);
+      if (meta) this.waiters.wake(row.task_id, meta);
     }
   }
 
@@ -150,7 +127,7 @@ export class SqliteBackend implements ResultBackend {
   }
 
   async close(): Promise<void> {
-    for (const set of [...this.waiters.values()]) for (const wake of [...set]) wake(undefined);
+    this.waiters.wakeAll();
     this.stopWatching();
     this.file.release();
   }

@@ -38,7 +38,8 @@ export class SqliteTransport implements Transport {
   private readonly pollMs: number;
   private readonly subscriptions = new Set<SqliteSubscription>();
   private closed = false;
-  readonly sql: ReturnType<typeof prepare>;
+  /** Prepared statements, shared with this transport's subscriptions. */
+  readonly sql: Record<StatementName, Database.Statement>;
 
   constructor(
     readonly url: string,
@@ -152,7 +153,9 @@ export class SqliteTransport implements Transport {
   }
 }
 
-function prepare(db: Database.Database) {
+type StatementName = 'insert' | 'claim' | 'nextVisible' | 'renew' | 'ack' | 'requeue' | 'releaseAll' | 'toDead' | 'purge' | 'depth' | 'stats' | 'listDead' | 'getDead' | 'deleteDead';
+
+function prepare(db: Database.Database): Record<StatementName, Database.Statement> {
   return {
     insert: db.prepare('INSERT INTO fennel_messages (queue, priority, visible_at, envelope) VALUES (?, ?, ?, ?)'),
     claim: db.prepare(
@@ -288,14 +291,13 @@ class SqliteSubscription {
     let settled = false;
     const settle = (fn: () => void): void => {
       if (settled) return;
+      // If the statement fails (a busy database), the delivery stays held and leased, and the caller's
+      // error path can settle it again; marking it settled first would leave it leased for ever.
+      this.file.run(fn);
       settled = true;
-      try {
-        this.file.run(fn);
-      } finally {
-        this.held--;
-        if (this.active) this.wake();
-        else if (this.held === 0) this.finish();
-      }
+      this.held--;
+      if (this.active) this.wake();
+      else if (this.held === 0) this.finish();
     };
     const message = decodeEnvelope(row.envelope);
     this.onDelivery({
