@@ -22,6 +22,7 @@ const cliFromCore = {
 };
 
 export default defineConfig(
+  { ignores: ['dist/**', 'node_modules/**', 'scripts/*.mjs', 'bin/**'] },
   globalIgnores(['dist/**', 'node_modules/**', 'coverage/**', '.tmp/**']),
 
   tseslint.configs.recommendedTypeChecked,
