@@ -49,18 +49,6 @@ export class ProtocolError extends FennelError {
   }
 }
 
-/** No task of that name is registered (in this process or on the worker that received it). */
-export class TaskNotRegisteredError extends FennelError {
-  override readonly code = 'FENNEL_NOT_REGISTERED';
-  constructor(
-    readonly taskName: string,
-    readonly suggestion?: string,
-  ) {
-    super(`task '${taskName}' is not registered${suggestion ? ` — did you mean '${suggestion}'?` : ''}`);
-    this.name = 'TaskNotRegisteredError';
-  }
-}
-
 /** `AsyncResult.get()` waited longer than `timeoutMs`. */
 export class TimeoutError extends FennelError {
   override readonly code = 'FENNEL_TIMEOUT';
@@ -100,24 +88,6 @@ export class BrokerUnavailableError extends FennelError {
   ) {
     super(`${url}: ${reason}`, options);
     this.name = 'BrokerUnavailableError';
-  }
-}
-
-/** The task ran past its hard time limit and its slot was killed. */
-export class TimeLimitExceededError extends FennelError {
-  override readonly code = 'FENNEL_TIME_LIMIT';
-  constructor(readonly seconds: number) {
-    super(`task exceeded its hard time limit of ${seconds} s and was killed`);
-    this.name = 'TimeLimitExceededError';
-  }
-}
-
-/** The pool slot running the task died (crash, SIGKILL, out of memory) before it reported an outcome. */
-export class WorkerLostError extends FennelError {
-  override readonly code = 'FENNEL_WORKER_LOST';
-  constructor(detail: string) {
-    super(`the pool slot running the task exited unexpectedly (${detail})`);
-    this.name = 'WorkerLostError';
   }
 }
 
@@ -161,12 +131,9 @@ export const ERROR_CODES = {
   FENNEL_SERIALIZATION: SerializationError,
   FENNEL_PAYLOAD_TOO_LARGE: PayloadTooLargeError,
   FENNEL_PROTOCOL: ProtocolError,
-  FENNEL_NOT_REGISTERED: TaskNotRegisteredError,
   FENNEL_TIMEOUT: TimeoutError,
   FENNEL_REMOTE_TASK: RemoteTaskError,
   FENNEL_BROKER_UNAVAILABLE: BrokerUnavailableError,
-  FENNEL_TIME_LIMIT: TimeLimitExceededError,
-  FENNEL_WORKER_LOST: WorkerLostError,
   FENNEL_CLOSED: ClosedError,
   FENNEL_RETRY: Retry,
   FENNEL_REJECT: Reject,

@@ -17,15 +17,12 @@ function sample(cls: ErrorClass): Error {
   switch (cls.name) {
     case 'PayloadTooLargeError':
       return new make(20, 10);
-    case 'TaskNotRegisteredError':
-      return new make('math.ad', 'math.add');
     case 'TimeoutError':
       return new make('0000', 1000, 'math.add');
     case 'RemoteTaskError':
       return new make('0000', 'ValueError', 'boom', null, 'builtins', 'FAILURE');
     case 'BrokerUnavailableError':
       return new make('sqlite://x.db', 'locked');
-    case 'TimeLimitExceededError':
     case 'Retry':
       return new make(5);
     default:

@@ -3,7 +3,7 @@
 // so a task stuck in a CPU loop is still stopped: soft limit → abort message, hard limit → kill the slot.
 // A slot that dies is replaced; the job it held reports `lost`.
 
-import { FennelError, WorkerLostError } from '../../errors.ts';
+import { FennelError } from '../../errors.ts';
 import type { FromSlot, ToSlot } from './ipc.ts';
 import type { Job, JobHooks, Outcome, Pool } from './pool.ts';
 
@@ -68,7 +68,7 @@ export class SlotPool implements Pool {
         const index = this.slots.indexOf(slot);
         if (index >= 0) this.slots.splice(index, 1);
         if (!slot.ready) reject(new FennelError(`a ${this.kind} pool slot exited before it was ready (${detail})`));
-        if (slot.current) this.finish(slot, { kind: 'lost', detail: new WorkerLostError(detail).message });
+        if (slot.current) this.finish(slot, { kind: 'lost', detail: `the pool slot running the task exited unexpectedly (${detail})` });
         if (!this.closing && slot.ready) {
           // Replace it, a little later so a slot that dies at once cannot spin the CPU.
           setTimeout(() => {
