@@ -15,7 +15,10 @@ export async function loadApp(path: string): Promise<{ app: Fennel; path: string
   try {
     module = (await import(pathToFileURL(full).href)) as Record<string, unknown>;
   } catch (error) {
-    throw new ConfigError(`--app ${path}: the module failed to load: ${(error as Error).message}`, { cause: error });
+    // One line: a compiler's multi-line report is kept on `cause` for whoever wants the detail.
+    const lines = String((error as Error).message ?? error).split('\n').filter((l) => l.trim());
+    const first = lines.find((l) => l.includes('ERROR:')) ?? lines[0] ?? 'unknown error';
+    throw new ConfigError(`--app ${path}: the module failed to load: ${first.trim()}`, { cause: error });
   }
   const candidates = [module['app'], module['default'], ...Object.values(module)];
   const app = candidates.find(isFennelApp);
