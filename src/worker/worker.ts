@@ -13,6 +13,9 @@ import type { Pool } from './pools/pool.ts';
 import { processPool } from './pools/process.ts';
 import { threadPool } from './pools/thread.ts';
 
+/** After the grace period, how long aborted tasks get to clean up before their slots are killed. */
+const ABORT_CLEANUP_MS = 250;
+
 export type PoolKind = 'process' | 'thread' | 'async';
 
 export interface WorkerOptions {
@@ -131,9 +134,11 @@ export class Worker {
     } else {
       this.log.warn({ holding: this.held.size }, `grace period of ${graceSec}s over; handing ${this.held.size} unfinished task(s) back to the queue`);
       this.abandoned = true;
-      // Closing the transport first hands back what is held, for immediate redelivery elsewhere;
-      // then the slots still running are killed, and their outcomes are not stored.
+      // Tasks are told (their signal aborts) and get a moment to clean up; closing the transport hands back
+      // what is held, for immediate redelivery elsewhere; then the slots are killed. No outcome is stored.
+      this.pool?.abortAll('worker shutting down');
       await this.app.close();
+      await new Promise((resolve) => setTimeout(resolve, ABORT_CLEANUP_MS));
       await this.pool?.close();
     }
     clearInterval(this.keepAlive);
@@ -145,6 +150,7 @@ export class Worker {
     this.stopping = true;
     this.abandoned = true;
     clearInterval(this.keepAlive);
+    this.pool?.abortAll('worker exiting at once');
     await Promise.race([this.app.close(), new Promise((r) => setTimeout(r, 1000).unref())]);
   }
 }
