@@ -13,7 +13,7 @@ const url = z.string().regex(/^[a-z][a-z0-9+.-]*:\/\//i, 'must be a URL such as 
 
 /** Every option: its schema, environment variable (if any), default and one line of documentation. */
 export const OPTIONS = {
-  broker: { schema: url, env: 'FENNEL_BROKER_URL', default: 'sqlite://fennel.db', doc: 'Broker URL: sqlite://path, memory:// (one process only).' },
+  broker: { schema: url, env: 'FENNEL_BROKER_URL', default: 'sqlite://fennel.db', doc: 'Broker URL: sqlite://path (one machine), redis://host:port/db (many machines; Celery-compatible), memory:// (one process only).' },
   backend: { schema: url, env: 'FENNEL_RESULT_BACKEND', default: undefined, doc: 'Result backend URL. Defaults to the broker URL.' },
   defaultQueue: { schema: z.string().min(1), env: 'FENNEL_DEFAULT_QUEUE', default: 'celery', doc: 'Queue for tasks with no route and no per-call queue (Celery\'s default name).' },
   routes: { schema: z.record(z.string(), routeSchema), env: undefined, default: {}, doc: "Task name pattern → { queue, priority }. '*' matches any run of characters; the first match wins; a per-call queue wins over all." },

@@ -3,6 +3,7 @@
 import { ConfigError } from '../errors.ts';
 import type { ResultBackend } from './backend.ts';
 import { MemoryBackend } from './memory.ts';
+import { RedisBackend } from './redis.ts';
 import { SqliteBackend } from './sqlite.ts';
 
 export interface BackendOptions {
@@ -10,7 +11,7 @@ export interface BackendOptions {
   resultExpiresSec: number;
 }
 
-export const BACKEND_SCHEMES = ['sqlite', 'memory'] as const;
+export const BACKEND_SCHEMES = ['sqlite', 'redis', 'rediss', 'memory'] as const;
 
 const memory = new Map<string, MemoryBackend>();
 
@@ -18,6 +19,9 @@ export function createBackend(url: string, options: BackendOptions): ResultBacke
   switch (url.slice(0, url.indexOf(':')).toLowerCase()) {
     case 'sqlite':
       return new SqliteBackend(url, options);
+    case 'redis':
+    case 'rediss':
+      return new RedisBackend(url, options);
     case 'memory': {
       let b = memory.get(url);
       if (!b) memory.set(url, (b = new MemoryBackend(url)));

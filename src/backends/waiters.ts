@@ -15,6 +15,11 @@ export class Waiters {
     return this.byId.size;
   }
 
+  /** The task ids waited for. */
+  ids(): IterableIterator<string> {
+    return this.byId.keys();
+  }
+
   has(taskId: string): boolean {
     return this.byId.has(taskId);
   }

@@ -2,6 +2,7 @@
 
 import { ConfigError } from '../errors.ts';
 import { MemoryTransport } from './memory.ts';
+import { RedisTransport } from './redis.ts';
 import { SqliteTransport } from './sqlite.ts';
 import type { Transport } from './transport.ts';
 
@@ -10,7 +11,7 @@ export interface TransportOptions {
   pollIntervalMs: number;
 }
 
-export const TRANSPORT_SCHEMES = ['sqlite', 'memory'] as const;
+export const TRANSPORT_SCHEMES = ['sqlite', 'redis', 'rediss', 'memory'] as const;
 
 // memory:// engines are shared within a process by URL, so an app's producer and an in-process worker meet.
 const memory = new Map<string, MemoryTransport>();
@@ -23,6 +24,9 @@ export function createTransport(url: string, options: TransportOptions): Transpo
   switch (schemeOf(url)) {
     case 'sqlite':
       return new SqliteTransport(url, options);
+    case 'redis':
+    case 'rediss':
+      return new RedisTransport(url, options);
     case 'memory': {
       let t = memory.get(url);
       if (!t) memory.set(url, (t = new MemoryTransport(url)));

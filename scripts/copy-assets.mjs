@@ -1,0 +1,5 @@
+// Copies the non-TypeScript files the build needs (the Redis Lua scripts) from src/ to dist/.
+import { cpSync } from 'node:fs';
+for (const dir of ['transports/redis', 'backends/redis']) {
+  cpSync(new URL(`../src/${dir}`, import.meta.url), new URL(`../dist/${dir}`, import.meta.url), { recursive: true });
+}

@@ -1,0 +1,385 @@
+// redis://host:port/db — the broker for many machines, in the layout of Celery's own Redis transport
+// (kombu transport/redis.py), so Python Celery clients and workers share queues with Fennel:
+//   queue            a list per queue; priority buckets `queue\x06\x16{3,6,9}`; LPUSH to publish, pop from the right
+//   envelope         kombu's JSON envelope, base64 body, a fresh properties.delivery_tag per publish
+//   unacked          hash delivery_tag → [message, exchange, routing_key]; `unacked_index` zset scored by time
+// Every state change is one Lua script (transports/redis/*.lua, each with a header listing KEYS and ARGV).
+// Where kombu loses work (pop, then record as unacked in a second step), fetch.lua does both at once.
+// Fennel additions, ignored by Python workers: `fennel.scheduled` (countdown/eta kept in the broker),
+// `fennel.wake.<queue>` (a marker idle consumers block on, so they wake at once), `fennel.dead_letters`.
+// Priority: kombu's buckets, so 0 is served first and 9 last — the reverse of RabbitMQ and sqlite://.
+
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { Redis, type RedisOptions } from 'ioredis';
+import { BrokerUnavailableError, ClosedError } from '../errors.ts';
+import { decodeEnvelope, encodeEnvelope } from '../protocol/envelope.ts';
+import type { WireMessage } from '../protocol/message.ts';
+import { describeMessage, type ConsumeOptions, type DeadLetter, type Delivery, type QueueStats, type Route, type Subscription, type Transport } from './transport.ts';
+
+export const SEP = '\x06\x16';
+const PRIORITY_STEPS = [0, 3, 6, 9];
+const UNACKED = 'unacked';
+const UNACKED_INDEX = 'unacked_index';
+const UNACKED_MUTEX = 'unacked_mutex';
+const SCHEDULED = 'fennel.scheduled';
+const WAKE = 'fennel.wake.';
+const DEAD = 'fennel.dead_letters';
+const DEAD_SEQ = 'fennel.dead_letters.seq';
+
+const SCRIPTS = ['fetch', 'ack', 'restore', 'dead_letter', 'requeue_dead', 'promote'] as const;
+type ScriptName = (typeof SCRIPTS)[number];
+
+function loadScript(name: ScriptName): string {
+  return readFileSync(new URL(`./redis/${name}.lua`, import.meta.url), 'utf8');
+}
+
+/** The bucket a priority goes to: kombu's `steps[bisect(steps, p) - 1]`; bucket 0 is the bare queue name. */
+export function bucketFor(queue: string, priority = 0): string {
+  let step = 0;
+  for (const s of PRIORITY_STEPS) if (priority >= s) step = s;
+  return step === 0 ? queue : `${queue}${SEP}${step}`;
+}
+
+function bucketsOf(queue: string): string[] {
+  return PRIORITY_STEPS.map((step) => (step === 0 ? queue : `${queue}${SEP}${step}`));
+}
+
+export interface RedisTransportOptions {
+  visibilityTimeoutSec?: number;
+  /** How long an idle consumer blocks before it looks again (for messages from producers that send no wake-up). */
+  pollIntervalMs?: number;
+}
+
+type Call = (keys: string[], args: Array<string | number>) => Promise<unknown>;
+
+export function redisOptions(): RedisOptions {
+  return {
+    // Reconnect for ever, backing off to 2 s; a command sent while disconnected waits in the offline queue
+    // and rejects to its caller if the connection cannot be made again within its retries.
+    retryStrategy: (times) => Math.min(50 * 2 ** times, 2000),
+    maxRetriesPerRequest: 20,
+    lazyConnect: false,
+    connectionName: `fennel:${process.pid}`,
+  };
+}
+
+export class RedisTransport implements Transport {
+  readonly capabilities = { delayedDelivery: true, priorities: true, crossProcess: true };
+  readonly client: Redis;
+  readonly visibilityMs: number;
+  readonly pollMs: number;
+  private readonly scripts = new Map<ScriptName, { sha: string; source: string }>();
+  private readonly subscriptions = new Set<RedisSubscription>();
+  private closed = false;
+
+  constructor(
+    readonly url: string,
+    options: RedisTransportOptions = {},
+  ) {
+    this.visibilityMs = (options.visibilityTimeoutSec ?? 30) * 1000;
+    this.pollMs = options.pollIntervalMs ?? 250;
+    this.client = new Redis(url, redisOptions());
+    this.client.on('error', () => {}); // reconnection is automatic; failures surface on the commands
+    for (const name of SCRIPTS) this.scripts.set(name, { sha: '', source: loadScript(name) });
+  }
+
+  /** Runs a script by SHA, loading it on NOSCRIPT (a restarted Redis forgets its scripts). */
+  readonly run = async (name: ScriptName, keys: string[], args: Array<string | number>): Promise<unknown> => {
+    const script = this.scripts.get(name)!;
+    if (!script.sha) script.sha = (await this.client.script('LOAD', script.source)) as string;
+    try {
+      return await this.client.evalsha(script.sha, keys.length, ...keys, ...args);
+    } catch (error) {
+      if (!String((error as Error).message).includes('NOSCRIPT')) throw this.translate(error);
+      script.sha = (await this.client.script('LOAD', script.source)) as string;
+      return await this.client.evalsha(script.sha, keys.length, ...keys, ...args);
+    }
+  };
+
+  translate(error: unknown): Error {
+    if (this.closed) return new ClosedError(`transport ${this.url}`);
+    const message = (error as Error).message ?? String(error);
+    if (/ECONNREFUSED|ETIMEDOUT|Connection is closed|max retries|ENOTFOUND/i.test(message)) {
+      return new BrokerUnavailableError(this.url, message, { cause: error });
+    }
+    return error instanceof Error ? error : new Error(message);
+  }
+
+  private check(): void {
+    if (this.closed) throw new ClosedError(`transport ${this.url}`);
+  }
+
+  async publish(message: WireMessage, route: Route): Promise<void> {
+    await this.publishMany([[message, route]]);
+  }
+
+  async publishMany(batch: ReadonlyArray<readonly [WireMessage, Route]>): Promise<void> {
+    this.check();
+    const multi = this.client.multi();
+    const now = Date.now();
+    const woken = new Set<string>();
+    for (const [message, route] of batch) {
+      const envelope = encodeEnvelope(message, 'base64', { delivery_tag: randomUUID() });
+      const bucket = bucketFor(route.queue, route.priority);
+      const due = route.delayUntil?.getTime() ?? 0;
+      if (due > now) multi.zadd(SCHEDULED, due, `${bucket}\n${envelope}`);
+      else {
+        multi.lpush(bucket, envelope);
+        woken.add(route.queue);
+      }
+    }
+    for (const queue of woken) multi.zadd(`${WAKE}${queue}`, 0, 'w');
+    try {
+      const results = await multi.exec();
+      const failed = results?.find(([error]) => error);
+      if (!results || failed) throw failed?.[0] ?? new Error('transaction aborted');
+    } catch (error) {
+      throw this.translate(error);
+    }
+  }
+
+  async consume(options: ConsumeOptions, onDelivery: (delivery: Delivery) => void): Promise<Subscription> {
+    this.check();
+    if (options.queues.length === 0) throw new RangeError('consume needs at least one queue');
+    // Declare the queues the way kombu does, so a Python producer routing through the default exchange finds them.
+    await this.client.sadd(`_kombu.binding.${options.queues[0]}`, ...options.queues.map((q) => `${q}${SEP}${SEP}${q}`)).catch(() => {});
+    for (const q of options.queues.slice(1)) await this.client.sadd(`_kombu.binding.${q}`, `${q}${SEP}${SEP}${q}`).catch(() => {});
+    const sub = new RedisSubscription(this, options, onDelivery);
+    this.subscriptions.add(sub);
+    sub.start();
+    return { cancel: async () => sub.stop() };
+  }
+
+  forget(sub: RedisSubscription): void {
+    this.subscriptions.delete(sub);
+  }
+
+  async purge(queue: string): Promise<number> {
+    this.check();
+    const buckets = bucketsOf(queue);
+    const multi = this.client.multi();
+    for (const b of buckets) multi.llen(b);
+    multi.del(...buckets);
+    const results = (await multi.exec()) ?? [];
+    return results.slice(0, buckets.length).reduce((n, [, v]) => n + Number(v), 0);
+  }
+
+  async depth(queue: string): Promise<number> {
+    this.check();
+    const multi = this.client.multi();
+    for (const b of bucketsOf(queue)) multi.llen(b);
+    const results = (await multi.exec()) ?? [];
+    return results.reduce((n, [, v]) => n + Number(v), 0);
+  }
+
+  async stats(): Promise<QueueStats[]> {
+    this.check();
+    const byQueue = new Map<string, QueueStats>();
+    const row = (queue: string): QueueStats => {
+      let s = byQueue.get(queue);
+      if (!s) byQueue.set(queue, (s = { queue, ready: 0, scheduled: 0, unacked: 0 }));
+      return s;
+    };
+    const bindings = await this.client.keys('_kombu.binding.*');
+    for (const key of bindings) {
+      const queue = key.slice('_kombu.binding.'.length);
+      if (queue.includes('pidbox') || queue.startsWith('celeryev')) continue;
+      row(queue).ready = await this.depth(queue);
+    }
+    for (const member of await this.client.zrange(SCHEDULED, 0, -1)) {
+      const bucket = member.slice(0, member.indexOf('\n'));
+      row(bucket.split(SEP)[0]!).scheduled++;
+    }
+    for (const entry of await this.client.hvals(UNACKED)) {
+      const queue = /"([^"]*)"\s*\]\s*$/.exec(entry)?.[1];
+      if (queue) row(queue).unacked++;
+    }
+    return [...byQueue.values()].sort((a, b) => a.queue.localeCompare(b.queue));
+  }
+
+  async listDeadLetters(options: { limit?: number } = {}): Promise<DeadLetter[]> {
+    this.check();
+    const records = Object.values(await this.client.hgetall(DEAD)).map(
+      (text) => JSON.parse(text) as { id: string; queue: string; reason: string; created_at: number; task_id?: string; task_name?: string; envelope: string },
+    );
+    records.sort((a, b) => Number(a.id) - Number(b.id));
+    return records.slice(0, options.limit ?? 100).map((r) => {
+      const message = decodeEnvelope(r.envelope);
+      const described = describeMessage(message);
+      return {
+        id: r.id,
+        queue: r.queue,
+        reason: r.reason,
+        taskId: r.task_id || described.taskId,
+        taskName: r.task_name || described.taskName,
+        createdAt: new Date(r.created_at * 1000),
+        message,
+      };
+    });
+  }
+
+  async requeueDeadLetter(id: string): Promise<boolean> {
+    this.check();
+    return (await this.run('requeue_dead', [DEAD], [id, SEP, WAKE])) === 1;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    for (const sub of this.subscriptions) await sub.releaseAll();
+    this.subscriptions.clear();
+    this.closed = true;
+    await this.client.quit().catch(() => this.client.disconnect());
+  }
+}
+
+/** One consume loop: fetch into the prefetch window, block on the wake markers when idle, renew leases. */
+class RedisSubscription {
+  private readonly held = new Map<string, string>(); // delivery_tag → queue
+  private active = false;
+  private looping = false;
+  private blocker: Redis | undefined;
+  private renewTimer: NodeJS.Timeout | undefined;
+  private nextPromote = 0;
+  private nextRestore = 0;
+  private roomWaiter: (() => void) | undefined;
+
+  constructor(
+    private readonly transport: RedisTransport,
+    private readonly options: ConsumeOptions,
+    private readonly onDelivery: (delivery: Delivery) => void,
+  ) {}
+
+  start(): void {
+    this.active = true;
+    // A separate connection for the blocking wait, so acks and stores never queue behind it.
+    this.blocker = this.transport.client.duplicate();
+    this.blocker.on('error', () => {});
+    this.renewTimer = setInterval(() => void this.renew(), Math.max(50, Math.floor(this.transport.visibilityMs / 3)));
+    this.renewTimer.unref();
+    void this.loop();
+  }
+
+  /** Pushes the delivery time of every held message forward (kombu's restore sweep reads these scores). */
+  private async renew(): Promise<void> {
+    if (this.held.size === 0) return;
+    const now = Date.now() / 1000;
+    const args: Array<string | number> = [];
+    for (const tag of this.held.keys()) args.push(now, tag);
+    await this.transport.client.zadd(UNACKED_INDEX, 'XX', ...args).catch(() => {});
+  }
+
+  private async loop(): Promise<void> {
+    if (this.looping) return;
+    this.looping = true;
+    let failures = 0;
+    while (this.active) {
+      try {
+        await this.housekeeping();
+        const room = this.options.prefetch - this.held.size;
+        if (room <= 0) {
+          await new Promise<void>((resolve) => (this.roomWaiter = resolve));
+          continue;
+        }
+        const got = await this.fetch(room);
+        failures = 0;
+        if (got === room) {
+          // There may be more: pass the wake-up on to other idle consumers.
+          const wake = this.transport.client.multi();
+          for (const q of this.options.queues) wake.zadd(`${WAKE}${q}`, 0, 'w');
+          await wake.exec();
+          continue;
+        }
+        if (got > 0) continue;
+        await this.waitForWork();
+      } catch {
+        // Redis is away: the client reconnects with backoff; look again shortly.
+        failures++;
+        await new Promise((resolve) => setTimeout(resolve, Math.min(100 * failures, 2000)));
+      }
+    }
+    this.looping = false;
+  }
+
+  /** Moves due scheduled messages and restores messages whose holders died, now and then. */
+  private async housekeeping(): Promise<void> {
+    const now = Date.now();
+    if (now >= this.nextPromote) {
+      const next = Number(await this.transport.run('promote', [SCHEDULED], [now, 1000, WAKE]));
+      this.nextPromote = next < 0 ? now + this.transport.pollMs : Math.min(next, now + this.transport.pollMs);
+    }
+    if (now >= this.nextRestore) {
+      this.nextRestore = now + Math.max(250, Math.min(this.transport.visibilityMs / 2, 5000));
+      await this.transport.run('restore', [UNACKED, UNACKED_INDEX, UNACKED_MUTEX], [(now - this.transport.visibilityMs) / 1000, 1000, '', SEP, WAKE]);
+    }
+  }
+
+  private async fetch(room: number): Promise<number> {
+    const keys = [UNACKED, UNACKED_INDEX, DEAD, DEAD_SEQ];
+    const queues: string[] = [];
+    for (const queue of this.options.queues) {
+      for (const bucket of bucketsOf(queue)) {
+        keys.push(bucket);
+        queues.push(queue);
+      }
+    }
+    const out = (await this.transport.run('fetch', keys, [room, Date.now() / 1000, ...queues])) as string[];
+    for (let i = 0; i < out.length; i += 3) this.deliver(out[i]!, out[i + 1]!, out[i + 2]!);
+    return out.length / 3;
+  }
+
+  /** Blocks on the wake markers until a Fennel producer publishes, a scheduled message is due, or the poll interval passes. */
+  private async waitForWork(): Promise<void> {
+    const timeoutMs = Math.max(10, Math.min(this.transport.pollMs, this.nextPromote - Date.now()));
+    const keys = this.options.queues.map((q) => `${WAKE}${q}`);
+    await this.blocker!.bzpopmin(...keys, (timeoutMs / 1000).toFixed(2));
+  }
+
+  private deliver(queue: string, tag: string, raw: string): void {
+    this.held.set(tag, queue);
+    const message = decodeEnvelope(raw);
+    let settled = false;
+    const settle = async (fn: () => Promise<unknown>): Promise<void> => {
+      if (settled) return;
+      await fn(); // if it fails the delivery stays held and leased, and can be settled again
+      settled = true;
+      this.held.delete(tag);
+      this.roomWaiter?.();
+      this.roomWaiter = undefined;
+      if (!this.active && this.held.size === 0) this.finish();
+    };
+    const redelivered = message.headers['redelivered'] === true || (message.properties.delivery_info as { redelivered?: boolean } | undefined)?.redelivered === true;
+    this.onDelivery({
+      message,
+      queue,
+      redelivered,
+      ack: () => settle(() => this.transport.run('ack', [UNACKED, UNACKED_INDEX], [tag])),
+      reject: ({ requeue, reason }) =>
+        settle(() => {
+          if (requeue) return this.transport.run('restore', [UNACKED, UNACKED_INDEX, UNACKED_MUTEX], [0, 0, tag, SEP, WAKE]);
+          const { taskId, taskName } = describeMessage(message);
+          return this.transport.run('dead_letter', [UNACKED, UNACKED_INDEX, DEAD, DEAD_SEQ], [tag, reason ?? 'rejected', Date.now() / 1000, taskId ?? '', taskName ?? '', queue, raw]);
+        }),
+    });
+  }
+
+  stop(): void {
+    this.active = false;
+    this.roomWaiter?.();
+    this.blocker?.disconnect();
+    if (this.held.size === 0) this.finish();
+  }
+
+  private finish(): void {
+    clearInterval(this.renewTimer);
+    this.transport.forget(this);
+  }
+
+  /** Hands every held message back for immediate redelivery (transport close). */
+  async releaseAll(): Promise<void> {
+    this.stop();
+    await Promise.all([...this.held.keys()].map((tag) => this.transport.run('restore', [UNACKED, UNACKED_INDEX, UNACKED_MUTEX], [0, 0, tag, SEP, WAKE]).catch(() => {})));
+    this.held.clear();
+    this.finish();
+  }
+}
