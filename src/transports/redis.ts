@@ -51,8 +51,6 @@ export interface RedisTransportOptions {
   pollIntervalMs?: number;
 }
 
-type Call = (keys: string[], args: Array<string | number>) => Promise<unknown>;
-
 export function redisOptions(): RedisOptions {
   return {
     // Reconnect for ever, backing off to 2 s; a command sent while disconnected waits in the offline queue
