@@ -2,7 +2,7 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
@@ -32,10 +32,23 @@ export interface RunningWorker {
 
 /** Runs the fennel CLI as a user would, in its own process, from the repository root. */
 export function runCli(args: string[], env: Record<string, string> = {}): RunningWorker {
+  return spawnCli(args, env, false);
+}
+
+/**
+ * As runCli, but as the leader of a new process group, as a shell starts a job: signalGroup() then reaches
+ * it and every process it started (its pool slots), as Ctrl-C in a terminal does.
+ */
+export function runCliInOwnGroup(args: string[], env: Record<string, string> = {}): RunningWorker {
+  return spawnCli(args, env, true);
+}
+
+function spawnCli(args: string[], env: Record<string, string>, detached: boolean): RunningWorker {
   const child = spawn(process.execPath, [...NODE_ARGS, CLI, ...args], {
     cwd: ROOT,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
+    detached,
   });
   const lines: string[] = [];
   const listeners = new Set<() => void>();
@@ -96,5 +109,79 @@ export async function waitFor(predicate: () => boolean | Promise<boolean>, what:
   while (!(await predicate())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+export interface CliResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** Non-empty lines printed on stdout, and on stderr, kept apart. */
+  stdout: string[];
+  stderr: string[];
+}
+
+/**
+ * Runs one `fennel` command to its end and returns its exit code and what it printed on each stream.
+ * Stdin is not a TTY. Fails if the command has not exited within `timeoutMs` (it is killed then).
+ */
+export function runCliToEnd(args: string[], env: Record<string, string> = {}, timeoutMs = 30_000): Promise<CliResult> {
+  const child = spawn(process.execPath, [...NODE_ARGS, CLI, ...args], {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (err += chunk.toString()));
+  const split = (text: string): string[] => text.split('\n').filter((l) => l.trim() !== '');
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`fennel ${args.join(' ')} did not exit within ${timeoutMs} ms; output:\n${out}${err}`));
+    }, timeoutMs);
+    child.once('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout: split(out), stderr: split(err) });
+    });
+  });
+}
+
+/** The non-empty lines of a text file, or [] if it does not exist yet. */
+export function fileLines(path: string): string[] {
+  if (!existsSync(path)) return [];
+  return readFileSync(path, 'utf8').split('\n').filter((l) => l.trim() !== '');
+}
+
+/** True while the process has neither exited nor been killed. */
+export function isRunning(worker: RunningWorker): boolean {
+  return worker.child.exitCode === null && worker.child.signalCode === null;
+}
+
+/** Starts `fennel worker` in a process group of its own (see runCliInOwnGroup) and waits until it is consuming. */
+export async function startWorkerInOwnGroup(app: string, url: string, flags: string[] = []): Promise<RunningWorker> {
+  const worker = runCliInOwnGroup(['worker', '--app', app, ...flags], { FENNEL_BROKER_URL: url });
+  await worker.waitForLine(/worker ready/);
+  return worker;
+}
+
+/** Sends `signal` to the whole process group a runCliInOwnGroup() process leads, as a terminal's Ctrl-C does. */
+export function signalGroup(worker: RunningWorker, signal: NodeJS.Signals): void {
+  process.kill(-worker.child.pid!, signal);
+}
+
+/** True while a process with this pid exists and has not exited (an unreaped zombie counts as exited, on Linux). */
+export function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  try {
+    // /proc/<pid>/stat: "pid (comm) state ..."; a container whose init does not reap leaves orphans as zombies.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+  } catch {
+    return true; // no /proc (not Linux): the signal check above is all there is
   }
 }
