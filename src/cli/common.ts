@@ -12,7 +12,7 @@ export interface AppFlags {
 
 /** Exits with `code` after printing one line to stderr (2: bad usage or input). */
 export function fail(message: string, code = 2): never {
-  process.stderr.write(`fennel: ${message}\n`);
+  process.stderr.write(`fennel: ${message.replace(/\s*\n\s*/g, ' ')}\n`);
   process.exit(code);
 }
 

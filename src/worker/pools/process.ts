@@ -30,6 +30,9 @@ export function processPool(size: number, data: SlotData): SlotPool {
       env: { ...process.env, FENNEL_SLOT_DATA: JSON.stringify(data) },
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
+    // A send to a child that is dying fails with EPIPE; its exit reports the job as lost, so the error
+    // itself must not crash the worker.
+    child.on('error', () => {});
     return {
       send: (message) => {
         if (child.connected) child.send(message);

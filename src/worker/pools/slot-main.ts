@@ -41,7 +41,10 @@ async function main(): Promise<void> {
   });
   if (!inThread) {
     // A child process exits when its parent goes away, so an orphan never runs on.
-    process.on('disconnect', () => process.exit(0));
+    process.on('disconnect', () => {
+      for (const controller of running.values()) controller.abort(new Error('worker exited'));
+      process.exit(0);
+    });
     // Ctrl-C reaches the whole process group; the worker decides when its slots stop, not the terminal.
     process.on('SIGINT', () => {});
     process.on('SIGTERM', () => {});

@@ -109,8 +109,11 @@ export class SlotPool implements Pool {
         const seconds = job.timeLimitSec;
         timers.push(
           setTimeout(() => {
-            this.finish(taken, { kind: 'timeout', seconds });
+            // Dead before the outcome is reported: finishing frees the worker's slot at once, and the next
+            // job must not be handed to this one while it is still dying.
+            taken.dead = true;
             taken.handle.kill();
+            this.finish(taken, { kind: 'timeout', seconds });
           }, seconds * 1000),
         );
       }
