@@ -54,13 +54,10 @@ export class SqliteBackend implements ResultBackend {
   async store(meta: TaskMeta): Promise<void> {
     const text = encodeMeta(meta);
     const now = Date.now();
-    this.file.run(() =>
-      this.file.db.transaction(() => {
-        const seq = (this.sql.nextSeq.get() as { value: number }).value;
-        this.sql.store.run(meta.task_id, meta.status, text, seq, now);
-      }).immediate(),
-    );
-    this.file.notify();
+    await this.file.write(() => {
+      const seq = (this.sql.nextSeq.get() as { value: number }).value;
+      this.sql.store.run(meta.task_id, meta.status, text, seq, now);
+    });
     if (this.expiresMs > 0 && now - this.lastExpiry > 60_000) {
       this.lastExpiry = now;
       this.file.run(() => this.sql.expire.run(now - this.expiresMs));

@@ -77,6 +77,7 @@ export class SqliteFile {
   private poll: NodeJS.Timeout | undefined;
   private readonly listeners = new Set<() => void>();
   private wakePending = false;
+  private pending: Array<{ fn: () => unknown; resolve: (value: unknown) => void; reject: (error: unknown) => void }> = [];
 
   /** Opens (or shares this process's open handle of) the database at `path`. Call `release()` when done. */
   static acquire(path: string, url: string): SqliteFile {
@@ -114,6 +115,46 @@ export class SqliteFile {
     } catch (error) {
       throw translateSqliteError(this.url, error);
     }
+  }
+
+  /**
+   * Group commit: runs `fn` in the next write transaction, together with every other write asked for in
+   * the same turn of the event loop (acks and result stores from many finishing tasks, say). Each `fn` runs
+   * in its own savepoint, so one failing write rejects only its own caller. Resolves after the commit.
+   */
+  write<T>(fn: () => T): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.pending.push({ fn, resolve: resolve as (value: unknown) => void, reject });
+      if (this.pending.length === 1) setImmediate(() => this.flush());
+    });
+  }
+
+  private flush(): void {
+    const batch = this.pending;
+    this.pending = [];
+    const outcomes: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
+    try {
+      this.db
+        .transaction(() => {
+          for (const item of batch) {
+            try {
+              outcomes.push({ ok: true, value: this.db.transaction(item.fn)() });
+            } catch (error) {
+              outcomes.push({ ok: false, error });
+            }
+          }
+        })
+        .immediate();
+    } catch (error) {
+      for (const item of batch) item.reject(translateSqliteError(this.url, error));
+      return;
+    }
+    this.notify();
+    batch.forEach((item, i) => {
+      const outcome = outcomes[i]!;
+      if (outcome.ok) item.resolve(outcome.value);
+      else item.reject(translateSqliteError(this.url, outcome.error));
+    });
   }
 
   /** Calls `listener` (coalesced) whenever any process may have committed a change. Returns an unsubscribe. */

@@ -57,19 +57,15 @@ export class SqliteTransport implements Transport {
 
   async publish(message: WireMessage, route: Route): Promise<void> {
     this.check();
-    this.file.run(() => this.insert(message, route, Date.now()));
-    this.file.notify();
+    await this.file.write(() => this.insert(message, route, Date.now()));
   }
 
   async publishMany(batch: ReadonlyArray<readonly [WireMessage, Route]>): Promise<void> {
     this.check();
     const now = Date.now();
-    this.file.run(() =>
-      this.file.db.transaction(() => {
-        for (const [message, route] of batch) this.insert(message, route, now);
-      })(),
-    );
-    this.file.notify();
+    await this.file.write(() => {
+      for (const [message, route] of batch) this.insert(message, route, now);
+    });
   }
 
   private insert(message: WireMessage, route: Route, now: number): void {
@@ -289,11 +285,12 @@ class SqliteSubscription {
 
   private deliver(row: ClaimedRow): void {
     let settled = false;
-    const settle = (fn: () => void): void => {
+    const settle = async (fn: () => void): Promise<void> => {
       if (settled) return;
       // If the statement fails (a busy database), the delivery stays held and leased, and the caller's
       // error path can settle it again; marking it settled first would leave it leased for ever.
-      this.file.run(fn);
+      await this.file.write(fn);
+      if (settled) return;
       settled = true;
       this.held--;
       if (this.active) this.wake();
@@ -304,19 +301,16 @@ class SqliteSubscription {
       message,
       queue: row.queue,
       redelivered: row.deliveries > 1,
-      ack: async () => settle(() => this.transport.sql.ack.run(row.id, this.lease)),
-      reject: async ({ requeue, reason }) =>
+      ack: () => settle(() => this.transport.sql.ack.run(row.id, this.lease)),
+      reject: ({ requeue, reason }) =>
         settle(() => {
           if (requeue) {
             this.transport.sql.requeue.run(row.id, this.lease);
-            this.file.notify();
             return;
           }
           const { taskId, taskName } = describeMessage(message);
-          this.file.db.transaction(() => {
-            this.transport.sql.toDead.run(reason ?? 'rejected', taskId, taskName, Date.now(), row.id, this.lease);
-            this.transport.sql.ack.run(row.id, this.lease);
-          })();
+          this.transport.sql.toDead.run(reason ?? 'rejected', taskId, taskName, Date.now(), row.id, this.lease);
+          this.transport.sql.ack.run(row.id, this.lease);
         }),
     });
   }
