@@ -1,0 +1,322 @@
+// Interop with real Python Celery on Redis, both ways: a Python Celery client calls a real `fennel worker`, and
+// a Fennel producer calls a real Python Celery worker; plus the wire facts on Redis that make it work (kombu's
+// envelope, `_kombu.binding.*`, the shared `unacked` layout, `fennel.scheduled`). Debian's Celery 5.2.6 /
+// kombu 5.2.4 run with /usr/bin/python3 (not the python3 first on PATH). Redis database 14, flushed before and
+// after; every queue name is unique. Missing Redis or Celery skips with one line, except on CI, where it fails.
+
+import assert from 'node:assert/strict';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { Redis } from 'ioredis';
+import { Fennel, RemoteTaskError, type Delivery } from 'fennel';
+import { startWorker, stopProcess, uniqueQueue, waitFor, type RunningWorker } from '../support/process.ts';
+
+const DB = 14;
+const REDIS_URL = `redis://127.0.0.1:6379/${DB}`;
+const PYTHON = '/usr/bin/python3';
+const FIXTURES = join(import.meta.dirname, 'fixtures/interop');
+const TASKS = join(FIXTURES, 'tasks.ts');
+const SEP = '\x06\x16'; // kombu's priority-bucket and binding separator
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const PY_ENV = { ...process.env, PYTHONPATH: FIXTURES, PYTHONDONTWRITEBYTECODE: '1', INTEROP_REDIS_URL: REDIS_URL };
+
+/** Why these tests cannot run here, or false. */
+async function missing(): Promise<string | false> {
+  const probe = new Redis(REDIS_URL, { lazyConnect: true, connectTimeout: 1000, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  probe.on('error', () => {});
+  try {
+    await probe.connect();
+    await probe.ping();
+  } catch {
+    return 'Redis not reachable at 127.0.0.1:6379';
+  } finally {
+    probe.disconnect();
+  }
+  const python = spawnSync(PYTHON, ['-c', 'import celery, redis'], { encoding: 'utf8' });
+  if (python.status !== 0) return `${PYTHON} cannot import celery and redis (apt-get install python3-celery python3-redis)`;
+  return false;
+}
+
+const reason = await missing();
+const ON_CI = process.env['CI'] === 'true';
+
+/** A process whose output lines are collected, with a wait for the first line matching a pattern. */
+interface Proc {
+  child: ChildProcess;
+  lines: string[];
+  waitForLine(pattern: RegExp, timeoutMs?: number): Promise<string>;
+  exited: Promise<number | null>;
+}
+
+function startPython(args: string[]): Proc {
+  const child = spawn(PYTHON, args, { cwd: FIXTURES, env: PY_ENV, stdio: ['ignore', 'pipe', 'pipe'] });
+  const lines: string[] = [];
+  const onData = (chunk: Buffer): void => {
+    for (const line of chunk.toString().split('\n')) if (line.trim()) lines.push(line);
+  };
+  child.stdout.on('data', onData);
+  child.stderr.on('data', onData);
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  let done = false;
+  void exited.then(() => (done = true));
+  return {
+    child,
+    lines,
+    exited,
+    async waitForLine(pattern, timeoutMs = 30_000) {
+      await waitFor(() => done || lines.some((l) => pattern.test(l)), `a line matching ${pattern}`, timeoutMs).catch((error: Error) => {
+        throw new Error(`${error.message}; output:\n${lines.slice(-30).join('\n')}`);
+      });
+      const hit = lines.find((l) => pattern.test(l));
+      if (!hit) throw new Error(`python exited before printing ${pattern}; output:\n${lines.slice(-30).join('\n')}`);
+      return hit;
+    },
+  };
+}
+
+/** SIGTERM (Celery's warm shutdown), then SIGKILL if it has not exited within 10 s. */
+async function stopPython(proc: Proc | undefined): Promise<void> {
+  if (!proc || proc.child.exitCode !== null || proc.child.signalCode !== null) return;
+  proc.child.kill('SIGTERM');
+  const timer = setTimeout(() => proc.child.kill('SIGKILL'), 10_000);
+  await proc.exited;
+  clearTimeout(timer);
+}
+
+/** Runs a Python fixture script to its end; its stdout's last line. */
+async function runPython(args: string[], timeoutMs = 120_000): Promise<string> {
+  const proc = startPython(args);
+  const timer = setTimeout(() => proc.child.kill('SIGKILL'), timeoutMs);
+  const code = await proc.exited;
+  clearTimeout(timer);
+  assert.equal(code, 0, `python ${args.join(' ')} failed:\n${proc.lines.join('\n')}`);
+  return proc.lines.filter((l) => l.startsWith('{') || UUID.test(l)).at(-1) ?? '';
+}
+
+/** Starts a Python Celery worker on `queue` from fixtures/interop/celery_tasks.py and waits for "ready". */
+async function startCeleryWorker(queue: string): Promise<Proc> {
+  const worker = startPython([
+    '-m', 'celery', '-A', 'celery_tasks', 'worker', '-Q', queue, '-c', '1', '-P', 'solo',
+    '--without-heartbeat', '--without-gossip', '--without-mingle', '-l', 'info', '-n', `interop-${queue}@%h`,
+  ]);
+  // If this test process ends without its after() hooks (a crash), the Celery worker must not outlive it.
+  const kill = (): void => void worker.child.kill('SIGKILL');
+  process.once('exit', kill);
+  void worker.exited.then(() => process.off('exit', kill));
+  await worker.waitForLine(/ready\./);
+  return worker;
+}
+
+describe('interop with Python Celery 5 on Redis', { skip: ON_CI ? false : reason }, () => {
+  let redis: Redis;
+
+  before(async () => {
+    if (reason) throw new Error(`${reason} (CI=true: Redis and Debian's Celery are required)`);
+    redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
+    await redis.flushdb();
+  });
+
+  after(async () => {
+    await redis?.flushdb();
+    redis?.disconnect();
+  });
+
+  describe('Python Celery client → Fennel worker', () => {
+    const queue = uniqueQueue('interop-py2fennel');
+    const second = `${queue}-b`;
+    let worker: RunningWorker | undefined;
+
+    before(async () => {
+      worker = await startWorker(TASKS, REDIS_URL, ['-Q', `${queue},${second}`, '-c', '2']);
+    });
+
+    after(async () => {
+      if (worker) await stopProcess(worker, 'SIGTERM');
+    });
+
+    // Checked before any Python client declares the queue (a Celery producer SADDs the same member).
+    it("declares each consumed queue in kombu's layout: _kombu.binding.<queue> = {<queue>␆␖␆␖<queue>}", async () => {
+      assert.deepEqual(await redis.smembers(`_kombu.binding.${second}`), [`${second}${SEP}${SEP}${second}`]);
+      // kombu's Queue(name).declare() binds exchange <name> to queue <name> only; with `-Q a,b` Fennel also puts b's
+      // binding into a's set (src/transports/redis.ts consume(): sadd(`_kombu.binding.${queues[0]}`, ...all queues)).
+      assert.deepEqual(await redis.smembers(`_kombu.binding.${queue}`), [`${queue}${SEP}${SEP}${queue}`]);
+    });
+
+    it('runs send_task calls: args, kwargs as a trailing object, countdown, priority, failure, expiry, unknown name', async () => {
+      const report = JSON.parse(await runPython(['client.py', 'report', queue])) as Record<string, unknown>;
+      assert.equal(report['add'], 5, 'positional args');
+      assert.equal(report['kw'], 21, "kwargs {'scale': 3} reach the task as its trailing options object");
+      assert.equal(report['kw_default'], 7, 'no kwargs: no trailing object');
+      const countdown = report['countdown'] as { value: number; elapsed: number };
+      assert.equal(countdown.value, 42, 'a countdown call (eta header on the list) is deferred by the Fennel worker and runs');
+      assert.ok(countdown.elapsed >= 0.95, `not before its countdown of 1 s (took ${countdown.elapsed} s)`);
+      assert.equal(report['priority'], 9, 'priority 9: kombu bucket <queue>␆␖9, consumed by Fennel');
+      assert.deepEqual(report['fail'], {
+        raised: true, type: 'TypeError', module: 'builtins', message: 'boom', args: ['boom'], state: 'FAILURE', has_traceback: true,
+      });
+      assert.deepEqual(report['expired'], {
+        raised: true, type: 'TaskRevokedError', module: 'celery.exceptions', message: 'expired', args: ['expired'], state: 'REVOKED', has_traceback: false,
+      });
+      assert.deepEqual(report['unregistered'], {
+        raised: true, type: 'NotRegistered', module: 'celery.exceptions', message: "'interop.nope'", args: ['interop.nope'], state: 'FAILURE', has_traceback: false,
+      });
+      assert.deepEqual(report['meta'], { status: 'SUCCESS', result: 5, name: 'interop.add', args: [2, 3], kwargs: {}, queue });
+      // Dates: kombu < 5.3 has no JSON type tags. A Python datetime arrives as an ISO string, and a Date returned
+      // by Fennel reaches a 5.2 client as the raw tag object; kombu >= 5.3 (Celery 5.3+) decodes both.
+      const { kombu } = report['versions'] as { kombu: string };
+      const when = report['when'] as { received: unknown; epoch: unknown };
+      if (/^5\.[0-2]\./.test(kombu)) {
+        assert.deepEqual(when, { received: { other: '2020-01-02T03:04:05Z' }, epoch: { __type__: 'datetime', __value__: '1970-01-01T00:00:00.000000+00:00' } });
+      } else {
+        assert.deepEqual(when, { received: { date: '2020-01-02T03:04:05.000Z' }, epoch: { python_datetime: '1970-01-01T00:00:00+00:00' } });
+      }
+    });
+
+    it('leaves nothing unacked or queued behind', async () => {
+      assert.equal(await redis.hlen('unacked'), 0);
+      assert.equal(await redis.zcard('unacked_index'), 0);
+      assert.equal(await redis.llen(queue), 0);
+      assert.equal(await redis.zcard('fennel.scheduled'), 0);
+    });
+  });
+
+  describe('Fennel producer → Python Celery worker', () => {
+    const queue = uniqueQueue('interop-fennel2py');
+    let app: Fennel;
+    let celery: Proc | undefined;
+    let firstId = '';
+
+    before(async () => {
+      app = new Fennel({ broker: REDIS_URL });
+      // Published before the Python worker exists, so the exact list element can be read back, then consumed by Celery.
+      const first = app.sendTask('py.add', [20, 22], { queue });
+      await first.sent;
+      firstId = first.id;
+    });
+
+    after(async () => {
+      await stopPython(celery);
+      await app?.close();
+    });
+
+    it("puts kombu's envelope on the list: base64 3-element body, delivery_tag, anonymous-exchange delivery_info", async () => {
+      const raw = await redis.lindex(queue, 0);
+      assert.ok(raw, 'the message is on the list named after the queue (priority 0: no bucket suffix)');
+      assert.equal(await redis.llen(queue), 1);
+      const envelope = JSON.parse(raw) as { body: string; 'content-type': string; 'content-encoding': string; headers: Record<string, unknown>; properties: Record<string, unknown> };
+      assert.equal(envelope['content-type'], 'application/json');
+      assert.equal(envelope['content-encoding'], 'utf-8');
+      assert.equal(envelope.properties['body_encoding'], 'base64');
+      assert.match(String(envelope.properties['delivery_tag']), UUID, 'a fresh uuid4 delivery_tag, which kombu keys its unacked hash by');
+      assert.deepEqual(envelope.properties['delivery_info'], { exchange: '', routing_key: queue });
+      assert.equal(envelope.properties['correlation_id'], firstId);
+      assert.equal(envelope.properties['priority'], 0);
+      assert.match(String(envelope.properties['reply_to']), UUID);
+      const body = JSON.parse(Buffer.from(envelope.body, 'base64').toString('utf8')) as unknown[];
+      assert.deepEqual(body, [[20, 22], {}, { callbacks: null, errbacks: null, chain: null, chord: null }], 'three elements: a two-element body would crash a Celery worker');
+      assert.equal(envelope.headers['lang'], 'js');
+      assert.equal(envelope.headers['task'], 'py.add');
+      assert.equal(envelope.headers['id'], firstId);
+      assert.deepEqual(envelope.headers['timelimit'], [null, null]);
+    });
+
+    it('is accepted by the Celery worker: that message runs, and get() reads the Python result', async () => {
+      celery = await startCeleryWorker(queue);
+      assert.equal(await app.asyncResult(firstId).get({ timeoutMs: 30_000 }), 42);
+      assert.ok(celery.lines.some((l) => l.includes(`Task py.add[${firstId}] received`)), 'the Celery worker logged receiving it');
+      assert.deepEqual(await redis.smembers(`_kombu.binding.${queue}`), [`${queue}${SEP}${SEP}${queue}`], "the Celery worker's own binding: the shape Fennel writes");
+    });
+
+    it('sendTask: positional args, kwargs, and a Python exception as RemoteTaskError', async () => {
+      assert.equal(await app.sendTask('py.add', [2, 3], { queue }).get({ timeoutMs: 30_000 }), 5);
+      assert.equal(await app.sendTask('py.add', [2], { queue, kwargs: { b: 5 } }).get({ timeoutMs: 30_000 }), 7);
+      assert.equal(await app.sendTask('py.add', [], { queue, kwargs: { a: 1, b: 2 } }).get({ timeoutMs: 30_000 }), 3);
+      const failing = app.sendTask('py.fail', [], { queue });
+      await assert.rejects(failing.get({ timeoutMs: 30_000 }), (error: unknown) => {
+        assert.ok(error instanceof RemoteTaskError);
+        assert.equal(error.remoteName, 'ValueError');
+        assert.equal(error.remoteModule, 'builtins');
+        assert.equal(error.remoteMessage, 'boom, 42', "exc_message ['boom', 42], the exception's args");
+        assert.equal(error.state, 'FAILURE');
+        assert.match(error.remoteStack ?? '', /ValueError: \('boom', 42\)/, 'the Python traceback');
+        return true;
+      });
+      const expired = app.sendTask('py.add', [1, 1], { queue, expires: new Date(Date.now() - 60_000) });
+      await assert.rejects(expired.get({ timeoutMs: 30_000 }), (error: unknown) => {
+        assert.ok(error instanceof RemoteTaskError);
+        assert.equal(error.remoteName, 'TaskRevokedError');
+        assert.equal(error.state, 'REVOKED');
+        return true;
+      });
+    });
+
+    it('a countdown stays in fennel.scheduled, unseen by Celery, until a Fennel consumer promotes it', async () => {
+      const delayed = app.sendTask('py.add', [1, 1], { queue, countdown: 0.2 });
+      await delayed.sent;
+      const scheduled = await redis.zrange('fennel.scheduled', 0, -1);
+      assert.equal(scheduled.length, 1);
+      assert.ok(scheduled[0]!.startsWith(`${queue}\n{`), 'member "<bucket>\\n<envelope>", scored by the due time');
+      // Well past its due time, with no Fennel consumer on this database: still scheduled, never on the list.
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      assert.equal(await redis.zcard('fennel.scheduled'), 1);
+      assert.equal(await redis.llen(queue), 0);
+      assert.equal(await delayed.status(), 'PENDING');
+      assert.ok(!celery!.lines.some((l) => l.includes(delayed.id)), 'the Celery worker has not seen it');
+      // Any Fennel consumer on the database promotes every due message, whatever queue it consumes itself.
+      const other = uniqueQueue('interop-promoter');
+      const subscription = await app.transport.consume({ queues: [other], prefetch: 1 }, () => {});
+      try {
+        assert.equal(await delayed.get({ timeoutMs: 30_000 }), 2);
+      } finally {
+        await subscription.cancel();
+      }
+      assert.equal(await redis.zcard('fennel.scheduled'), 0);
+    });
+
+    it("records a delivery in kombu's unacked layout: unacked[tag] = [envelope, \"\", queue], unacked_index scored in seconds", async () => {
+      const held = uniqueQueue('interop-held');
+      const result = app.sendTask('py.add', [0, 0], { queue: held });
+      await result.sent;
+      let delivery: Delivery | undefined;
+      const subscription = await app.transport.consume({ queues: [held], prefetch: 1 }, (d) => (delivery = d));
+      try {
+        await waitFor(() => delivery !== undefined, 'the delivery');
+        const tag = String(delivery!.message.properties['delivery_tag']);
+        const entry = JSON.parse((await redis.hget('unacked', tag))!) as [Record<string, unknown>, string, string];
+        assert.equal(entry.length, 3);
+        assert.equal((entry[0]['headers'] as Record<string, unknown>)['id'], result.id);
+        assert.equal(entry[1], '', 'exchange: the anonymous exchange, so kombu restores to routing_key');
+        assert.equal(entry[2], held, 'routing_key: the queue');
+        const score = Number(await redis.zscore('unacked_index', tag));
+        assert.ok(Math.abs(score - Date.now() / 1000) < 60, `score ${score} is unix seconds, as kombu's time()`);
+        await delivery!.ack();
+        assert.equal(await redis.hexists('unacked', tag), 0);
+        assert.equal(await redis.zscore('unacked_index', tag), null);
+      } finally {
+        await subscription.cancel();
+      }
+    });
+
+    // A Celery worker holds an ETA message unacked (in `unacked`, scored once, never renewed) until it is due, and
+    // so it holds prefetched messages and acks_late tasks. A Fennel consumer's restore sweep, on any queue of the
+    // database, restores every entry older than Fennel's visibilityTimeoutSec: the Celery worker receives it again
+    // and runs it once per restore. Shown with visibilityTimeoutSec 1 and a countdown of 4 s; with the default 30 s
+    // the same happens to any countdown, eta or prefetch wait longer than 30 s.
+    it('does not make a Celery worker run a countdown task twice (Fennel visibility sweep vs kombu-held entries)', { todo: 'restore.lua sweeps kombu-held entries with Fennel\'s visibility timeout; see docs/transports.md' }, async () => {
+      const sweeper = new Fennel({ broker: REDIS_URL, visibilityTimeoutSec: 1 });
+      const subscription = await sweeper.transport.consume({ queues: [uniqueQueue('interop-sweeper')], prefetch: 1 }, () => {});
+      try {
+        const id = await runPython(['client.py', 'countdown', queue, '4']);
+        assert.match(id, UUID);
+        assert.equal(await app.asyncResult(id).get({ timeoutMs: 30_000 }), 3);
+        await new Promise((resolve) => setTimeout(resolve, 500)); // duplicates, if any, run at the same eta
+        const runs = celery!.lines.filter((l) => l.includes(`Task py.add[${id}] succeeded`)).length;
+        assert.equal(runs, 1, `the Celery worker ran it ${runs} times`);
+      } finally {
+        await subscription.cancel();
+        await sweeper.close();
+      }
+    });
+  });
+});
