@@ -5,7 +5,8 @@
 //   unacked          hash delivery_tag → [message, exchange, routing_key]; `unacked_index` zset scored by time
 // Every state change is one Lua script (transports/redis/*.lua, each with a header listing KEYS and ARGV).
 // Where kombu loses work (pop, then record as unacked in a second step), fetch.lua does both at once.
-// Fennel additions, ignored by Python workers: `fennel.scheduled` (countdown/eta kept in the broker),
+// Fennel additions, ignored by Python workers: `fennel.leases` (the tags Fennel consumers hold, renewed while
+// they run; Fennel's restore sweep reads only these, never a Python worker's entries), `fennel.scheduled` (countdown/eta kept in the broker),
 // `fennel.wake.<queue>` (a marker idle consumers block on, so they wake at once), `fennel.dead_letters`.
 // Priority: kombu's buckets, so 0 is served first and 9 last — the reverse of RabbitMQ and sqlite://.
 
@@ -22,6 +23,7 @@ const PRIORITY_STEPS = [0, 3, 6, 9];
 const UNACKED = 'unacked';
 const UNACKED_INDEX = 'unacked_index';
 const UNACKED_MUTEX = 'unacked_mutex';
+const LEASES = 'fennel.leases';
 const SCHEDULED = 'fennel.scheduled';
 const WAKE = 'fennel.wake.';
 const DEAD = 'fennel.dead_letters';
@@ -141,8 +143,7 @@ export class RedisTransport implements Transport {
     this.check();
     if (options.queues.length === 0) throw new RangeError('consume needs at least one queue');
     // Declare the queues the way kombu does, so a Python producer routing through the default exchange finds them.
-    await this.client.sadd(`_kombu.binding.${options.queues[0]}`, ...options.queues.map((q) => `${q}${SEP}${SEP}${q}`)).catch(() => {});
-    for (const q of options.queues.slice(1)) await this.client.sadd(`_kombu.binding.${q}`, `${q}${SEP}${SEP}${q}`).catch(() => {});
+    for (const q of options.queues) await this.client.sadd(`_kombu.binding.${q}`, `${q}${SEP}${SEP}${q}`).catch(() => {});
     const sub = new RedisSubscription(this, options, onDelivery);
     this.subscriptions.add(sub);
     sub.start();
@@ -264,7 +265,8 @@ class RedisSubscription {
     const now = Date.now() / 1000;
     const args: Array<string | number> = [];
     for (const tag of this.held.keys()) args.push(now, tag);
-    await this.transport.client.zadd(UNACKED_INDEX, 'XX', ...args).catch(() => {});
+    // Both scores: kombu's sweep reads unacked_index, Fennel's reads fennel.leases.
+    await this.transport.client.multi().zadd(UNACKED_INDEX, 'XX', ...args).zadd(LEASES, 'XX', ...args).exec().catch(() => {});
   }
 
   private async loop(): Promise<void> {
@@ -308,12 +310,12 @@ class RedisSubscription {
     }
     if (now >= this.nextRestore) {
       this.nextRestore = now + Math.max(250, Math.min(this.transport.visibilityMs / 2, 5000));
-      await this.transport.run('restore', [UNACKED, UNACKED_INDEX, UNACKED_MUTEX], [(now - this.transport.visibilityMs) / 1000, 1000, '', SEP, WAKE]);
+      await this.transport.run('restore', [UNACKED, UNACKED_INDEX, UNACKED_MUTEX, LEASES], [(now - this.transport.visibilityMs) / 1000, 1000, '', SEP, WAKE]);
     }
   }
 
   private async fetch(room: number): Promise<number> {
-    const keys = [UNACKED, UNACKED_INDEX, DEAD, DEAD_SEQ];
+    const keys = [UNACKED, UNACKED_INDEX, LEASES, DEAD, DEAD_SEQ];
     const queues: string[] = [];
     for (const queue of this.options.queues) {
       for (const bucket of bucketsOf(queue)) {
@@ -351,12 +353,12 @@ class RedisSubscription {
       message,
       queue,
       redelivered,
-      ack: () => settle(() => this.transport.run('ack', [UNACKED, UNACKED_INDEX], [tag])),
+      ack: () => settle(() => this.transport.run('ack', [UNACKED, UNACKED_INDEX, LEASES], [tag])),
       reject: ({ requeue, reason }) =>
         settle(() => {
-          if (requeue) return this.transport.run('restore', [UNACKED, UNACKED_INDEX, UNACKED_MUTEX], [0, 0, tag, SEP, WAKE]);
+          if (requeue) return this.transport.run('restore', [UNACKED, UNACKED_INDEX, UNACKED_MUTEX, LEASES], [0, 0, tag, SEP, WAKE]);
           const { taskId, taskName } = describeMessage(message);
-          return this.transport.run('dead_letter', [UNACKED, UNACKED_INDEX, DEAD, DEAD_SEQ], [tag, reason ?? 'rejected', Date.now() / 1000, taskId ?? '', taskName ?? '', queue, raw]);
+          return this.transport.run('dead_letter', [UNACKED, UNACKED_INDEX, LEASES, DEAD, DEAD_SEQ], [tag, reason ?? 'rejected', Date.now() / 1000, taskId ?? '', taskName ?? '', queue, raw]);
         }),
     });
   }
@@ -376,7 +378,7 @@ class RedisSubscription {
   /** Hands every held message back for immediate redelivery (transport close). */
   async releaseAll(): Promise<void> {
     this.stop();
-    await Promise.all([...this.held.keys()].map((tag) => this.transport.run('restore', [UNACKED, UNACKED_INDEX, UNACKED_MUTEX], [0, 0, tag, SEP, WAKE]).catch(() => {})));
+    await Promise.all([...this.held.keys()].map((tag) => this.transport.run('restore', [UNACKED, UNACKED_INDEX, UNACKED_MUTEX, LEASES], [0, 0, tag, SEP, WAKE]).catch(() => {})));
     this.held.clear();
     this.finish();
   }

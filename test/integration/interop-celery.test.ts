@@ -303,7 +303,7 @@ describe('interop with Python Celery 5 on Redis', { skip: ON_CI ? false : reason
     // database, restores every entry older than Fennel's visibilityTimeoutSec: the Celery worker receives it again
     // and runs it once per restore. Shown with visibilityTimeoutSec 1 and a countdown of 4 s; with the default 30 s
     // the same happens to any countdown, eta or prefetch wait longer than 30 s.
-    it('does not make a Celery worker run a countdown task twice (Fennel visibility sweep vs kombu-held entries)', { todo: 'restore.lua sweeps kombu-held entries with Fennel\'s visibility timeout; see docs/transports.md' }, async () => {
+    it('does not make a Celery worker run a countdown task twice (Fennel visibility sweep vs kombu-held entries)', async () => {
       const sweeper = new Fennel({ broker: REDIS_URL, visibilityTimeoutSec: 1 });
       const subscription = await sweeper.transport.consume({ queues: [uniqueQueue('interop-sweeper')], prefetch: 1 }, () => {});
       try {

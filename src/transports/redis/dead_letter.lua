@@ -2,8 +2,9 @@
 --
 -- KEYS[1]  unacked          hash
 -- KEYS[2]  unacked_index    zset
--- KEYS[3]  dead letters     hash  id -> JSON record
--- KEYS[4]  dead letter seq  string counter
+-- KEYS[3]  fennel.leases    zset
+-- KEYS[4]  dead letters     hash  id -> JSON record
+-- KEYS[5]  dead letter seq  string counter
 -- ARGV[1]  delivery_tag
 -- ARGV[2]  reason
 -- ARGV[3]  now, unix seconds
@@ -15,8 +16,9 @@
 
 if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return false end
 redis.call('ZREM', KEYS[2], ARGV[1])
-local id = redis.call('INCR', KEYS[4])
-redis.call('HSET', KEYS[3], id, cjson.encode({
+redis.call('ZREM', KEYS[3], ARGV[1])
+local id = redis.call('INCR', KEYS[5])
+redis.call('HSET', KEYS[4], id, cjson.encode({
   id = tostring(id), queue = ARGV[6], reason = ARGV[2], created_at = tonumber(ARGV[3]),
   task_id = ARGV[4], task_name = ARGV[5], envelope = ARGV[7] }))
 return tostring(id)

@@ -5,20 +5,22 @@
 --
 -- KEYS[1]  unacked          hash  delivery_tag -> JSON [message, exchange, routing_key]
 -- KEYS[2]  unacked_index    zset  delivery_tag scored by delivery time (unix seconds)
--- KEYS[3]  dead letters     hash  id -> JSON record      (for envelopes that are not JSON)
--- KEYS[4]  dead letter seq  string counter
--- KEYS[5..] the buckets to pop, in the order to serve them (queue, queue\x06\x163, …)
+-- KEYS[3]  fennel.leases    zset  the delivery_tags Fennel consumers hold, scored by lease renewal time;
+--                                Fennel's restore sweep looks only here, never at Python workers' entries
+-- KEYS[4]  dead letters     hash  id -> JSON record      (for envelopes that are not JSON)
+-- KEYS[5]  dead letter seq  string counter
+-- KEYS[6..] the buckets to pop, in the order to serve them (queue, queue\x06\x163, …)
 -- ARGV[1]  max messages to take
 -- ARGV[2]  now, unix seconds (float)
--- ARGV[3..] the queue name of each bucket, parallel to KEYS[5..]
+-- ARGV[3..] the queue name of each bucket, parallel to KEYS[6..]
 -- Returns a flat array: queue, delivery_tag, envelope, queue, delivery_tag, envelope, …
 
 local max = tonumber(ARGV[1])
 local now = ARGV[2]
 local out = {}
 local taken = 0
-for i = 5, #KEYS do
-  local queue = ARGV[i - 2]
+for i = 6, #KEYS do
+  local queue = ARGV[i - 3]
   while taken < max do
     local raw = redis.call('RPOP', KEYS[i])
     if not raw then break end
@@ -26,14 +28,15 @@ for i = 5, #KEYS do
     local tag = ok and type(doc) == 'table' and type(doc.properties) == 'table' and doc.properties.delivery_tag
     if type(tag) ~= 'string' then
       -- Not a kombu envelope: it can never be run, so it goes to the dead letters now, with the reason.
-      local id = redis.call('INCR', KEYS[4])
-      redis.call('HSET', KEYS[3], id, cjson.encode({
+      local id = redis.call('INCR', KEYS[5])
+      redis.call('HSET', KEYS[4], id, cjson.encode({
         id = tostring(id), queue = queue, created_at = tonumber(now),
         reason = ok and 'ProtocolError: not a kombu envelope (no properties.delivery_tag)' or 'ProtocolError: envelope is not JSON',
         envelope = raw }))
     else
       redis.call('HSET', KEYS[1], tag, '[' .. raw .. ', "", ' .. cjson.encode(queue) .. ']')
       redis.call('ZADD', KEYS[2], now, tag)
+      redis.call('ZADD', KEYS[3], now, tag)
       out[#out + 1] = queue
       out[#out + 1] = tag
       out[#out + 1] = raw
