@@ -293,7 +293,8 @@ class SqliteSubscription {
       if (settled) return;
       settled = true;
       this.held--;
-      if (this.active) this.wake();
+      // Refill at half the window, not after every settle: one claim transaction then takes many messages.
+      if (this.active && this.held <= Math.floor(this.options.prefetch / 2)) this.wake();
       else if (this.held === 0) this.finish();
     };
     const message = decodeEnvelope(row.envelope);

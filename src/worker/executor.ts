@@ -40,16 +40,24 @@ export async function execute(delivery: Delivery, ctx: ExecutorContext): Promise
       await delivery.reject({ requeue: true });
       return;
     }
+    // STARTED is written while the task runs, not before: it costs the task no round trip. It is awaited
+    // before the outcome is stored, so it can never land after it.
+    const started = markStarted(request, ctx);
+    started.catch(() => {}); // observed below; this only keeps an early rejection from counting as unhandled
+    const startedAt = performance.now();
+    let outcome: Outcome;
     try {
-      await markStarted(request, ctx);
-      const startedAt = performance.now();
-      const outcome = await ctx.pool.run(toJob(request), { onProgress: (metaJson) => void storeProgress(request!, metaJson, ctx) });
-      // Past the grace period the worker has handed this message back already: its outcome is not ours to store.
-      if (ctx.abandoned()) return;
-      await settle(request, delivery, outcome, (performance.now() - startedAt) / 1000, ctx);
+      outcome = await ctx.pool.run(toJob(request), { onProgress: (metaJson) => void storeProgress(request!, metaJson, ctx) });
     } finally {
+      // The slot is free as soon as the function has returned: the next task runs in it while this one's
+      // outcome is stored and acknowledged (the delivery stays held, and unacked, until then).
       ctx.releaseSlot();
     }
+    const runtimeSec = (performance.now() - startedAt) / 1000;
+    await started;
+    // Past the grace period the worker has handed this message back already: its outcome is not ours to store.
+    if (ctx.abandoned()) return;
+    await settle(request, delivery, outcome, runtimeSec, ctx);
   } catch (error) {
     if (ctx.abandoned()) return;
     // The outcome could not be stored (or the message not settled): hand it back to run again, after a
