@@ -20,6 +20,7 @@ export class SqliteBackend implements ResultBackend {
   private readonly sql;
   private readonly waiters = new Waiters(() => this.stopWatching());
   private cursor = 0;
+  private seenVersion = '';
   private unsubscribe: (() => void) | undefined;
   private lastExpiry = 0;
   private readonly expiresMs: number;
@@ -89,6 +90,10 @@ export class SqliteBackend implements ResultBackend {
   /** Reads the results stored since the cursor and wakes the waiters of those that are ready. */
   private check(): void {
     if (this.waiters.size === 0) return;
+    // Every write to the -wal file (claims and acks included) wakes us; most change no result we wait for.
+    const version = this.file.version();
+    if (version === this.seenVersion) return;
+    this.seenVersion = version;
     let rows: Array<{ task_id: string; status: string; seq: number }>;
     try {
       rows = this.file.run(() => this.sql.since.all(this.cursor) as typeof rows);

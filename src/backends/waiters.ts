@@ -7,6 +7,8 @@ type Waiter = (meta: TaskMeta | undefined) => void;
 
 export class Waiters {
   private readonly byId = new Map<string, Set<Waiter>>();
+  // A pending get() keeps its process alive, as any awaited I/O does; engines unref their own timers.
+  private keepAlive: NodeJS.Timeout | undefined;
 
   constructor(private readonly onEmpty: () => void = () => {}) {}
 
@@ -37,7 +39,11 @@ export class Waiters {
         signal?.removeEventListener('abort', onAbort);
         waiters.delete(done);
         if (waiters.size === 0) this.byId.delete(taskId);
-        if (this.byId.size === 0) this.onEmpty();
+        if (this.byId.size === 0) {
+          clearInterval(this.keepAlive);
+          this.keepAlive = undefined;
+          this.onEmpty();
+        }
       };
       const done: Waiter = (meta) => {
         cleanup();
@@ -50,6 +56,7 @@ export class Waiters {
       const timer = options.timeoutMs === undefined ? undefined : setTimeout(() => done(undefined), options.timeoutMs);
       signal?.addEventListener('abort', onAbort, { once: true });
       waiters.add(done);
+      this.keepAlive ??= setInterval(() => {}, 1 << 30);
     });
   }
 

@@ -77,6 +77,11 @@ export class SqliteFile {
   private poll: NodeJS.Timeout | undefined;
   private readonly listeners = new Set<() => void>();
   private wakePending = false;
+  /** Commits made by this process, so a reader can tell "nothing changed" without a query. */
+  localCommits = 0;
+  /** Runs a function in a transaction, or in a savepoint when already inside one (better-sqlite3 nests). */
+  private readonly atomically: Database.Transaction<(fn: () => unknown) => unknown>;
+  private readonly dataVersion: Database.Statement;
   private pending: Array<{ fn: () => unknown; resolve: (value: unknown) => void; reject: (error: unknown) => void }> = [];
 
   /** Opens (or shares this process's open handle of) the database at `path`. Call `release()` when done. */
@@ -103,6 +108,8 @@ export class SqliteFile {
       // only an OS crash or power loss can drop the last commits.
       this.db.pragma('synchronous = NORMAL');
       this.db.exec(SCHEMA);
+      this.atomically = this.db.transaction((fn: () => unknown) => fn());
+      this.dataVersion = this.db.prepare('PRAGMA data_version').pluck();
     } catch (error) {
       throw translateSqliteError(url, error);
     }
@@ -134,27 +141,43 @@ export class SqliteFile {
     this.pending = [];
     const outcomes: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
     try {
-      this.db
-        .transaction(() => {
+      if (batch.length === 1) {
+        // One write: its own transaction, rolled back whole if it throws.
+        try {
+          outcomes.push({ ok: true, value: this.atomically.immediate(batch[0]!.fn) });
+        } catch (error) {
+          outcomes.push({ ok: false, error });
+        }
+      } else {
+        this.atomically.immediate(() => {
           for (const item of batch) {
             try {
-              outcomes.push({ ok: true, value: this.db.transaction(item.fn)() });
+              outcomes.push({ ok: true, value: this.atomically(item.fn) }); // nested: a savepoint
             } catch (error) {
               outcomes.push({ ok: false, error });
             }
           }
-        })
-        .immediate();
+        });
+      }
     } catch (error) {
       for (const item of batch) item.reject(translateSqliteError(this.url, error));
       return;
     }
+    this.localCommits++;
     this.notify();
     batch.forEach((item, i) => {
       const outcome = outcomes[i]!;
       if (outcome.ok) item.resolve(outcome.value);
       else item.reject(translateSqliteError(this.url, outcome.error));
     });
+  }
+
+  /**
+   * A number that changes whenever any process has committed since the last call (SQLite's data_version
+   * counts other connections' commits; localCommits counts this one's).
+   */
+  version(): string {
+    return `${this.dataVersion.get() as number}:${this.localCommits}`;
   }
 
   /** Calls `listener` (coalesced) whenever any process may have committed a change. Returns an unsubscribe. */

@@ -191,6 +191,8 @@ class SqliteSubscription {
   private held = 0;
   private active = false;
   private scheduled = false;
+  private filling = false;
+  private wakeAgain = false;
   private timer: NodeJS.Timeout | undefined;
   private renewTimer: NodeJS.Timeout | undefined;
   private unsubscribe: (() => void) | undefined;
@@ -223,7 +225,12 @@ class SqliteSubscription {
   }
 
   private wake(): void {
-    if (!this.active || this.scheduled) return;
+    if (!this.active) return;
+    if (this.filling) {
+      this.wakeAgain = true; // a change arrived while a claim was in flight: look again after it
+      return;
+    }
+    if (this.scheduled) return;
     this.scheduled = true;
     setImmediate(() => {
       this.scheduled = false;
@@ -231,36 +238,53 @@ class SqliteSubscription {
     });
   }
 
-  /** Claims as many messages as the window has room for, queue by queue in the order given. */
+  /**
+   * Claims as many messages as the window has room for, queue by queue in the order given. The claim goes
+   * through the file's group commit, so it shares a transaction with the acks and stores of the same turn.
+   */
   private fill(): void {
-    if (!this.active) return;
+    if (!this.active || this.filling) return;
     clearTimeout(this.timer);
-    let room = this.options.prefetch - this.held;
+    const room = this.options.prefetch - this.held;
     if (room <= 0) return;
     const now = Date.now();
-    let rows: ClaimedRow[] = [];
-    try {
-      rows = this.file.run(() =>
-        this.file.db.transaction(() => {
-          const out: ClaimedRow[] = [];
-          for (const queue of this.options.queues) {
-            if (room <= 0) break;
-            const got = this.transport.sql.claim.all(this.lease, now + this.visibilityMs, queue, now, room) as ClaimedRow[];
-            got.sort((a, b) => b.priority - a.priority || a.id - b.id);
-            out.push(...got);
-            room -= got.length;
+    this.filling = true;
+    this.wakeAgain = false;
+    this.file
+      .write(() => {
+        const out: ClaimedRow[] = [];
+        for (const queue of this.options.queues) {
+          if (out.length >= room) break;
+          const got = this.transport.sql.claim.all(this.lease, now + this.visibilityMs, queue, now, room - out.length) as ClaimedRow[];
+          got.sort((a, b) => b.priority - a.priority || a.id - b.id);
+          out.push(...got);
+        }
+        return out;
+      })
+      .then(
+        (rows) => {
+          this.filling = false;
+          if (!this.active) {
+            // Cancelled while the claim was in flight: these were never handed out, so they go straight back.
+            try {
+              for (const row of rows) this.file.run(() => this.transport.sql.requeue.run(row.id, this.lease));
+            } catch {
+              // The file is closed or busy: these leases lapse on their own after the visibility timeout.
+            }
+            if (this.held === 0) this.finish();
+            return;
           }
-          return out;
-        }).immediate(),
+          this.held += rows.length;
+          for (const row of rows) this.deliver(row);
+          if (this.wakeAgain || rows.length === room) this.wake();
+          else this.scheduleNextVisible(now);
+        },
+        () => {
+          // A busy or failing database: try again after a poll interval instead of crashing the worker.
+          this.filling = false;
+          if (this.active) this.scheduleAt(Date.now() + this.pollMs);
+        },
       );
-    } catch {
-      // A busy or failing database: try again on the next wake or poll instead of crashing the worker.
-      this.scheduleAt(Date.now() + this.pollMs);
-      return;
-    }
-    this.held += rows.length;
-    for (const row of rows) this.deliver(row);
-    if (room > 0) this.scheduleNextVisible(now);
   }
 
   /** Sleeps until the earliest scheduled message (eta, or another consumer's lease expiring) is due. */
@@ -322,7 +346,7 @@ class SqliteSubscription {
     clearTimeout(this.timer);
     this.unsubscribe?.();
     this.unsubscribe = undefined;
-    if (this.held === 0) this.finish();
+    if (this.held === 0 && !this.filling) this.finish();
   }
 
   private finish(): void {
