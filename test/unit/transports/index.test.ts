@@ -34,7 +34,7 @@ describe('createTransport', () => {
 
   it('refuses an unknown scheme with a ConfigError listing the known ones', () => {
     assert.throws(
-      () => createTransport('redis://localhost:6379/0', options),
+      () => createTransport('carrier-pigeon://coop', options),
       (e: unknown) => e instanceof ConfigError && e.code === 'FENNEL_CONFIG' && /redis:\/\//.test(e.message) && e.message.includes('sqlite://') && e.message.includes('memory://'),
     );
   });
