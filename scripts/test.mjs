@@ -1,4 +1,6 @@
 // Runs the test suite with Node's own runner. Node 20 has no --test globs, so the files are listed here.
+// --test-force-exit: a test file that leaves a handle open (a stray connection) fails loudly elsewhere instead
+// of hanging CI; --test-timeout bounds any one test.
 // Usage: node scripts/test.mjs [folder ...]   (default: every folder under test/ except support/)
 import { spawnSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
@@ -22,7 +24,7 @@ for (const folder of folders.length ? folders : readdirSync(root)) {
 }
 const result = spawnSync(
   process.execPath,
-  ['--conditions=development', '--import', 'tsx', '--test', '--test-concurrency=1', ...files],
+  ['--conditions=development', '--import', 'tsx', '--test', '--test-concurrency=1', '--test-force-exit', '--test-timeout=300000', ...files],
   { stdio: 'inherit' },
 );
 process.exit(result.status ?? 1);
