@@ -57,17 +57,18 @@ export class RedisBackend implements ResultBackend {
     const subscriber = this.subscriberConnection();
     const first = !this.waiters.has(taskId);
     const waiting = this.waiters.add(taskId, options);
+    // The last waiter of an id gone (result, timeout or abort): drop the subscription. Attached before any
+    // await, so an abort during the subscription below is never an unhandled rejection.
+    const release = (): void => {
+      if (!this.waiters.has(taskId)) void subscriber.unsubscribe(`${PREFIX}${taskId}`).catch(() => {});
+    };
+    waiting.then(release, release);
     if (first) {
       await subscriber.subscribe(`${PREFIX}${taskId}`);
       // Subscribed first, then read: a result stored in between is seen one way or the other.
       const current = await this.get(taskId);
       if (current && isReady(current.status)) this.waiters.wake(taskId, current);
     }
-    // The last waiter of an id gone (result, timeout or abort): drop the subscription.
-    const release = (): void => {
-      if (!this.waiters.has(taskId)) void subscriber.unsubscribe(`${PREFIX}${taskId}`).catch(() => {});
-    };
-    waiting.then(release, release);
     return waiting;
   }
 

@@ -29,6 +29,13 @@ const WAKE = 'fennel.wake.';
 const DEAD = 'fennel.dead_letters';
 const DEAD_SEQ = 'fennel.dead_letters.seq';
 
+const PUBLISH_ATTEMPTS = 6;
+
+function isConnectionError(error: unknown): boolean {
+  const text = `${(error as Error).name} ${(error as Error).message}`;
+  return /AbortError|Connection is closed|ECONNRESET|ECONNREFUSED|EPIPE|ETIMEDOUT|max retries per request/i.test(text);
+}
+
 const SCRIPTS = ['fetch', 'ack', 'restore', 'dead_letter', 'requeue_dead', 'promote'] as const;
 type ScriptName = (typeof SCRIPTS)[number];
 
@@ -71,6 +78,7 @@ export class RedisTransport implements Transport {
   readonly pollMs: number;
   private readonly scripts = new Map<ScriptName, { sha: string; source: string }>();
   private readonly subscriptions = new Set<RedisSubscription>();
+  private readonly declared = new Set<string>();
   private closed = false;
 
   constructor(
@@ -100,7 +108,7 @@ export class RedisTransport implements Transport {
   translate(error: unknown): Error {
     if (this.closed) return new ClosedError(`transport ${this.url}`);
     const message = (error as Error).message ?? String(error);
-    if (/ECONNREFUSED|ETIMEDOUT|Connection is closed|max retries|ENOTFOUND/i.test(message)) {
+    if (isConnectionError(error) || /ENOTFOUND/.test(message)) {
       return new BrokerUnavailableError(this.url, message, { cause: error });
     }
     return error instanceof Error ? error : new Error(message);
@@ -116,26 +124,37 @@ export class RedisTransport implements Transport {
 
   async publishMany(batch: ReadonlyArray<readonly [WireMessage, Route]>): Promise<void> {
     this.check();
-    const multi = this.client.multi();
+    // Encoded once: a resend after a dropped connection carries the same delivery tags.
     const now = Date.now();
-    const woken = new Set<string>();
-    for (const [message, route] of batch) {
+    const writes = batch.map(([message, route]) => {
       const envelope = encodeEnvelope(message, 'base64', { delivery_tag: randomUUID() });
-      const bucket = bucketFor(route.queue, route.priority);
       const due = route.delayUntil?.getTime() ?? 0;
-      if (due > now) multi.zadd(SCHEDULED, due, `${bucket}\n${envelope}`);
-      else {
-        multi.lpush(bucket, envelope);
-        woken.add(route.queue);
+      return { queue: route.queue, bucket: bucketFor(route.queue, route.priority), envelope, due: due > now ? due : 0 };
+    });
+    for (let attempt = 1; ; attempt++) {
+      const multi = this.client.multi();
+      for (const w of writes) {
+        if (w.due) multi.zadd(SCHEDULED, w.due, `${w.bucket}\n${w.envelope}`);
+        else multi.lpush(w.bucket, w.envelope);
       }
-    }
-    for (const queue of woken) multi.zadd(`${WAKE}${queue}`, 0, 'w');
-    try {
-      const results = await multi.exec();
-      const failed = results?.find(([error]) => error);
-      if (!results || failed) throw failed?.[0] ?? new Error('transaction aborted');
-    } catch (error) {
-      throw this.translate(error);
+      for (const queue of new Set(writes.map((w) => w.queue))) {
+        if (writes.some((w) => w.queue === queue && !w.due)) multi.zadd(`${WAKE}${queue}`, 0, 'w');
+        // Declare the queue as kombu's producer does (maybe_declare), once per queue and transport.
+        if (!this.declared.has(queue)) multi.sadd(`_kombu.binding.${queue}`, `${queue}${SEP}${SEP}${queue}`);
+      }
+      try {
+        const results = await multi.exec();
+        const failed = results?.find(([error]) => error);
+        if (!results || failed) throw failed?.[0] ?? new Error('transaction aborted');
+        for (const w of writes) this.declared.add(w.queue);
+        return;
+      } catch (error) {
+        // ioredis cannot resend a transaction the connection dropped under (AbortError); it is sent again
+        // here, whole. The worst case is a duplicate (the first ran and only its reply was lost):
+        // at-least-once, never a publish that silently vanishes.
+        if (this.closed || attempt >= PUBLISH_ATTEMPTS || !isConnectionError(error)) throw this.translate(error);
+        await new Promise((resolve) => setTimeout(resolve, 100 * 2 ** attempt));
+      }
     }
   }
 
@@ -164,12 +183,15 @@ export class RedisTransport implements Transport {
     return results.slice(0, buckets.length).reduce((n, [, v]) => n + Number(v), 0);
   }
 
+  /** Ready messages in the queue's buckets plus its scheduled ones (countdown/eta), as on every engine. */
   async depth(queue: string): Promise<number> {
     this.check();
     const multi = this.client.multi();
     for (const b of bucketsOf(queue)) multi.llen(b);
     const results = (await multi.exec()) ?? [];
-    return results.reduce((n, [, v]) => n + Number(v), 0);
+    const ready = results.reduce((n, [, v]) => n + Number(v), 0);
+    const scheduled = (await this.client.zrange(SCHEDULED, 0, -1)).filter((m) => m.startsWith(`${queue}\n`) || m.startsWith(`${queue}${SEP}`)).length;
+    return ready + scheduled;
   }
 
   async stats(): Promise<QueueStats[]> {
@@ -184,7 +206,9 @@ export class RedisTransport implements Transport {
     for (const key of bindings) {
       const queue = key.slice('_kombu.binding.'.length);
       if (queue.includes('pidbox') || queue.startsWith('celeryev')) continue;
-      row(queue).ready = await this.depth(queue);
+      const multi = this.client.multi();
+      for (const b of bucketsOf(queue)) multi.llen(b);
+      row(queue).ready = ((await multi.exec()) ?? []).reduce((n, [, v]) => n + Number(v), 0);
     }
     for (const member of await this.client.zrange(SCHEDULED, 0, -1)) {
       const bucket = member.slice(0, member.indexOf('\n'));
