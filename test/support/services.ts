@@ -1,0 +1,85 @@
+// Test support for tests that need a real service (Redis). A missing service skips the test or suite with
+// one line saying why, except on CI (CI=true), where it fails: there the service is part of the contract.
+//
+// Each test file that uses Redis owns one database number, so files never see each other's keys, and
+// flushes it before and after its tests:
+//   conformance 11 · faults 12 · unit (scripts) 13
+// (the Celery interop tests use 14; 0 is left to people running things by hand).
+
+import { Socket } from 'node:net';
+import { Redis } from 'ioredis';
+
+export const REDIS_HOST = '127.0.0.1';
+export const REDIS_PORT = 6379;
+
+/** The database each Redis test file owns. */
+export const REDIS_DB = { conformance: 11, faults: 12, unit: 13 } as const;
+
+/** `redis://127.0.0.1:<port>/<db>`: the URL of one test file's database. */
+export function redisUrlForTest(db: number, port = REDIS_PORT): string {
+  return `redis://${REDIS_HOST}:${port}/${db}`;
+}
+
+/**
+ * True if a Redis server answers PING on host:port within `timeoutMs`. Speaks RESP over a plain socket,
+ * so an absent server costs one refused connection, not a client's reconnect loop.
+ */
+export function redisAnswers(port = REDIS_PORT, timeoutMs = 1_000, host = REDIS_HOST): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = new Socket();
+    let reply = '';
+    const done = (ok: boolean): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(ok);
+    };
+    const timer = setTimeout(() => done(false), timeoutMs);
+    socket.once('error', () => done(false));
+    socket.on('data', (chunk: Buffer) => {
+      reply += chunk.toString();
+      // +PONG, or -NOAUTH/-LOADING…: an error reply is a server that is there but not usable.
+      if (reply.includes('\r\n')) done(reply.startsWith('+PONG'));
+    });
+    socket.connect(port, host, () => socket.write('*1\r\n$4\r\nPING\r\n'));
+  });
+}
+
+/**
+ * Why Redis tests cannot run here, or false if they can. On CI (CI=true) an unreachable Redis throws
+ * instead, so a broken service fails the run rather than skipping silently.
+ * Use at a file's top level: `describe('…', { skip: await redisSkipReason() }, () => { … })`.
+ */
+export async function redisSkipReason(port = REDIS_PORT): Promise<string | false> {
+  if (await redisAnswers(port)) return false;
+  const reason = `Redis not reachable at ${REDIS_HOST}:${port}`;
+  if (process.env['CI'] === 'true') throw new Error(`${reason} (CI=true: Redis is required)`);
+  return reason;
+}
+
+/**
+ * Inside a test: true if Redis answers; otherwise marks the test skipped with the reason and returns false
+ * (the test should return), or throws on CI. `if (!(await requireRedis(t))) return;`
+ */
+export async function requireRedis(t?: { skip(message?: string): void }, port = REDIS_PORT): Promise<boolean> {
+  const reason = await redisSkipReason(port);
+  if (reason === false) return true;
+  if (t) t.skip(reason);
+  return false;
+}
+
+/** A plain ioredis client on one database, failing fast (no retry loop): for test setup and inspection. */
+export function testRedisClient(db: number, port = REDIS_PORT): Redis {
+  const client = new Redis({ host: REDIS_HOST, port, db, lazyConnect: false, maxRetriesPerRequest: 1, retryStrategy: () => null, connectionName: 'fennel-test' });
+  client.on('error', () => {});
+  return client;
+}
+
+/** FLUSHDB on one database (only that one; the server's other databases are left alone). */
+export async function flushRedisDb(db: number, port = REDIS_PORT): Promise<void> {
+  const client = testRedisClient(db, port);
+  try {
+    await client.flushdb();
+  } finally {
+    client.disconnect();
+  }
+}
