@@ -82,7 +82,7 @@ export class SqliteFile {
   /** Runs a function in a transaction, or in a savepoint when already inside one (better-sqlite3 nests). */
   private readonly atomically: Database.Transaction<(fn: () => unknown) => unknown>;
   private readonly dataVersion: Database.Statement;
-  private pending: Array<{ fn: () => unknown; resolve: (value: unknown) => void; reject: (error: unknown) => void }> = [];
+  private pending: Array<{ fn: () => unknown; resolve: (value: unknown) => void; reject: (error: unknown) => void; quiet: boolean }> = [];
 
   /** Opens (or shares this process's open handle of) the database at `path`. Call `release()` when done. */
   static acquire(path: string, url: string): SqliteFile {
@@ -128,10 +128,11 @@ export class SqliteFile {
    * Group commit: runs `fn` in the next write transaction, together with every other write asked for in
    * the same turn of the event loop (acks and result stores from many finishing tasks, say). Each `fn` runs
    * in its own savepoint, so one failing write rejects only its own caller. Resolves after the commit.
+   * `quiet` writes (claims) do not wake this process's listeners.
    */
-  write<T>(fn: () => T): Promise<T> {
+  write<T>(fn: () => T, options: { quiet?: boolean } = {}): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      this.pending.push({ fn, resolve: resolve as (value: unknown) => void, reject });
+      this.pending.push({ fn, resolve: resolve as (value: unknown) => void, reject, quiet: options.quiet ?? false });
       if (this.pending.length === 1) setImmediate(() => this.flush());
     });
   }
@@ -163,8 +164,12 @@ export class SqliteFile {
       for (const item of batch) item.reject(translateSqliteError(this.url, error));
       return;
     }
-    this.localCommits++;
-    this.notify();
+    // A batch of quiet writes (claims) wakes no one here: waking this process's own consumers after
+    // their own claim would make them claim again, in a loop.
+    if (batch.some((item) => !item.quiet)) {
+      this.localCommits++;
+      this.notify();
+    }
     batch.forEach((item, i) => {
       const outcome = outcomes[i]!;
       if (outcome.ok) item.resolve(outcome.value);

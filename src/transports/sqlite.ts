@@ -260,7 +260,7 @@ class SqliteSubscription {
           out.push(...got);
         }
         return out;
-      })
+      }, { quiet: true })
       .then(
         (rows) => {
           this.filling = false;
