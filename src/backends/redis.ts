@@ -74,7 +74,9 @@ export class RedisBackend implements ResultBackend {
 
   private subscriberConnection(): Redis {
     if (this.subscriber) return this.subscriber;
-    const subscriber = this.client.duplicate();
+    // No ready check: ioredis's INFO-based check is refused on a connection in subscriber mode, which tears
+    // the reconnecting subscriber down again and again.
+    const subscriber = this.client.duplicate({ enableReadyCheck: false });
     subscriber.on('error', () => {});
     subscriber.on('message', (channel: string, text: string) => {
       const taskId = channel.slice(PREFIX.length);
@@ -87,7 +89,12 @@ export class RedisBackend implements ResultBackend {
       }
     });
     // After a reconnect ioredis subscribes again; results published while we were away are read back here.
-    subscriber.on('ready', () => void this.recheck());
+    subscriber.on('ready', () => {
+      const channels = [...this.waiters.ids()].map((id) => `${PREFIX}${id}`);
+      void (channels.length ? subscriber.subscribe(...channels) : Promise.resolve())
+        .catch(() => {})
+        .then(() => this.recheck());
+    });
     this.subscriber = subscriber;
     return subscriber;
   }

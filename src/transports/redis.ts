@@ -173,14 +173,17 @@ export class RedisTransport implements Transport {
     this.subscriptions.delete(sub);
   }
 
+  /** Deletes the queue's waiting messages, its scheduled ones (countdown/eta) included. */
   async purge(queue: string): Promise<number> {
     this.check();
     const buckets = bucketsOf(queue);
+    const scheduled = (await this.client.zrange(SCHEDULED, 0, -1)).filter((m) => buckets.some((b) => m.startsWith(`${b}\n`)));
     const multi = this.client.multi();
     for (const b of buckets) multi.llen(b);
     multi.del(...buckets);
+    if (scheduled.length) multi.zrem(SCHEDULED, ...scheduled);
     const results = (await multi.exec()) ?? [];
-    return results.slice(0, buckets.length).reduce((n, [, v]) => n + Number(v), 0);
+    return results.slice(0, buckets.length).reduce((n, [, v]) => n + Number(v), 0) + (scheduled.length ? Number(results[buckets.length + 1]?.[1] ?? 0) : 0);
   }
 
   /** Ready messages in the queue's buckets plus its scheduled ones (countdown/eta), as on every engine. */

@@ -9,7 +9,10 @@
 -- Returns 1 if stored, 0 if a SUCCESS was already there.
 
 local current = redis.call('GET', KEYS[1])
-if current and string.find(current, '"status"%s*:%s*"SUCCESS"') then return 0 end
+if current then
+  local ok, doc = pcall(cjson.decode, current)
+  if ok and type(doc) == 'table' and doc.status == 'SUCCESS' then return 0 end
+end
 local ttl = tonumber(ARGV[2])
 if ttl > 0 then
   redis.call('SET', KEYS[1], ARGV[1], 'EX', ttl)

@@ -24,29 +24,42 @@ else
 end
 local sep = ARGV[4]
 local restored = 0
+
+-- Sets "redelivered": true at the start of the first object under `key`, in the original text: the
+-- message is never re-encoded (cjson would turn [] into {} and round numbers), only marked, as kombu marks it.
+local function mark(text, key)
+  local _, e = string.find(text, '"' .. key .. '"%s*:%s*{')
+  if not e then return text end
+  local rest = string.sub(text, e + 1)
+  local comma = string.match(rest, '^%s*}') and '' or ', '
+  return string.sub(text, 1, e) .. '"redelivered": true' .. comma .. rest
+end
+
 for _, tag in ipairs(tags) do
   local entry = redis.call('HGET', KEYS[1], tag)
-  redis.call('ZREM', KEYS[2], tag)
-  redis.call('ZREM', KEYS[4], tag)
-  redis.call('HDEL', KEYS[1], tag)
   if entry then
+    -- The entry is kombu's [message, exchange, routing_key].
     local ok, triple = pcall(cjson.decode, entry)
-    if ok and type(triple) == 'table' and type(triple[1]) == 'table' then
-      local message = triple[1]
+    local raw = string.match(entry, '^%[%s*(.*),%s*"[^"]*",%s*"[^"]*"%s*%]$')
+    if ok and raw and type(triple) == 'table' and type(triple[1]) == 'table' and type(triple[3]) == 'string' then
       local queue = triple[3]
+      local priority = 0
+      if type(triple[1].properties) == 'table' then priority = tonumber(triple[1].properties.priority) or 0 end
       redis.call('ZADD', ARGV[5] .. queue, 0, 'w')
-      if type(message.headers) == 'table' then message.headers.redelivered = true end
-      if type(message.properties) == 'table' then
-        if type(message.properties.delivery_info) == 'table' then message.properties.delivery_info.redelivered = true end
-        local priority = tonumber(message.properties.priority) or 0
-        -- kombu's buckets: 0, 3, 6, 9; a message goes to the highest step not above its priority.
-        local step = 0
-        for _, s in ipairs({ 3, 6, 9 }) do if priority >= s then step = s end end
-        if step > 0 then queue = queue .. sep .. step end
-      end
-      redis.call('RPUSH', queue, cjson.encode(message))
+      -- kombu's buckets: 0, 3, 6, 9; a message goes to the highest step not above its priority.
+      local step = 0
+      for _, s in ipairs({ 3, 6, 9 }) do if priority >= s then step = s end end
+      if step > 0 then queue = queue .. sep .. step end
+      redis.call('RPUSH', queue, mark(mark(raw, 'headers'), 'delivery_info'))
       restored = restored + 1
+      redis.call('HDEL', KEYS[1], tag)
+      redis.call('ZREM', KEYS[2], tag)
+      redis.call('ZREM', KEYS[4], tag)
     end
+    -- An entry that cannot be read is left where it is (unacked, indexed): never dropped.
+  else
+    redis.call('ZREM', KEYS[2], tag)
+    redis.call('ZREM', KEYS[4], tag)
   end
 end
 return restored
