@@ -1,20 +1,34 @@
-// The benchmark driver: runs every scenario of bench/*.bench.ts several times, prints the medians and, on a
-// full run, rewrites BENCHMARKS.md (command, machine, date, table, aims) so the document never goes stale.
+// The benchmark driver: runs the scenarios of bench/*.bench.ts several times, prints the medians and rewrites
+// BENCHMARKS.md (command, machine, date, tables, aims) so the document never goes stale. Two parts, each its
+// own section of the document: SQLite (Fennel alone, bench/sqlite.bench.ts), then Redis (Fennel, BullMQ and
+// Python Celery side by side on one Redis database, bench/redis.bench.ts).
 //
-//   npm run bench                         every scenario, 5 runs each; writes BENCHMARKS.md
-//   npm run bench -- --runs 3 latency     only the scenarios whose id contains "latency"; prints, writes nothing
+//   npm run bench                         both parts, 3 runs of each scenario; rewrites BENCHMARKS.md
+//   npm run bench -- sqlite               only the SQLite part; rewrites only its section
+//   npm run bench -- redis                only the Redis part; rewrites only its section
+//   npm run bench -- --runs 1 latency     only the scenarios whose id contains "latency"; prints, writes nothing
 //
-// Scenario ids: enqueue-single, enqueue-bulk, process-async, e2e-async, e2e-process, latency.
-// Environment knobs: none; sizes live in bench/sqlite.bench.ts. The machine may be shared: read medians.
+// SQLite ids: enqueue-single, enqueue-bulk, process-async, e2e-async, e2e-process, latency.
+// Redis ids: redis-<kind>-<peer>[-<config>], kinds e2e-1, e2e-2, enqueue-single, enqueue-bulk, latency.
+// Environment knobs: FENNEL_BENCH_REDIS_URL and FENNEL_BENCH_PYTHON (see bench/redis.bench.ts); sizes live in
+// the *.bench.ts files. The machine may be shared: read medians, and the load averages printed with them.
 
 import { execFileSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
 import { join } from 'node:path';
-import { scenarios, type Metric } from './sqlite.bench.ts';
-import { cleanUp, median, ROOT } from './support.ts';
+import { environment, KINDS, PEERS, REDIS_URL, redisScenarios, SIZES, type Environment, type Kind, type Peer, type RedisScenario } from './redis.bench.ts';
+import { scenarios as sqliteScenarios } from './sqlite.bench.ts';
+import { cleanUp, median, ROOT, type Metric } from './support.ts';
 
-const AIMS = { e2eTasksPerSec: 5000, p50Ms: 5 };
+const SQLITE_AIMS = { e2eTasksPerSec: 5000, p50Ms: 5 };
+/** Issue #3: Fennel end to end at least 1.5 × BullMQ's best configuration, and a p50 round trip no slower than BullMQ's. */
+const REDIS_AIMS = { e2eRatioToBullmq: 1.5 };
+// Three runs each keep `npm run bench` under about eight minutes on a 2-CPU machine (Celery's runs are the long ones).
+const DEFAULT_RUNS = { sqlite: 3, redis: 3 };
+const DOC = join(ROOT, 'BENCHMARKS.md');
+
+type Part = 'sqlite' | 'redis';
 
 interface Row {
   id: string;
@@ -25,19 +39,33 @@ interface Row {
   values: number[];
 }
 
-function parseArgs(argv: string[]): { runs: number; filters: string[] } {
-  let runs = 5;
+interface RedisRow {
+  scenario: RedisScenario;
+  metric: string;
+  unit: Metric['unit'];
+  values: number[];
+}
+
+function parseArgs(argv: string[]): { runs: number | undefined; filters: string[] } {
+  let runs: number | undefined;
   const filters: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === '--runs') runs = Number(argv[++i]);
     else filters.push(argv[i]!);
   }
-  if (!Number.isInteger(runs) || runs < 1) throw new RangeError('--runs needs a positive integer');
+  if (runs !== undefined && (!Number.isInteger(runs) || runs < 1)) throw new RangeError('--runs needs a positive integer');
   return { runs, filters };
 }
 
 function format(value: number, unit: Metric['unit']): string {
-  return unit === 'ms' ? value.toFixed(2) : Math.round(value).toLocaleString('en');
+  if (!Number.isFinite(value)) return '–';
+  if (unit === 'ms') return value.toFixed(2);
+  if (unit === 'cmds/task') return value.toFixed(1);
+  return Math.round(value).toLocaleString('en');
+}
+
+function spread(values: readonly number[], unit: Metric['unit']): string {
+  return values.length > 1 ? ` (${format(Math.min(...values), unit)}–${format(Math.max(...values), unit)})` : '';
 }
 
 function cpuModel(): string {
@@ -50,75 +78,80 @@ function cpuModel(): string {
 
 function commit(): string {
   try {
-    const sha = execFileSync('git', ['rev-parse', '--short', 'HEAD'], {
-      cwd: ROOT,
-      encoding: 'utf8',
-    }).trim();
-    const dirty =
-      execFileSync('git', ['status', '--porcelain', '--', 'src'], {
-        cwd: ROOT,
-        encoding: 'utf8',
-      }).trim() !== '';
+    const sha = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'src'], { cwd: ROOT, encoding: 'utf8' }).trim() !== '';
     return dirty ? `${sha} (with uncommitted changes in src/)` : sha;
   } catch {
     return 'unknown';
   }
 }
 
-function table(rows: Row[]): string {
+/** The facts every section states about its run. */
+interface RunInfo {
+  runs: number;
+  startedAt: Date;
+  loads: [number[], number[]];
+  commit: string;
+}
+
+function machineLines(command: string, info: RunInfo): string {
+  const load = (l: number[]): string => l.map((x) => x.toFixed(2)).join(' ');
+  return `- Command: ${command}
+- Machine: ${availableParallelism()} CPUs (nproc), ${cpuModel()}, Node ${process.version}, ${process.platform} ${process.arch}; load average ${load(info.loads[0])} at the start and ${load(info.loads[1])} at the end (1, 5, 15 min)
+- Date: ${info.startedAt.toISOString().slice(0, 16).replace('T', ' ')} UTC, commit ${info.commit}`;
+}
+
+const verdict = (ok: boolean): string => (ok ? '**met**' : '**not met**');
+
+// ---------------------------------------------------------------------------------------------------------
+// SQLite
+
+function sqliteTable(rows: Row[]): string {
   const lines = ['| Scenario | Size | Metric | Median | Min | Max | Runs |', '| --- | --- | --- | ---: | ---: | ---: | ---: |'];
   for (const r of rows) {
-    const unit = ` ${r.unit}`;
     lines.push(
-      `| ${r.scenario} | ${r.size} | ${r.metric} | **${format(median(r.values), r.unit)}${unit}** | ${format(Math.min(...r.values), r.unit)} | ${format(Math.max(...r.values), r.unit)} | ${r.values.length} |`,
+      `| ${r.scenario} | ${r.size} | ${r.metric} | **${format(median(r.values), r.unit)} ${r.unit}** | ${format(Math.min(...r.values), r.unit)} | ${format(Math.max(...r.values), r.unit)} | ${r.values.length} |`,
     );
   }
   return lines.join('\n');
 }
 
-function aims(rows: Row[]): string {
+function sqliteAims(rows: Row[]): string {
   const medianOf = (id: string, metric: string): number | undefined => {
     const row = rows.find((r) => r.id === id && r.metric === metric);
     return row && median(row.values);
   };
-  const verdict = (ok: boolean): string => (ok ? '**met**' : '**not met**');
   const lines: string[] = [];
-  const e2e = AIMS.e2eTasksPerSec.toLocaleString('en');
+  const e2e = SQLITE_AIMS.e2eTasksPerSec.toLocaleString('en');
   for (const [id, flags] of [
     ['e2e-async', '-P async -c 100'],
     ['e2e-process', '-P process -c 2'],
   ] as const) {
     const m = medianOf(id, 'rate');
-    if (m !== undefined)
-      lines.push(`- End to end ≥ ${e2e} no-op tasks/s (\`${flags}\`): ${format(m, 'tasks/s')} tasks/s, ${verdict(m >= AIMS.e2eTasksPerSec)}.`);
+    if (m !== undefined) lines.push(`- End to end ≥ ${e2e} no-op tasks/s (\`${flags}\`): ${format(m, 'tasks/s')} tasks/s, ${verdict(m >= SQLITE_AIMS.e2eTasksPerSec)}.`);
   }
   const p50 = medianOf('latency', 'p50');
-  if (p50 !== undefined) lines.push(`- Round trip p50 < ${AIMS.p50Ms} ms: ${format(p50, 'ms')} ms, ${verdict(p50 < AIMS.p50Ms)}.`);
+  if (p50 !== undefined) lines.push(`- Round trip p50 < ${SQLITE_AIMS.p50Ms} ms: ${format(p50, 'ms')} ms, ${verdict(p50 < SQLITE_AIMS.p50Ms)}.`);
   return lines.join('\n');
 }
 
-function document(rows: Row[], runs: number, startedAt: Date, loads: [number[], number[]], commitAtStart: string): string {
-  const load = (l: number[]): string => l.map((x) => x.toFixed(2)).join(' ');
-  return `# Benchmarks
-
-<!-- Generated by bench/run.ts (npm run bench); edits by hand are overwritten. -->
+function sqliteSection(rows: Row[], info: RunInfo): string {
+  return `## SQLite (Fennel alone)
 
 Fennel on its embedded SQLite engine (\`sqlite://\`, one WAL file), every run on a fresh temp database file.
 Workers are real separate processes, started as users start them:
 \`FENNEL_BROKER_URL=sqlite:///tmp/…/x.db node --conditions=development --import tsx src/cli/main.ts worker --app bench/tasks.ts -P async -c 100 --loglevel warn\`.
-The task is a no-op (\`bench/tasks.ts\`). Each scenario ran ${runs} times; the table gives the median, with min and max.
+The task is a no-op (\`bench/tasks.ts\`). Each scenario ran ${info.runs} times; the table gives the median, with min and max.
 
-- Command: \`npm run bench\` (\`node --conditions=development --import tsx bench/run.ts\`)
-- Machine: ${availableParallelism()} CPUs (nproc), ${cpuModel()}, Node ${process.version}, ${process.platform} ${process.arch}; load average ${load(loads[0])} at the start and ${load(loads[1])} at the end (1, 5, 15 min)
-- Date: ${startedAt.toISOString().slice(0, 16).replace('T', ' ')} UTC, commit ${commitAtStart}
+${machineLines('`npm run bench` (this section alone: `npm run bench -- sqlite`)', info)}
 
-${table(rows)}
+${sqliteTable(rows)}
 
-## Aims
+### Aims
 
-${aims(rows)}
+${sqliteAims(rows)}
 
-## How each number is taken
+### How each number is taken
 
 - **enqueue, one by one**: \`await noop.delay().sent\` in a loop; no worker running.
 - **enqueue, bulk**: \`await noop.delayMany(batch)[0].sent\`, one transaction per batch; no worker running.
@@ -127,49 +160,333 @@ ${aims(rows)}
   \`backend.countByState()\`); *startup* is spawn → "worker ready".
 - **end to end**: with the worker running (and one warm-up round trip), the producer publishes in batches with
   \`delayMany\` and calls \`get()\` on every result; the clock stops when all have resolved.
-- **round trip**: \`await noop.delay().get()\`, one at a time; p50 and p99 of one run's round trips.
-`;
+- **round trip**: \`await noop.delay().get()\`, one at a time; p50 and p99 of one run's round trips.`;
 }
 
-async function main(): Promise<void> {
-  const { runs, filters } = parseArgs(process.argv.slice(2));
-  const chosen = scenarios.filter((s) => filters.length === 0 || filters.some((f) => s.id.includes(f)));
-  if (chosen.length === 0) throw new Error(`no scenario matches ${filters.join(', ')}; ids: ${scenarios.map((s) => s.id).join(', ')}`);
-  const startedAt = new Date();
-  const load = loadavg();
-  const commitAtStart = commit();
+async function runSqlite(chosen: typeof sqliteScenarios, runs: number): Promise<Row[]> {
   const rows: Row[] = [];
   for (const scenario of chosen) {
     const byMetric = new Map<string, Row>();
     for (let run = 1; run <= runs; run++) {
       const t0 = performance.now();
       const metrics = await scenario.run();
-      const shown: string[] = [];
       for (const [name, metric] of Object.entries(metrics)) {
         let row = byMetric.get(name);
-        if (!row)
-          byMetric.set(
-            name,
-            (row = {
-              id: scenario.id,
-              scenario: scenario.title,
-              size: scenario.size,
-              metric: name,
-              unit: metric.unit,
-              values: [],
-            }),
-          );
+        if (!row) byMetric.set(name, (row = { id: scenario.id, scenario: scenario.title, size: scenario.size, metric: name, unit: metric.unit, values: [] }));
         row.values.push(metric.value);
-        shown.push(`${name} ${format(metric.value, metric.unit)} ${metric.unit}`);
       }
-      console.log(`${scenario.id} run ${run}/${runs}: ${shown.join(', ')} (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
+      console.log(`${scenario.id} run ${run}/${runs}: ${shown(metrics)} (${seconds(t0)})`);
     }
     rows.push(...byMetric.values());
   }
-  console.log(`\n${table(rows)}\n\n${aims(rows)}`);
-  if (filters.length === 0) {
-    writeFileSync(join(ROOT, 'BENCHMARKS.md'), document(rows, runs, startedAt, [load, loadavg()], commitAtStart));
-    console.log('\nwrote BENCHMARKS.md');
+  return rows;
+}
+
+function shown(metrics: Record<string, Metric>): string {
+  return Object.entries(metrics)
+    .map(([name, m]) => `${name} ${format(m.value, m.unit)} ${m.unit}`)
+    .join(', ');
+}
+
+function seconds(t0: number): string {
+  return `${((performance.now() - t0) / 1000).toFixed(1)} s`;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Redis
+
+/**
+ * Runs are rounds: every chosen scenario once, then again, so a peer's runs are spread over the whole part and
+ * a busy minute on a shared machine does not land on one peer only. The peers' order turns each round.
+ */
+async function runRedis(chosen: RedisScenario[], runs: number, retried: string[]): Promise<RedisRow[]> {
+  const rows = new Map<string, RedisRow>();
+  const kinds = Object.keys(KINDS) as Kind[];
+  for (let round = 0; round < runs; round++) {
+    const peers = [...PEERS.slice(round % PEERS.length), ...PEERS.slice(0, round % PEERS.length)];
+    for (const kind of kinds) {
+      for (const peer of peers) {
+        for (const scenario of chosen.filter((s) => s.kind === kind && s.peer === peer && round < (s.maxRuns ?? runs))) {
+          const t0 = performance.now();
+          let metrics: Record<string, Metric>;
+          try {
+            metrics = await scenario.run();
+          } catch (error) {
+            // One failed run (a peer's hiccup on a shared machine) is retried once, and reported in the document;
+            // a second failure stops the benchmark.
+            const first = String((error as Error).message ?? error).split('\n')[0]!;
+            console.warn(`${scenario.id} run ${round + 1} failed, retrying once: ${first}`);
+            retried.push(`${scenario.id} (round ${round + 1}): ${first}`);
+            metrics = await scenario.run();
+          }
+          for (const [name, metric] of Object.entries(metrics)) {
+            const key = `${scenario.id}\n${name}`;
+            let row = rows.get(key);
+            if (!row) rows.set(key, (row = { scenario, metric: name, unit: metric.unit, values: [] }));
+            row.values.push(metric.value);
+          }
+          console.log(`${scenario.id} run ${round + 1}/${Math.min(runs, scenario.maxRuns ?? runs)}: ${shown(metrics)} (${seconds(t0)})`);
+        }
+      }
+    }
+  }
+  return [...rows.values()];
+}
+
+const PEER_NAMES: Record<Peer, string> = { fennel: 'Fennel', bullmq: 'BullMQ', celery: 'Celery' };
+
+/** The side-by-side rows: each kind's metrics, from each peer's main configuration. */
+const SIDE_BY_SIDE: Array<{ kind: Kind; metric: string }> = [
+  { kind: 'e2e-1', metric: 'rate' },
+  { kind: 'e2e-2', metric: 'rate' },
+  { kind: 'enqueue-single', metric: 'rate' },
+  { kind: 'enqueue-bulk', metric: 'rate' },
+  { kind: 'latency', metric: 'p50' },
+  { kind: 'latency', metric: 'p99' },
+];
+
+function mainRow(rows: RedisRow[], kind: Kind, peer: Peer, metric: string): RedisRow | undefined {
+  return rows.find((r) => r.scenario.kind === kind && r.scenario.peer === peer && r.scenario.main && r.metric === metric);
+}
+
+/** The best end-to-end configuration of a peer with one worker (only configurations with every run count). */
+function bestConfig(rows: RedisRow[], peer: Peer): RedisRow | undefined {
+  const full = Math.max(0, ...rows.filter((r) => r.scenario.kind === 'e2e-1' && r.metric === 'rate').map((r) => r.values.length));
+  return rows
+    .filter((r) => r.scenario.kind === 'e2e-1' && r.scenario.peer === peer && r.metric === 'rate' && r.values.length === full)
+    .sort((a, b) => median(b.values) - median(a.values))[0];
+}
+
+function ratio(fennel: RedisRow | undefined, peer: RedisRow | undefined): string {
+  if (!fennel || !peer) return '–';
+  return `${(median(fennel.values) / median(peer.values)).toFixed(2)}×`;
+}
+
+function redisTables(rows: RedisRow[], peers: readonly Peer[]): string {
+  const head = `| Scenario | Size | Metric | ${peers.map((p) => PEER_NAMES[p]).join(' | ')} | ${peers
+    .filter((p) => p !== 'fennel')
+    .map((p) => `Fennel ÷ ${PEER_NAMES[p]}`)
+    .join(' | ')} |`;
+  const lines = [head, `| --- | --- | --- | ${peers.map(() => '---:').join(' | ')} | ${peers.slice(1).map(() => '---:').join(' | ')} |`];
+  for (const { kind, metric } of SIDE_BY_SIDE) {
+    const cells = peers.map((peer) => {
+      const row = mainRow(rows, kind, peer, metric);
+      return row ? `**${format(median(row.values), row.unit)}**${spread(row.values, row.unit)}` : '–';
+    });
+    if (cells.every((c) => c === '–')) continue;
+    const unit = mainRow(rows, kind, 'fennel', metric)?.unit ?? (metric === 'rate' ? 'tasks/s' : 'ms');
+    const fennel = mainRow(rows, kind, 'fennel', metric);
+    const ratios = peers.filter((p) => p !== 'fennel').map((p) => ratio(fennel, mainRow(rows, kind, p, metric)));
+    lines.push(`| ${KINDS[kind].title} | ${KINDS[kind].size} | ${metric === 'rate' ? unit : `${metric}, ${unit}`} | ${cells.join(' | ')} | ${ratios.join(' | ')} |`);
+  }
+  const what = [`| Scenario | ${peers.map((p) => PEER_NAMES[p]).join(' | ')} |`, `| --- | ${peers.map(() => '---').join(' | ')} |`];
+  for (const kind of Object.keys(KINDS) as Kind[]) {
+    const cells = peers.map((peer) => rows.find((r) => r.scenario.kind === kind && r.scenario.peer === peer && r.scenario.main)?.scenario.config ?? '–');
+    if (cells.every((c) => c === '–')) continue;
+    what.push(`| ${KINDS[kind].title} | ${cells.join(' | ')} |`);
+  }
+  return `${lines.join('\n')}\n\nWhat each cell runs (the worker configuration, or the producer call for the enqueue rows):\n\n${what.join('\n')}`;
+}
+
+function configTable(rows: RedisRow[], peers: readonly Peer[]): string {
+  const lines = [
+    '| Peer | Configuration (1 worker process) | Rate, tasks/s | CPU µs per task: producer | workers | Redis | total | CPUs busy | Redis commands per task | Runs |',
+    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+  ];
+  for (const peer of peers) {
+    const best = bestConfig(rows, peer);
+    for (const rate of rows.filter((r) => r.scenario.kind === 'e2e-1' && r.scenario.peer === peer && r.metric === 'rate')) {
+      const medianOf = (metric: string): number => {
+        const row = rows.find((r) => r.scenario === rate.scenario && r.metric === metric);
+        return row ? median(row.values) : NaN;
+      };
+      const [producer, workers, redis] = [medianOf('producer CPU'), medianOf('workers CPU'), medianOf('Redis CPU')];
+      const total = producer + workers + redis;
+      // Total CPU per task × tasks per second: how many CPUs the three kept busy (at most nproc).
+      const busy = (total * median(rate.values)) / 1e6;
+      const mark = rate === best ? ' (best)' : '';
+      lines.push(
+        `| ${PEER_NAMES[peer]} | ${rate.scenario.config}${mark} | **${format(median(rate.values), 'tasks/s')}**${spread(rate.values, 'tasks/s')} | ${[producer, workers, redis, total]
+          .map((v) => format(v, 'µs/task'))
+          .join(' | ')} | ${Number.isFinite(busy) ? busy.toFixed(1) : '–'} | ${format(medianOf('Redis commands'), 'cmds/task')} | ${rate.values.length} |`,
+      );
+    }
+  }
+  return lines.join('\n');
+}
+
+function redisAims(rows: RedisRow[]): string {
+  const lines: string[] = [];
+  const need = REDIS_AIMS.e2eRatioToBullmq;
+  const bullBest = bestConfig(rows, 'bullmq');
+  const fennelMain = mainRow(rows, 'e2e-1', 'fennel', 'rate');
+  const fennelBest = bestConfig(rows, 'fennel');
+  const line = (label: string, fennel: RedisRow | undefined, bull: RedisRow | undefined): void => {
+    if (!fennel || !bull) return;
+    const r = median(fennel.values) / median(bull.values);
+    lines.push(
+      `- ${label}: Fennel ${fennel.scenario.config} ${format(median(fennel.values), 'tasks/s')} tasks/s ÷ BullMQ ${bull.scenario.config} ${format(median(bull.values), 'tasks/s')} tasks/s = **${r.toFixed(2)}×**, ${verdict(r >= need)}.`,
+    );
+  };
+  line(`End to end, 1 worker process, ≥ ${need}× BullMQ's best configuration`, fennelMain, bullBest);
+  if (fennelBest && fennelBest !== fennelMain) line(`The same with Fennel's best configuration`, fennelBest, bullBest);
+  line(`End to end, 2 worker processes, ≥ ${need}× BullMQ`, mainRow(rows, 'e2e-2', 'fennel', 'rate'), mainRow(rows, 'e2e-2', 'bullmq', 'rate'));
+  const fp = mainRow(rows, 'latency', 'fennel', 'p50');
+  const bp = mainRow(rows, 'latency', 'bullmq', 'p50');
+  if (fp && bp) {
+    const f = median(fp.values);
+    const b = median(bp.values);
+    lines.push(`- Round trip p50 ≤ BullMQ's: Fennel ${format(f, 'ms')} ms, BullMQ ${format(b, 'ms')} ms (Fennel ÷ BullMQ = **${(f / b).toFixed(2)}×**), ${verdict(f <= b)}.`);
+  }
+  return lines.join('\n');
+}
+
+function redisSection(rows: RedisRow[], info: RunInfo, env: Environment, retried: readonly string[]): string {
+  const peers = PEERS.filter((p) => rows.some((r) => r.scenario.peer === p));
+  const celery = 'skipped' in env.celery ? `Python Celery: **skipped**, ${env.celery.skipped}` : `Python ${env.celery.version}`;
+  return `## Redis: Fennel vs BullMQ vs Celery
+
+Fennel, ${env.bullmq} and ${celery}, on the same Redis (${env.redis}, \`${REDIS_URL}\`, \`FLUSHDB\` before every
+run), one scenario at a time, in one run. Every worker is a separate process started as its users start it
+(commands below). The task is a no-op whose result is kept: Fennel and Celery store \`celery-task-meta-<id>\`
+(1 day expiry) and publish it; BullMQ keeps the completed job with its return value and emits a stream event.
+Each scenario ran ${info.runs} times, in rounds (every scenario once, then again; the peers' order turns each
+round), so a busy minute on a shared machine is spread over the peers; cells give the median (min–max).
+
+${machineLines('`npm run bench` (this section alone: `npm run bench -- redis`)', info)}
+- Runs that failed and were run again: ${retried.length ? retried.map((r) => `\`${r}\``).join('; ') : 'none'}
+
+### Side by side
+
+${redisTables(rows, peers)}
+
+Ratios are of medians. For rates, above 1 means Fennel is faster; for round-trip times, below 1 means Fennel is faster.
+
+### Aims
+
+${redisAims(rows)}
+
+### Configurations, end to end with 1 worker process
+
+What one task costs, in CPU time, over the timed part: the producer's (\`process.cpuUsage()\`; Celery's producer
+reports its own \`time.process_time()\`), the worker processes' (\`/proc/<pid>/stat\`, the main process only, so
+Celery's prefork children are not counted) and Redis's (\`INFO cpu\`), with the commands Redis ran
+(\`INFO commandstats\`); Redis's counters are server-wide, so anything else using the server then is counted too.
+*CPUs busy* is total CPU per task × rate: when it is close to the machine's CPU count the run is CPU-bound, and
+the rate is about that count ÷ the total. *(best)* marks each peer's highest median among the configurations that
+ran every round; one with fewer runs (Celery's extra pools, run once to keep the whole run short) is not ranked.
+
+${configTable(rows, peers)}
+
+### Commands
+
+- Fennel worker: \`FENNEL_BROKER_URL=${REDIS_URL} node --conditions=development --import tsx src/cli/main.ts worker --app bench/tasks.ts -P async -c 100 --loglevel warn\`
+- BullMQ worker: \`node --import tsx bench/peers/bullmq-worker.ts ${REDIS_URL} bench 100\` (a \`Worker\` with a no-op processor; default options otherwise)
+- Celery worker, in \`bench/peers\`: \`CELERY_BENCH_URL=${REDIS_URL} python3 -m celery -A celery_bench worker -P threads -c 8 -n bench0@%h --loglevel WARNING --without-gossip --without-mingle --without-heartbeat\`
+- Celery producer, in \`bench/peers\`: \`python3 celery_bench.py e2e ${SIZES.tasks} ${SIZES.batch}\`, \`enqueue-single ${SIZES.tasks}\`, \`enqueue-bulk ${SIZES.tasks} ${SIZES.batch}\`, \`latency ${SIZES.roundTrips} ${SIZES.warmup}\` (prints one JSON line; its clock is Python's)
+
+### How each number is taken
+
+- **end to end**: the workers are started and ready, then one warm-up round trip; the clock runs from the first
+  enqueue until the last result is confirmed. Fennel: \`delayMany\` in batches of ${SIZES.batch}, \`get()\` on every
+  result (Redis pub/sub). BullMQ: \`addBulk\` in batches of ${SIZES.batch}, its \`QueueEvents\` \`completed\` events counted
+  for the job ids added. Celery: \`group(noop.s() × ${SIZES.batch}).apply_async()\` per batch, then
+  \`ResultSet(results).join_native()\` (Celery subscribes to each result as the task is sent).
+- **enqueue**: no worker running; one awaited call at a time (Fennel \`await noop.delay().sent\`, BullMQ
+  \`await queue.add()\`, Celery \`noop.delay()\`, which returns once published), or the bulk call per batch of ${SIZES.batch}.
+- **round trip**: one worker; ${SIZES.warmup} warm-up round trips, then ${SIZES.roundTrips} timed one at a time: Fennel
+  \`await noop.delay().get()\`, BullMQ \`await (await queue.add()).waitUntilFinished(queueEvents)\`, Celery
+  \`noop.delay().get()\`; p50 and p99 of one run.`;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The document
+
+const marker = (part: Part, end = false): string => `<!-- ${end ? 'end ' : ''}section: ${part} -->`;
+
+function wrap(part: Part, body: string): string {
+  return `${marker(part)}\n${body}\n${marker(part, true)}`;
+}
+
+/** The section of `part` in the current BENCHMARKS.md, if it has one. */
+function currentSection(part: Part): string | undefined {
+  if (!existsSync(DOC)) return undefined;
+  const text = readFileSync(DOC, 'utf8');
+  const start = text.indexOf(marker(part));
+  const end = text.indexOf(marker(part, true));
+  return start >= 0 && end > start ? text.slice(start, end + marker(part, true).length) : undefined;
+}
+
+function writeDocument(sections: Partial<Record<Part, string>>): void {
+  const notRun = (part: Part, title: string): string => wrap(part, `## ${title}\n\nNot run yet: \`npm run bench -- ${part}\`.`);
+  const body = [
+    sections.sqlite ? wrap('sqlite', sections.sqlite) : (currentSection('sqlite') ?? notRun('sqlite', 'SQLite (Fennel alone)')),
+    sections.redis ? wrap('redis', sections.redis) : (currentSection('redis') ?? notRun('redis', 'Redis: Fennel vs BullMQ vs Celery')),
+  ];
+  writeFileSync(
+    DOC,
+    `# Benchmarks
+
+<!-- Generated by bench/run.ts (npm run bench); edits by hand are overwritten. -->
+
+Two parts: Fennel alone on its embedded SQLite engine, then Fennel side by side with BullMQ and Python Celery on Redis.
+
+${body.join('\n\n')}
+`,
+  );
+}
+
+// ---------------------------------------------------------------------------------------------------------
+
+async function main(): Promise<void> {
+  const { runs, filters } = parseArgs(process.argv.slice(2));
+  const whole = filters.length === 0;
+  const onlyPart = filters.length === 1 && (filters[0] === 'sqlite' || filters[0] === 'redis') ? filters[0] : undefined;
+  const writes = whole || onlyPart !== undefined;
+  const matches = (id: string): boolean => filters.some((f) => id.includes(f));
+  const sqliteChosen = whole || onlyPart === 'sqlite' ? sqliteScenarios : onlyPart ? [] : sqliteScenarios.filter((s) => matches(s.id));
+  let redisChosen = whole || onlyPart === 'redis' ? redisScenarios() : onlyPart ? [] : redisScenarios().filter((s) => matches(s.id));
+  if (sqliteChosen.length + redisChosen.length === 0) {
+    throw new Error(`no scenario matches ${filters.join(', ')}; ids: ${[...sqliteScenarios.map((s) => s.id), ...redisScenarios().map((s) => s.id)].join(', ')}`);
+  }
+  const sections: Partial<Record<Part, string>> = {};
+
+  if (sqliteChosen.length) {
+    const info = { runs: runs ?? DEFAULT_RUNS.sqlite, startedAt: new Date(), commit: commit() };
+    const load = loadavg();
+    const rows = await runSqlite(sqliteChosen, info.runs);
+    console.log(`\n${sqliteTable(rows)}\n\n${sqliteAims(rows)}\n`);
+    sections.sqlite = sqliteSection(rows, { ...info, loads: [load, loadavg()] });
+  }
+
+  if (redisChosen.length) {
+    const info = { runs: runs ?? DEFAULT_RUNS.redis, startedAt: new Date(), commit: commit() };
+    const load = loadavg();
+    let env: Environment | undefined;
+    try {
+      env = await environment();
+    } catch (error) {
+      // A whole run still writes the SQLite part; the Redis section says why it is missing.
+      if (!whole) throw error;
+      console.error(`Redis part skipped: ${(error as Error).message}`);
+      sections.redis = `## Redis: Fennel vs BullMQ vs Celery\n\n**Skipped** on ${info.startedAt.toISOString().slice(0, 16).replace('T', ' ')} UTC: ${(error as Error).message}.`;
+    }
+    if (env) {
+      if ('skipped' in env.celery) {
+        console.error(`Celery's rows skipped: ${env.celery.skipped}`);
+        redisChosen = redisChosen.filter((s) => s.peer !== 'celery');
+      }
+      const retried: string[] = [];
+      const rows = await runRedis(redisChosen, info.runs, retried);
+      const peers = PEERS.filter((p) => rows.some((r) => r.scenario.peer === p));
+      console.log(`\n${redisTables(rows, peers)}\n\n${configTable(rows, peers)}\n\n${redisAims(rows)}\n`);
+      sections.redis = redisSection(rows, { ...info, loads: [load, loadavg()] }, env, retried);
+    }
+  }
+
+  if (writes) {
+    writeDocument(sections);
+    console.log(`wrote BENCHMARKS.md${onlyPart ? ` (the ${onlyPart} section)` : ''}`);
   }
 }
 

@@ -3,12 +3,7 @@
 // bench/run.ts repeats it and reports medians.
 
 import { benchApp } from './tasks.ts';
-import { percentile, startWorker, tempDatabase, waitUntil, type WorkerProcess } from './support.ts';
-
-export interface Metric {
-  value: number;
-  unit: 'tasks/s' | 'ms';
-}
+import { percentile, startWorker, tempDatabase, waitUntil, type Metric, type WorkerProcess } from './support.ts';
 
 export interface Scenario {
   id: string;

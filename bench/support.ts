@@ -1,21 +1,28 @@
-// What the benchmark scenarios share: a fresh temp database per run, a real worker process started the way a
-// user starts it (and always killed, even when a run throws), polling, and the statistics (median, percentile).
+// What the benchmark scenarios share: a fresh temp database per run, real worker processes started the way
+// users start them (Fennel's and the peers'; always killed, even when a run throws), polling, and the
+// statistics (median, percentile).
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
-const workers = new Set<ChildProcess>();
+/** One measured number of one run. */
+export interface Metric {
+  value: number;
+  unit: 'tasks/s' | 'ms' | 'cmds/task' | 'µs/task';
+}
+
+const children = new Set<ChildProcess>();
 const tempDirs = new Set<string>();
 
-/** Kills every worker still running (with its pool slots: each worker leads its own process group) and removes temp files. */
+/** Kills every process still running (with its pool slots: each leads its own process group) and removes temp files. */
 export function cleanUp(): void {
-  for (const child of workers) killGroup(child, 'SIGKILL');
-  workers.clear();
+  for (const child of children) killGroup(child, 'SIGKILL');
+  children.clear();
   for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
   tempDirs.clear();
 }
@@ -44,6 +51,7 @@ export function tempDatabase(): { url: string; cleanup: () => void } {
 }
 
 export interface WorkerProcess {
+  readonly pid: number;
   /** performance.now() when the "worker ready" line was read. */
   readonly readyAt: number;
   /** Lines the worker printed at warn level or above, or that are not pino JSON (there should be none). */
@@ -56,8 +64,12 @@ export interface WorkerProcess {
 
 export interface StartWorkerOptions {
   brokerUrl: string;
+  /** Extra environment, e.g. { FENNEL_TRACK_STARTED: 'false' }. */
+  env?: Record<string, string>;
   pool: 'async' | 'process' | 'thread';
   concurrency: number;
+  /** Extra flags for `fennel worker`, e.g. ['--prefetch-multiplier', '8']. */
+  flags?: string[];
   timeoutMs?: number;
 }
 
@@ -68,19 +80,46 @@ export interface StartWorkerOptions {
  */
 export async function startWorker(options: StartWorkerOptions): Promise<WorkerProcess> {
   const args = ['--conditions=development', '--import', 'tsx', 'src/cli/main.ts', 'worker', '--app', 'bench/tasks.ts'];
-  args.push('-P', options.pool, '-c', String(options.concurrency), '--loglevel', 'warn');
-  const child = spawn(process.execPath, args, {
-    cwd: ROOT,
-    env: {
-      ...process.env,
-      FENNEL_BROKER_URL: options.brokerUrl,
-      FENNEL_RESULT_BACKEND: '',
-    },
+  args.push('-P', options.pool, '-c', String(options.concurrency), '--loglevel', 'warn', ...(options.flags ?? []));
+  return startProcess({
+    command: process.execPath,
+    args,
+    env: { ...options.env, FENNEL_BROKER_URL: options.brokerUrl, FENNEL_RESULT_BACKEND: '' },
+    ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
+  });
+}
+
+export interface StartProcessOptions {
+  command: string;
+  args: string[];
+  /** Added to this process's environment. */
+  env?: Record<string, string>;
+  /** Default: the repository root. */
+  cwd?: string;
+  /**
+   * Whether stdout is pino-style JSON, so that lines at warn level or above (and lines that are not JSON) count
+   * as complaints. Default true; false for a peer whose stdout is free text (Celery prints a banner).
+   */
+  jsonLog?: boolean;
+  timeoutMs?: number;
+}
+
+/**
+ * Spawns a long-running worker process in its own process group (so a SIGKILL reaches its pool children
+ * too), registered for cleanUp(), and resolves when it prints a JSON line whose `msg` starts with
+ * "worker ready". Fennel's, BullMQ's (bench/peers/bullmq-worker.ts) and Celery's (bench/peers/celery_bench.py)
+ * workers all print one.
+ */
+export async function startProcess(options: StartProcessOptions): Promise<WorkerProcess> {
+  const child = spawn(options.command, options.args, {
+    cwd: options.cwd ?? ROOT,
+    env: { ...process.env, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
     // Its own process group, so that a SIGKILL reaches its pool slots too.
     detached: true,
   });
-  workers.add(child);
+  children.add(child);
+  const jsonLog = options.jsonLog ?? true;
   const complaints: string[] = [];
   let stderr = '';
   let readyAt = NaN;
@@ -102,26 +141,34 @@ export async function startWorker(options: StartWorkerOptions): Promise<WorkerPr
       if (typeof entry.msg === 'string' && entry.msg.startsWith('worker ready')) {
         readyAt = performance.now();
         onReady();
-      } else if (typeof entry.level !== 'number' || entry.level >= 40) complaints.push(line);
+      } else if (jsonLog && (typeof entry.level !== 'number' || entry.level >= 40)) complaints.push(line);
     }
   });
   child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
     stderr = (stderr + chunk).slice(-4000);
   });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  let spawnError = '';
+  const exited = new Promise<void>((resolve) => {
+    child.once('exit', () => resolve());
+    // A command that cannot be started (ENOENT) emits 'error' and no 'exit'.
+    child.once('error', (error) => {
+      spawnError = error.message;
+      resolve();
+    });
+  });
   const died = exited.then((): never => {
-    throw new Error(`worker exited unexpectedly (code ${child.exitCode}, signal ${child.signalCode}):\n${stderr}`);
+    throw new Error(`${options.command} ${options.args.join(' ')} exited unexpectedly (code ${child.exitCode}, signal ${child.signalCode}) ${spawnError}:\n${stderr}`);
   });
   died.catch(() => {});
   const stop = async (graceMs = 10_000): Promise<void> => {
-    if (child.exitCode === null && child.signalCode === null) {
+    if (child.exitCode === null && child.signalCode === null && !spawnError) {
       child.kill('SIGTERM');
       const timer = setTimeout(() => killGroup(child, 'SIGKILL'), graceMs);
       await exited;
       clearTimeout(timer);
     }
     killGroup(child, 'SIGKILL'); // Any slot left behind.
-    workers.delete(child);
+    children.delete(child);
   };
   const timeoutMs = options.timeoutMs ?? 60_000;
   let timer: NodeJS.Timeout | undefined;
@@ -137,7 +184,49 @@ export async function startWorker(options: StartWorkerOptions): Promise<WorkerPr
   } finally {
     clearTimeout(timer);
   }
-  return { readyAt, complaints, died, stop };
+  return { pid: child.pid ?? -1, readyAt, complaints, died, stop };
+}
+
+/**
+ * Runs a command to completion (a peer's producer script), registered for cleanUp() meanwhile, and
+ * resolves with its stdout; rejects with the tail of stderr if it exits non-zero or outlives `timeoutMs`.
+ */
+export async function runProcess(command: string, args: string[], options: { cwd?: string; env?: Record<string, string>; timeoutMs?: number } = {}): Promise<string> {
+  const child = spawn(command, args, {
+    cwd: options.cwd ?? ROOT,
+    env: { ...process.env, ...options.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
+  children.add(child);
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr = (stderr + chunk).slice(-4000)));
+  const timer = setTimeout(() => killGroup(child, 'SIGKILL'), options.timeoutMs ?? 300_000);
+  try {
+    const code = await new Promise<number | null>((resolve, reject) => {
+      child.once('error', reject);
+      child.once('exit', (exitCode) => resolve(exitCode));
+    });
+    if (code !== 0) throw new Error(`${command} ${args.join(' ')} exited with code ${code ?? child.signalCode}:\n${stderr}`);
+    return stdout;
+  } finally {
+    clearTimeout(timer);
+    killGroup(child, 'SIGKILL');
+    children.delete(child);
+  }
+}
+
+/** CPU seconds (user + system) a live process has used, from /proc (Linux); NaN where that cannot be read. */
+export function processCpuSec(pid: number): number {
+  try {
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th, in clock ticks (100 a second).
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return NaN;
+  }
 }
 
 /** Resolves once `check()` is true, checking every `everyMs`; rejects after `timeoutMs`. */
