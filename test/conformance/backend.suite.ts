@@ -11,6 +11,7 @@ import type { TaskMeta } from '../../src/protocol/result.ts';
 import { isReady, States } from '../../src/protocol/states.ts';
 import { celeryA4Results } from '../fixtures/celery.ts';
 import { sleep, within } from './helpers/wait.ts';
+import { CleanupScope, scopedWith } from './helpers/scope.ts';
 
 export type BackendFactory = () => Promise<ResultBackend> | ResultBackend;
 
@@ -45,8 +46,7 @@ function track<T>(promise: Promise<T>): { readonly settled: boolean } {
 }
 
 export function backendSuite(name: string, factory: BackendFactory, options: BackendSuiteOptions = {}): void {
-  class Scope {
-    private readonly cleanups: Array<() => Promise<unknown>> = [];
+  class Scope extends CleanupScope {
 
     async open(): Promise<ResultBackend> {
       const backend = await factory();
@@ -61,25 +61,9 @@ export function backendSuite(name: string, factory: BackendFactory, options: Bac
       return second;
     }
 
-    async close(): Promise<void> {
-      for (const cleanup of this.cleanups.reverse()) {
-        try {
-          await cleanup();
-        } catch {
-          // keep closing the rest
-        }
-      }
-    }
   }
 
-  const scoped = (body: (s: Scope) => Promise<void>) => async (): Promise<void> => {
-    const scope = new Scope();
-    try {
-      await body(scope);
-    } finally {
-      await scope.close();
-    }
-  };
+  const scoped = scopedWith(() => new Scope());
 
   describe(`backend conformance: ${name}`, () => {
     describe('store and get', () => {

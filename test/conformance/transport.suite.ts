@@ -15,6 +15,7 @@ import { buildTaskMessage, type TaskCall, type WireMessage } from '../../src/pro
 import type { Delivery, QueueStats, Route, Transport, TransportCapabilities } from '../../src/transports/transport.ts';
 import { celeryA1, rawEnvelope } from '../fixtures/celery.ts';
 import { sleep, waitFor } from './helpers/wait.ts';
+import { CleanupScope, scopedWith } from './helpers/scope.ts';
 
 export interface TransportOpenOptions {
   visibilityTimeoutSec: number;
@@ -178,8 +179,7 @@ export function transportSuite(name: string, factory: TransportFactory, capabili
   };
 
   /** Everything a test opens, closed in reverse order however the test ends. */
-  class Scope {
-    private readonly cleanups: Array<() => Promise<unknown> | unknown> = [];
+  class Scope extends CleanupScope {
 
     async open(opts: TransportOpenOptions = DEFAULT_OPEN): Promise<Transport> {
       const transport = await factory(opts);
@@ -208,26 +208,9 @@ export function transportSuite(name: string, factory: TransportFactory, capabili
       this.cleanups.push(() => child.kill('SIGKILL'));
       return child;
     }
-
-    async close(): Promise<void> {
-      for (const cleanup of this.cleanups.reverse()) {
-        try {
-          await cleanup();
-        } catch {
-          // A cleanup failure must not hide the test's own outcome; the next cleanup still runs.
-        }
-      }
-    }
   }
 
-  const scoped = (body: (s: Scope) => Promise<void>) => async (): Promise<void> => {
-    const scope = new Scope();
-    try {
-      await body(scope);
-    } finally {
-      await scope.close();
-    }
-  };
+  const scoped = scopedWith(() => new Scope());
 
   describe(`transport conformance: ${name}`, () => {
     it('declares the capabilities the suite was run with', scoped(async (s) => {
