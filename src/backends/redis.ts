@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { Redis } from 'ioredis';
 import { decodeMeta, encodeMeta, type TaskMeta } from '../protocol/result.ts';
 import { isReady } from '../protocol/states.ts';
-import { redisOptions } from '../transports/redis.ts';
+import { callScript, redisOptions } from '../transports/redis.ts';
 import type { ResultBackend } from './backend.ts';
 import { Waiters } from './waiters.ts';
 
@@ -23,7 +23,6 @@ export class RedisBackend implements ResultBackend {
   private subscriber: Redis | undefined;
   private readonly waiters = new Waiters();
   private readonly expiresSec: number;
-  private storeSha = '';
 
   constructor(
     readonly url: string,
@@ -32,19 +31,11 @@ export class RedisBackend implements ResultBackend {
     this.expiresSec = options.resultExpiresSec ?? 86_400;
     this.client = new Redis(url, redisOptions());
     this.client.on('error', () => {});
+    this.client.defineCommand('fennel_store', { lua: STORE });
   }
 
   async store(meta: TaskMeta): Promise<void> {
-    const key = `${PREFIX}${meta.task_id}`;
-    const text = encodeMeta(meta);
-    if (!this.storeSha) this.storeSha = (await this.client.script('LOAD', STORE)) as string;
-    try {
-      await this.client.evalsha(this.storeSha, 1, key, text, this.expiresSec);
-    } catch (error) {
-      if (!String((error as Error).message).includes('NOSCRIPT')) throw error;
-      this.storeSha = (await this.client.script('LOAD', STORE)) as string;
-      await this.client.evalsha(this.storeSha, 1, key, text, this.expiresSec);
-    }
+    await callScript(this.client, 'fennel_store', [`${PREFIX}${meta.task_id}`], [encodeMeta(meta), this.expiresSec]);
   }
 
   async get(taskId: string): Promise<TaskMeta | undefined> {

@@ -20,14 +20,18 @@ import { describeMessage, type ConsumeOptions, type DeadLetter, type Delivery, t
 
 export const SEP = '\x06\x16';
 const PRIORITY_STEPS = [0, 3, 6, 9];
-const UNACKED = 'unacked';
-const UNACKED_INDEX = 'unacked_index';
-const UNACKED_MUTEX = 'unacked_mutex';
-const LEASES = 'fennel.leases';
-const SCHEDULED = 'fennel.scheduled';
-const WAKE = 'fennel.wake.';
-const DEAD = 'fennel.dead_letters';
-const DEAD_SEQ = 'fennel.dead_letters.seq';
+/** The Redis keys this transport uses: kombu's, then Fennel's own (tests read the layout from here). */
+export const REDIS_KEYS = {
+  unacked: 'unacked',
+  unackedIndex: 'unacked_index',
+  unackedMutex: 'unacked_mutex',
+  leases: 'fennel.leases',
+  scheduled: 'fennel.scheduled',
+  wakePrefix: 'fennel.wake.',
+  deadLetters: 'fennel.dead_letters',
+  deadLetterSeq: 'fennel.dead_letters.seq',
+} as const;
+const { unacked: UNACKED, unackedIndex: UNACKED_INDEX, unackedMutex: UNACKED_MUTEX, leases: LEASES, scheduled: SCHEDULED, wakePrefix: WAKE, deadLetters: DEAD, deadLetterSeq: DEAD_SEQ } = REDIS_KEYS;
 
 const PUBLISH_ATTEMPTS = 6;
 
@@ -60,6 +64,13 @@ export interface RedisTransportOptions {
   pollIntervalMs?: number;
 }
 
+/** Calls a script registered with `defineCommand` (no fixed key count: the count goes first). */
+export function callScript(client: Redis, command: string, keys: string[], args: Array<string | number>): Promise<unknown> {
+  const fn = (client as unknown as Record<string, (...a: Array<string | number>) => Promise<unknown>>)[command];
+  if (!fn) throw new Error(`script ${command} is not defined on this client`);
+  return fn.call(client, keys.length, ...keys, ...args);
+}
+
 export function redisOptions(): RedisOptions {
   return {
     // Reconnect for ever, backing off to 2 s; a command sent while disconnected waits in the offline queue
@@ -76,7 +87,6 @@ export class RedisTransport implements Transport {
   readonly client: Redis;
   readonly visibilityMs: number;
   readonly pollMs: number;
-  private readonly scripts = new Map<ScriptName, { sha: string; source: string }>();
   private readonly subscriptions = new Set<RedisSubscription>();
   private readonly declared = new Set<string>();
   private closed = false;
@@ -89,19 +99,15 @@ export class RedisTransport implements Transport {
     this.pollMs = options.pollIntervalMs ?? 250;
     this.client = new Redis(url, redisOptions());
     this.client.on('error', () => {}); // reconnection is automatic; failures surface on the commands
-    for (const name of SCRIPTS) this.scripts.set(name, { sha: '', source: loadScript(name) });
+    for (const name of SCRIPTS) this.client.defineCommand(`fennel_${name}`, { lua: loadScript(name) });
   }
 
-  /** Runs a script by SHA, loading it on NOSCRIPT (a restarted Redis forgets its scripts). */
+  /** Runs one of the Lua scripts (ioredis sends EVALSHA and falls back to EVAL after a Redis restart). */
   readonly run = async (name: ScriptName, keys: string[], args: Array<string | number>): Promise<unknown> => {
-    const script = this.scripts.get(name)!;
-    if (!script.sha) script.sha = (await this.client.script('LOAD', script.source)) as string;
     try {
-      return await this.client.evalsha(script.sha, keys.length, ...keys, ...args);
+      return await callScript(this.client, `fennel_${name}`, keys, args);
     } catch (error) {
-      if (!String((error as Error).message).includes('NOSCRIPT')) throw this.translate(error);
-      script.sha = (await this.client.script('LOAD', script.source)) as string;
-      return await this.client.evalsha(script.sha, keys.length, ...keys, ...args);
+      throw this.translate(error);
     }
   };
 
@@ -186,13 +192,17 @@ export class RedisTransport implements Transport {
     return results.slice(0, buckets.length).reduce((n, [, v]) => n + Number(v), 0) + (scheduled.length ? Number(results[buckets.length + 1]?.[1] ?? 0) : 0);
   }
 
+  /** Messages in the queue's priority buckets. */
+  private async readyCount(queue: string): Promise<number> {
+    const multi = this.client.multi();
+    for (const b of bucketsOf(queue)) multi.llen(b);
+    return ((await multi.exec()) ?? []).reduce((n, [, v]) => n + Number(v), 0);
+  }
+
   /** Ready messages in the queue's buckets plus its scheduled ones (countdown/eta), as on every engine. */
   async depth(queue: string): Promise<number> {
     this.check();
-    const multi = this.client.multi();
-    for (const b of bucketsOf(queue)) multi.llen(b);
-    const results = (await multi.exec()) ?? [];
-    const ready = results.reduce((n, [, v]) => n + Number(v), 0);
+    const ready = await this.readyCount(queue);
     const scheduled = (await this.client.zrange(SCHEDULED, 0, -1)).filter((m) => m.startsWith(`${queue}\n`) || m.startsWith(`${queue}${SEP}`)).length;
     return ready + scheduled;
   }
@@ -209,9 +219,7 @@ export class RedisTransport implements Transport {
     for (const key of bindings) {
       const queue = key.slice('_kombu.binding.'.length);
       if (queue.includes('pidbox') || queue.startsWith('celeryev')) continue;
-      const multi = this.client.multi();
-      for (const b of bucketsOf(queue)) multi.llen(b);
-      row(queue).ready = ((await multi.exec()) ?? []).reduce((n, [, v]) => n + Number(v), 0);
+      row(queue).ready = await this.readyCount(queue);
     }
     for (const member of await this.client.zrange(SCHEDULED, 0, -1)) {
       const bucket = member.slice(0, member.indexOf('\n'));
@@ -342,7 +350,7 @@ class RedisSubscription {
   }
 
   private async fetch(room: number): Promise<number> {
-    const keys = [UNACKED, UNACKED_INDEX, LEASES, DEAD, DEAD_SEQ];
+    const keys: string[] = [UNACKED, UNACKED_INDEX, LEASES, DEAD, DEAD_SEQ];
     const queues: string[] = [];
     for (const queue of this.options.queues) {
       for (const bucket of bucketsOf(queue)) {

@@ -11,7 +11,7 @@ import type { Redis } from 'ioredis';
 import { RedisBackend } from '../../../src/backends/redis.ts';
 import { buildTaskMessage, type WireMessage } from '../../../src/protocol/message.ts';
 import type { TaskMeta } from '../../../src/protocol/result.ts';
-import { RedisTransport, SEP } from '../../../src/transports/redis.ts';
+import { REDIS_KEYS, RedisTransport, SEP } from '../../../src/transports/redis.ts';
 import type { Delivery } from '../../../src/transports/transport.ts';
 import { sleep, waitFor } from '../../conformance/helpers/wait.ts';
 import { celeryA1, rawEnvelope } from '../../fixtures/celery.ts';
@@ -21,13 +21,8 @@ const DB = REDIS_DB.unit;
 const URL = redisUrlForTest(DB);
 const skip = await redisSkipReason();
 
-const UNACKED = 'unacked';
-const UNACKED_INDEX = 'unacked_index';
-const UNACKED_MUTEX = 'unacked_mutex';
-/** Fennel's own leases: the tags its consumers hold, scored by last renewal. Its sweep reads only these. */
-const LEASES = 'fennel.leases';
-const SCHEDULED = 'fennel.scheduled';
-const WAKE = 'fennel.wake.';
+// The layout under test; LEASES are Fennel's own: the tags its consumers hold, scored by last renewal.
+const { unacked: UNACKED, unackedIndex: UNACKED_INDEX, unackedMutex: UNACKED_MUTEX, leases: LEASES, scheduled: SCHEDULED, wakePrefix: WAKE } = REDIS_KEYS;
 /** Pause before a negative check: several consumer loops and sweeps of a 1 s visibility timeout. */
 const GRACE_MS = 1_500;
 
