@@ -11,6 +11,9 @@ export interface ResultBackend {
    * duplicate must not replace the result of the run that completed).
    */
   store(meta: TaskMeta): Promise<void>;
+  // Ordering: stores called by one process are applied in the order they were called, whether or not the
+  // caller awaited the earlier ones (engines queue them: a group commit, one connection's batches). The
+  // worker relies on it: a task's STARTED is not awaited before its outcome is stored, and never lands after it.
   get(taskId: string): Promise<TaskMeta | undefined>;
   /** Resolves with the meta once it is in a ready state, or with undefined when `timeoutMs` passes. */
   wait(taskId: string, options: { timeoutMs?: number; signal?: AbortSignal }): Promise<TaskMeta | undefined>;

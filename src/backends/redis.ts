@@ -6,8 +6,9 @@
 import { readFileSync } from 'node:fs';
 import { Redis } from 'ioredis';
 import { decodeMeta, encodeMeta, type TaskMeta } from '../protocol/result.ts';
-import { isReady } from '../protocol/states.ts';
+import { isReady, States } from '../protocol/states.ts';
 import { callScript, redisOptions } from '../transports/redis.ts';
+import { Batcher } from '../util/batcher.ts';
 import type { ResultBackend } from './backend.ts';
 import { Waiters } from './waiters.ts';
 
@@ -23,6 +24,12 @@ export class RedisBackend implements ResultBackend {
   private subscriber: Redis | undefined;
   private readonly waiters = new Waiters();
   private readonly expiresSec: number;
+  // One event-loop turn's stores go out as one script call, and its new waiters as one SUBSCRIBE and one
+  // MGET (and released ones as one UNSUBSCRIBE): a worker settling 100 tasks, or a producer waiting on 500
+  // results, costs a few commands, not a few hundred.
+  private readonly stores = new Batcher<TaskMeta>(500, (metas) => this.storeBatch(metas));
+  private readonly subscribes = new Batcher<string>(1000, (ids) => this.subscribeBatch(ids));
+  private readonly unsubscribes = new Batcher<string>(1000, (ids) => this.unsubscribeBatch(ids));
 
   constructor(
     readonly url: string,
@@ -34,8 +41,24 @@ export class RedisBackend implements ResultBackend {
     this.client.defineCommand('fennel_store', { lua: STORE });
   }
 
-  async store(meta: TaskMeta): Promise<void> {
-    await callScript(this.client, 'fennel_store', [`${PREFIX}${meta.task_id}`], [encodeMeta(meta), this.expiresSec]);
+  store(meta: TaskMeta): Promise<void> {
+    return this.stores.add(meta);
+  }
+
+  private async storeBatch(metas: TaskMeta[]): Promise<void> {
+    // A STARTED or PROGRESS meta followed in the same batch by a later meta of the same task is never
+    // written: it would be overwritten within the same script, and a waiter wakes only on the ready state.
+    // (A fast task's STARTED and SUCCESS usually meet here: STARTED costs it nothing.)
+    const last = new Map<string, number>();
+    metas.forEach((meta, i) => last.set(meta.task_id, i));
+    const keys: string[] = [];
+    const args: Array<string | number> = [this.expiresSec];
+    metas.forEach((meta, i) => {
+      if (last.get(meta.task_id) !== i && (meta.status === States.STARTED || meta.status === States.PROGRESS)) return;
+      keys.push(`${PREFIX}${meta.task_id}`);
+      args.push(meta.status, encodeMeta(meta));
+    });
+    await callScript(this.client, 'fennel_store', keys, args);
   }
 
   async get(taskId: string): Promise<TaskMeta | undefined> {
@@ -45,22 +68,41 @@ export class RedisBackend implements ResultBackend {
 
   async wait(taskId: string, options: { timeoutMs?: number; signal?: AbortSignal }): Promise<TaskMeta | undefined> {
     options.signal?.throwIfAborted();
-    const subscriber = this.subscriberConnection();
+    this.subscriberConnection();
     const first = !this.waiters.has(taskId);
     const waiting = this.waiters.add(taskId, options);
     // The last waiter of an id gone (result, timeout or abort): drop the subscription. Attached before any
     // await, so an abort during the subscription below is never an unhandled rejection.
     const release = (): void => {
-      if (!this.waiters.has(taskId)) void subscriber.unsubscribe(`${PREFIX}${taskId}`).catch(() => {});
+      if (!this.waiters.has(taskId)) void this.unsubscribes.add(taskId).catch(() => {});
     };
     waiting.then(release, release);
-    if (first) {
-      await subscriber.subscribe(`${PREFIX}${taskId}`);
-      // Subscribed first, then read: a result stored in between is seen one way or the other.
-      const current = await this.get(taskId);
-      if (current && isReady(current.status)) this.waiters.wake(taskId, current);
-    }
+    if (first) await this.subscribes.add(taskId);
     return waiting;
+  }
+
+  /** Subscribes to the ids' channels, then reads their keys: a result stored in between is seen one way or the other. */
+  private async subscribeBatch(ids: string[]): Promise<void> {
+    const keys = ids.map((id) => `${PREFIX}${id}`);
+    await this.subscriberConnection().subscribe(...keys);
+    const texts = await this.client.mget(...keys);
+    texts.forEach((text, i) => this.wakeIfReady(ids[i]!, text));
+  }
+
+  private async unsubscribeBatch(ids: string[]): Promise<void> {
+    // An id waited for again since it was released keeps its subscription.
+    const channels = ids.filter((id) => !this.waiters.has(id)).map((id) => `${PREFIX}${id}`);
+    if (channels.length) await this.subscriber?.unsubscribe(...channels);
+  }
+
+  private wakeIfReady(taskId: string, text: string | null): void {
+    if (!text || !this.waiters.has(taskId)) return;
+    try {
+      const meta = decodeMeta(text);
+      if (isReady(meta.status)) this.waiters.wake(taskId, meta);
+    } catch {
+      // not a meta document: ignore it, as a Celery client would not wake on it either
+    }
   }
 
   private subscriberConnection(): Redis {
@@ -69,16 +111,7 @@ export class RedisBackend implements ResultBackend {
     // the reconnecting subscriber down again and again.
     const subscriber = this.client.duplicate({ enableReadyCheck: false });
     subscriber.on('error', () => {});
-    subscriber.on('message', (channel: string, text: string) => {
-      const taskId = channel.slice(PREFIX.length);
-      if (!this.waiters.has(taskId)) return;
-      try {
-        const meta = decodeMeta(text);
-        if (isReady(meta.status)) this.wake(taskId, meta);
-      } catch {
-        // not a meta document: ignore it, as a Celery client would not wake on it either
-      }
-    });
+    subscriber.on('message', (channel: string, text: string) => this.wakeIfReady(channel.slice(PREFIX.length), text));
     // After a reconnect ioredis subscribes again; results published while we were away are read back here.
     subscriber.on('ready', () => {
       const channels = [...this.waiters.ids()].map((id) => `${PREFIX}${id}`);
@@ -90,20 +123,12 @@ export class RedisBackend implements ResultBackend {
     return subscriber;
   }
 
-  private wake(taskId: string, meta: TaskMeta): void {
-    this.waiters.wake(taskId, meta);
-  }
-
   private async recheck(): Promise<void> {
     const ids = [...this.waiters.ids()];
     for (let i = 0; i < ids.length; i += 500) {
       const chunk = ids.slice(i, i + 500);
       const texts = await this.client.mget(...chunk.map((id) => `${PREFIX}${id}`)).catch(() => []);
-      texts.forEach((text, j) => {
-        if (!text) return;
-        const meta = decodeMeta(text);
-        if (isReady(meta.status)) this.wake(chunk[j]!, meta);
-      });
+      texts.forEach((text, j) => this.wakeIfReady(chunk[j]!, text));
     }
   }
 

@@ -16,6 +16,7 @@ import { Redis, type RedisOptions } from 'ioredis';
 import { BrokerUnavailableError, ClosedError } from '../errors.ts';
 import { decodeEnvelope, encodeEnvelope } from '../protocol/envelope.ts';
 import type { WireMessage } from '../protocol/message.ts';
+import { Batcher } from '../util/batcher.ts';
 import { describeMessage, type ConsumeOptions, type DeadLetter, type Delivery, type QueueStats, type Route, type Subscription, type Transport } from './transport.ts';
 
 export const SEP = '\x06\x16';
@@ -34,6 +35,9 @@ export const REDIS_KEYS = {
 const { unacked: UNACKED, unackedIndex: UNACKED_INDEX, unackedMutex: UNACKED_MUTEX, leases: LEASES, scheduled: SCHEDULED, wakePrefix: WAKE, deadLetters: DEAD, deadLetterSeq: DEAD_SEQ } = REDIS_KEYS;
 
 const PUBLISH_ATTEMPTS = 6;
+/** Messages taken by one fetch, and tags acknowledged by one ack: both scripts unpack them as arguments, and Lua's unpack stops near 8,000. */
+const MAX_FETCH = 1000;
+const MAX_ACK = 2000;
 
 function isConnectionError(error: unknown): boolean {
   const text = `${(error as Error).name} ${(error as Error).message}`;
@@ -277,6 +281,8 @@ class RedisSubscription {
   private nextPromote = 0;
   private nextRestore = 0;
   private roomWaiter: (() => void) | undefined;
+  /** Acks settled in one event-loop turn go to Redis as one script call. */
+  private readonly acks = new Batcher<string>(MAX_ACK, (tags) => this.transport.run('ack', [UNACKED, UNACKED_INDEX, LEASES], tags));
 
   constructor(
     private readonly transport: RedisTransport,
@@ -358,7 +364,7 @@ class RedisSubscription {
         queues.push(queue);
       }
     }
-    const out = (await this.transport.run('fetch', keys, [room, Date.now() / 1000, ...queues])) as string[];
+    const out = (await this.transport.run('fetch', keys, [Math.min(room, MAX_FETCH), Date.now() / 1000, ...queues])) as string[];
     for (let i = 0; i < out.length; i += 3) this.deliver(out[i]!, out[i + 1]!, out[i + 2]!);
     return out.length / 3;
   }
@@ -372,23 +378,21 @@ class RedisSubscription {
 
   private deliver(queue: string, tag: string, raw: string): void {
     this.held.set(tag, queue);
+    // Never throws: an envelope that named a tag but does not decode is handed out marked malformed, and
+    // the executor dead-letters it with the reason.
     const message = decodeEnvelope(raw);
     let settled = false;
     const settle = async (fn: () => Promise<unknown>): Promise<void> => {
       if (settled) return;
-      await fn(); // if it fails the delivery stays held and leased, and can be settled again
+      await this.settleHeld(tag, fn); // if it fails the delivery stays held and leased, and can be settled again
       settled = true;
-      this.held.delete(tag);
-      this.roomWaiter?.();
-      this.roomWaiter = undefined;
-      if (!this.active && this.held.size === 0) this.finish();
     };
     const redelivered = message.headers['redelivered'] === true || (message.properties.delivery_info as { redelivered?: boolean } | undefined)?.redelivered === true;
     this.onDelivery({
       message,
       queue,
       redelivered,
-      ack: () => settle(() => this.transport.run('ack', [UNACKED, UNACKED_INDEX, LEASES], [tag])),
+      ack: () => settle(() => this.acks.add(tag)),
       reject: ({ requeue, reason }) =>
         settle(() => {
           if (requeue) return this.transport.run('restore', [UNACKED, UNACKED_INDEX, UNACKED_MUTEX, LEASES], [0, 0, tag, SEP, WAKE]);
@@ -396,6 +400,15 @@ class RedisSubscription {
           return this.transport.run('dead_letter', [UNACKED, UNACKED_INDEX, LEASES, DEAD, DEAD_SEQ], [tag, reason ?? 'rejected', Date.now() / 1000, taskId ?? '', taskName ?? '', queue, raw]);
         }),
     });
+  }
+
+  /** Runs the step that settles a held message, then frees its place in the prefetch window. */
+  private async settleHeld(tag: string, fn: () => Promise<unknown>): Promise<void> {
+    await fn();
+    this.held.delete(tag);
+    this.roomWaiter?.();
+    this.roomWaiter = undefined;
+    if (!this.active && this.held.size === 0) this.finish();
   }
 
   stop(): void {

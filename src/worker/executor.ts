@@ -40,10 +40,11 @@ export async function execute(delivery: Delivery, ctx: ExecutorContext): Promise
       await delivery.reject({ requeue: true });
       return;
     }
-    // STARTED is written while the task runs, not before: it costs the task no round trip. It is awaited
-    // before the outcome is stored, so it can never land after it.
-    const started = markStarted(request, ctx);
-    started.catch(() => {}); // observed below; this only keeps an early rejection from counting as unhandled
+    // STARTED is written while the task runs, not before: it costs the task no round trip. Nor is it awaited
+    // before the outcome is stored: the backend applies one process's stores in call order, so it can never
+    // land after the outcome (and a Redis backend drops it unwritten when both go out in one batch). A STARTED
+    // that fails to store costs nothing but the state; the outcome's own store decides the delivery's fate.
+    void markStarted(request, ctx).catch((error: unknown) => ctx.log.warn({ err: error, id: request!.id }, 'could not store STARTED'));
     const startedAt = performance.now();
     let outcome: Outcome;
     try {
@@ -54,7 +55,6 @@ export async function execute(delivery: Delivery, ctx: ExecutorContext): Promise
       ctx.releaseSlot();
     }
     const runtimeSec = (performance.now() - startedAt) / 1000;
-    await started;
     // Past the grace period the worker has handed this message back already: its outcome is not ours to store.
     if (ctx.abandoned()) return;
     await settle(request, delivery, outcome, runtimeSec, ctx);

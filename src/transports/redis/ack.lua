@@ -1,11 +1,13 @@
--- ack: forget a delivered message for good (kombu's QoS.ack: ZREM + HDEL, here in one step).
+-- ack: forget delivered messages for good (kombu's QoS.ack: ZREM + HDEL, here in one step for a batch).
+-- A worker acknowledges the messages settled in one event-loop turn together: three commands per batch,
+-- not three per message.
 --
 -- KEYS[1]  unacked        hash
 -- KEYS[2]  unacked_index  zset
 -- KEYS[3]  fennel.leases  zset
--- ARGV[1]  delivery_tag
--- Returns 1 if the message was still held, 0 if it was not (already restored or acked).
+-- ARGV     delivery_tags (at most a few thousand: Lua's unpack limit)
+-- Returns the number of messages that were still held (not already restored or acked).
 
-redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('ZREM', KEYS[3], ARGV[1])
-return redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], unpack(ARGV))
+redis.call('ZREM', KEYS[3], unpack(ARGV))
+return redis.call('HDEL', KEYS[1], unpack(ARGV))

@@ -18,30 +18,57 @@
 local max = tonumber(ARGV[1])
 local now = ARGV[2]
 local out = {}
+local records = {}  -- HSET field/value pairs for unacked
+local scores = {}   -- ZADD score/member pairs for unacked_index and fennel.leases
 local taken = 0
+
+-- The delivery tag, read without decoding the whole envelope: a pattern match costs a fraction of
+-- cjson.decode. Inside a JSON string a quote is escaped (\"), so the pattern only matches a real key; if the
+-- key appears more than once (a header of that name), the envelope is decoded to find the property.
+local function tag_of(raw)
+  local found, count = nil, 0
+  for t in string.gmatch(raw, '"delivery_tag"%s*:%s*"([^"\\]+)"') do
+    found = t
+    count = count + 1
+  end
+  if count == 1 then return found, true end
+  local ok, doc = pcall(cjson.decode, raw)
+  if not ok then return nil, false end
+  local tag = type(doc) == 'table' and type(doc.properties) == 'table' and doc.properties.delivery_tag
+  if type(tag) ~= 'string' then return nil, true end
+  return tag, true
+end
+
 for i = 6, #KEYS do
   local queue = ARGV[i - 3]
   while taken < max do
     local raw = redis.call('RPOP', KEYS[i])
     if not raw then break end
-    local ok, doc = pcall(cjson.decode, raw)
-    local tag = ok and type(doc) == 'table' and type(doc.properties) == 'table' and doc.properties.delivery_tag
-    if type(tag) ~= 'string' then
+    local tag, json = tag_of(raw)
+    if not tag then
       -- Not a kombu envelope: it can never be run, so it goes to the dead letters now, with the reason.
       local id = redis.call('INCR', KEYS[5])
       redis.call('HSET', KEYS[4], id, cjson.encode({
         id = tostring(id), queue = queue, created_at = tonumber(now),
-        reason = ok and 'ProtocolError: not a kombu envelope (no properties.delivery_tag)' or 'ProtocolError: envelope is not JSON',
+        reason = json and 'ProtocolError: not a kombu envelope (no properties.delivery_tag)' or 'ProtocolError: envelope is not JSON',
         envelope = raw }))
     else
-      redis.call('HSET', KEYS[1], tag, '[' .. raw .. ', "", ' .. cjson.encode(queue) .. ']')
-      redis.call('ZADD', KEYS[2], now, tag)
-      redis.call('ZADD', KEYS[3], now, tag)
+      records[#records + 1] = tag
+      records[#records + 1] = '[' .. raw .. ', "", ' .. cjson.encode(queue) .. ']'
+      scores[#scores + 1] = now
+      scores[#scores + 1] = tag
       out[#out + 1] = queue
       out[#out + 1] = tag
       out[#out + 1] = raw
       taken = taken + 1
     end
   end
+end
+-- One HSET and two ZADDs for the whole batch (the caller keeps a batch to its prefetch window, far below
+-- Lua's unpack limit).
+if taken > 0 then
+  redis.call('HSET', KEYS[1], unpack(records))
+  redis.call('ZADD', KEYS[2], unpack(scores))
+  redis.call('ZADD', KEYS[3], unpack(scores))
 end
 return out

@@ -72,6 +72,12 @@ describe('redis:// layout (kombu and Celery keys)', { skip }, () => {
     return t;
   }
 
+  /** How many times the server has run a command (scripts' commands included), server-wide: for deltas within one test. */
+  async function calls(command: string): Promise<number> {
+    const text = (await redis.info('commandstats'));
+    return Number(new RegExp(`^cmdstat_${command}:calls=(\\d+)`, 'm').exec(text)?.[1] ?? 0);
+  }
+
   /** Consumes without settling anything: every delivery stays held (and leased) until the test settles it. */
   async function hold(t: RedisTransport, queue: string, prefetch = 10): Promise<Delivery[]> {
     const got: Delivery[] = [];
@@ -248,6 +254,31 @@ describe('redis:// layout (kombu and Celery keys)', { skip }, () => {
       assert.equal(await redis.zcard(UNACKED_INDEX), 0);
       assert.equal(await redis.zcard(LEASES), 0);
       assert.equal(await redis.llen(q), 0);
+    });
+
+    it('acknowledges the messages settled in one turn together, in one script call, and every ack resolves', async () => {
+      const t = openTransport();
+      const q = queueName();
+      await t.publishMany(Array.from({ length: 50 }, () => [task(q).message, { queue: q }] as const));
+      const got = await hold(t, q, 50);
+      await waitFor(() => got.length === 50, { what: '50 deliveries' });
+      const before = await calls('hdel');
+      await Promise.all(got.map((d) => d.ack()));
+      assert.equal((await calls('hdel')) - before, 1, '50 acks in one turn: one HDEL');
+      assert.equal(await redis.exists(UNACKED, UNACKED_INDEX, LEASES), 0);
+    });
+
+    it('finds the delivery tag in properties even when a header has the same name', async () => {
+      const t = openTransport();
+      const q = queueName();
+      const { message } = task(q);
+      await t.publish({ ...message, headers: { ...message.headers, delivery_tag: 'not-the-tag' } }, { queue: q });
+      const envelope = JSON.parse((await redis.lindex(q, 0))!) as Envelope;
+      const got = await hold(t, q, 1);
+      await waitFor(() => got.length === 1, { what: 'the delivery' });
+      assert.deepEqual(await redis.hkeys(UNACKED), [envelope.properties.delivery_tag]);
+      await got[0]!.ack();
+      assert.equal(await redis.exists(UNACKED, UNACKED_INDEX, LEASES), 0);
     });
 
     it('ack removes the message from unacked, unacked_index and the leases', async () => {
@@ -428,6 +459,20 @@ describe('redis:// layout (kombu and Celery keys)', { skip }, () => {
     });
   });
 
+  describe('dead letters (an envelope that names a tag but does not decode)', () => {
+    it('is handed out marked malformed (the executor dead-letters it); rejecting it leaves nothing unacked', async () => {
+      const t = openTransport();
+      const q = queueName();
+      await redis.lpush(q, '{"properties": {"delivery_tag": "t-1", "body_encoding": "base64"}, "body": "%%%", "headers": ');
+      const got = await hold(t, q, 2);
+      await waitFor(() => got.length === 1, { what: 'the delivery' });
+      assert.match(got[0]!.message.malformed ?? '', /not JSON/);
+      await got[0]!.reject({ requeue: false, reason: 'ProtocolError: not JSON' });
+      assert.equal((await t.listDeadLetters()).length, 1);
+      assert.equal(await redis.exists(UNACKED, UNACKED_INDEX, LEASES), 0);
+    });
+  });
+
   describe('countdown (delayed delivery)', () => {
     it('keeps a countdown message in fennel.scheduled, scored by its due time in ms, and moves it to its bucket when due', async () => {
       const t = openTransport();
@@ -498,6 +543,32 @@ describe('redis:// layout (kombu and Celery keys)', { skip }, () => {
       const id = randomUUID();
       await backend.store(meta(id, 'SUCCESS', 1));
       assert.equal(await redis.ttl(`celery-task-meta-${id}`), -1);
+    });
+
+    it('stores one turn\'s metas in one call: a STARTED followed by its SUCCESS is not written, a STARTED after a SUCCESS is refused', async () => {
+      const backend = new RedisBackend(URL, { resultExpiresSec: 600 });
+      cleanups.push(() => backend.close());
+      const [fast, done] = [randomUUID(), randomUUID()];
+      const subscriber = testRedisClient(DB);
+      cleanups.push(() => subscriber.disconnect());
+      const heard: string[] = [];
+      subscriber.on('message', (channel: string, text: string) => heard.push(`${channel.slice('celery-task-meta-'.length)} ${(JSON.parse(text) as { status: string }).status}`));
+      await subscriber.subscribe(`celery-task-meta-${fast}`, `celery-task-meta-${done}`);
+      const [sets, mgets] = [await calls('set'), await calls('mget')];
+      await Promise.all([
+        backend.store(meta(fast, 'STARTED', { pid: 1, hostname: 'w@h' })),
+        backend.store(meta(done, 'SUCCESS', 'first')),
+        backend.store(meta(fast, 'SUCCESS', 'fast')),
+        backend.store(meta(done, 'STARTED', { pid: 1, hostname: 'w@h' })), // a late duplicate's STARTED
+      ]);
+      assert.equal((await calls('mget')) - mgets, 1, 'one batch: one MGET for the guard');
+      assert.equal((await calls('set')) - sets, 2, 'two SETs: the superseded STARTED and the refused one are not written');
+      const marker = randomUUID();
+      await redis.publish(`celery-task-meta-${fast}`, JSON.stringify({ status: marker }));
+      await waitFor(() => heard.includes(`${fast} ${marker}`), { what: 'the marker' });
+      assert.deepEqual(heard, [`${done} SUCCESS`, `${fast} SUCCESS`, `${fast} ${marker}`]);
+      assert.equal((await backend.get(fast))?.result, 'fast');
+      assert.equal((await backend.get(done))?.result, 'first');
     });
 
     it('does not overwrite (or publish over) a stored SUCCESS', async () => {
