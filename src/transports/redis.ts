@@ -143,10 +143,20 @@ export class RedisTransport implements Transport {
     });
     for (let attempt = 1; ; attempt++) {
       const multi = this.client.multi();
+      // One LPUSH per bucket with every envelope for it, in order (the first pushed is the first popped),
+      // and one ZADD for all the scheduled ones: a bulk of 500 is a handful of commands, not 500.
+      const ready = new Map<string, string[]>();
+      const scheduled: Array<string | number> = [];
       for (const w of writes) {
-        if (w.due) multi.zadd(SCHEDULED, w.due, `${w.bucket}\n${w.envelope}`);
-        else multi.lpush(w.bucket, w.envelope);
+        if (w.due) scheduled.push(w.due, `${w.bucket}\n${w.envelope}`);
+        else {
+          const list = ready.get(w.bucket);
+          if (list) list.push(w.envelope);
+          else ready.set(w.bucket, [w.envelope]);
+        }
       }
+      for (const [bucket, envelopes] of ready) multi.lpush(bucket, ...envelopes);
+      if (scheduled.length) multi.zadd(SCHEDULED, ...scheduled);
       for (const queue of new Set(writes.map((w) => w.queue))) {
         if (writes.some((w) => w.queue === queue && !w.due)) multi.zadd(`${WAKE}${queue}`, 0, 'w');
         // Declare the queue as kombu's producer does (maybe_declare), once per queue and transport.
