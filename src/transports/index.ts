@@ -1,6 +1,7 @@
 // URL scheme → transport engine. The only place above the engines that names them.
 
 import { ConfigError } from '../errors.ts';
+import { AmqpTransport } from './amqp.ts';
 import { MemoryTransport } from './memory.ts';
 import { RedisTransport } from './redis.ts';
 import { SqliteTransport } from './sqlite.ts';
@@ -11,7 +12,7 @@ export interface TransportOptions {
   pollIntervalMs: number;
 }
 
-export const TRANSPORT_SCHEMES = ['sqlite', 'redis', 'rediss', 'memory'] as const;
+export const TRANSPORT_SCHEMES = ['sqlite', 'redis', 'rediss', 'amqp', 'amqps', 'memory'] as const;
 
 // memory:// engines are shared within a process by URL, so an app's producer and an in-process worker meet.
 const memory = new Map<string, MemoryTransport>();
@@ -27,6 +28,11 @@ export function createTransport(url: string, options: TransportOptions): Transpo
     case 'redis':
     case 'rediss':
       return new RedisTransport(url, options);
+    case 'amqp':
+    case 'amqps':
+      // RabbitMQ tracks deliveries per connection and hands back those of a dead one at once: no
+      // visibility timeout or polling to configure.
+      return new AmqpTransport(url);
     case 'memory': {
       let t = memory.get(url);
       if (!t) memory.set(url, (t = new MemoryTransport(url)));

@@ -41,6 +41,13 @@ export interface TransportSuiteOptions {
    * published headers; everything else must be unchanged. Default: none.
    */
   redeliveryHeaders?: readonly string[];
+  /**
+   * Properties the broker derives from where it actually routed the message instead of carrying the
+   * publisher's value (AMQP: `delivery_info` is the delivery's exchange and routing key, so a Celery message
+   * captured on queue `celery` and published to another queue reads that queue). The suite checks that
+   * `delivery_info` names the queue it was published to. Default: none (kombu's Redis envelope keeps them).
+   */
+  routedProperties?: readonly string[];
 }
 
 /** Pause before a negative check: long enough for several wake-ups and fallback polls of any engine. */
@@ -259,7 +266,10 @@ export function transportSuite(name: string, factory: TransportFactory, capabili
         await inbox.waitForCount(1);
         const got = inbox.deliveries[0]!;
         assert.deepEqual(got.message.headers, celery.headers);
-        assert.deepEqual(withoutEnvelopeProperties(got.message.properties), withoutEnvelopeProperties(celery.properties));
+        const routed = new Set(options.routedProperties ?? []);
+        const carried = (properties: Record<string, unknown>): Record<string, unknown> => Object.fromEntries(Object.entries(withoutEnvelopeProperties(properties)).filter(([key]) => !routed.has(key)));
+        assert.deepEqual(carried(got.message.properties), carried(celery.properties));
+        if (routed.has('delivery_info')) assert.deepEqual(got.message.properties.delivery_info, { exchange: '', routing_key: q });
         assert.equal(got.message.body, celery.body);
         await inbox.ack(got);
       }));

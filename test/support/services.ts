@@ -1,10 +1,11 @@
-// Test support for tests that need a real service (Redis). A missing service skips the test or suite with
+// Test support for tests that need a real service (Redis, RabbitMQ). A missing service skips the test or suite with
 // one line saying why, except on CI (CI=true), where it fails: there the service is part of the contract.
 //
 // Each test file that uses Redis owns one database number, so files never see each other's keys, and
 // flushes it before and after its tests:
-//   conformance 11 · faults 12 · unit (scripts) 13
+//   conformance 11 · faults 12 · unit (scripts) 13 · AMQP tests' result store 10
 // (the Celery interop tests use 14; 0 is left to people running things by hand).
+// RabbitMQ tests use queue names unique to the run and delete them when they end.
 
 import { Socket } from 'node:net';
 import { Redis } from 'ioredis';
@@ -13,7 +14,7 @@ export const REDIS_HOST = '127.0.0.1';
 export const REDIS_PORT = 6379;
 
 /** The database each Redis test file owns. */
-export const REDIS_DB = { conformance: 11, faults: 12, unit: 13 } as const;
+export const REDIS_DB = { conformance: 11, faults: 12, unit: 13, amqpResults: 10 } as const;
 
 /** `redis://127.0.0.1:<port>/<db>`: the URL of one test file's database. */
 export function redisUrlForTest(db: number, port = REDIS_PORT): string {
@@ -82,4 +83,36 @@ export async function flushRedisDb(db: number, port = REDIS_PORT): Promise<void>
   } finally {
     client.disconnect();
   }
+}
+
+export const RABBIT_HOST = '127.0.0.1';
+export const RABBIT_PORT = 5672;
+/** The local RabbitMQ as the tests use it (guest/guest, vhost /). */
+export const RABBIT_URL = `amqp://guest:guest@${RABBIT_HOST}:${RABBIT_PORT}/`;
+
+/**
+ * True if an AMQP 0-9-1 broker answers on host:port within `timeoutMs`: sends the protocol header and
+ * waits for the first frame (connection.start, frame type 1), then hangs up without logging in.
+ */
+export function rabbitAnswers(port = RABBIT_PORT, timeoutMs = 2_000, host = RABBIT_HOST): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = new Socket();
+    const done = (ok: boolean): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(ok);
+    };
+    const timer = setTimeout(() => done(false), timeoutMs);
+    socket.once('error', () => done(false));
+    socket.once('data', (chunk: Buffer) => done(chunk[0] === 1));
+    socket.connect(port, host, () => socket.write(Buffer.from([0x41, 0x4d, 0x51, 0x50, 0, 0, 9, 1])));
+  });
+}
+
+/** Why RabbitMQ tests cannot run here, or false if they can; throws on CI (CI=true), as redisSkipReason does. */
+export async function rabbitSkipReason(port = RABBIT_PORT): Promise<string | false> {
+  if (await rabbitAnswers(port)) return false;
+  const reason = `RabbitMQ not reachable at ${RABBIT_HOST}:${port}`;
+  if (process.env['CI'] === 'true') throw new Error(`${reason} (CI=true: RabbitMQ is required)`);
+  return reason;
 }

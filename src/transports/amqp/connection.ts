@@ -1,0 +1,136 @@
+// One AMQP connection that comes back: the current session (an amqplib connection plus a confirm channel
+// for publishing), opened on first use and again after RabbitMQ closes it or the socket drops. Each session
+// has a generation number; what was declared or consumed on an old session is redone by its owner (the
+// transport re-declares on first use, subscriptions re-consume) when `onLost` tells them it is gone.
+// Callers that must not fail on a short outage (publish, consumers) retry with backoff around `session()`.
+
+import { connect, type Channel, type ChannelModel, type ConfirmChannel } from 'amqplib';
+import { BrokerUnavailableError, ClosedError } from '../../errors.ts';
+
+export interface Session {
+  readonly generation: number;
+  readonly model: ChannelModel;
+  /** Queues and delay levels declared on this session (declarations are redone on the next one). */
+  readonly declared: Set<string>;
+  alive: boolean;
+}
+
+/** Errors that mean "the broker or the path to it is away", worth a retry on a new connection. */
+export function isConnectionError(error: unknown): boolean {
+  const text = `${(error as Error)?.name} ${(error as Error)?.message} ${String((error as { code?: string | number })?.code)}`;
+  return /ECONNRESET|ECONNREFUSED|EPIPE|ETIMEDOUT|EHOSTUNREACH|Connection closed|Channel closed|channel ended|CONNECTION_FORCED|Socket closed|Unexpected close|Heartbeat timeout|320|CHANNEL_ERROR|Unconfirmed|nack|Frame size|Connection ended|not connected|stopping|shutdown/i.test(text);
+}
+
+export class AmqpConnection {
+  private current: Session | undefined;
+  private opening: Promise<Session> | undefined;
+  private confirm: Promise<ConfirmChannel> | undefined;
+  private generation = 0;
+  private closed = false;
+  private readonly lostListeners = new Set<(session: Session) => void>();
+
+  constructor(
+    private readonly connectUrl: string,
+    readonly safeUrl: string,
+  ) {}
+
+  /** The live session, connecting (once, for all callers) if there is none. Rejects with BrokerUnavailableError. */
+  session(): Promise<Session> {
+    if (this.closed) return Promise.reject(new ClosedError(`transport ${this.safeUrl}`));
+    if (this.current?.alive) return Promise.resolve(this.current);
+    this.opening ??= this.open().finally(() => (this.opening = undefined));
+    return this.opening;
+  }
+
+  private async open(): Promise<Session> {
+    let model: ChannelModel;
+    try {
+      // Heartbeats as the broker suggests (RabbitMQ: 60 s), so a broker host that vanished without closing
+      // the socket is noticed too.
+      model = await connect(this.connectUrl, { clientProperties: { connection_name: `fennel:${process.pid}` } });
+    } catch (error) {
+      throw new BrokerUnavailableError(this.safeUrl, (error as Error).message, { cause: error });
+    }
+    if (this.closed) {
+      await model.close().catch(() => {});
+      throw new ClosedError(`transport ${this.safeUrl}`);
+    }
+    const session: Session = { generation: ++this.generation, model, declared: new Set(), alive: true };
+    const lost = (): void => {
+      if (!session.alive) return;
+      session.alive = false;
+      if (this.current === session) {
+        this.current = undefined;
+        this.confirm = undefined;
+      }
+      for (const listener of [...this.lostListeners]) listener(session);
+    };
+    // 'error' always comes with (or before) 'close'; the listener only keeps it from being an uncaught error.
+    model.on('error', () => {});
+    model.on('close', lost);
+    this.current = session;
+    return session;
+  }
+
+  /** Called when a session ends (connection closed by the broker, socket lost); not on `close()`. */
+  onLost(listener: (session: Session) => void): () => void {
+    this.lostListeners.add(listener);
+    return () => this.lostListeners.delete(listener);
+  }
+
+  /** The publishing channel of the live session (publisher confirms on), reopened if a channel error closed it. */
+  async confirmChannel(): Promise<{ session: Session; channel: ConfirmChannel }> {
+    const session = await this.session();
+    const opening = (this.confirm ??= (async () => {
+      const channel = await session.model.createConfirmChannel();
+      channel.on('error', () => {});
+      channel.on('close', () => {
+        if (this.confirm === opening) this.confirm = undefined;
+      });
+      return channel;
+    })());
+    try {
+      return { session, channel: await opening };
+    } catch (error) {
+      if (this.confirm === opening) this.confirm = undefined;
+      throw error;
+    }
+  }
+
+  /**
+   * Runs `fn` on a throwaway channel of the live session and closes it. For declarations and probes: in
+   * AMQP any channel error (a passive declare of a missing queue, a declare with other arguments) closes
+   * the channel, so these never share one with publishes or consumers.
+   */
+  async withChannel<T>(fn: (channel: Channel, session: Session) => Promise<T>): Promise<T> {
+    const session = await this.session();
+    const channel = await session.model.createChannel();
+    channel.on('error', () => {});
+    try {
+      return await fn(channel, session);
+    } finally {
+      await channel.close().catch(() => {});
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const session = this.current ?? (await this.opening?.catch(() => undefined));
+    this.current = undefined;
+    if (session) {
+      session.alive = false;
+      await session.model.close().catch(() => {});
+    }
+  }
+}
+
+/** True for the AMQP reply codes of a passive declare or purge of a queue that does not exist. */
+export function isNotFound(error: unknown): boolean {
+  return (error as { code?: unknown })?.code === 404 || /NOT_FOUND|404/.test(String((error as Error)?.message));
+}
+
+/** True for a declare whose arguments differ from the existing queue's or exchange's (PRECONDITION_FAILED). */
+export function isPreconditionFailed(error: unknown): boolean {
+  return (error as { code?: unknown })?.code === 406 || /PRECONDITION_FAILED|406/.test(String((error as Error)?.message));
+}
