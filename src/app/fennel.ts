@@ -7,6 +7,8 @@ import { createBackend } from '../backends/index.ts';
 import type { ResultBackend } from '../backends/backend.ts';
 import { ClosedError, ConfigError, PayloadTooLargeError } from '../errors.ts';
 import { bodyBytes, buildTaskMessage, type WireMessage } from '../protocol/message.ts';
+import type { EventBus } from '../events/events.ts';
+import { createEventBus } from '../events/index.ts';
 import { createTransport } from '../transports/index.ts';
 import type { Route as TransportRoute, Transport } from '../transports/transport.ts';
 import { compileRoutes, resolveConfig, type FennelOptions, type ResolvedConfig } from './config.ts';
@@ -26,6 +28,7 @@ export class Fennel {
   private readonly tasks = new Map<string, RegisteredTask>();
   private readonly route: ReturnType<typeof compileRoutes>;
   private transportInstance: Transport | undefined;
+  private eventsInstance: EventBus | undefined;
   private backendInstance: ResultBackend | undefined;
   private closed = false;
   /** This process's reply address, sent as `reply_to` on every message, as Celery's app.thread_oid. */
@@ -65,6 +68,12 @@ export class Fennel {
   get transport(): Transport {
     if (this.closed) throw new ClosedError('this Fennel app');
     return (this.transportInstance ??= createTransport(this.config.broker, this.config));
+  }
+
+  /** Worker and task events (Celery's event format), through the broker's engine: what monitors read. */
+  get events(): EventBus {
+    if (this.closed) throw new ClosedError('this Fennel app');
+    return (this.eventsInstance ??= createEventBus(this.config.broker));
   }
 
   get backend(): ResultBackend {
@@ -124,6 +133,6 @@ export class Fennel {
   /** Closes the engines this app opened. Sending or reading results afterwards throws ClosedError. */
   async close(): Promise<void> {
     this.closed = true;
-    await Promise.all([this.transportInstance?.close(), this.backendInstance?.close()]);
+    await Promise.all([this.transportInstance?.close(), this.backendInstance?.close(), this.eventsInstance?.close()]);
   }
 }

@@ -6,8 +6,9 @@ import { registerDeadLetters } from './dead-letters.ts';
 import { registerPurge } from './purge.ts';
 import { registerStatus } from './status.ts';
 import { registerWorker } from './worker.ts';
+import { FENNEL_VERSION } from '../version.ts';
 
-const program = new Command('fennel').description('Fennel: a distributed task queue for TypeScript, on Celery\'s wire protocol').version('0.1.0');
+const program = new Command('fennel').description('Fennel: a distributed task queue for TypeScript, on Celery\'s wire protocol').version(FENNEL_VERSION);
 program.exitOverride((error) => process.exit(error.exitCode === 1 ? 2 : error.exitCode));
 registerWorker(program);
 registerCall(program);

@@ -15,6 +15,7 @@ interface Flags {
   loglevel: string;
   grace: string;
   prefetchMultiplier: string;
+  events?: boolean;
 }
 
 export function registerWorker(program: Command): void {
@@ -28,6 +29,7 @@ export function registerWorker(program: Command): void {
     .option('-l, --loglevel <level>', 'trace | debug | info | warn | error', 'info')
     .option('--grace <seconds>', 'on shutdown, how long running tasks may take to finish', '30')
     .option('--prefetch-multiplier <n>', 'deliveries held per slot', '4')
+    .option('-E, --events', 'send task events (received, started, succeeded, failed, …) for monitors such as the dashboard')
     .action((flags: Flags) => guard(() => runWorker(flags)));
 }
 
@@ -44,6 +46,7 @@ async function runWorker(flags: Flags): Promise<void> {
     logLevel: flags.loglevel,
     graceSec: Number(flags.grace),
     prefetchMultiplier: Number(flags.prefetchMultiplier),
+    taskEvents: flags.events ?? false,
   });
   let signals = 0;
   const onSignal = (signal: NodeJS.Signals): void => {

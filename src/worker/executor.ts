@@ -9,6 +9,7 @@ import { decodeJson } from '../protocol/json.ts';
 import { buildRetryMessage, parseTaskMessage, type TaskRequest } from '../protocol/message.ts';
 import { exceptionInfo, nowIso, type ExceptionInfo, type TaskMeta } from '../protocol/result.ts';
 import { States } from '../protocol/states.ts';
+import type { TaskEventType } from '../events/events.ts';
 import type { Delivery } from '../transports/transport.ts';
 import type { ErrorReport, Job, Outcome, Pool } from './pools/pool.ts';
 
@@ -23,6 +24,8 @@ export interface ExecutorContext {
   /** Waits for a free pool slot; resolves false if the worker is stopping and the message should go back. */
   acquireSlot(): Promise<boolean>;
   releaseSlot(): void;
+  /** Sends a task event (Celery's format) if the worker sends task events (-E); otherwise does nothing. */
+  emit(type: TaskEventType, request: TaskRequest, fields?: Record<string, unknown>): void;
 }
 
 const REQUEUE_PAUSE_MS = 1000;
@@ -45,6 +48,7 @@ export async function execute(delivery: Delivery, ctx: ExecutorContext): Promise
     // land after the outcome (and a Redis backend drops it unwritten when both go out in one batch). A STARTED
     // that fails to store costs nothing but the state; the outcome's own store decides the delivery's fate.
     void markStarted(request, ctx).catch((error: unknown) => ctx.log.warn({ err: error, id: request!.id }, 'could not store STARTED'));
+    ctx.emit('task-started', request);
     const startedAt = performance.now();
     let outcome: Outcome;
     try {
@@ -87,6 +91,17 @@ async function decode(delivery: Delivery, ctx: ExecutorContext): Promise<TaskReq
     const request = parseTaskMessage(delivery.message);
     // printf-style: pino formats the line only when info is enabled (not at --loglevel warn, on the hot path).
     ctx.log.info({ task: request.name, id: request.id, redelivered: delivery.redelivered || undefined }, 'Task %s[%s] received', request.name, request.id);
+    ctx.emit('task-received', request, {
+      name: request.name,
+      args: request.args,
+      kwargs: request.kwargs,
+      retries: request.retries,
+      eta: request.eta?.toISOString() ?? null,
+      expires: request.expires?.toISOString() ?? null,
+      root_id: request.rootId,
+      parent_id: request.parentId,
+      queue: delivery.queue,
+    });
     return request;
   } catch (error) {
     const reason = (error as Error).message;
@@ -118,6 +133,7 @@ async function revokeIfExpired(request: TaskRequest, delivery: Delivery, ctx: Ex
     status: States.REVOKED,
     result: { exc_type: 'TaskRevokedError', exc_message: ['expired'], exc_module: 'celery.exceptions' },
   });
+  ctx.emit('task-revoked', request, { expired: true, terminated: false });
   await delivery.ack();
   return true;
 }
@@ -158,11 +174,13 @@ async function settle(request: TaskRequest, delivery: Delivery, outcome: Outcome
         await ctx.app.backend.store({ ...baseMeta(request, ctx), status: States.SUCCESS, result: decodeJson(outcome.resultJson) });
       }
       if (ctx.log.isLevelEnabled('info')) ctx.log.info(fields, `${label} succeeded in ${runtimeSec.toFixed(6)}s: ${truncate(outcome.resultJson)}`);
+      ctx.emit('task-succeeded', request, { result: truncate(outcome.resultJson), runtime: runtimeSec });
       await delivery.ack();
       return;
     case 'failure':
       await ctx.app.backend.store(failureMeta(request.id, errorInfo(outcome.error), outcome.error.stack, request, ctx));
       ctx.log.error({ ...fields, error: outcome.error.message }, `${label} raised ${outcome.error.name}: ${outcome.error.message}`);
+      ctx.emit('task-failed', request, { exception: `${outcome.error.name}(${JSON.stringify(outcome.error.message)})`, traceback: outcome.error.stack, runtime: runtimeSec });
       await delivery.ack();
       return;
     case 'retry': {
@@ -171,6 +189,7 @@ async function settle(request: TaskRequest, delivery: Delivery, outcome: Outcome
         const info = exceptionInfo('MaxRetriesExceededError', `${request.name}[${request.id}] retried ${request.retries} times (maxRetries ${limit})${outcome.reason ? `: ${outcome.reason}` : ''}`, 'celery.exceptions');
         await ctx.app.backend.store(failureMeta(request.id, info, null, request, ctx));
         ctx.log.error(fields, `${label} gave up: ${info.exc_message[0] as string}`);
+        ctx.emit('task-failed', request, { exception: `MaxRetriesExceededError(${JSON.stringify(info.exc_message[0])})`, traceback: null, runtime: runtimeSec });
         await delivery.ack();
         return;
       }
@@ -181,6 +200,7 @@ async function settle(request: TaskRequest, delivery: Delivery, outcome: Outcome
     case 'reject':
       await ctx.app.backend.store(failureMeta(request.id, exceptionInfo('Reject', outcome.reason, 'celery.exceptions'), null, request, ctx));
       ctx.log.warn(fields, `${label} rejected: ${outcome.reason}; moved to dead letters`);
+      ctx.emit('task-rejected', request, { requeue: false });
       await delivery.reject({ requeue: false, reason: `Reject: ${outcome.reason}` });
       return;
     case 'lost': {
@@ -191,6 +211,7 @@ async function settle(request: TaskRequest, delivery: Delivery, outcome: Outcome
       } else {
         await ctx.app.backend.store(failureMeta(request.id, info, null, request, ctx));
         ctx.log.error(fields, `${label} lost its pool slot (${outcome.detail}); no retries left`);
+        ctx.emit('task-failed', request, { exception: `WorkerLostError(${JSON.stringify(outcome.detail)})`, traceback: null, runtime: runtimeSec });
         await delivery.ack();
       }
       return;
@@ -199,6 +220,7 @@ async function settle(request: TaskRequest, delivery: Delivery, outcome: Outcome
       const info = exceptionInfo('TimeLimitExceeded', `hard time limit (${outcome.seconds} s) exceeded`, 'billiard.exceptions');
       await ctx.app.backend.store(failureMeta(request.id, info, null, request, ctx));
       ctx.log.error(fields, `${label} killed: hard time limit of ${outcome.seconds}s exceeded`);
+      ctx.emit('task-failed', request, { exception: `TimeLimitExceeded(${outcome.seconds})`, traceback: null, runtime: runtimeSec });
       await delivery.ack();
       return;
     }
@@ -211,6 +233,7 @@ async function retry(request: TaskRequest, delivery: Delivery, countdownSec: num
   // RETRY is stored first, so it can never overwrite the outcome of the attempt published next.
   await ctx.app.backend.store({ ...baseMeta(request, ctx), status: States.RETRY, result: info });
   await ctx.app.transport.publish(buildRetryMessage(request, eta, delivery.queue), { queue: delivery.queue, priority: request.priority, delayUntil: eta });
+  ctx.emit('task-retried', request, { exception: `${info.exc_type}(${JSON.stringify(info.exc_message[0] ?? '')})`, traceback: null });
   await delivery.ack();
 }
 

@@ -2,10 +2,12 @@
 // on stop, take no more work, let what is running finish within the grace period, hand back the rest.
 // The prefetch window is concurrency × prefetchMultiplier deliveries, as in Celery.
 
-import { cpus, hostname } from 'node:os';
+import { cpus, hostname, loadavg } from 'node:os';
 import pino, { type Logger } from 'pino';
 import type { Fennel } from '../app/fennel.ts';
 import { ConfigError } from '../errors.ts';
+import { FENNEL_VERSION } from '../version.ts';
+import { HEARTBEAT_SEC, type EventType, type FennelEvent } from '../events/events.ts';
 import type { Delivery, Subscription } from '../transports/transport.ts';
 import { execute, type ExecutorContext } from './executor.ts';
 import { AsyncPool } from './pools/async.ts';
@@ -32,6 +34,8 @@ export interface WorkerOptions {
   graceSec?: number;
   logger?: Logger;
   logLevel?: string;
+  /** Send task events (received, started, succeeded, …) for monitors, as Celery's `-E`. Worker events are always sent. */
+  taskEvents?: boolean;
 }
 
 export class Worker {
@@ -49,6 +53,9 @@ export class Worker {
   private stopping = false;
   private abandoned = false;
   private keepAlive: NodeJS.Timeout | undefined;
+  private heartbeat: NodeJS.Timeout | undefined;
+  private processed = 0;
+  private clock = 0;
 
   constructor(
     readonly app: Fennel,
@@ -74,11 +81,15 @@ export class Worker {
     this.subscription = await this.app.transport.consume({ queues: this.queues, prefetch: this.concurrency * (this.options.prefetchMultiplier ?? 4) }, (delivery) => {
       this.held.add(delivery);
       const done = execute(delivery, context).finally(() => {
+        this.processed++;
         this.held.delete(delivery);
         this.inFlight.delete(done);
       });
       this.inFlight.add(done);
     });
+    this.sendEvent('worker-online', this.workerFields());
+    this.heartbeat = setInterval(() => this.sendEvent('worker-heartbeat', this.workerFields()), HEARTBEAT_SEC * 1000);
+    this.heartbeat.unref();
     // The ready line is printed at any log level: scripts and tests wait for it, as for Celery's banner.
     this.log.child({}, { level: 'info' }).info(
       { queues: this.queues, concurrency: this.concurrency, pool: this.poolKind, broker: this.app.config.broker, tasks: [...this.app.registry.keys()] },
@@ -86,8 +97,38 @@ export class Worker {
     );
   }
 
-  private executorContext(pool: Pool): ExecutorContext {
+  /** Publishes one event, Celery's common fields first. Events are telemetry: a failure to send is ignored. */
+  private sendEvent(type: EventType, fields: Record<string, unknown>): void {
+    const event: FennelEvent = { type, hostname: this.name, timestamp: Date.now() / 1000, utcoffset: new Date().getTimezoneOffset() / 60, pid: process.pid, clock: ++this.clock, ...fields };
+    try {
+      this.app.events.publish(event);
+    } catch {
+      // the app is closing
+    }
+  }
+
+  /** What worker-online, worker-heartbeat and worker-offline carry (Celery's heartbeat fields, plus the pool). */
+  private workerFields(): Record<string, unknown> {
     return {
+      freq: HEARTBEAT_SEC,
+      active: this.busy,
+      processed: this.processed,
+      loadavg: loadavg().map((n) => Math.round(n * 100) / 100),
+      sw_ident: 'fennel',
+      sw_ver: FENNEL_VERSION,
+      sw_sys: process.platform,
+      pool: this.poolKind,
+      concurrency: this.concurrency,
+      queues: this.queues,
+    };
+  }
+
+  private executorContext(pool: Pool): ExecutorContext {
+    const taskEvents = this.options.taskEvents ?? false;
+    return {
+      emit: (type, request, fields) => {
+        if (taskEvents) this.sendEvent(type, { uuid: request.id, ...fields });
+      },
       app: this.app,
       pool,
       log: this.log,
@@ -112,6 +153,11 @@ export class Worker {
     };
   }
 
+  private goOffline(): void {
+    clearInterval(this.heartbeat);
+    this.sendEvent('worker-offline', this.workerFields());
+  }
+
   /** Deliveries this worker holds now (running or waiting for a slot). */
   get holding(): number {
     return this.held.size;
@@ -124,12 +170,14 @@ export class Worker {
   async stop(graceSec = this.options.graceSec ?? 30): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
+    clearInterval(this.heartbeat);
     await this.subscription?.cancel();
     for (const waiter of this.slotWaiters.splice(0)) waiter(false);
     const drained = Promise.all([...this.inFlight]).then(() => true);
     const timedOut = new Promise<false>((resolve) => setTimeout(() => resolve(false), graceSec * 1000).unref());
     if (await Promise.race([drained, timedOut])) {
       await this.pool?.close();
+      this.goOffline();
       await this.app.close();
     } else {
       this.log.warn({ holding: this.held.size }, `grace period of ${graceSec}s over; handing ${this.held.size} unfinished task(s) back to the queue`);
@@ -137,6 +185,7 @@ export class Worker {
       // Tasks are told (their signal aborts) and get a moment to clean up; closing the transport hands back
       // what is held, for immediate redelivery elsewhere; then the slots are killed. No outcome is stored.
       this.pool?.abortAll('worker shutting down');
+      this.goOffline();
       await this.app.close();
       await new Promise((resolve) => setTimeout(resolve, ABORT_CLEANUP_MS));
       await this.pool?.close();
@@ -147,6 +196,7 @@ export class Worker {
 
   /** Cold shutdown (a second Ctrl-C): hand back held messages synchronously where the engine can, and go. */
   async abort(): Promise<void> {
+    if (!this.stopping) this.goOffline();
     this.stopping = true;
     this.abandoned = true;
     clearInterval(this.keepAlive);

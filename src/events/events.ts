@@ -1,0 +1,34 @@
+// Worker events in Celery's event format (celery/events/event.py and the worker's task events): a flat JSON
+// object with `type` ('task-succeeded', 'worker-heartbeat', …), `hostname`, `timestamp` (unix seconds),
+// `utcoffset`, `pid`, `clock`, and per type: task events carry `uuid` and, for received, `name`, `args`,
+// `kwargs`, `retries`, `eta`, `expires`; succeeded carries `result` and `runtime`; failed `exception` and
+// `traceback`; heartbeats `freq`, `active`, `processed`, `loadavg`, `sw_ident`, `sw_ver`, `sw_sys`.
+// Task events are sent only when the worker is asked to (`fennel worker -E`, as Celery's -E); worker events
+// (online, heartbeat, offline) always, every `HEARTBEAT_SEC`, so a monitor sees a dead worker go offline.
+
+export type TaskEventType = 'task-received' | 'task-started' | 'task-succeeded' | 'task-failed' | 'task-retried' | 'task-revoked' | 'task-rejected';
+export type WorkerEventType = 'worker-online' | 'worker-heartbeat' | 'worker-offline';
+export type EventType = TaskEventType | WorkerEventType;
+
+/** Seconds between heartbeats (Celery's default freq is 2.0). A monitor marks a worker offline after a few missed. */
+export const HEARTBEAT_SEC = 2;
+
+export interface FennelEvent {
+  type: EventType | (string & {});
+  hostname: string;
+  /** Unix time in seconds, as Celery's. */
+  timestamp: number;
+  pid?: number;
+  clock?: number;
+  utcoffset?: number;
+  [field: string]: unknown;
+}
+
+/** Where events go: published through the broker's engine, read by monitors (the gateway, the dashboard). */
+export interface EventBus {
+  /** Fire and forget: an event that cannot be sent is dropped (events are telemetry, never the task's outcome). */
+  publish(event: FennelEvent): void;
+  /** Calls `handler` for every event published from now on, by any process; returns the unsubscribe. */
+  subscribe(handler: (event: FennelEvent) => void): Promise<() => Promise<void>>;
+  close(): Promise<void>;
+}
