@@ -4,14 +4,17 @@ import { ConfigError } from '../errors.ts';
 import type { ResultBackend } from './backend.ts';
 import { MemoryBackend } from './memory.ts';
 import { RedisBackend } from './redis.ts';
+import { RpcBackend } from './rpc.ts';
 import { SqliteBackend } from './sqlite.ts';
 
 export interface BackendOptions {
   pollIntervalMs: number;
   resultExpiresSec: number;
+  /** The app's broker URL: rpc:// sends results back through it. */
+  broker?: string;
 }
 
-export const BACKEND_SCHEMES = ['sqlite', 'redis', 'rediss', 'memory'] as const;
+export const BACKEND_SCHEMES = ['sqlite', 'redis', 'rediss', 'rpc', 'memory'] as const;
 
 const memory = new Map<string, MemoryBackend>();
 
@@ -22,6 +25,9 @@ export function createBackend(url: string, options: BackendOptions): ResultBacke
     case 'redis':
     case 'rediss':
       return new RedisBackend(url, options);
+    case 'rpc':
+      if (!options.broker) throw new ConfigError('the rpc:// result backend sends results through the broker; give the app an amqp:// broker URL');
+      return new RpcBackend(url, { broker: options.broker, resultExpiresSec: options.resultExpiresSec });
     case 'memory': {
       let b = memory.get(url);
       if (!b) memory.set(url, (b = new MemoryBackend(url)));

@@ -17,7 +17,7 @@ import { BrokerUnavailableError, ClosedError, ConfigError } from '../errors.ts';
 import type { WireMessage } from '../protocol/message.ts';
 import { AmqpConnection, isConnectionError, isNotFound, isPreconditionFailed, type Session } from './amqp/connection.ts';
 import { DELAY_PREFIX, DELIVER_EXCHANGE, LEVELS, delayRoutingKey, delayUnits, delayableQueue, deliverPattern, levelExchange, levelQueue, levelQueuePattern, nextExchange, passPattern, topLevel, UNIT_MS } from './amqp/delay.ts';
-import { noteReplyTo, releaseReplyTo } from './amqp/replies.ts';
+import { noteOwnReplyQueue, noteReplyTo, releaseReplyTo, replyQueueOptions } from './amqp/replies.ts';
 import { parseAmqpUrl, type AmqpUrl } from './amqp/url.ts';
 import { fromAmqp, toAmqp } from './amqp/wire.ts';
 import { describeMessage, type ConsumeOptions, type DeadLetter, type Delivery, type QueueStats, type Route, type Subscription, type Transport } from './transport.ts';
@@ -50,7 +50,14 @@ export class AmqpTransport implements Transport {
   private readonly subscriptions = new Set<AmqpSubscription>();
   private closed = false;
 
-  constructor(readonly url: string) {
+  /**
+   * `rpcResults`: results go back by rpc:// (the app's result backend), so the reply queue a task names is
+   * declared before the task is published, living `resultExpiresSec` once unused.
+   */
+  constructor(
+    readonly url: string,
+    private readonly options: { rpcResults?: boolean; resultExpiresSec?: number } = {},
+  ) {
     this.config = parseAmqpUrl(url);
     this.capabilities = { delayedDelivery: true, priorities: this.config.maxPriority > 0, crossProcess: true };
     this.connection = new AmqpConnection(this.config.connectUrl, this.config.safeUrl);
@@ -98,6 +105,13 @@ export class AmqpTransport implements Transport {
       await this.connection.withChannel((ch) => ch.checkQueue(queue));
     }
     s.declared.add(queue);
+  }
+
+  private async ensureReplyQueue(name: string, session: Session): Promise<void> {
+    if (session.declared.has(name)) return;
+    await this.connection.withChannel((ch) => ch.assertQueue(name, replyQueueOptions(this.options.resultExpiresSec ?? 86_400)));
+    session.declared.add(name);
+    noteOwnReplyQueue(name);
   }
 
   /** The delay levels' exchanges and pass-through bindings, shared by every queue; once per session. */
@@ -166,6 +180,12 @@ export class AmqpTransport implements Transport {
       return { queue: route.queue, units, out: toAmqp(message, { priority: route.priority ?? message.properties.priority, delayed: units > 0 }) };
     });
     for (const queue of new Set(items.map((i) => i.queue))) await this.ensureQueue(queue, session);
+    if (this.options.rpcResults) {
+      for (const [message] of batch) {
+        const replyTo = message.properties.reply_to;
+        if (typeof replyTo === 'string' && replyTo !== '') await this.ensureReplyQueue(replyTo, session);
+      }
+    }
     for (const item of items) if (item.units > 0) await this.ensureDelayQueues(item.queue, item.units, session);
     const { channel } = await this.connection.confirmChannel();
     const confirms: Array<Promise<void>> = [];

@@ -10,6 +10,9 @@ import type { Transport } from './transport.ts';
 export interface TransportOptions {
   visibilityTimeoutSec: number;
   pollIntervalMs: number;
+  /** The app's result backend URL: with rpc://, the AMQP transport declares each task's reply queue before publishing it. */
+  backend?: string;
+  resultExpiresSec?: number;
 }
 
 export const TRANSPORT_SCHEMES = ['sqlite', 'redis', 'rediss', 'amqp', 'amqps', 'memory'] as const;
@@ -32,7 +35,10 @@ export function createTransport(url: string, options: TransportOptions): Transpo
     case 'amqps':
       // RabbitMQ tracks deliveries per connection and hands back those of a dead one at once: no
       // visibility timeout or polling to configure.
-      return new AmqpTransport(url);
+      return new AmqpTransport(url, {
+        rpcResults: options.backend !== undefined && schemeOf(options.backend) === 'rpc',
+        ...(options.resultExpiresSec !== undefined ? { resultExpiresSec: options.resultExpiresSec } : {}),
+      });
     case 'memory': {
       let t = memory.get(url);
       if (!t) memory.set(url, (t = new MemoryTransport(url)));

@@ -1,8 +1,12 @@
 // Runs the transport conformance suite against the amqp:// engine on a real RabbitMQ (127.0.0.1:5672,
 // guest/guest), twice: classic queues with x-max-priority (priorities, higher first, as sqlite:// orders
-// them) and quorum queues (no priorities). Every queue name is unique to the test (the suite's
-// randomUUID names); when this file ends it deletes the queues its transports used, their delay levels and
-// exchanges, and the dead letters its tests left in `fennel.dead_letters`.
+// them) and quorum queues (no priorities); and the backend suite against rpc://. Every queue name is
+// unique to the test (the suite's randomUUID names); when this file ends it deletes the queues its
+// transports and backends used, their delay levels and exchanges, and the dead letters its tests left in
+// `fennel.dead_letters`.
+//
+// rpc:// (`callerOnly`): each backend instance has its own reply queue; the peer is a second instance
+// whose results for tasks it does not hold go to the first one's queue, as a worker replies to a caller.
 //
 // Suite options: `routedProperties: ['delivery_info']` — AMQP reports where the broker routed a message,
 // not what the publisher wrote there. Redelivery is the AMQP `redelivered` flag, so no redelivery headers.
@@ -10,15 +14,26 @@
 
 import assert from 'node:assert/strict';
 import { after, describe } from 'node:test';
+import { randomUUID } from 'node:crypto';
 import { connect } from 'amqplib';
+import { RpcBackend } from '../../src/backends/rpc.ts';
 import { AmqpTransport, DEAD_LETTER_QUEUE } from '../../src/transports/amqp.ts';
 import { LEVELS, levelQueue } from '../../src/transports/amqp/delay.ts';
 import type { Transport } from '../../src/transports/transport.ts';
 import { RABBIT_URL, rabbitSkipReason } from '../support/services.ts';
+import { backendSuite } from './backend.suite.ts';
 import { transportSuite } from './transport.suite.ts';
 
 const skip = await rabbitSkipReason();
 const opened: AmqpTransport[] = [];
+const replyQueues: string[] = [];
+
+function rpcBackend(fallbackReplyTo?: string): RpcBackend & { replyQueue: string } {
+  const replyQueue = `conformance-reply-${randomUUID()}`;
+  replyQueues.push(replyQueue);
+  const backend = new RpcBackend('rpc://', { broker: RABBIT_URL, replyQueue, ...(fallbackReplyTo ? { fallbackReplyTo } : {}) });
+  return Object.assign(backend, { replyQueue });
+}
 
 function open(url: string): AmqpTransport {
   const t = new AmqpTransport(url);
@@ -33,6 +48,7 @@ async function cleanUp(): Promise<void> {
   const conn = await connect(RABBIT_URL);
   try {
     const ch = await conn.createChannel();
+    for (const q of replyQueues) await ch.deleteQueue(q);
     for (const q of queues) {
       await ch.deleteQueue(q);
       await ch.deleteExchange(q);
@@ -68,4 +84,9 @@ describe('amqp://', { skip }, () => {
 
   transportSuite('amqp (classic queues, maxPriority=10)', () => open(`${RABBIT_URL}?maxPriority=10`), { delayedDelivery: true, priorities: true, crossProcess: true }, options);
   transportSuite('amqp (quorum queues)', () => open(`${RABBIT_URL}?queueType=quorum`), { delayedDelivery: true, priorities: false, crossProcess: true }, options);
+
+  backendSuite('rpc', () => rpcBackend(), {
+    peer: (backend) => rpcBackend((backend as RpcBackend & { replyQueue: string }).replyQueue),
+    callerOnly: true,
+  });
 });

@@ -1,4 +1,4 @@
-// Where each task's result goes back to, for the rpc:// result backend: the `reply_to` of the deliveries
+// Reply addresses, for the rpc:// result backend. First, where each task's result goes back to: the `reply_to` of the deliveries
 // this process's AMQP consumers hold, by task id. A ResultBackend's `store(meta)` carries no reply address
 // (Redis and SQLite need none), so the AMQP transport notes it here when it hands a delivery out and drops
 // it when the delivery is settled; the worker stores the outcome before it acks, so the address is known
@@ -22,4 +22,27 @@ export function releaseReplyTo(taskId: string): void {
 /** The reply queue of a task a consumer in this process holds, if its message named one. */
 export function replyToOf(taskId: string): string | undefined {
   return routes.get(taskId)?.replyTo;
+}
+
+// The reply queues of this process's producers (the `reply_to` of the tasks they sent while results go by
+// rpc://): declared by the transport before the first task naming one is published, as Celery's rpc backend
+// declares its queue in on_task_call, so a fast worker's reply is never dropped as unroutable. The rpc
+// backend consumes them.
+const own = new Set<string>();
+
+export function noteOwnReplyQueue(name: string): void {
+  own.add(name);
+}
+
+export function ownReplyQueues(): ReadonlySet<string> {
+  return own;
+}
+
+/**
+ * How a reply queue is declared, by whichever side comes first: not durable (results are transient, as
+ * Celery's default), not auto-deleted (a reconnect must not drop results sent meanwhile), and removed by
+ * RabbitMQ once unused for `expiresSec` (x-expires), so the queue of a process that is gone goes away.
+ */
+export function replyQueueOptions(expiresSec: number): { durable: boolean; autoDelete: boolean; arguments: Record<string, unknown> } {
+  return { durable: false, autoDelete: false, arguments: { 'x-expires': Math.max(1, expiresSec > 0 ? expiresSec : 86_400) * 1000 } };
 }
