@@ -12,6 +12,8 @@ import { createEventBus } from '../events/index.ts';
 import { createTransport } from '../transports/index.ts';
 import type { Route as TransportRoute, Transport } from '../transports/transport.ts';
 import { compileRoutes, resolveConfig, type FennelOptions, type ResolvedConfig } from './config.ts';
+import { revokedMeta } from '../protocol/result.ts';
+import { isReady } from '../protocol/states.ts';
 import { AsyncResult } from './result.ts';
 import { makeTask, type CallOptions, type RegisteredTask, type Task, type TaskFunction, type TaskOptions } from './task.ts';
 
@@ -62,8 +64,25 @@ export class Fennel {
 
   /** A handle on a task sent earlier (by id). */
   asyncResult<R = unknown>(id: string, taskName?: string): AsyncResult<R> {
-    return new AsyncResult<R>(id, () => this.backend, Promise.resolve(), taskName);
+    return new AsyncResult<R>(id, () => this.backend, Promise.resolve(), taskName, this.revokeFn);
   }
+
+  /**
+   * Revokes a task by id: no worker runs it after this (each consults the backend's revoked set, kept for
+   * `revokeExpiresSec`); with `terminate`, a worker running it now stops it (kills its pool slot; an async-pool
+   * task's signal is aborted and its outcome discarded). Its state becomes REVOKED unless it had finished.
+   */
+  async revoke(taskId: string, options: { terminate?: boolean } = {}): Promise<void> {
+    const backend = this.backend;
+    if (!backend.revoke) throw new ConfigError(`revoke needs a result backend that the workers share (sqlite://, redis://); ${backend.url} is not`);
+    await backend.revoke({ taskId, terminate: options.terminate ?? false, expiresAt: new Date(Date.now() + this.config.revokeExpiresSec * 1000) });
+    const current = await backend.get(taskId);
+    if (!current || !isReady(current.status)) {
+      await backend.store({ ...revokedMeta(taskId, options.terminate ? 'terminated' : 'revoked'), ...(current ? { name: current.name, args: current.args, kwargs: current.kwargs } : {}) });
+    }
+  }
+
+  private readonly revokeFn = (id: string, options: { terminate?: boolean }): Promise<void> => this.revoke(id, options);
 
   get transport(): Transport {
     if (this.closed) throw new ClosedError('this Fennel app');
@@ -91,7 +110,7 @@ export class Fennel {
     const sent = this.transport.publish(message, route);
     // The rejection is re-thrown by get() and by awaiting `result.sent`; this keeps it from being unhandled.
     sent.catch(() => {});
-    return new AsyncResult(message.headers['id'] as string, () => this.backend, sent, name);
+    return new AsyncResult(message.headers['id'] as string, () => this.backend, sent, name, this.revokeFn);
   }
 
   /** Sends many calls of one task in one broker round trip (one transaction on SQLite). */
@@ -100,7 +119,7 @@ export class Fennel {
     const prepared = argsList.map((args) => this.prepare(name, args, call, task));
     const sent = this.transport.publishMany(prepared.map((p) => [p.message, p.route] as const));
     sent.catch(() => {});
-    return prepared.map((p) => new AsyncResult(p.message.headers['id'] as string, () => this.backend, sent, name));
+    return prepared.map((p) => new AsyncResult(p.message.headers['id'] as string, () => this.backend, sent, name, this.revokeFn));
   }
 
   /** Validates and encodes one call: the message and where it goes. Throws at the call site for bad input. */

@@ -1,6 +1,7 @@
 // AsyncResult: a handle on one task's outcome. Awaitable (`await add.delay(2, 3)` is the result), with
 // Celery's state accessors. A failed task re-throws on get() as RemoteTaskError.
 
+import { FennelError } from '../errors.ts';
 import type { ResultBackend } from '../backends/backend.ts';
 import { TimeoutError } from '../errors.ts';
 import { pendingMeta, remoteError, type TaskMeta } from '../protocol/result.ts';
@@ -21,8 +22,18 @@ export class AsyncResult<T = unknown> implements PromiseLike<T> {
     /** Resolves once the broker has the message; rejects if it could not be published. */
     readonly sent: Promise<void> = Promise.resolve(),
     readonly taskName?: string,
+    private readonly revoker?: (id: string, options: { terminate?: boolean }) => Promise<void>,
   ) {
     this.meta = pendingMeta(id);
+  }
+
+  /**
+   * Revokes the task: a worker that receives it later does not run it; with `terminate`, a run in progress is
+   * stopped (its pool slot killed). The state becomes REVOKED unless the task had already finished.
+   */
+  async revoke(options: { terminate?: boolean } = {}): Promise<void> {
+    if (!this.revoker) throw new FennelError('this AsyncResult was not made by a Fennel app; use app.revoke(id)');
+    await this.revoker(this.id, options);
   }
 
   /** Reads the current state from the result store (PENDING if nothing is stored yet). */

@@ -4,6 +4,13 @@
 
 import type { TaskMeta } from '../protocol/result.ts';
 
+export interface Revocation {
+  taskId: string;
+  /** Stop the task if it is running now (kill its pool slot), not only refuse it before it starts. */
+  terminate: boolean;
+  expiresAt: Date;
+}
+
 export interface ResultBackend {
   readonly url: string;
   /**
@@ -18,6 +25,17 @@ export interface ResultBackend {
   /** Resolves with the meta once it is in a ready state, or with undefined when `timeoutMs` passes. */
   wait(taskId: string, options: { timeoutMs?: number; signal?: AbortSignal }): Promise<TaskMeta | undefined>;
   forget(taskId: string): Promise<void>;
+  /**
+   * Revocations: a set of task ids that every worker sharing this backend consults before it runs a task, kept
+   * until `expiresAt` (so a worker restarted meanwhile still honours it). Absent on a backend that workers do
+   * not share (rpc://): revoking then is an error that says so.
+   */
+  revoke?(revocation: Revocation): Promise<void>;
+  /**
+   * Calls `onRevoke` for every revocation in force now and then for each new one, from any process, until the
+   * returned function is called. New ones arrive by push where the engine can, else within the poll interval.
+   */
+  watchRevocations?(onRevoke: (revocation: Revocation) => void): Promise<() => Promise<void>>;
   /** Number of stored results per state, for `fennel status`. */
   countByState(): Promise<Record<string, number>>;
   close(): Promise<void>;

@@ -2,7 +2,7 @@
 
 import type { TaskMeta } from '../protocol/result.ts';
 import { isReady, States } from '../protocol/states.ts';
-import type { ResultBackend } from './backend.ts';
+import type { ResultBackend, Revocation } from './backend.ts';
 import { Waiters } from './waiters.ts';
 
 export class MemoryBackend implements ResultBackend {
@@ -26,6 +26,21 @@ export class MemoryBackend implements ResultBackend {
     const current = this.metas.get(taskId);
     if (current && isReady(current.status)) return Promise.resolve(current);
     return this.waiters.add(taskId, options);
+  }
+
+  private readonly revocations = new Map<string, Revocation>();
+  private readonly revocationWatchers = new Set<(revocation: Revocation) => void>();
+
+  async revoke(revocation: Revocation): Promise<void> {
+    this.revocations.set(revocation.taskId, revocation);
+    for (const watcher of this.revocationWatchers) watcher(revocation);
+  }
+
+  async watchRevocations(onRevoke: (revocation: Revocation) => void): Promise<() => Promise<void>> {
+    const now = Date.now();
+    for (const r of this.revocations.values()) if (r.expiresAt.getTime() > now) onRevoke(r);
+    this.revocationWatchers.add(onRevoke);
+    return async () => void this.revocationWatchers.delete(onRevoke);
   }
 
   async forget(taskId: string): Promise<void> {

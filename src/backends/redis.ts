@@ -9,10 +9,12 @@ import { decodeMeta, encodeMeta, type TaskMeta } from '../protocol/result.ts';
 import { isReady, States } from '../protocol/states.ts';
 import { callScript, redisOptions } from '../transports/redis.ts';
 import { Batcher } from '../util/batcher.ts';
-import type { ResultBackend } from './backend.ts';
+import type { ResultBackend, Revocation } from './backend.ts';
 import { Waiters } from './waiters.ts';
 
 const PREFIX = 'celery-task-meta-';
+/** Revoked ids: a zset scored by expiry (ms), read whole by a worker when it starts or reconnects. */
+const REVOKED = 'fennel.revoked';
 const STORE = readFileSync(new URL('./redis/store.lua', import.meta.url), 'utf8');
 
 export interface RedisBackendOptions {
@@ -24,6 +26,9 @@ export class RedisBackend implements ResultBackend {
   private subscriber: Redis | undefined;
   private readonly waiters = new Waiters();
   private readonly expiresSec: number;
+  private readonly revocationWatchers = new Set<(revocation: Revocation) => void>();
+  /** New revocations are pushed on this channel; pub/sub spans databases, so the name carries the database. */
+  private readonly revokedChannel: string;
   // One event-loop turn's stores go out as one script call, and its new waiters as one SUBSCRIBE and one
   // MGET (and released ones as one UNSUBSCRIBE): a worker settling 100 tasks, or a producer waiting on 500
   // results, costs a few commands, not a few hundred.
@@ -39,6 +44,7 @@ export class RedisBackend implements ResultBackend {
     this.client = new Redis(url, redisOptions());
     this.client.on('error', () => {});
     this.client.defineCommand('fennel_store', { lua: STORE });
+    this.revokedChannel = `${REVOKED}.${this.client.options.db ?? 0}`;
   }
 
   store(meta: TaskMeta): Promise<void> {
@@ -111,13 +117,18 @@ export class RedisBackend implements ResultBackend {
     // the reconnecting subscriber down again and again.
     const subscriber = this.client.duplicate({ enableReadyCheck: false });
     subscriber.on('error', () => {});
-    subscriber.on('message', (channel: string, text: string) => this.wakeIfReady(channel.slice(PREFIX.length), text));
+    subscriber.on('message', (channel: string, text: string) => {
+      if (channel === this.revokedChannel) this.onRevokedMessage(text);
+      else this.wakeIfReady(channel.slice(PREFIX.length), text);
+    });
     // After a reconnect ioredis subscribes again; results published while we were away are read back here.
     subscriber.on('ready', () => {
       const channels = [...this.waiters.ids()].map((id) => `${PREFIX}${id}`);
       void (channels.length ? subscriber.subscribe(...channels) : Promise.resolve())
         .catch(() => {})
         .then(() => this.recheck());
+      // Revocations published while the connection was down are read back from the zset.
+      if (this.revocationWatchers.size) void this.readRevocations().catch(() => {});
     });
     this.subscriber = subscriber;
     return subscriber;
@@ -129,6 +140,47 @@ export class RedisBackend implements ResultBackend {
       const chunk = ids.slice(i, i + 500);
       const texts = await this.client.mget(...chunk.map((id) => `${PREFIX}${id}`)).catch(() => []);
       texts.forEach((text, j) => this.wakeIfReady(chunk[j]!, text));
+    }
+  }
+
+  async revoke(revocation: Revocation): Promise<void> {
+    const expires = revocation.expiresAt.getTime();
+    await this.client
+      .multi()
+      .zremrangebyscore(REVOKED, '-inf', Date.now())
+      .zadd(REVOKED, expires, revocation.taskId)
+      .publish(this.revokedChannel, JSON.stringify({ task_id: revocation.taskId, terminate: revocation.terminate, expires_at: expires }))
+      .exec();
+  }
+
+  async watchRevocations(onRevoke: (revocation: Revocation) => void): Promise<() => Promise<void>> {
+    const subscriber = this.subscriberConnection();
+    this.revocationWatchers.add(onRevoke);
+    if (this.revocationWatchers.size === 1) await subscriber.subscribe(this.revokedChannel);
+    // Subscribed first, then read: a revocation made in between arrives one way or the other.
+    await this.readRevocations([onRevoke]);
+    return async () => {
+      this.revocationWatchers.delete(onRevoke);
+      if (this.revocationWatchers.size === 0) await subscriber.unsubscribe(this.revokedChannel).catch(() => {});
+    };
+  }
+
+  private async readRevocations(watchers = [...this.revocationWatchers]): Promise<void> {
+    const flat = await this.client.zrangebyscore(REVOKED, Date.now(), '+inf', 'WITHSCORES');
+    for (let i = 0; i < flat.length; i += 2) {
+      const revocation = { taskId: flat[i]!, terminate: false, expiresAt: new Date(Number(flat[i + 1])) };
+      for (const watcher of watchers) watcher(revocation);
+    }
+  }
+
+  private onRevokedMessage(text: string): void {
+    try {
+      const doc = JSON.parse(text) as { task_id?: unknown; terminate?: unknown; expires_at?: unknown };
+      if (typeof doc.task_id !== 'string') return;
+      const revocation = { taskId: doc.task_id, terminate: doc.terminate === true, expiresAt: new Date(Number(doc.expires_at)) };
+      for (const watcher of this.revocationWatchers) watcher(revocation);
+    } catch {
+      // not ours
     }
   }
 

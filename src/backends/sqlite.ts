@@ -6,7 +6,7 @@
 import { decodeMeta, encodeMeta, type TaskMeta } from '../protocol/result.ts';
 import { isReady } from '../protocol/states.ts';
 import { SqliteFile, sqlitePath } from '../transports/sqlite-file.ts';
-import type { ResultBackend } from './backend.ts';
+import type { ResultBackend, Revocation } from './backend.ts';
 import { Waiters } from './waiters.ts';
 
 export interface SqliteBackendOptions {
@@ -49,6 +49,9 @@ export class SqliteBackend implements ResultBackend {
       forget: db.prepare('DELETE FROM fennel_results WHERE task_id = ?'),
       expire: db.prepare('DELETE FROM fennel_results WHERE updated_at < ?'),
       counts: db.prepare('SELECT status, COUNT(*) AS n FROM fennel_results GROUP BY status'),
+      revoke: db.prepare('INSERT INTO fennel_revoked (task_id, terminate, expires_at) VALUES (?, ?, ?)'),
+      pruneRevoked: db.prepare('DELETE FROM fennel_revoked WHERE expires_at < ?'),
+      revokedSince: db.prepare('SELECT seq, task_id, terminate, expires_at FROM fennel_revoked WHERE seq > ? AND expires_at > ? ORDER BY seq'),
     }));
   }
 
@@ -117,6 +120,33 @@ export class SqliteBackend implements ResultBackend {
   private stopWatching(): void {
     this.unsubscribe?.();
     this.unsubscribe = undefined;
+  }
+
+  async revoke(revocation: Revocation): Promise<void> {
+    const now = Date.now();
+    await this.file.write(() => {
+      this.sql.pruneRevoked.run(now);
+      this.sql.revoke.run(revocation.taskId, revocation.terminate ? 1 : 0, revocation.expiresAt.getTime());
+    });
+  }
+
+  async watchRevocations(onRevoke: (revocation: Revocation) => void): Promise<() => Promise<void>> {
+    let cursor = 0;
+    const read = (): void => {
+      let rows: Array<{ seq: number; task_id: string; terminate: number; expires_at: number }>;
+      try {
+        rows = this.file.run(() => this.sql.revokedSince.all(cursor, Date.now()) as typeof rows);
+      } catch {
+        return; // busy: the next change or poll reads them
+      }
+      for (const row of rows) {
+        cursor = row.seq;
+        onRevoke({ taskId: row.task_id, terminate: row.terminate === 1, expiresAt: new Date(row.expires_at) });
+      }
+    };
+    read();
+    const unsubscribe = this.file.onChange(read, this.pollMs);
+    return async () => unsubscribe();
   }
 
   async forget(taskId: string): Promise<void> {

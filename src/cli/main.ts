@@ -4,6 +4,7 @@ import { Command } from 'commander';
 import { registerCall } from './call.ts';
 import { registerDeadLetters } from './dead-letters.ts';
 import { registerPurge } from './purge.ts';
+import { registerRevoke } from './revoke.ts';
 import { registerStatus } from './status.ts';
 import { registerWorker } from './worker.ts';
 import { FENNEL_VERSION } from '../version.ts';
@@ -13,6 +14,7 @@ program.exitOverride((error) => process.exit(error.exitCode === 1 ? 2 : error.ex
 registerWorker(program);
 registerCall(program);
 registerPurge(program);
+registerRevoke(program);
 registerStatus(program);
 registerDeadLetters(program);
 await program.parseAsync(process.argv);

@@ -75,3 +75,15 @@ export function decodeMeta(text: string): TaskMeta {
 export function pendingMeta(taskId: string): TaskMeta {
   return { status: States.PENDING, result: null, traceback: null, children: [], date_done: null, task_id: taskId };
 }
+
+/** A REVOKED meta as Celery stores it: `TaskRevokedError` with the reason ('revoked', 'terminated', 'expired'). */
+export function revokedMeta(taskId: string, reason: string): TaskMeta {
+  return {
+    status: States.REVOKED,
+    result: { exc_type: 'TaskRevokedError', exc_message: [reason], exc_module: 'celery.exceptions' },
+    traceback: null,
+    children: [],
+    date_done: nowIso(),
+    task_id: taskId,
+  };
+}

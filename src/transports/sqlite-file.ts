@@ -47,6 +47,14 @@ CREATE INDEX IF NOT EXISTS fennel_results_seq ON fennel_results (seq);
 CREATE TABLE IF NOT EXISTS fennel_counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO fennel_counters (name, value) VALUES ('result_seq', 0);
 CREATE INDEX IF NOT EXISTS fennel_results_updated ON fennel_results (updated_at);
+
+-- Revoked task ids, read by every worker on the file (backends/sqlite.ts); rowid order is revocation order.
+CREATE TABLE IF NOT EXISTS fennel_revoked (
+  seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+  task_id     TEXT    NOT NULL,
+  terminate   INTEGER NOT NULL,
+  expires_at  INTEGER NOT NULL             -- ms since epoch; workers forget the id after it
+);
 `;
 
 const BUSY_TIMEOUT_MS = 5000;

@@ -24,6 +24,8 @@ export interface ExecutorContext {
   /** Waits for a free pool slot; resolves false if the worker is stopping and the message should go back. */
   acquireSlot(): Promise<boolean>;
   releaseSlot(): void;
+  /** Task ids revoked (the backend's revoked set, as this worker last heard it). */
+  revoked: { has(taskId: string): boolean };
   /** Sends a task event (Celery's format) if the worker sends task events (-E); otherwise does nothing. */
   emit(type: TaskEventType, request: TaskRequest, fields?: Record<string, unknown>): void;
 }
@@ -37,10 +39,17 @@ export async function execute(delivery: Delivery, ctx: ExecutorContext): Promise
     request = await decode(delivery, ctx);
     if (!request) return;
     if (await refuseUnregistered(request, delivery, ctx)) return;
+    if (await discardIfRevoked(request, delivery, ctx)) return;
     if (await revokeIfExpired(request, delivery, ctx)) return;
     if (await deferIfEarly(request, delivery, ctx)) return;
     if (!(await ctx.acquireSlot())) {
       await delivery.reject({ requeue: true });
+      return;
+    }
+    // Waiting for a slot can take long: a revocation may have arrived meanwhile.
+    if (ctx.revoked.has(request.id)) {
+      ctx.releaseSlot();
+      await discardIfRevoked(request, delivery, ctx);
       return;
     }
     // STARTED is written while the task runs, not before: it costs the task no round trip. Nor is it awaited
@@ -122,6 +131,16 @@ async function refuseUnregistered(request: TaskRequest, delivery: Delivery, ctx:
   ctx.log.error({ task: request.name, id: request.id }, `Received unregistered task ${request.name}[${request.id}]${hint ? ` — did you mean '${hint}'?` : ''}; moved to dead letters`);
   await ctx.app.backend.store(failureMeta(request.id, { exc_type: 'NotRegistered', exc_message: [request.name], exc_module: 'celery.exceptions' }, null, request, ctx));
   await delivery.reject({ requeue: false, reason });
+  return true;
+}
+
+/** A revoked task is never run: REVOKED is stored (Celery's TaskRevokedError) and the message acknowledged. */
+async function discardIfRevoked(request: TaskRequest, delivery: Delivery, ctx: ExecutorContext): Promise<boolean> {
+  if (!ctx.revoked.has(request.id)) return false;
+  ctx.log.info({ task: request.name, id: request.id }, `Discarding revoked task: ${request.name}[${request.id}]`);
+  await ctx.app.backend.store({ ...baseMeta(request, ctx), status: States.REVOKED, result: { exc_type: 'TaskRevokedError', exc_message: ['revoked'], exc_module: 'celery.exceptions' } });
+  ctx.emit('task-revoked', request, { expired: false, terminated: false });
+  await delivery.ack();
   return true;
 }
 
@@ -216,6 +235,12 @@ async function settle(request: TaskRequest, delivery: Delivery, outcome: Outcome
       }
       return;
     }
+    case 'terminated':
+      await ctx.app.backend.store({ ...baseMeta(request, ctx), status: States.REVOKED, result: { exc_type: 'TaskRevokedError', exc_message: ['terminated'], exc_module: 'celery.exceptions' } });
+      ctx.log.warn(fields, `${label} terminated (revoked with terminate)`);
+      ctx.emit('task-revoked', request, { expired: false, terminated: true });
+      await delivery.ack();
+      return;
     case 'timeout': {
       const info = exceptionInfo('TimeLimitExceeded', `hard time limit (${outcome.seconds} s) exceeded`, 'billiard.exceptions');
       await ctx.app.backend.store(failureMeta(request.id, info, null, request, ctx));

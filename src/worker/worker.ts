@@ -11,6 +11,7 @@ import { HEARTBEAT_SEC, type EventType, type FennelEvent } from '../events/event
 import type { Delivery, Subscription } from '../transports/transport.ts';
 import { execute, type ExecutorContext } from './executor.ts';
 import { AsyncPool } from './pools/async.ts';
+import { RevokedSet } from './revoked.ts';
 import type { Pool } from './pools/pool.ts';
 import { processPool } from './pools/process.ts';
 import { threadPool } from './pools/thread.ts';
@@ -54,6 +55,9 @@ export class Worker {
   private abandoned = false;
   private keepAlive: NodeJS.Timeout | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
+  private readonly revoked = new RevokedSet((taskId) => {
+    if (this.pool?.terminate(taskId)) this.log.warn({ id: taskId }, `terminating task ${taskId} (revoked with terminate)`);
+  });
   private processed = 0;
   private clock = 0;
 
@@ -75,6 +79,7 @@ export class Worker {
     this.pool =
       this.poolKind === 'process' ? processPool(this.concurrency, data) : this.poolKind === 'thread' ? threadPool(this.concurrency, data) : new AsyncPool(this.concurrency, this.app.registry);
     await this.pool.start();
+    await this.revoked.start(this.app.backend);
     // Engines unref their timers (a producer must be able to exit); a consuming worker must not.
     this.keepAlive = setInterval(() => {}, 1 << 30);
     const context = this.executorContext(this.pool);
@@ -126,6 +131,7 @@ export class Worker {
   private executorContext(pool: Pool): ExecutorContext {
     const taskEvents = this.options.taskEvents ?? false;
     return {
+      revoked: this.revoked,
       emit: (type, request, fields) => {
         if (taskEvents) this.sendEvent(type, { uuid: request.id, ...fields });
       },
@@ -172,6 +178,7 @@ export class Worker {
     this.stopping = true;
     clearInterval(this.heartbeat);
     await this.subscription?.cancel();
+    await this.revoked.stop();
     for (const waiter of this.slotWaiters.splice(0)) waiter(false);
     const drained = Promise.all([...this.inFlight]).then(() => true);
     const timedOut = new Promise<false>((resolve) => setTimeout(() => resolve(false), graceSec * 1000).unref());

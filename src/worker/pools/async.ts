@@ -8,7 +8,7 @@ import type { Job, JobHooks, Outcome, Pool } from './pool.ts';
 
 export class AsyncPool implements Pool {
   readonly kind = 'async';
-  private readonly running = new Map<string, AbortController>();
+  private readonly running = new Map<string, { controller: AbortController; terminated: () => void }>();
   private readonly waiting: Array<() => void> = [];
 
   constructor(
@@ -21,10 +21,13 @@ export class AsyncPool implements Pool {
   async run(job: Job, hooks: JobHooks): Promise<Outcome> {
     while (this.running.size >= this.size) await new Promise<void>((resolve) => this.waiting.push(resolve));
     const controller = new AbortController();
-    this.running.set(job.id, controller);
+    // A terminated job cannot be killed in this event loop: its signal is aborted and its outcome discarded.
+    let terminated!: () => void;
+    const termination = new Promise<Outcome>((resolve) => (terminated = () => resolve({ kind: 'terminated' })));
+    this.running.set(job.id, { controller, terminated });
     const timers: NodeJS.Timeout[] = [];
     try {
-      const work = runJob(this.registry, job, controller.signal, (metaJson) => hooks.onProgress(metaJson));
+      const work = Promise.race([runJob(this.registry, job, controller.signal, (metaJson) => hooks.onProgress(metaJson)), termination]);
       if (job.softTimeLimitSec) timers.push(setTimeout(() => controller.abort(new Error(`soft time limit of ${job.softTimeLimitSec} s`)), job.softTimeLimitSec * 1000));
       if (!job.timeLimitSec) return await work;
       const seconds = job.timeLimitSec;
@@ -44,8 +47,16 @@ export class AsyncPool implements Pool {
     }
   }
 
+  terminate(id: string): boolean {
+    const running = this.running.get(id);
+    if (!running) return false;
+    running.controller.abort(new Error('revoked with terminate'));
+    running.terminated();
+    return true;
+  }
+
   abortAll(reason: string): void {
-    for (const controller of this.running.values()) controller.abort(new Error(reason));
+    for (const { controller } of this.running.values()) controller.abort(new Error(reason));
   }
 
   async close(): Promise<void> {

@@ -28,7 +28,9 @@ export type Outcome =
   /** The slot died before reporting (crash, SIGKILL, out of memory). */
   | { kind: 'lost'; detail: string }
   /** The hard time limit passed and the slot was killed. */
-  | { kind: 'timeout'; seconds: number };
+  | { kind: 'timeout'; seconds: number }
+  /** The task was revoked with terminate while it ran: its slot was killed (or, in the async pool, its signal aborted and its outcome discarded). */
+  | { kind: 'terminated' };
 
 export interface JobHooks {
   /** The task called ctx.progress(meta); `metaJson` is already encoded. */
@@ -41,6 +43,8 @@ export interface Pool {
   /** Starts the slots; rejects if the app cannot be loaded in them. */
   start(): Promise<void>;
   run(job: Job, hooks: JobHooks): Promise<Outcome>;
+  /** Stops the job with this id if it is running here (revoke with terminate); false if it is not. */
+  terminate(id: string): boolean;
   /** Aborts the signals of running jobs (hard shutdown). */
   abortAll(reason: string): void;
   /** Stops the slots. Jobs still running are killed and report `lost`. */

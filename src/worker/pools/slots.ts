@@ -125,6 +125,16 @@ export class SlotPool implements Pool {
     return this.slots.find((s) => s.ready && !s.dead && !s.current);
   }
 
+  terminate(id: string): boolean {
+    const slot = this.slots.find((s) => s.current?.job.id === id);
+    if (!slot) return false;
+    // As for the hard time limit: dead first, so no job is handed to it while it dies; replaced on exit.
+    slot.dead = true;
+    slot.handle.kill();
+    this.finish(slot, { kind: 'terminated' });
+    return true;
+  }
+
   abortAll(reason: string): void {
     for (const slot of this.slots) if (slot.current) slot.handle.send({ type: 'abort', id: slot.current.job.id, reason });
   }
