@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { describe, it } from 'node:test';
 import pino from 'pino';
-import { Fennel, RemoteTaskError, Worker, currentTask } from '../../../src/index.ts';
+import { Fennel, type RemoteTaskError, Worker, currentTask } from '../../../src/index.ts';
 
 describe('revoke (memory, async pool)', () => {
   it('terminate aborts a running task signal and stores REVOKED terminated; its late outcome is not stored', async () => {
