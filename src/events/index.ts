@@ -1,15 +1,26 @@
 // URL scheme → event bus. Events travel through the broker's own engine, so a monitor needs nothing more
-// than the broker URL.
+// than the broker URL: sqlite:// a table in the broker's file (sqlite.ts), redis:// Celery's event channels
+// (redis.ts), amqp:// Celery's `celeryev` exchange (amqp.ts), memory:// the process itself (local.ts).
 
 import type { EventBus } from './events.ts';
 import { LocalEventBus } from './local.ts';
+import { RedisEventBus } from './redis.ts';
+import { SqliteEventBus } from './sqlite.ts';
 
 const local = new Map<string, LocalEventBus>();
 
-export function createEventBus(url: string): EventBus {
-  // Engines other than memory:// get their cross-process buses in src/events/<engine>.ts; until one exists for
-  // a scheme, its events stay in the process that sent them.
-  let bus = local.get(url);
-  if (!bus) local.set(url, (bus = new LocalEventBus()));
-  return bus;
+export function createEventBus(url: string, options: { pollIntervalMs?: number } = {}): EventBus {
+  switch (url.slice(0, url.indexOf(':')).toLowerCase()) {
+    case 'sqlite':
+      return new SqliteEventBus(url, options);
+    case 'redis':
+    case 'rediss':
+      return new RedisEventBus(url);
+    default: {
+      // memory:// (and any engine without a cross-process bus yet): events stay in the process that sent them.
+      let bus = local.get(url);
+      if (!bus) local.set(url, (bus = new LocalEventBus()));
+      return bus;
+    }
+  }
 }

@@ -1,0 +1,104 @@
+// The redis:// event bus, in the layout Celery's own event transport uses on Redis, so Celery's monitors (Flower,
+// `celery events`) see Fennel workers and the Fennel dashboard sees Python Celery workers on the same database:
+//   - events go to kombu's fanout exchange `celeryev` (Celery's event exchange), which kombu's Redis transport
+//     maps to pub/sub channel `/<db>.celeryev/<routing key>` (kombu transport/redis.py: keyprefix_fanout
+//     `/{db}.` and fanout_patterns), the routing key being the event type with `-` → `.` (`task.succeeded`);
+//   - each message is kombu's JSON envelope with a base64 body holding the event as JSON (protocol/envelope.ts).
+// Why match it rather than a plain `fennel.events` channel: the cost is one envelope per event, and the gain is
+// interoperability both ways, which is what Fennel's wire format is for. The db prefix also keeps apps on
+// different databases of one server apart (pub/sub channels are server-wide, not per database).
+// Pub/sub delivers to whoever is subscribed now and keeps nothing, which is what telemetry wants.
+
+import { randomUUID } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { decodeEnvelope, encodeEnvelope } from '../protocol/envelope.ts';
+import { redisOptions } from '../transports/redis.ts';
+import type { EventBus, FennelEvent } from './events.ts';
+
+export const EVENT_EXCHANGE = 'celeryev';
+
+/** `/<db>.celeryev/`: the channel prefix kombu's Redis transport gives the exchange on database `db`. */
+export function eventChannelPrefix(db: number): string {
+  return `/${db}.${EVENT_EXCHANGE}/`;
+}
+
+export class RedisEventBus implements EventBus {
+  private readonly publisher: Redis;
+  private subscriber: Redis | undefined;
+  private readonly handlers = new Set<(event: FennelEvent) => void>();
+  private readonly prefix: string;
+  private closed = false;
+
+  constructor(readonly url: string) {
+    this.publisher = new Redis(url, { ...redisOptions(), connectionName: `fennel-events:${process.pid}` });
+    this.publisher.on('error', () => {}); // reconnection is automatic; a lost event is only telemetry
+    this.prefix = eventChannelPrefix(this.publisher.options.db ?? 0);
+  }
+
+  publish(event: FennelEvent): void {
+    if (this.closed) return;
+    const routingKey = String(event.type).replace(/-/g, '.');
+    let body: string;
+    try {
+      body = JSON.stringify(event);
+    } catch {
+      return;
+    }
+    const envelope = encodeEnvelope(
+      {
+        headers: { hostname: event.hostname },
+        properties: { delivery_mode: 1, priority: 0, delivery_info: { exchange: EVENT_EXCHANGE, routing_key: routingKey }, delivery_tag: randomUUID() },
+        body,
+        contentType: 'application/json',
+        contentEncoding: 'utf-8',
+      },
+      'base64',
+    );
+    this.publisher.publish(this.prefix + routingKey, envelope).catch(() => {});
+  }
+
+  async subscribe(handler: (event: FennelEvent) => void): Promise<() => Promise<void>> {
+    this.handlers.add(handler);
+    if (!this.subscriber) {
+      // A connection in subscriber mode can do nothing else, so subscribers get their own; ioredis
+      // re-subscribes by itself after a reconnect.
+      const subscriber = new Redis(this.url, { ...redisOptions(), connectionName: `fennel-events-sub:${process.pid}` });
+      subscriber.on('error', () => {});
+      subscriber.on('pmessage', (_pattern: string, _channel: string, raw: string) => this.dispatch(raw));
+      this.subscriber = subscriber;
+      await subscriber.psubscribe(`${this.prefix}*`);
+    }
+    return async () => {
+      this.handlers.delete(handler);
+    };
+  }
+
+  /** Bad input from the channel (anyone can PUBLISH) is dropped, never thrown. */
+  private dispatch(raw: string): void {
+    const message = decodeEnvelope(raw);
+    if (message.malformed) return;
+    let event: unknown;
+    try {
+      event = JSON.parse(message.body);
+    } catch {
+      return;
+    }
+    if (event === null || typeof event !== 'object' || typeof (event as FennelEvent).type !== 'string') return;
+    for (const handler of this.handlers) {
+      try {
+        handler(event as FennelEvent);
+      } catch {
+        // a monitor's bug is not the bus's problem
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.handlers.clear();
+    this.subscriber?.disconnect();
+    // QUIT waits for publishes already written (a worker's worker-offline) to be sent.
+    await this.publisher.quit().catch(() => this.publisher.disconnect());
+  }
+}

@@ -1,0 +1,163 @@
+// The cross-process event buses against their real engines: a `fennel worker -E` process publishes, this
+// process subscribes through its own app on the same broker URL and sees Celery-format events.
+// sqlite:// (a table in the broker file) and redis:// (kombu's celeryev channels; this file owns Redis db 8).
+
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { Redis } from 'ioredis';
+import { Fennel } from '../../src/index.ts';
+import type { FennelEvent } from '../../src/events/events.ts';
+import { SqliteEventBus } from '../../src/events/sqlite.ts';
+import { eventChannelPrefix, RedisEventBus } from '../../src/events/redis.ts';
+import { startWorker, stopProcess, tempDb, uniqueQueue, waitFor, type RunningWorker } from '../support/process.ts';
+import { flushRedisDb, REDIS_DB, redisSkipReason, redisUrlForTest } from '../support/services.ts';
+
+const TASKS = 'test/gateway/fixtures/tasks.ts';
+
+/** Runs a worker with -E on `url`, sends gw.add(2, 3) and checks what a subscriber in this process saw. */
+async function workerEventsRoundTrip(url: string): Promise<void> {
+  const monitor = new Fennel({ broker: url });
+  const events: FennelEvent[] = [];
+  const unsubscribe = await monitor.events.subscribe((e) => events.push(e));
+  const queue = uniqueQueue('ev');
+  let worker: RunningWorker | undefined;
+  try {
+    worker = await startWorker(TASKS, url, ['-E', '-c', '1', '-P', 'async', '-Q', queue]);
+    await waitFor(() => events.some((e) => e.type === 'worker-online'), 'worker-online');
+    const result = monitor.sendTask('gw.add', [2, 3], { queue });
+    assert.equal(await result.get({ timeoutMs: 20_000 }), 5);
+    await waitFor(() => events.some((e) => e.type === 'task-succeeded' && e['uuid'] === result.id), 'task-succeeded');
+    const types = events.filter((e) => e['uuid'] === result.id).map((e) => e.type);
+    assert.deepEqual(types, ['task-received', 'task-started', 'task-succeeded']);
+    const online = events.find((e) => e.type === 'worker-online')!;
+    assert.equal(online['pid'], worker.child.pid);
+    assert.equal(online['pool'], 'async');
+    assert.equal(typeof online.timestamp, 'number');
+    // SIGTERM: a warm shutdown sends worker-offline before the process exits.
+    await stopProcess(worker, 'SIGTERM');
+    await waitFor(() => events.some((e) => e.type === 'worker-offline' && e['pid'] === worker!.child.pid), 'worker-offline');
+  } finally {
+    if (worker) await stopProcess(worker);
+    await unsubscribe();
+    await monitor.close();
+  }
+}
+
+describe('sqlite:// event bus', () => {
+  it('carries a worker process\'s worker and task events to a subscriber in another process', async () => {
+    const db = tempDb();
+    try {
+      await workerEventsRoundTrip(db.url);
+    } finally {
+      db.cleanup();
+    }
+  });
+
+  it('delivers events in order to every bus of this process on the file, from subscription on only', async () => {
+    const db = tempDb();
+    const a = new SqliteEventBus(db.url);
+    const b = new SqliteEventBus(db.url);
+    try {
+      a.publish({ type: 'worker-heartbeat', hostname: 'before', timestamp: 0 });
+      await new Promise((r) => setTimeout(r, 50));
+      const seen: number[] = [];
+      const stop = await b.subscribe((e) => {
+        assert.notEqual(e.hostname, 'before');
+        seen.push(e['n'] as number);
+      });
+      for (let n = 0; n < 1200; n++) a.publish({ type: 'worker-heartbeat', hostname: 'h', timestamp: 0, n });
+      await waitFor(() => seen.length === 1200, '1200 events');
+      assert.deepEqual(seen, [...Array(1200).keys()]);
+      await stop();
+    } finally {
+      await a.close();
+      await b.close();
+      db.cleanup();
+    }
+  });
+
+  it('keeps the table near its cap: a subscriber that lags loses the oldest events, never the newest', async () => {
+    const db = tempDb();
+    const bus = new SqliteEventBus(db.url, { maxRows: 100 });
+    try {
+      const seen: number[] = [];
+      await bus.subscribe((e) => seen.push(e['n'] as number));
+      for (let n = 0; n < 1200; n++) bus.publish({ type: 'worker-heartbeat', hostname: 'h', timestamp: 0, n });
+      await waitFor(() => seen.at(-1) === 1199, 'the newest event');
+      // One commit held all 1200: trimmed at the 500th and 1000th append, so rows 900.. survived it.
+      assert.deepEqual(seen, Array.from({ length: 300 }, (_, i) => 900 + i));
+      const file = (bus as unknown as { file: { db: { prepare(s: string): { get(): { n: number } } } } }).file;
+      assert.equal(file.db.prepare('SELECT COUNT(*) AS n FROM fennel_events').get().n, 300);
+    } finally {
+      await bus.close();
+      db.cleanup();
+    }
+  });
+
+  it('skips a row that is not JSON', async () => {
+    const db = tempDb();
+    const bus = new SqliteEventBus(db.url);
+    try {
+      const seen: FennelEvent[] = [];
+      await bus.subscribe((e) => seen.push(e));
+      const file = (bus as unknown as { file: { db: { prepare(s: string): { run(...a: unknown[]): void } } } }).file;
+      file.db.prepare('INSERT INTO fennel_events (created_at, event) VALUES (?, ?)').run(0, '{not json');
+      bus.publish({ type: 'worker-online', hostname: 'h', timestamp: 0 });
+      await waitFor(() => seen.length === 1, 'the good event');
+      assert.equal(seen[0]!.type, 'worker-online');
+    } finally {
+      await bus.close();
+      db.cleanup();
+    }
+  });
+});
+
+describe('redis:// event bus', { skip: await redisSkipReason() }, () => {
+  const url = redisUrlForTest(REDIS_DB.eventBuses);
+  before(() => flushRedisDb(REDIS_DB.eventBuses));
+  after(() => flushRedisDb(REDIS_DB.eventBuses));
+
+  it('carries a worker process\'s worker and task events to a subscriber in another process', async () => {
+    await workerEventsRoundTrip(url);
+  });
+
+  it('publishes in kombu\'s layout: channel /<db>.celeryev/<type with dots>, a JSON envelope with a base64 body', async () => {
+    const raw = new Redis(url, { lazyConnect: false, maxRetriesPerRequest: 1 });
+    const bus = new RedisEventBus(url);
+    try {
+      const got: Array<[string, string]> = [];
+      raw.on('pmessage', (_p: string, channel: string, message: string) => got.push([channel, message]));
+      await raw.psubscribe(`${eventChannelPrefix(REDIS_DB.eventBuses)}*`);
+      bus.publish({ type: 'task-succeeded', hostname: 'h', timestamp: 1, uuid: 'u1', result: '5', runtime: 0.1 });
+      await waitFor(() => got.length === 1, 'the event');
+      const [channel, message] = got[0]!;
+      assert.equal(channel, `/${REDIS_DB.eventBuses}.celeryev/task.succeeded`);
+      const envelope = JSON.parse(message) as { body: string; 'content-type': string; properties: Record<string, unknown> };
+      assert.equal(envelope['content-type'], 'application/json');
+      assert.equal(envelope.properties['body_encoding'], 'base64');
+      assert.deepEqual(envelope.properties['delivery_info'], { exchange: 'celeryev', routing_key: 'task.succeeded' });
+      assert.deepEqual(JSON.parse(Buffer.from(envelope.body, 'base64').toString()), { type: 'task-succeeded', hostname: 'h', timestamp: 1, uuid: 'u1', result: '5', runtime: 0.1 });
+    } finally {
+      raw.disconnect();
+      await bus.close();
+    }
+  });
+
+  it('drops messages on the channel that are not events, and keeps delivering', async () => {
+    const bus = new RedisEventBus(url);
+    const raw = new Redis(url, { lazyConnect: false, maxRetriesPerRequest: 1 });
+    try {
+      const seen: FennelEvent[] = [];
+      await bus.subscribe((e) => seen.push(e));
+      const prefix = eventChannelPrefix(REDIS_DB.eventBuses);
+      await raw.publish(`${prefix}x`, 'not json');
+      await raw.publish(`${prefix}x`, JSON.stringify({ body: Buffer.from('[1,2]').toString('base64'), properties: { body_encoding: 'base64' } }));
+      bus.publish({ type: 'worker-online', hostname: 'h', timestamp: 0 });
+      await waitFor(() => seen.length === 1, 'the good event');
+      assert.equal(seen[0]!.type, 'worker-online');
+    } finally {
+      raw.disconnect();
+      await bus.close();
+    }
+  });
+});
