@@ -17,7 +17,7 @@ import { BrokerUnavailableError, ClosedError, ConfigError } from '../errors.ts';
 import type { WireMessage } from '../protocol/message.ts';
 import { AmqpConnection, isConnectionError, isNotFound, isPreconditionFailed, type Session } from './amqp/connection.ts';
 import { DELAY_PREFIX, DELIVER_EXCHANGE, LEVELS, delayRoutingKey, delayUnits, delayableQueue, deliverPattern, levelExchange, levelQueue, levelQueuePattern, nextExchange, passPattern, topLevel, UNIT_MS } from './amqp/delay.ts';
-import { noteOwnReplyQueue, noteReplyTo, releaseReplyTo, replyQueueOptions } from './amqp/replies.ts';
+import { noteOwnReplyQueue, noteReplyTo, releaseReplyTo, replyQueueOptions, replyToOf } from './amqp/replies.ts';
 import { parseAmqpUrl, type AmqpUrl } from './amqp/url.ts';
 import { fromAmqp, toAmqp } from './amqp/wire.ts';
 import { describeMessage, type ConsumeOptions, type DeadLetter, type Delivery, type QueueStats, type Route, type Subscription, type Transport } from './transport.ts';
@@ -109,9 +109,14 @@ export class AmqpTransport implements Transport {
 
   private async ensureReplyQueue(name: string, session: Session): Promise<void> {
     if (session.declared.has(name)) return;
-    await this.connection.withChannel((ch) => ch.assertQueue(name, replyQueueOptions(this.options.resultExpiresSec ?? 86_400)));
+    try {
+      await this.connection.withChannel((ch) => ch.assertQueue(name, replyQueueOptions(this.options.resultExpiresSec ?? 86_400)));
+      noteOwnReplyQueue(name);
+    } catch (error) {
+      // Declared already with other arguments: a Python client's reply queue, which is not ours to read.
+      if (!isPreconditionFailed(error)) throw error;
+    }
     session.declared.add(name);
-    noteOwnReplyQueue(name);
   }
 
   /** The delay levels' exchanges and pass-through bindings, shared by every queue; once per session. */
@@ -183,7 +188,11 @@ export class AmqpTransport implements Transport {
     if (this.options.rpcResults) {
       for (const [message] of batch) {
         const replyTo = message.properties.reply_to;
-        if (typeof replyTo === 'string' && replyTo !== '') await this.ensureReplyQueue(replyTo, session);
+        // A message this process holds a delivery of (a retry, an early eta sent back to wait) names its
+        // caller's reply queue, which that caller declared and reads: it is neither declared nor read here.
+        const { taskId } = describeMessage(message);
+        if (typeof replyTo !== 'string' || replyTo === '' || (taskId && replyToOf(taskId) === replyTo)) continue;
+        await this.ensureReplyQueue(replyTo, session);
       }
     }
     for (const item of items) if (item.units > 0) await this.ensureDelayQueues(item.queue, item.units, session);

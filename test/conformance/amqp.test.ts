@@ -15,11 +15,10 @@
 import assert from 'node:assert/strict';
 import { after, describe } from 'node:test';
 import { randomUUID } from 'node:crypto';
-import { connect } from 'amqplib';
 import { RpcBackend } from '../../src/backends/rpc.ts';
-import { AmqpTransport, DEAD_LETTER_QUEUE } from '../../src/transports/amqp.ts';
-import { LEVELS, levelQueue } from '../../src/transports/amqp/delay.ts';
+import { AmqpTransport } from '../../src/transports/amqp.ts';
 import type { Transport } from '../../src/transports/transport.ts';
+import { removeRabbitQueues } from '../support/rabbit.ts';
 import { RABBIT_URL, rabbitSkipReason } from '../support/services.ts';
 import { backendSuite } from './backend.suite.ts';
 import { transportSuite } from './transport.suite.ts';
@@ -43,29 +42,9 @@ function open(url: string): AmqpTransport {
 
 /** Deletes what this file's tests created on the broker (their queues all start with "conformance-"). */
 async function cleanUp(): Promise<void> {
-  const queues = new Set<string>();
+  const queues = new Set<string>(replyQueues);
   for (const t of opened) for (const q of t.usedQueues) if (q.startsWith('conformance-')) queues.add(q);
-  const conn = await connect(RABBIT_URL);
-  try {
-    const ch = await conn.createChannel();
-    for (const q of replyQueues) await ch.deleteQueue(q);
-    for (const q of queues) {
-      await ch.deleteQueue(q);
-      await ch.deleteExchange(q);
-      for (let level = 0; level < LEVELS; level++) await ch.deleteQueue(levelQueue(level, q));
-    }
-    // Take this file's dead letters out for good; closing the channel gives the others back.
-    const letters = await conn.createChannel();
-    await letters.assertQueue(DEAD_LETTER_QUEUE, { durable: true });
-    for (let msg = await letters.get(DEAD_LETTER_QUEUE); msg; msg = await letters.get(DEAD_LETTER_QUEUE)) {
-      const meta = msg.properties.headers?.['x-fennel-dead-letter'] as { queue?: string } | undefined;
-      if (meta?.queue?.startsWith('conformance-')) letters.ack(msg);
-    }
-    await letters.close();
-    await ch.close();
-  } finally {
-    await conn.close();
-  }
+  await removeRabbitQueues(queues, 'conformance-');
 }
 
 describe('amqp://', { skip }, () => {
