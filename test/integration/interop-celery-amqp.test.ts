@@ -18,7 +18,7 @@ import { flushRedisDb, RABBIT_URL, rabbitSkipReason, REDIS_DB, redisSkipReason, 
 const PYTHON = '/usr/bin/python3';
 const FIXTURES = join(import.meta.dirname, 'fixtures/interop-amqp');
 const TASKS = join(import.meta.dirname, 'fixtures/interop/tasks.ts');
-const REDIS_URL = redisUrlForTest(REDIS_DB.amqpResults);
+const REDIS_URL = redisUrlForTest(REDIS_DB.amqpInterop);
 // kombu writes the default vhost "/" as "//"; amqplib reads RABBIT_URL's "/" path as the same vhost.
 const PY_AMQP_URL = 'amqp://guest:guest@127.0.0.1:5672//';
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -118,10 +118,10 @@ function assertReport(report: Record<string, unknown>): void {
 }
 
 describe('interop with Python Celery 5 on RabbitMQ', { skip }, () => {
-  before(() => flushRedisDb(REDIS_DB.amqpResults));
+  before(() => flushRedisDb(REDIS_DB.amqpInterop));
 
   after(async () => {
-    await flushRedisDb(REDIS_DB.amqpResults);
+    await flushRedisDb(REDIS_DB.amqpInterop);
     // The unknown-name call leaves a dead letter (Fennel records one so it can be requeued once deployed).
     await removeRabbitQueues(queues, 'interop-amqp-');
   });

@@ -3,8 +3,8 @@
 //
 // Each test file that uses Redis owns one database number, so files never see each other's keys, and
 // flushes it before and after its tests:
-//   conformance 11 · faults 12 · unit (scripts) 13 · AMQP tests' result store 10 · gateway 9 · event buses 8 ·
-//   task semantics (revoke, retries, faults) 7
+//   conformance 11 · faults 12 · unit (scripts) 13 · AMQP interop results 10 · gateway 9 · event buses 8 ·
+//   task semantics (revoke, retries, faults) 7 · AMQP faults results 5
 // (the Celery interop tests use 14; 0 is left to people running things by hand).
 // RabbitMQ tests use queue names unique to the run and delete them when they end.
 
@@ -15,7 +15,7 @@ export const REDIS_HOST = '127.0.0.1';
 export const REDIS_PORT = 6379;
 
 /** The database each Redis test file owns. */
-export const REDIS_DB = { conformance: 11, faults: 12, unit: 13, amqpResults: 10, gateway: 9, eventBuses: 8, semantics: 7 } as const;
+export const REDIS_DB = { conformance: 11, faults: 12, unit: 13, amqpInterop: 10, gateway: 9, eventBuses: 8, semantics: 7, amqpFaults: 5 } as const;
 
 /** `redis://127.0.0.1:<port>/<db>`: the URL of one test file's database. */
 export function redisUrlForTest(db: number, port = REDIS_PORT): string {
