@@ -25,7 +25,8 @@ import { describeMessage, type ConsumeOptions, type DeadLetter, type Delivery, t
 export const DEAD_LETTER_QUEUE = 'fennel.dead_letters';
 /** The header a dead letter carries: { id, queue, reason, at (ms since the epoch) }. Removed on requeue. */
 const DEAD_HEADER = 'x-fennel-dead-letter';
-const PUBLISH_ATTEMPTS = 6;
+/** How long a publish keeps trying on new connections (backing off to 2 s) before it rejects. */
+const PUBLISH_RETRY_MS = 15_000;
 /** Routing keys are short strings (255 bytes); the delay levels take 2 × LEVELS of them. */
 const MAX_DELAYED_QUEUE_BYTES = 255 - 2 * LEVELS;
 
@@ -163,6 +164,7 @@ export class AmqpTransport implements Transport {
       if (route.delayUntil && !delayableQueue(route.queue)) throw new ConfigError(`queue '${route.queue}' has a '*' or '#' word, which the delay levels' topic bindings would read as a wildcard; rename it to use countdown/eta`);
       if (route.delayUntil && Buffer.byteLength(route.queue) > MAX_DELAYED_QUEUE_BYTES) throw new ConfigError(`queue '${route.queue}' is longer than ${MAX_DELAYED_QUEUE_BYTES} bytes, too long for a delayed publish's routing key`);
     }
+    const deadline = Date.now() + PUBLISH_RETRY_MS;
     for (let attempt = 1; ; attempt++) {
       try {
         await this.publishOnce(batch);
@@ -170,9 +172,10 @@ export class AmqpTransport implements Transport {
       } catch (error) {
         // A lost connection or a nack: nothing in this batch is known to be stored, so all of it is sent
         // again on a new connection. The worst case is a duplicate (stored, then the confirm was lost):
-        // at-least-once, never a publish that silently vanishes.
-        if (this.closed || attempt >= PUBLISH_ATTEMPTS || !isConnectionError(error)) throw this.translate(error);
-        await sleep(100 * 2 ** attempt);
+        // at-least-once, never a publish that silently vanishes. Bounded by time, not attempts: connections
+        // closed again and again (a broker restarting) each cost an attempt in a fraction of a second.
+        if (this.closed || Date.now() >= deadline || !isConnectionError(error)) throw this.translate(error);
+        await sleep(Math.min(100 * 2 ** attempt, 2000));
       }
     }
   }
