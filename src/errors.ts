@@ -107,10 +107,13 @@ export class ClosedError extends FennelError {
 export class Retry extends FennelError {
   override readonly code = 'FENNEL_RETRY';
   constructor(
-    readonly countdownSec: number,
+    /** Null: the task's retry policy decides (its backoff, else at once). */
+    readonly countdownSec: number | null,
     readonly reason?: unknown,
+    /** The error that made the task retry; stored as the FAILURE if no retries are left. */
+    readonly error?: unknown,
   ) {
-    super(`retry in ${countdownSec} s`);
+    super(countdownSec === null ? 'retry' : `retry in ${countdownSec} s`);
     this.name = 'Retry';
   }
 }

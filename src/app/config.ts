@@ -22,6 +22,7 @@ export const OPTIONS = {
   resultExpiresSec: { schema: z.number().min(0), env: 'FENNEL_RESULT_EXPIRES_SEC', default: 86_400, doc: 'Stored results are deleted after this many seconds (0: never), as Celery\'s result_expires.' },
   pollIntervalMs: { schema: z.number().int().positive(), env: 'FENNEL_POLL_INTERVAL_MS', default: 250, doc: 'How often an idle consumer looks for work it was not woken for (SQLite: without a file-change notification; Redis: messages from Python producers, which send no wake-up), and SQLite result waiters poll.' },
   trackStarted: { schema: z.boolean(), env: 'FENNEL_TRACK_STARTED', default: true, doc: 'Store state STARTED (with pid and hostname) when a task begins.' },
+  poisonAfterCrashes: { schema: z.number().int().min(1), env: 'FENNEL_POISON_AFTER_CRASHES', default: 3, doc: 'A message whose task has crashed its pool slot this many times goes to the dead letters (FAILURE WorkerLostError) instead of being retried again.' },
   revokeExpiresSec: { schema: z.number().positive(), env: 'FENNEL_REVOKE_EXPIRES_SEC', default: 10_800, doc: 'How long workers keep honouring a revocation (Celery keeps revoked ids 3 hours): a revoked task received after this runs.' },
   maxRetries: { schema: z.number().int().min(0), env: 'FENNEL_MAX_RETRIES', default: 3, doc: 'Default for tasks: how many times a task is retried (by ctx.retry() or after its pool slot died) before it fails.' },
 } as const;

@@ -14,8 +14,12 @@ export interface TaskContext {
   readonly signal: AbortSignal;
   /** Sets state PROGRESS with `meta`, visible to `AsyncResult.state` and `AsyncResult.info()`. */
   progress(meta: unknown): Promise<void>;
-  /** Ends this run and schedules another, `countdownSec` from now, with `retries + 1`. */
-  retry(options?: { countdownSec?: number; reason?: unknown }): never;
+  /**
+   * Ends this run and schedules another with `retries + 1`: `countdownMs` (or `countdownSec`) from now, else as
+   * the task's `retryBackoff` says, else at once. `error` is what went wrong: if no retries are left, the task
+   * FAILS with it (without one, with MaxRetriesExceededError).
+   */
+  retry(options?: { countdownMs?: number; countdownSec?: number; error?: unknown; reason?: unknown }): never;
 }
 
 const KEY = Symbol.for('fennel.task-context');
@@ -44,7 +48,8 @@ export function makeContext(fields: {
   return {
     ...fields,
     retry(options = {}) {
-      throw new Retry(options.countdownSec ?? 0, options.reason);
+      const countdownSec = options.countdownMs !== undefined ? options.countdownMs / 1000 : (options.countdownSec ?? null);
+      throw new Retry(countdownSec, options.reason ?? (options.error instanceof Error ? options.error.message : options.error), options.error);
     },
   };
 }

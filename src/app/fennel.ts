@@ -14,6 +14,7 @@ import type { Route as TransportRoute, Transport } from '../transports/transport
 import { compileRoutes, resolveConfig, type FennelOptions, type ResolvedConfig } from './config.ts';
 import { revokedMeta } from '../protocol/result.ts';
 import { isReady } from '../protocol/states.ts';
+import { checkCallOptions, checkTaskOptions, timeLimits, toDate } from './options.ts';
 import { AsyncResult } from './result.ts';
 import { makeTask, type CallOptions, type RegisteredTask, type Task, type TaskFunction, type TaskOptions } from './task.ts';
 
@@ -45,6 +46,7 @@ export class Fennel {
   task<A extends unknown[], R>(name: string, fn: TaskFunction<A, R>, options: TaskOptions = {}): Task<A, R> {
     if (this.tasks.has(name)) throw new ConfigError(`a task named '${name}' is already registered`);
     if (typeof fn !== 'function') throw new ConfigError(`task '${name}' needs a function`);
+    checkTaskOptions(name, options);
     this.tasks.set(name, { name, fn: fn as (...args: unknown[]) => unknown, options });
     return makeTask(name, fn, options, {
       send: (n, args, call, taskOptions) => this.send(n, args, call, taskOptions),
@@ -124,10 +126,12 @@ export class Fennel {
 
   /** Validates and encodes one call: the message and where it goes. Throws at the call site for bad input. */
   private prepare(name: string, args: readonly unknown[], call: CallOptions, task: TaskOptions): { message: WireMessage; route: TransportRoute } {
+    checkCallOptions(name, call);
     const id = call.taskId ?? randomUUID();
     const now = Date.now();
-    const eta = call.eta ?? (call.countdown !== undefined ? new Date(now + call.countdown * 1000) : null);
-    const expires = typeof call.expires === 'number' ? new Date(now + call.expires * 1000) : (call.expires ?? null);
+    const eta = call.eta !== undefined ? toDate(call.eta)! : call.countdown !== undefined ? new Date(now + call.countdown * 1000) : null;
+    const expires = call.expires === undefined ? null : typeof call.expires === 'number' ? new Date(now + call.expires * 1000) : toDate(call.expires)!;
+    const limits = timeLimits(call, task);
     const queue = this.queueFor(name, call, task);
     const priority = call.priority ?? this.route(name)?.priority ?? task.priority ?? 0;
     const message = buildTaskMessage({
@@ -139,8 +143,8 @@ export class Fennel {
       eta,
       expires,
       priority,
-      timeLimitSec: call.timeLimitSec ?? task.timeLimitSec ?? null,
-      softTimeLimitSec: call.softTimeLimitSec ?? task.softTimeLimitSec ?? null,
+      timeLimitSec: limits.hard,
+      softTimeLimitSec: limits.soft,
       ignoreResult: call.ignoreResult ?? task.ignoreResult ?? false,
       replyTo: this.oid,
     });

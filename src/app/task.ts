@@ -3,6 +3,7 @@
 // function's own signature, so `add.delay('x', 3)` does not compile and `await add.delay(2, 3)` is a number.
 
 import { randomUUID } from 'node:crypto';
+import type { ZodType } from 'zod';
 import type { AsyncResult } from './result.ts';
 import { makeContext, runInContext } from './context.ts';
 
@@ -12,19 +13,23 @@ export interface CallOptions {
   queue?: string;
   /** Run no sooner than this many seconds from now. */
   countdown?: number;
-  /** Run no sooner than this time. */
-  eta?: Date;
-  /** Do not run after this time (a Date) or this many seconds from now; the result becomes REVOKED. */
-  expires?: Date | number;
+  /** Run no sooner than this time (a Date, or an ISO 8601 string with a time zone). */
+  eta?: Date | string;
+  /** Do not run after this time (a Date or ISO 8601 string) or this many seconds from now; the result becomes REVOKED. */
+  expires?: Date | string | number;
   /** 0–255; on sqlite:// higher runs first. */
   priority?: number;
   /** Use this id instead of a new UUID. */
   taskId?: string;
   /** Store no result (get() would wait for ever). */
   ignoreResult?: boolean;
-  /** Kill the task after this many seconds (hard limit). */
+  /** Kill the task after this many milliseconds (hard limit): its pool slot is replaced, the task FAILS with TimeLimitExceeded. */
+  timeLimitMs?: number;
+  /** Abort the task's signal after this many milliseconds (soft limit), so it can clean up. */
+  softTimeLimitMs?: number;
+  /** The hard limit in seconds (Celery's unit); `timeLimitMs` wins if both are given. */
   timeLimitSec?: number;
-  /** Abort the task's signal after this many seconds (soft limit). */
+  /** The soft limit in seconds (Celery's unit); `softTimeLimitMs` wins if both are given. */
   softTimeLimitSec?: number;
   /** Keyword arguments, for tasks a Python worker runs. A Fennel task receives them as a trailing object. */
   kwargs?: Record<string, unknown>;
@@ -34,10 +39,23 @@ export interface CallOptions {
 export interface TaskOptions {
   queue?: string;
   priority?: number;
+  /** How many times the task may be retried (Celery's max_retries; `currentTask().retries` counts the attempts so far). */
   maxRetries?: number;
+  /** Exponential backoff between retries: `true` (1 s doubling, capped at 10 min, full jitter) or the parts of it. */
+  retryBackoff?: boolean | { baseMs?: number; maxMs?: number; jitter?: boolean };
+  /** Errors that retry the task automatically: classes (instanceof) or names (`error.name`). */
+  autoRetryFor?: ReadonlyArray<string | (abstract new (...args: never[]) => Error)>;
+  /** At most this many starts per worker: '100/s', '10/m', '1/h' (Celery's rate_limit); beyond it tasks wait their turn. */
+  rateLimit?: string;
+  timeLimitMs?: number;
+  softTimeLimitMs?: number;
   timeLimitSec?: number;
   softTimeLimitSec?: number;
   ignoreResult?: boolean;
+  /** Callable over HTTP through the gateway (`fennel gateway`); tasks are not exposed unless they say so. */
+  expose?: boolean;
+  /** A zod schema for the positional arguments (e.g. `z.tuple([z.number()])`); the gateway answers 400 with its reasons. */
+  schema?: ZodType;
 }
 
 export type TaskFunction<A extends unknown[] = never[], R = unknown> = (...args: A) => R;

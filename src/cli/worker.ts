@@ -16,6 +16,8 @@ interface Flags {
   grace: string;
   prefetchMultiplier: string;
   events?: boolean;
+  maxTasksPerChild?: string;
+  maxMemoryPerChild?: string;
 }
 
 export function registerWorker(program: Command): void {
@@ -29,6 +31,8 @@ export function registerWorker(program: Command): void {
     .option('-l, --loglevel <level>', 'trace | debug | info | warn | error', 'info')
     .option('--grace <seconds>', 'on shutdown, how long running tasks may take to finish', '30')
     .option('--prefetch-multiplier <n>', 'deliveries held per slot', '4')
+    .option('--max-tasks-per-child <n>', 'replace a process or thread slot after it has run n tasks')
+    .option('--max-memory-per-child <mb>', 'replace a process slot after a task that leaves it above this resident memory (MB)')
     .option('-E, --events', 'send task events (received, started, succeeded, failed, …) for monitors such as the dashboard')
     .action((flags: Flags) => guard(() => runWorker(flags)));
 }
@@ -37,6 +41,10 @@ async function runWorker(flags: Flags): Promise<void> {
   if (!['process', 'thread', 'async'].includes(flags.pool)) fail(`--pool must be process, thread or async (got '${flags.pool}')`);
   const concurrency = flags.concurrency === undefined ? undefined : Number(flags.concurrency);
   if (concurrency !== undefined && (!Number.isInteger(concurrency) || concurrency < 1)) fail(`--concurrency must be a positive integer (got '${flags.concurrency}')`);
+  const maxTasksPerChild = flags.maxTasksPerChild === undefined ? undefined : Number(flags.maxTasksPerChild);
+  if (maxTasksPerChild !== undefined && (!Number.isInteger(maxTasksPerChild) || maxTasksPerChild < 1)) fail(`--max-tasks-per-child must be a positive integer (got '${flags.maxTasksPerChild}')`);
+  const maxMemoryPerChildMb = flags.maxMemoryPerChild === undefined ? undefined : Number(flags.maxMemoryPerChild);
+  if (maxMemoryPerChildMb !== undefined && !(maxMemoryPerChildMb > 0)) fail(`--max-memory-per-child must be a positive number of MB (got '${flags.maxMemoryPerChild}')`);
   const { app, path } = await loadApp(flags.app!);
   const worker = new Worker(app, {
     appPath: path,
@@ -47,6 +55,8 @@ async function runWorker(flags: Flags): Promise<void> {
     graceSec: Number(flags.grace),
     prefetchMultiplier: Number(flags.prefetchMultiplier),
     taskEvents: flags.events ?? false,
+    ...(maxTasksPerChild ? { maxTasksPerChild } : {}),
+    ...(maxMemoryPerChildMb ? { maxMemoryPerChildMb } : {}),
   });
   let signals = 0;
   const onSignal = (signal: NodeJS.Signals): void => {

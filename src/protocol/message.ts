@@ -65,6 +65,8 @@ export interface TaskCall {
   ignoreResult?: boolean;
   replyTo?: string;
   embed?: Partial<Embed>;
+  /** Times this message crashed a pool slot (Fennel's own header, `fennel_crashes`; other workers ignore it). */
+  crashes?: number;
 }
 
 /** A validated task message, as the worker sees it. */
@@ -88,6 +90,8 @@ export interface TaskRequest {
   replyTo: string | null;
   priority: number;
   queue: string | null;
+  /** Times this message has crashed a pool slot (poison-message detection). */
+  crashes: number;
 }
 
 const ORIGIN = `gen${process.pid}@${hostname()}`;
@@ -125,6 +129,7 @@ export function buildTaskMessage(call: TaskCall): WireMessage {
     replaced_task_nesting: 0,
     stamped_headers: null,
     stamps: {},
+    ...(call.crashes ? { fennel_crashes: call.crashes } : {}),
   };
   const properties: WireProperties = {
     correlation_id: call.id,
@@ -242,11 +247,12 @@ export function parseTaskMessage(message: WireMessage): TaskRequest {
     replyTo: typeof props.reply_to === 'string' && props.reply_to !== '' ? props.reply_to : null,
     priority: typeof props.priority === 'number' ? props.priority : 0,
     queue: props.delivery_info?.routing_key ?? null,
+    crashes: typeof message.headers['fennel_crashes'] === 'number' ? message.headers['fennel_crashes'] : 0,
   };
 }
 
 /** The message that runs a request again: same id, `retries + 1`, a new eta. Used by retries. */
-export function buildRetryMessage(request: TaskRequest, eta: Date | null, queue: string): WireMessage {
+export function buildRetryMessage(request: TaskRequest, eta: Date | null, queue: string, next: { retries: number; crashes: number } = { retries: request.retries + 1, crashes: request.crashes }): WireMessage {
   return buildTaskMessage({
     id: request.id,
     name: request.name,
@@ -256,7 +262,8 @@ export function buildRetryMessage(request: TaskRequest, eta: Date | null, queue:
     eta,
     expires: request.expires,
     priority: request.priority,
-    retries: request.retries + 1,
+    retries: next.retries,
+    crashes: next.crashes,
     timeLimitSec: request.timeLimitSec,
     softTimeLimitSec: request.softTimeLimitSec,
     rootId: request.rootId,

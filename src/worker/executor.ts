@@ -4,6 +4,7 @@
 
 import type { Logger } from 'pino';
 import type { Fennel } from '../app/fennel.ts';
+import { backoffMs } from '../app/options.ts';
 import { suggest } from '../app/suggest.ts';
 import { decodeJson } from '../protocol/json.ts';
 import { buildRetryMessage, parseTaskMessage, type TaskRequest } from '../protocol/message.ts';
@@ -24,6 +25,8 @@ export interface ExecutorContext {
   /** Waits for a free pool slot; resolves false if the worker is stopping and the message should go back. */
   acquireSlot(): Promise<boolean>;
   releaseSlot(): void;
+  /** Waits for the task's turn under its rate limit; undefined if it has none or may start now. */
+  throttle(taskName: string): Promise<void> | undefined;
   /** Task ids revoked (the backend's revoked set, as this worker last heard it). */
   revoked: { has(taskId: string): boolean };
   /** Sends a task event (Celery's format) if the worker sends task events (-E); otherwise does nothing. */
@@ -42,6 +45,8 @@ export async function execute(delivery: Delivery, ctx: ExecutorContext): Promise
     if (await discardIfRevoked(request, delivery, ctx)) return;
     if (await revokeIfExpired(request, delivery, ctx)) return;
     if (await deferIfEarly(request, delivery, ctx)) return;
+    const turn = ctx.throttle(request.name);
+    if (turn) await turn;
     if (!(await ctx.acquireSlot())) {
       await delivery.reject({ requeue: true });
       return;
@@ -205,15 +210,22 @@ async function settle(request: TaskRequest, delivery: Delivery, outcome: Outcome
     case 'retry': {
       const limit = maxRetries(request, ctx);
       if (request.retries >= limit) {
-        const info = exceptionInfo('MaxRetriesExceededError', `${request.name}[${request.id}] retried ${request.retries} times (maxRetries ${limit})${outcome.reason ? `: ${outcome.reason}` : ''}`, 'celery.exceptions');
-        await ctx.app.backend.store(failureMeta(request.id, info, null, request, ctx));
-        ctx.log.error(fields, `${label} gave up: ${info.exc_message[0] as string}`);
-        ctx.emit('task-failed', request, { exception: `MaxRetriesExceededError(${JSON.stringify(info.exc_message[0])})`, traceback: null, runtime: runtimeSec });
+        // No retries left: the task fails with the error that made it retry, or, without one, Celery's
+        // MaxRetriesExceededError.
+        const info = outcome.error
+          ? errorInfo(outcome.error)
+          : exceptionInfo('MaxRetriesExceededError', `${request.name}[${request.id}] retried ${request.retries} times (maxRetries ${limit})${outcome.reason ? `: ${outcome.reason}` : ''}`, 'celery.exceptions');
+        await ctx.app.backend.store(failureMeta(request.id, info, outcome.error?.stack ?? null, request, ctx));
+        ctx.log.error(fields, `${label} gave up after ${request.retries} retries: ${info.exc_type}: ${String(info.exc_message[0])}`);
+        ctx.emit('task-failed', request, { exception: `${info.exc_type}(${JSON.stringify(info.exc_message[0])})`, traceback: outcome.error?.stack ?? null, runtime: runtimeSec });
         await delivery.ack();
         return;
       }
-      await retry(request, delivery, outcome.countdownSec, exceptionInfo('Retry', outcome.reason ?? `retry in ${outcome.countdownSec} s`, 'celery.exceptions'), ctx);
-      ctx.log.info(fields, `${label} retry: in ${outcome.countdownSec}s (attempt ${request.retries + 1})`);
+      const task = ctx.app.registry.get(request.name)?.options;
+      const countdownSec = outcome.countdownSec ?? backoffMs(task?.retryBackoff, request.retries) / 1000;
+      const info = outcome.error ? errorInfo(outcome.error) : exceptionInfo('Retry', outcome.reason ?? `retry in ${countdownSec} s`, 'celery.exceptions');
+      await retry(request, delivery, countdownSec, info, ctx);
+      ctx.log.info(fields, `${label} retry: in ${countdownSec}s (attempt ${request.retries + 1})`);
       return;
     }
     case 'reject':
@@ -223,14 +235,23 @@ async function settle(request: TaskRequest, delivery: Delivery, outcome: Outcome
       await delivery.reject({ requeue: false, reason: `Reject: ${outcome.reason}` });
       return;
     case 'lost': {
+      // A message that keeps killing its slot is poison: after `poisonAfterCrashes` it goes to the dead
+      // letters with the reason, instead of crashing slots for ever (each crash also spends a retry).
+      const crashes = request.crashes + 1;
       const info = exceptionInfo('WorkerLostError', outcome.detail, 'billiard.exceptions');
-      if (request.retries < maxRetries(request, ctx)) {
-        await retry(request, delivery, 0, info, ctx);
+      const fail = async (why: string): Promise<void> => {
+        await ctx.app.backend.store(failureMeta(request.id, info, null, request, ctx));
+        ctx.log.error(fields, `${label} lost its pool slot (${outcome.detail}); ${why}`);
+        ctx.emit('task-failed', request, { exception: `WorkerLostError(${JSON.stringify(outcome.detail)})`, traceback: null, runtime: runtimeSec });
+      };
+      if (crashes >= ctx.app.config.poisonAfterCrashes) {
+        await fail(`it has crashed its slot ${crashes} times: moved to dead letters`);
+        await delivery.reject({ requeue: false, reason: `Poison: crashed its pool slot ${crashes} times (last: ${outcome.detail})` });
+      } else if (request.retries < maxRetries(request, ctx)) {
+        await retry(request, delivery, 0, info, ctx, crashes);
         ctx.log.error(fields, `${label} lost its pool slot (${outcome.detail}); retrying (attempt ${request.retries + 1})`);
       } else {
-        await ctx.app.backend.store(failureMeta(request.id, info, null, request, ctx));
-        ctx.log.error(fields, `${label} lost its pool slot (${outcome.detail}); no retries left`);
-        ctx.emit('task-failed', request, { exception: `WorkerLostError(${JSON.stringify(outcome.detail)})`, traceback: null, runtime: runtimeSec });
+        await fail('no retries left');
         await delivery.ack();
       }
       return;
@@ -253,11 +274,12 @@ async function settle(request: TaskRequest, delivery: Delivery, outcome: Outcome
 }
 
 /** Publishes the next attempt before acknowledging this one, so a crash in between duplicates, never loses. */
-async function retry(request: TaskRequest, delivery: Delivery, countdownSec: number, info: ExceptionInfo, ctx: ExecutorContext): Promise<void> {
+async function retry(request: TaskRequest, delivery: Delivery, countdownSec: number, info: ExceptionInfo, ctx: ExecutorContext, crashes = request.crashes): Promise<void> {
   const eta = countdownSec > 0 ? new Date(Date.now() + countdownSec * 1000) : null;
   // RETRY is stored first, so it can never overwrite the outcome of the attempt published next.
   await ctx.app.backend.store({ ...baseMeta(request, ctx), status: States.RETRY, result: info });
-  await ctx.app.transport.publish(buildRetryMessage(request, eta, delivery.queue), { queue: delivery.queue, priority: request.priority, delayUntil: eta });
+  const next = buildRetryMessage(request, eta, delivery.queue, { retries: request.retries + 1, crashes });
+  await ctx.app.transport.publish(next, { queue: delivery.queue, priority: request.priority, delayUntil: eta });
   ctx.emit('task-retried', request, { exception: `${info.exc_type}(${JSON.stringify(info.exc_message[0] ?? '')})`, traceback: null });
   await delivery.ack();
 }

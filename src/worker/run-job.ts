@@ -20,6 +20,15 @@ function safeText(value: unknown): string {
   }
 }
 
+/** True if `error` is an instance of one of the classes, or its name is one of the names. */
+function retriesFor(list: TaskOptionsList | undefined, error: unknown): boolean {
+  if (!list?.length || error === null || typeof error !== 'object') return false;
+  const name = (error as { name?: unknown }).name;
+  return list.some((entry) => (typeof entry === 'string' ? entry === name : error instanceof entry));
+}
+
+type TaskOptionsList = RegisteredTask['options']['autoRetryFor'];
+
 /** Celery kwargs reach a Fennel task as one trailing object argument (docs/protocol.md). */
 export function callArguments(job: Pick<Job, 'args' | 'kwargs'>): unknown[] {
   return Object.keys(job.kwargs).length > 0 ? [...job.args, job.kwargs] : job.args;
@@ -49,9 +58,19 @@ export async function runJob(
     const code = (error as { code?: unknown } | null)?.code;
     if (code === 'FENNEL_RETRY') {
       const retry = error as Retry;
-      return { kind: 'retry', countdownSec: retry.countdownSec, reason: retry.reason === undefined ? null : retry.reason instanceof Error ? retry.reason.message : safeText(retry.reason) };
+      return {
+        kind: 'retry',
+        countdownSec: retry.countdownSec,
+        reason: retry.reason === undefined ? null : retry.reason instanceof Error ? retry.reason.message : safeText(retry.reason),
+        error: retry.error === undefined ? null : errorReport(retry.error),
+      };
     }
     if (code === 'FENNEL_REJECT') return { kind: 'reject', reason: (error as Reject).reason };
+    // autoRetryFor is matched here, where the error object still exists (a slot sends only its report).
+    if (retriesFor(task.options.autoRetryFor, error)) {
+      const report = errorReport(error);
+      return { kind: 'retry', countdownSec: null, reason: `${report.name}: ${report.message}`, error: report };
+    }
     return { kind: 'failure', error: errorReport(error) };
   }
   try {

@@ -11,6 +11,7 @@ import { HEARTBEAT_SEC, type EventType, type FennelEvent } from '../events/event
 import type { Delivery, Subscription } from '../transports/transport.ts';
 import { execute, type ExecutorContext } from './executor.ts';
 import { AsyncPool } from './pools/async.ts';
+import { RateLimiter } from './rate-limit.ts';
 import { RevokedSet } from './revoked.ts';
 import type { Pool } from './pools/pool.ts';
 import { processPool } from './pools/process.ts';
@@ -35,6 +36,10 @@ export interface WorkerOptions {
   graceSec?: number;
   logger?: Logger;
   logLevel?: string;
+  /** Replace a process or thread slot after it has run this many tasks (Celery's --max-tasks-per-child). */
+  maxTasksPerChild?: number;
+  /** Replace a process slot after a task that left it above this resident memory, in MB (--max-memory-per-child). */
+  maxMemoryPerChildMb?: number;
   /** Send task events (received, started, succeeded, …) for monitors, as Celery's `-E`. Worker events are always sent. */
   taskEvents?: boolean;
 }
@@ -76,8 +81,13 @@ export class Worker {
 
   async start(): Promise<void> {
     const data = { appPath: this.options.appPath ?? '' };
+    const recycle = { maxTasksPerChild: this.options.maxTasksPerChild, maxMemoryPerChildMb: this.options.maxMemoryPerChildMb };
     this.pool =
-      this.poolKind === 'process' ? processPool(this.concurrency, data) : this.poolKind === 'thread' ? threadPool(this.concurrency, data) : new AsyncPool(this.concurrency, this.app.registry);
+      this.poolKind === 'process'
+        ? processPool(this.concurrency, data, recycle)
+        : this.poolKind === 'thread'
+          ? threadPool(this.concurrency, data, recycle)
+          : new AsyncPool(this.concurrency, this.app.registry);
     await this.pool.start();
     await this.revoked.start(this.app.backend);
     // Engines unref their timers (a producer must be able to exit); a consuming worker must not.
@@ -130,7 +140,9 @@ export class Worker {
 
   private executorContext(pool: Pool): ExecutorContext {
     const taskEvents = this.options.taskEvents ?? false;
+    const limiter = new RateLimiter(this.app.registry);
     return {
+      throttle: (name) => limiter.take(name),
       revoked: this.revoked,
       emit: (type, request, fields) => {
         if (taskEvents) this.sendEvent(type, { uuid: request.id, ...fields });

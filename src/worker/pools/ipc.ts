@@ -8,7 +8,8 @@ export type FromSlot =
   | { type: 'ready' }
   | { type: 'fatal'; message: string }
   | { type: 'progress'; id: string; metaJson: string }
-  | { type: 'done'; id: string; outcome: Outcome };
+  /** `rssBytes`: the slot's resident memory after the job (process slots), for --max-memory-per-child. */
+  | { type: 'done'; id: string; outcome: Outcome; rssBytes?: number };
 
 /** What a slot is started with. */
 export interface SlotData {

@@ -23,7 +23,8 @@ export interface ErrorReport {
 export type Outcome =
   | { kind: 'success'; resultJson: string }
   | { kind: 'failure'; error: ErrorReport }
-  | { kind: 'retry'; countdownSec: number; reason: string | null }
+  /** `countdownSec` null: the task's retry policy decides. `error`: what failed (autoRetryFor, retry({ error })). */
+  | { kind: 'retry'; countdownSec: number | null; reason: string | null; error: ErrorReport | null }
   | { kind: 'reject'; reason: string }
   /** The slot died before reporting (crash, SIGKILL, out of memory). */
   | { kind: 'lost'; detail: string }

@@ -5,7 +5,7 @@ import { fork } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import type { FromSlot, SlotData } from './ipc.ts';
-import { SlotPool, type SlotHandle } from './slots.ts';
+import { SlotPool, type RecycleOptions, type SlotHandle } from './slots.ts';
 
 /** The slot entry beside this file: slot-main.ts under tsx, slot-main.js when built. */
 export function slotEntry(): URL {
@@ -22,7 +22,7 @@ export function slotExecArgv(): string[] {
   return argv;
 }
 
-export function processPool(size: number, data: SlotData): SlotPool {
+export function processPool(size: number, data: SlotData, recycle: RecycleOptions = {}): SlotPool {
   const execArgv = slotExecArgv();
   return new SlotPool('process', size, (): SlotHandle => {
     const child = fork(slotEntry(), [], {
@@ -41,5 +41,5 @@ export function processPool(size: number, data: SlotData): SlotPool {
       onMessage: (listener) => child.on('message', (m) => listener(m as FromSlot)),
       onExit: (listener) => child.once('exit', (code, signal) => listener(signal ? `killed by ${signal}` : `exit code ${code}`)),
     };
-  });
+  }, recycle);
 }

@@ -30,7 +30,7 @@ async function main(): Promise<void> {
         running.set(job.id, controller);
         void runJob(app.registry, job, controller.signal, (metaJson) => send({ type: 'progress', id: job.id, metaJson })).then((outcome) => {
           running.delete(job.id);
-          send({ type: 'done', id: job.id, outcome });
+          send({ type: 'done', id: job.id, outcome, rssBytes: process.memoryUsage.rss() });
         });
         break;
       }

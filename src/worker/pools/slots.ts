@@ -16,10 +16,19 @@ export interface SlotHandle {
   onExit(listener: (detail: string) => void): void;
 }
 
+/** When a slot is replaced after its job, without losing it (Celery's max_tasks_per_child, max_memory_per_child). */
+export interface RecycleOptions {
+  maxTasksPerChild?: number | undefined;
+  maxMemoryPerChildMb?: number | undefined;
+}
+
 interface Slot {
   handle: SlotHandle;
   ready: boolean;
   dead: boolean;
+  tasks: number;
+  /** Retired on purpose (recycling): replaced at once, not after the crash back-off. */
+  recycled: boolean;
   current: { job: Job; hooks: JobHooks; resolve: (o: Outcome) => void; timers: NodeJS.Timeout[] } | undefined;
 }
 
@@ -34,6 +43,7 @@ export class SlotPool implements Pool {
     readonly kind: 'process' | 'thread',
     readonly size: number,
     private readonly spawn: () => SlotHandle,
+    private readonly recycle: RecycleOptions = {},
   ) {}
 
   async start(): Promise<void> {
@@ -43,7 +53,7 @@ export class SlotPool implements Pool {
   /** Starts one slot and resolves when it has loaded the app; rejects if it cannot. */
   private startSlot(): Promise<void> {
     return new Promise((resolve, reject) => {
-      const slot: Slot = { handle: this.spawn(), ready: false, dead: false, current: undefined };
+      const slot: Slot = { handle: this.spawn(), ready: false, dead: false, tasks: 0, recycled: false, current: undefined };
       slot.handle.onMessage((message) => {
         switch (message.type) {
           case 'ready':
@@ -59,7 +69,10 @@ export class SlotPool implements Pool {
             if (slot.current?.job.id === message.id) slot.current.hooks.onProgress(message.metaJson);
             break;
           case 'done':
-            if (slot.current?.job.id === message.id) this.finish(slot, message.outcome);
+            if (slot.current?.job.id === message.id) {
+              this.finish(slot, message.outcome);
+              this.maybeRecycle(slot, message.rssBytes);
+            }
             break;
         }
       });
@@ -73,7 +86,7 @@ export class SlotPool implements Pool {
           // Replace it, a little later so a slot that dies at once cannot spin the CPU.
           setTimeout(() => {
             if (!this.closing) this.startSlot().catch(() => {});
-          }, RESPAWN_DELAY_MS).unref();
+          }, slot.recycled ? 0 : RESPAWN_DELAY_MS).unref();
         }
       });
     });
@@ -86,6 +99,21 @@ export class SlotPool implements Pool {
     for (const timer of current.timers) clearTimeout(timer);
     current.resolve(outcome);
     this.release();
+  }
+
+  /**
+   * Replaces a slot that has run its quota of tasks or grown past its memory limit. Its job's outcome is
+   * already reported, so nothing is lost; it is marked dead first so no job is handed to it while it exits.
+   */
+  private maybeRecycle(slot: Slot, rssBytes: number | undefined): void {
+    slot.tasks++;
+    const { maxTasksPerChild, maxMemoryPerChildMb } = this.recycle;
+    const tooMany = maxTasksPerChild !== undefined && slot.tasks >= maxTasksPerChild;
+    const tooBig = maxMemoryPerChildMb !== undefined && rssBytes !== undefined && rssBytes > maxMemoryPerChildMb * 1024 * 1024;
+    if (!tooMany && !tooBig || slot.dead) return;
+    slot.dead = true;
+    slot.recycled = true;
+    slot.handle.kill(); // its exit starts the replacement
   }
 
   private release(): void {

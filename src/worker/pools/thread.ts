@@ -4,7 +4,7 @@
 import { Worker } from 'node:worker_threads';
 import type { FromSlot, SlotData } from './ipc.ts';
 import { slotEntry } from './process.ts';
-import { SlotPool, type SlotHandle } from './slots.ts';
+import { SlotPool, type RecycleOptions, type SlotHandle } from './slots.ts';
 
 /**
  * Node 20 does not apply `--import` loader hooks to a worker thread's entry file, so a thread starts from
@@ -16,7 +16,7 @@ function bootstrap(): string {
   return `import(${JSON.stringify(tsxApi)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(slotEntry().href)}); });`;
 }
 
-export function threadPool(size: number, data: SlotData): SlotPool {
+export function threadPool(size: number, data: SlotData, recycle: RecycleOptions = {}): SlotPool {
   const code = bootstrap();
   // Resolution conditions (--conditions=development) must match the worker's, so `fennel` resolves alike.
   const execArgv = process.execArgv.filter((a) => a.startsWith('--conditions') || a.startsWith('-C'));
@@ -32,5 +32,5 @@ export function threadPool(size: number, data: SlotData): SlotPool {
         worker.once('exit', (code) => listener(error ? `thread error: ${error.message}` : `thread exit code ${code}`));
       },
     };
-  });
+  }, { maxTasksPerChild: recycle.maxTasksPerChild });
 }

@@ -68,6 +68,7 @@ describe('parseTaskMessage', () => {
       replyTo: '3c66a8a1-d850-3317-81f2-46aacfd8f1f7',
       priority: 0,
       queue: 'celery',
+      crashes: 0,
     });
   });
 
