@@ -1,0 +1,228 @@
+// The fault-injection driver, shared by every engine: enqueue thousands of tasks that record each run in a
+// ledger, run them on several real worker processes, and while they run, at fixed points of progress:
+//   1. SIGKILL a worker process (and start another), 2. SIGKILL one pool slot of another worker,
+//   3. break every broker connection, 4. restart the broker (where it keeps its data),
+//   5. SIGTERM a worker: it must drain and exit 0 (and another is started).
+// Then count: enqueued, completed (distinct ids in the ledger), lost (enqueued, never run: must be 0), run
+// more than once (allowed under at-least-once: counted, reported), and per fault the time until the ledger
+// moved on again. What is asserted does not depend on timing; the times are only reported.
+
+import { execFileSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Fennel } from '../../src/index.ts';
+import { runCli, type RunningWorker } from '../support/process.ts';
+
+export const TASKS = join(import.meta.dirname, 'fixtures/tasks.ts');
+
+export interface Fault {
+  /** Shown in the report. */
+  label: string;
+  /** Injects it; `ctx` gives the running workers and starts new ones. */
+  inject(ctx: FaultContext): Promise<void>;
+}
+
+export interface FaultContext {
+  workers: RunningWorker[];
+  startWorker(): Promise<RunningWorker>;
+}
+
+export interface EngineSetup {
+  engine: string;
+  brokerUrl: string;
+  backendUrl: string;
+  /** The engine-specific faults (connection breaks, broker restarts); process faults are added by the driver. */
+  brokerFaults: Fault[];
+  /** What the engine cannot have done to it, for the report. */
+  notApplicable: string[];
+}
+
+export interface FaultReport {
+  engine: string;
+  enqueued: number;
+  completed: number;
+  lost: number;
+  duplicates: number;
+  recoveries: Array<{ fault: string; recoverMs: number }>;
+  sigtermExit: string;
+  notApplicable: string[];
+  totalMs: number;
+}
+
+/** Recovered: this many more runs since the fault, more than the workers' prefetch windows (2 × 2 slots × 4) hold. */
+const RECOVERED_AFTER = 50;
+const WORKER_FLAGS = ['-P', 'process', '-c', '2', '--loglevel', 'error', '--grace', '60'];
+
+function ledgerIds(ledger: string): string[] {
+  return readFileSync(ledger, 'utf8').split('\n').filter(Boolean);
+}
+
+async function until(predicate: () => boolean | Promise<boolean>, what: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await predicate())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+function childPids(pid: number): number[] {
+  try {
+    return execFileSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' }).split('\n').filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+export async function runFaultScenario(setup: EngineSetup, options: { tasks: number; sleepMs: number; dir: string; queue: string }): Promise<FaultReport> {
+  const env = {
+    FENNEL_BROKER_URL: setup.brokerUrl,
+    FENNEL_RESULT_BACKEND: setup.backendUrl,
+    FENNEL_VISIBILITY_TIMEOUT_SEC: '3',
+    FENNEL_POLL_INTERVAL_MS: '100',
+  };
+  const ledger = join(options.dir, `${setup.engine}-ledger.txt`);
+  writeFileSync(ledger, '');
+  const all: RunningWorker[] = [];
+  const ctx: FaultContext = {
+    workers: [],
+    startWorker: async () => {
+      const w = runCli(['worker', '--app', TASKS, '-Q', options.queue, ...WORKER_FLAGS], env);
+      all.push(w);
+      await w.waitForLine(/worker ready/, 60_000);
+      ctx.workers.push(w);
+      return w;
+    },
+  };
+  const app = new Fennel({ broker: setup.brokerUrl, backend: setup.backendUrl, pollIntervalMs: 100 });
+  let sigtermExit = 'not reached';
+  const processFaults: Fault[] = [
+    {
+      label: 'SIGKILL a worker process (another started)',
+      inject: async (c) => {
+        const victim = c.workers.shift()!;
+        const slots = childPids(victim.child.pid!);
+        victim.child.kill('SIGKILL');
+        await victim.exited;
+        // Its slots notice their parent is gone and exit; a new worker is started meanwhile.
+        for (const pid of slots) await until(() => !alive(pid), `slot ${pid} of the killed worker to exit`, 10_000).catch(() => process.kill(pid, 'SIGKILL'));
+        await c.startWorker();
+      },
+    },
+    {
+      label: 'SIGKILL one pool slot of a worker',
+      inject: async (c) => {
+        const slot = childPids(c.workers[0]!.child.pid!)[0];
+        if (slot) process.kill(slot, 'SIGKILL');
+      },
+    },
+  ];
+  const sigterm: Fault = {
+    label: 'SIGTERM a worker (drains, exits 0; another started)',
+    inject: async (c) => {
+      const victim = c.workers.shift()!;
+      victim.child.kill('SIGTERM');
+      const exit = await victim.exited;
+      sigtermExit = exit.signal ? `signal ${exit.signal}` : `code ${exit.code}`;
+      await c.startWorker();
+    },
+  };
+  const faults = [...processFaults, ...setup.brokerFaults, sigterm];
+  try {
+    await ctx.startWorker();
+    await ctx.startWorker();
+    const t0 = Date.now();
+    const ids: string[] = [];
+    for (let i = 0; i < options.tasks; i += 500) {
+      const args = Array.from({ length: Math.min(500, options.tasks - i) }, () => [ledger, options.sleepMs] as [string, number]);
+      ids.push(...(await publishBatch(app, options.queue, args)));
+    }
+    const recoveries: FaultReport['recoveries'] = [];
+    for (let f = 0; f < faults.length; f++) {
+      // Faults at 10%, 25%, 40%, … of the work, so the later ones hit a system still recovering from the first.
+      const at = Math.floor(options.tasks * (0.1 + (0.15 * f)));
+      await until(() => new Set(ledgerIds(ledger)).size >= at, `${at} tasks run before '${faults[f]!.label}'`, 180_000);
+      const before = ledgerIds(ledger).length;
+      const injected = Date.now();
+      // Recovered: the ledger has moved on by a handful of runs since the fault (watched while it is injected,
+      // so work the surviving workers do meanwhile counts).
+      let recoveredAt = 0;
+      const recovered = until(() => ledgerIds(ledger).length >= before + RECOVERED_AFTER, `progress after '${faults[f]!.label}'`, 180_000).then(() => (recoveredAt = Date.now()));
+      await faults[f]!.inject(ctx);
+      await recovered;
+      recoveries.push({ fault: faults[f]!.label, recoverMs: recoveredAt - injected });
+    }
+    await until(() => new Set(ledgerIds(ledger)).size >= ids.length, 'every task to run', 300_000);
+    const totalMs = Date.now() - t0;
+    // The killed worker's unacknowledged messages run again after the visibility timeout; let them, so the
+    // duplicate count is final.
+    await until(async () => (await app.transport.stats()).every((s) => s.ready + s.scheduled + s.unacked === 0), 'the queue to drain', 120_000).catch(() => {});
+    const runs = ledgerIds(ledger);
+    const distinct = new Set(runs);
+    const lost = ids.filter((id) => !distinct.has(id)).length;
+    return {
+      engine: setup.engine,
+      enqueued: ids.length,
+      completed: distinct.size,
+      lost,
+      duplicates: runs.length - distinct.size,
+      recoveries,
+      sigtermExit,
+      notApplicable: setup.notApplicable,
+      totalMs,
+    };
+  } finally {
+    for (const w of all) if (w.child.exitCode === null && w.child.signalCode === null) w.child.kill('SIGKILL');
+    await Promise.all(all.map((w) => w.exited));
+    await app.close().catch(() => {});
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function publishBatch(app: Fennel, queue: string, argsList: Array<[string, number]>): Promise<string[]> {
+  const results = argsList.map((args) => app.sendTask('faults.work', args, { queue, ignoreResult: true }));
+  await Promise.all(results.map((r) => r.sent));
+  return results.map((r) => r.id);
+}
+
+/** The report as Markdown: one table row per engine, then what was injected and how. */
+export function faultsMarkdown(reports: FaultReport[], command: string): string {
+  const lines = [
+    '# Fault injection',
+    '',
+    'Generated by the fault-injection suite (`test/faults/faults.test.ts`); do not edit by hand.',
+    '',
+    `- Command: \`${command}\``,
+    `- Date: ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC`,
+    '- Workers: `fennel worker -P process -c 2 --grace 60`, two at a time, `FENNEL_VISIBILITY_TIMEOUT_SEC=3`; each task appends its id to a ledger file, then sleeps.',
+    '',
+    '| Engine | Enqueued | Completed | Lost | Run more than once | SIGTERMed worker | Total time |',
+    '| --- | ---: | ---: | ---: | ---: | --- | ---: |',
+    ...reports.map((r) => `| ${r.engine} | ${r.enqueued} | ${r.completed} | **${r.lost}** | ${r.duplicates} | ${r.sigtermExit} | ${(r.totalMs / 1000).toFixed(1)} s |`),
+    '',
+    '## Time to recover',
+    '',
+    `From the moment a fault was injected until the ledger had moved on by ${RECOVERED_AFTER} more runs (more than the running workers' prefetch windows hold, so work already in hand does not count as recovery).`,
+    '',
+    '| Engine | Fault | Time to recover |',
+    '| --- | --- | ---: |',
+    ...reports.flatMap((r) => r.recoveries.map((x) => `| ${r.engine} | ${x.fault} | ${(x.recoverMs / 1000).toFixed(2)} s |`)),
+    '',
+    '## Not injected',
+    '',
+    ...reports.flatMap((r) => r.notApplicable.map((n) => `- ${r.engine}: ${n}`)),
+    '',
+    'Lost must be 0 on every engine (the suite fails otherwise). Runs more than once are allowed (at-least-once):',
+    "they are the tasks a killed worker or slot had started but not acknowledged, and messages a broken connection",
+    'returned to the queue.',
+    '',
+  ];
+  return lines.join('\n');
+}

@@ -1,0 +1,122 @@
+// The fault-injection suite (see driver.ts): the same scenario on every engine. SQLite's file survives any
+// process; Redis runs as a private append-only redis-server on port 6392 (fsync always), so it can be
+// restarted without touching the shared one; RabbitMQ is the local node (connections closed, the app
+// stopped and started). Set FENNEL_FAULTS_REPORT=FAULTS.md (npm run faults) to write the report.
+
+import assert from 'node:assert/strict';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { promisify } from 'node:util';
+import { after, describe, it } from 'node:test';
+import { Redis } from 'ioredis';
+import { makeTempDir } from '../support/tmp.ts';
+import { RABBIT_URL, rabbitSkipReason, REDIS_DB, redisAnswers, redisSkipReason, redisUrlForTest } from '../support/services.ts';
+import { removeRabbitQueues } from '../support/rabbit.ts';
+import { faultsMarkdown, runFaultScenario, type FaultReport } from './driver.ts';
+
+const TASKS = 2000;
+const SLEEP_MS = 5;
+const PRIVATE_PORT = 6392;
+const dir = makeTempDir('fennel-faults-');
+const reports: FaultReport[] = [];
+const run = Date.now().toString(36);
+const redisSkip = await redisSkipReason();
+const amqpSkip = (await rabbitSkipReason()) || redisSkip;
+
+after(() => {
+  const target = process.env['FENNEL_FAULTS_REPORT'];
+  if (target && reports.length) writeFileSync(target, faultsMarkdown(reports, 'npm run faults'));
+  for (const r of reports) process.stdout.write(`# faults ${r.engine}: enqueued ${r.enqueued}, completed ${r.completed}, lost ${r.lost}, run twice ${r.duplicates}, ${(r.totalMs / 1000).toFixed(1)} s\n`);
+  dir.remove();
+});
+
+function check(report: FaultReport): void {
+  reports.push(report);
+  assert.equal(report.lost, 0, `${report.lost} task(s) lost on ${report.engine}`);
+  assert.equal(report.completed, report.enqueued);
+  assert.equal(report.sigtermExit, 'code 0', 'the SIGTERMed worker drained and exited cleanly');
+}
+
+describe('fault injection', () => {
+  it('sqlite: no task lost', async () => {
+    const report = await runFaultScenario(
+      { engine: 'sqlite', brokerUrl: `sqlite://${dir.file('faults.db')}`, backendUrl: `sqlite://${dir.file('faults.db')}`, brokerFaults: [], notApplicable: ['connection breaks and broker restarts: there is no server; the file outlives every process (the SIGKILLs above)'] },
+      { tasks: TASKS, sleepMs: SLEEP_MS, dir: dir.path, queue: `faults-${run}` },
+    );
+    check(report);
+  });
+
+  describe('redis', { skip: redisSkip }, () => {
+    let server: ChildProcess | undefined;
+    const start = async (): Promise<void> => {
+      server = spawn('redis-server', ['--port', String(PRIVATE_PORT), '--bind', '127.0.0.1', '--appendonly', 'yes', '--appendfsync', 'always', '--save', '', '--dir', dir.path], { stdio: 'ignore' });
+      const deadline = Date.now() + 20_000;
+      while (!(await redisAnswers(PRIVATE_PORT, 300))) {
+        if (Date.now() > deadline) throw new Error(`redis-server on port ${PRIVATE_PORT} did not start`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    };
+    const stop = async (): Promise<void> => {
+      const s = server;
+      if (!s || s.exitCode !== null) return;
+      const exited = new Promise((r) => s.once('exit', r));
+      s.kill('SIGTERM'); // SHUTDOWN: the append-only file is fsynced, then it exits
+      await exited;
+    };
+    after(stop);
+
+    it('redis: no task lost', async () => {
+      if (await redisAnswers(PRIVATE_PORT, 300)) throw new Error(`something already answers on port ${PRIVATE_PORT}; the fault suite needs it`);
+      await start();
+      const url = redisUrlForTest(0, PRIVATE_PORT);
+      const report = await runFaultScenario(
+        {
+          engine: 'redis',
+          brokerUrl: url,
+          backendUrl: url,
+          brokerFaults: [
+            {
+              label: 'CLIENT KILL every connection',
+              inject: async () => {
+                const admin = new Redis(url, { maxRetriesPerRequest: 1 });
+                try {
+                  await admin.client('KILL', 'TYPE', 'normal', 'SKIPME', 'yes');
+                  await admin.client('KILL', 'TYPE', 'pubsub');
+                } finally {
+                  admin.disconnect();
+                }
+              },
+            },
+            { label: 'restart redis-server (append-only file kept)', inject: async () => (await stop(), await start()) },
+          ],
+          notApplicable: [],
+        },
+        { tasks: TASKS, sleepMs: SLEEP_MS, dir: dir.path, queue: `faults-${run}` },
+      );
+      check(report);
+    });
+  });
+
+  describe('amqp', { skip: amqpSkip }, () => {
+    const queue = `faults-${run}`;
+    after(() => removeRabbitQueues([queue], queue));
+
+    it('amqp: no task lost', async () => {
+      const rabbitmqctl = (...args: string[]): Promise<unknown> => promisify(execFile)('rabbitmqctl', args, { timeout: 120_000 });
+      const report = await runFaultScenario(
+        {
+          engine: 'amqp',
+          brokerUrl: RABBIT_URL,
+          backendUrl: redisUrlForTest(REDIS_DB.semantics),
+          brokerFaults: [
+            { label: 'rabbitmqctl close_all_connections', inject: async () => void (await rabbitmqctl('close_all_connections', 'fault injection')) },
+            { label: 'rabbitmqctl stop_app / start_app', inject: async () => void (await rabbitmqctl('stop_app'), await rabbitmqctl('start_app')) },
+          ],
+          notApplicable: [],
+        },
+        { tasks: TASKS, sleepMs: SLEEP_MS, dir: dir.path, queue },
+      );
+      check(report);
+    });
+  });
+});
