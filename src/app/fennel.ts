@@ -9,7 +9,7 @@ import { ClosedError, ConfigError, PayloadTooLargeError } from '../errors.ts';
 import { bodyBytes, buildTaskMessage, type WireMessage } from '../protocol/message.ts';
 import type { EventBus } from '../events/events.ts';
 import { createEventBus } from '../events/index.ts';
-import { createTransport } from '../transports/index.ts';
+import { createTransport, schemeOf } from '../transports/index.ts';
 import type { Route as TransportRoute, Transport } from '../transports/transport.ts';
 import { compileRoutes, resolveConfig, type FennelOptions, type ResolvedConfig } from './config.ts';
 import { revokedMeta } from '../protocol/result.ts';
@@ -132,6 +132,9 @@ export class Fennel {
     const eta = call.eta !== undefined ? toDate(call.eta)! : call.countdown !== undefined ? new Date(now + call.countdown * 1000) : null;
     const expires = call.expires === undefined ? null : typeof call.expires === 'number' ? new Date(now + call.expires * 1000) : toDate(call.expires)!;
     const limits = timeLimits(call, task);
+    if (call.deduplicate && !this.transport.capabilities.deduplication) {
+      throw new ConfigError(`call of '${name}': deduplicate is not supported by ${schemeOf(this.config.broker)}:// (it has no atomic check-and-publish); engines with it: sqlite://, redis://, memory://`);
+    }
     const queue = this.queueFor(name, call, task);
     const priority = call.priority ?? this.route(name)?.priority ?? task.priority ?? 0;
     const message = buildTaskMessage({
@@ -147,10 +150,11 @@ export class Fennel {
       softTimeLimitSec: limits.soft,
       ignoreResult: call.ignoreResult ?? task.ignoreResult ?? false,
       replyTo: this.oid,
+      ...(call.deduplicate ? { deduplicate: true } : {}),
     });
     const size = bodyBytes(message);
     if (size > this.config.maxPayloadBytes) throw new PayloadTooLargeError(size, this.config.maxPayloadBytes);
-    return { message, route: { queue, priority, delayUntil: eta } };
+    return { message, route: { queue, priority, delayUntil: eta, ...(call.deduplicate ? { deduplicate: true } : {}) } };
   }
 
   /** Closes the engines this app opened. Sending or reading results afterwards throws ClosedError. */

@@ -55,6 +55,7 @@ const CALL_CHECKS: Record<keyof CallOptions, Check> = {
   expires: expiresCheck,
   priority,
   taskId: name,
+  deduplicate: bool,
   ignoreResult: bool,
   timeLimitMs: positive,
   softTimeLimitMs: positive,
@@ -92,6 +93,7 @@ export function checkTaskOptions(taskName: string, options: TaskOptions): void {
 
 export function checkCallOptions(taskName: string, options: CallOptions): void {
   check(`call of '${taskName}'`, options, CALL_CHECKS);
+  if (options.deduplicate && !options.taskId) throw new ConfigError(`call of '${taskName}': deduplicate needs a taskId (the id that makes two calls the same)`);
   if (options.eta !== undefined && options.countdown !== undefined) throw new ConfigError(`call of '${taskName}': give eta or countdown, not both`);
 }
 

@@ -21,6 +21,12 @@ export interface CallOptions {
   priority?: number;
   /** Use this id instead of a new UUID. */
   taskId?: string;
+  /**
+   * With `taskId`: enqueue at most once per id while the first such call is still waiting or running
+   * (BullMQ's jobId semantics); a duplicate is dropped by the broker and its AsyncResult is the first call's
+   * (same id). Needs an engine that checks atomically: sqlite://, redis://, memory://.
+   */
+  deduplicate?: boolean;
   /** Store no result (get() would wait for ever). */
   ignoreResult?: boolean;
   /** Kill the task after this many milliseconds (hard limit): its pool slot is replaced, the task FAILS with TimeLimitExceeded. */

@@ -67,6 +67,8 @@ export interface TaskCall {
   embed?: Partial<Embed>;
   /** Times this message crashed a pool slot (Fennel's own header, `fennel_crashes`; other workers ignore it). */
   crashes?: number;
+  /** Published with deduplicate: the header `fennel_dedupe` tells its consumer to free the id when settled. */
+  deduplicate?: boolean;
 }
 
 /** A validated task message, as the worker sees it. */
@@ -130,6 +132,7 @@ export function buildTaskMessage(call: TaskCall): WireMessage {
     stamped_headers: null,
     stamps: {},
     ...(call.crashes ? { fennel_crashes: call.crashes } : {}),
+    ...(call.deduplicate ? { fennel_dedupe: true } : {}),
   };
   const properties: WireProperties = {
     correlation_id: call.id,

@@ -4,7 +4,7 @@
 
 import { randomUUID } from 'node:crypto';
 import type { WireMessage } from '../protocol/message.ts';
-import { describeMessage, type ConsumeOptions, type DeadLetter, type Delivery, type QueueStats, type Route, type Subscription, type Transport } from './transport.ts';
+import { dedupeId, describeMessage, type ConsumeOptions, type DeadLetter, type Delivery, type QueueStats, type Route, type Subscription, type Transport } from './transport.ts';
 
 interface Stored {
   seq: number;
@@ -24,12 +24,14 @@ interface Consumer {
 }
 
 export class MemoryTransport implements Transport {
-  readonly capabilities = { delayedDelivery: true, priorities: true, crossProcess: false };
+  readonly capabilities = { delayedDelivery: true, priorities: true, crossProcess: false, deduplication: true };
   private readonly waiting: Stored[] = [];
   private readonly unacked = new Map<number, Stored>();
   private readonly dead = new Map<string, DeadLetter>();
   private readonly consumers = new Set<Consumer>();
   private seq = 0;
+  /** Task ids of pending deduplicated messages. */
+  private readonly pendingIds = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
 
@@ -46,6 +48,11 @@ export class MemoryTransport implements Transport {
   }
 
   private insert(message: WireMessage, route: Route): void {
+    if (route.deduplicate) {
+      const id = dedupeId(message)!;
+      if (this.pendingIds.has(id)) return;
+      this.pendingIds.add(id);
+    }
     this.waiting.push({
       seq: this.seq++,
       queue: route.queue,
@@ -117,7 +124,7 @@ export class MemoryTransport implements Transport {
       queue: stored.queue,
       redelivered,
       ack: async () => {
-        settle();
+        if (settle()) this.release(stored.message);
       },
       reject: async ({ requeue, reason }) => {
         if (!settle()) return;
@@ -125,6 +132,7 @@ export class MemoryTransport implements Transport {
           stored.visibleAt = 0;
           this.waiting.push(stored);
         } else {
+          this.release(stored.message);
           const id = randomUUID();
           this.dead.set(id, { id, queue: stored.queue, reason: reason ?? 'rejected', createdAt: new Date(), message: stored.message, ...describeMessage(stored.message) });
         }
@@ -132,10 +140,16 @@ export class MemoryTransport implements Transport {
     });
   }
 
+  private release(message: WireMessage): void {
+    const id = dedupeId(message);
+    if (id) this.pendingIds.delete(id);
+  }
+
   async purge(queue: string): Promise<number> {
     let removed = 0;
     for (let i = this.waiting.length - 1; i >= 0; i--) {
       if (this.waiting[i]!.queue === queue) {
+        this.release(this.waiting[i]!.message);
         this.waiting.splice(i, 1);
         removed++;
       }

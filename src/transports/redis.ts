@@ -17,7 +17,7 @@ import { BrokerUnavailableError, ClosedError } from '../errors.ts';
 import { decodeEnvelope, encodeEnvelope } from '../protocol/envelope.ts';
 import type { WireMessage } from '../protocol/message.ts';
 import { Batcher } from '../util/batcher.ts';
-import { describeMessage, type ConsumeOptions, type DeadLetter, type Delivery, type QueueStats, type Route, type Subscription, type Transport } from './transport.ts';
+import { DEDUPE_HEADER, dedupeId, describeMessage, type ConsumeOptions, type DeadLetter, type Delivery, type QueueStats, type Route, type Subscription, type Transport } from './transport.ts';
 
 export const SEP = '\x06\x16';
 const PRIORITY_STEPS = [0, 3, 6, 9];
@@ -31,8 +31,9 @@ export const REDIS_KEYS = {
   wakePrefix: 'fennel.wake.',
   deadLetters: 'fennel.dead_letters',
   deadLetterSeq: 'fennel.dead_letters.seq',
+  dedupePrefix: 'fennel.dedupe.',
 } as const;
-const { unacked: UNACKED, unackedIndex: UNACKED_INDEX, unackedMutex: UNACKED_MUTEX, leases: LEASES, scheduled: SCHEDULED, wakePrefix: WAKE, deadLetters: DEAD, deadLetterSeq: DEAD_SEQ } = REDIS_KEYS;
+const { unacked: UNACKED, unackedIndex: UNACKED_INDEX, unackedMutex: UNACKED_MUTEX, leases: LEASES, scheduled: SCHEDULED, wakePrefix: WAKE, deadLetters: DEAD, deadLetterSeq: DEAD_SEQ, dedupePrefix: DEDUPE } = REDIS_KEYS;
 
 const PUBLISH_ATTEMPTS = 6;
 /** Messages taken by one fetch, and tags acknowledged by one ack: both scripts unpack them as arguments, and Lua's unpack stops near 8,000. */
@@ -44,7 +45,9 @@ function isConnectionError(error: unknown): boolean {
   return /AbortError|Connection is closed|ECONNRESET|ECONNREFUSED|EPIPE|ETIMEDOUT|max retries per request/i.test(text);
 }
 
-const SCRIPTS = ['fetch', 'ack', 'restore', 'dead_letter', 'requeue_dead', 'promote'] as const;
+const SCRIPTS = ['fetch', 'ack', 'restore', 'dead_letter', 'requeue_dead', 'promote', 'publish_once'] as const;
+/** A deduplicated id whose message vanished without an ack or dead letter is freed after this (seconds). */
+const DEDUPE_SAFETY_SEC = 7 * 86_400;
 type ScriptName = (typeof SCRIPTS)[number];
 
 function loadScript(name: ScriptName): string {
@@ -87,7 +90,7 @@ export function redisOptions(): RedisOptions {
 }
 
 export class RedisTransport implements Transport {
-  readonly capabilities = { delayedDelivery: true, priorities: true, crossProcess: true };
+  readonly capabilities = { delayedDelivery: true, priorities: true, crossProcess: true, deduplication: true };
   readonly client: Redis;
   readonly visibilityMs: number;
   readonly pollMs: number;
@@ -136,12 +139,24 @@ export class RedisTransport implements Transport {
     this.check();
     // Encoded once: a resend after a dropped connection carries the same delivery tags.
     const now = Date.now();
-    const writes = batch.map(([message, route]) => {
-      const envelope = encodeEnvelope(message, 'base64', { delivery_tag: randomUUID() });
+    const all = batch.map(([message, route]) => {
+      const tag = randomUUID();
+      const envelope = encodeEnvelope(message, 'base64', { delivery_tag: tag });
       const due = route.delayUntil?.getTime() ?? 0;
-      return { queue: route.queue, bucket: bucketFor(route.queue, route.priority), envelope, due: due > now ? due : 0 };
+      const dedupe = route.deduplicate ? dedupeId(message) : undefined;
+      return { queue: route.queue, bucket: bucketFor(route.queue, route.priority), envelope, tag, due: due > now ? due : 0, dedupe };
     });
-    for (let attempt = 1; ; attempt++) {
+    // Deduplicated messages go one by one through publish_once.lua (check and push in one step); the rest
+    // in one transaction.
+    for (const w of all) {
+      if (!w.dedupe) continue;
+      await this.withResend(() =>
+        this.run('publish_once', [`${DEDUPE}${w.dedupe}`, w.due ? SCHEDULED : w.bucket, `${WAKE}${w.queue}`, `_kombu.binding.${w.queue}`], [w.tag, w.due ? `${w.bucket}\n${w.envelope}` : w.envelope, w.due, `${w.queue}${SEP}${SEP}${w.queue}`, DEDUPE_SAFETY_SEC]),
+      );
+    }
+    const writes = all.filter((w) => !w.dedupe);
+    if (writes.length === 0) return;
+    await this.withResend(async () => {
       const multi = this.client.multi();
       // One LPUSH per bucket with every envelope for it, in order (the first pushed is the first popped),
       // and one ZADD for all the scheduled ones: a bulk of 500 is a handful of commands, not 500.
@@ -162,17 +177,26 @@ export class RedisTransport implements Transport {
         // Declare the queue as kombu's producer does (maybe_declare), once per queue and transport.
         if (!this.declared.has(queue)) multi.sadd(`_kombu.binding.${queue}`, `${queue}${SEP}${SEP}${queue}`);
       }
+      const results = await multi.exec();
+      const failed = results?.find(([error]) => error);
+      if (!results || failed) throw failed?.[0] ?? new Error('transaction aborted');
+      for (const w of writes) this.declared.add(w.queue);
+    });
+  }
+
+  /**
+   * Runs a publish step, sending it again (whole) if the connection dropped under it: ioredis cannot resend a
+   * transaction it lost (AbortError). The worst case is a duplicate (the first ran and only its reply was
+   * lost): at-least-once, never a publish that silently vanishes. A deduplicated publish cannot even duplicate.
+   */
+  private async withResend(step: () => Promise<unknown>): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
       try {
-        const results = await multi.exec();
-        const failed = results?.find(([error]) => error);
-        if (!results || failed) throw failed?.[0] ?? new Error('transaction aborted');
-        for (const w of writes) this.declared.add(w.queue);
+        await step();
         return;
       } catch (error) {
-        // ioredis cannot resend a transaction the connection dropped under (AbortError); it is sent again
-        // here, whole. The worst case is a duplicate (the first ran and only its reply was lost):
-        // at-least-once, never a publish that silently vanishes.
-        if (this.closed || attempt >= PUBLISH_ATTEMPTS || !isConnectionError(error)) throw this.translate(error);
+        const dropped = isConnectionError(error) || error instanceof BrokerUnavailableError;
+        if (this.closed || attempt >= PUBLISH_ATTEMPTS || !dropped) throw error instanceof BrokerUnavailableError || error instanceof ClosedError ? error : this.translate(error);
         await new Promise((resolve) => setTimeout(resolve, 100 * 2 ** attempt));
       }
     }
@@ -198,10 +222,18 @@ export class RedisTransport implements Transport {
     this.check();
     const buckets = bucketsOf(queue);
     const scheduled = (await this.client.zrange(SCHEDULED, 0, -1)).filter((m) => buckets.some((b) => m.startsWith(`${b}\n`)));
+    // Deduplicated ids of purged messages are freed (an admin operation: reading the lists is acceptable).
+    const purged = [...scheduled.map((m) => m.slice(m.indexOf('\n') + 1))];
+    for (const b of buckets) purged.push(...(await this.client.lrange(b, 0, -1)));
+    const freed = purged.flatMap((raw) => {
+      const id = raw.includes(DEDUPE_HEADER) ? dedupeId(decodeEnvelope(raw)) : undefined;
+      return id ? [`${DEDUPE}${id}`] : [];
+    });
     const multi = this.client.multi();
     for (const b of buckets) multi.llen(b);
     multi.del(...buckets);
     if (scheduled.length) multi.zrem(SCHEDULED, ...scheduled);
+    if (freed.length) multi.del(...freed); // last, so the counts above keep their places
     const results = (await multi.exec()) ?? [];
     return results.slice(0, buckets.length).reduce((n, [, v]) => n + Number(v), 0) + (scheduled.length ? Number(results[buckets.length + 1]?.[1] ?? 0) : 0);
   }
@@ -292,7 +324,13 @@ class RedisSubscription {
   private nextRestore = 0;
   private roomWaiter: (() => void) | undefined;
   /** Acks settled in one event-loop turn go to Redis as one script call. */
-  private readonly acks = new Batcher<string>(MAX_ACK, (tags) => this.transport.run('ack', [UNACKED, UNACKED_INDEX, LEASES], tags));
+  private readonly acks = new Batcher<{ tag: string; dedupeKey: string | undefined }>(MAX_ACK, (items) =>
+    this.transport.run(
+      'ack',
+      [UNACKED, UNACKED_INDEX, LEASES, ...items.flatMap((i) => (i.dedupeKey ? [i.dedupeKey] : []))],
+      items.map((i) => i.tag),
+    ),
+  );
 
   constructor(
     private readonly transport: RedisTransport,
@@ -397,17 +435,19 @@ class RedisSubscription {
       await this.settleHeld(tag, fn); // if it fails the delivery stays held and leased, and can be settled again
       settled = true;
     };
+    const deduped = dedupeId(message);
+    const dedupeKey = deduped ? `${DEDUPE}${deduped}` : undefined;
     const redelivered = message.headers['redelivered'] === true || (message.properties.delivery_info as { redelivered?: boolean } | undefined)?.redelivered === true;
     this.onDelivery({
       message,
       queue,
       redelivered,
-      ack: () => settle(() => this.acks.add(tag)),
+      ack: () => settle(() => this.acks.add({ tag, dedupeKey })),
       reject: ({ requeue, reason }) =>
         settle(() => {
           if (requeue) return this.transport.run('restore', [UNACKED, UNACKED_INDEX, UNACKED_MUTEX, LEASES], [0, 0, tag, SEP, WAKE]);
           const { taskId, taskName } = describeMessage(message);
-          return this.transport.run('dead_letter', [UNACKED, UNACKED_INDEX, LEASES, DEAD, DEAD_SEQ], [tag, reason ?? 'rejected', Date.now() / 1000, taskId ?? '', taskName ?? '', queue, raw]);
+          return this.transport.run('dead_letter', [UNACKED, UNACKED_INDEX, LEASES, DEAD, DEAD_SEQ, ...(dedupeKey ? [dedupeKey] : [])], [tag, reason ?? 'rejected', Date.now() / 1000, taskId ?? '', taskName ?? '', queue, raw]);
         }),
     });
   }

@@ -48,6 +48,13 @@ CREATE TABLE IF NOT EXISTS fennel_counters (name TEXT PRIMARY KEY, value INTEGER
 INSERT OR IGNORE INTO fennel_counters (name, value) VALUES ('result_seq', 0);
 CREATE INDEX IF NOT EXISTS fennel_results_updated ON fennel_results (updated_at);
 
+-- Task ids of messages published with deduplicate, and the row that holds each. An id is taken while its
+-- row exists (waiting or held); the ack or dead letter deletes the entry, and a purged row frees it too.
+CREATE TABLE IF NOT EXISTS fennel_dedupe (
+  task_id     TEXT PRIMARY KEY,
+  message_id  INTEGER NOT NULL
+);
+
 -- Revoked task ids, read by every worker on the file (backends/sqlite.ts); rowid order is revocation order.
 CREATE TABLE IF NOT EXISTS fennel_revoked (
   seq         INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -14,7 +14,7 @@ import { ClosedError } from '../errors.ts';
 import { decodeEnvelope, encodeEnvelope } from '../protocol/envelope.ts';
 import type { WireMessage } from '../protocol/message.ts';
 import { SqliteFile, sqlitePath } from './sqlite-file.ts';
-import { describeMessage, type ConsumeOptions, type DeadLetter, type Delivery, type QueueStats, type Route, type Subscription, type Transport } from './transport.ts';
+import { dedupeId, describeMessage, type ConsumeOptions, type DeadLetter, type Delivery, type QueueStats, type Route, type Subscription, type Transport } from './transport.ts';
 
 export interface SqliteTransportOptions {
   /** A held message whose holder stops renewing becomes visible again after this long. */
@@ -32,7 +32,7 @@ interface ClaimedRow {
 }
 
 export class SqliteTransport implements Transport {
-  readonly capabilities = { delayedDelivery: true, priorities: true, crossProcess: true };
+  readonly capabilities = { delayedDelivery: true, priorities: true, crossProcess: true, deduplication: true };
   private readonly file: SqliteFile;
   private readonly visibilityMs: number;
   private readonly pollMs: number;
@@ -70,7 +70,11 @@ export class SqliteTransport implements Transport {
 
   private insert(message: WireMessage, route: Route, now: number): void {
     const visibleAt = Math.max(now, route.delayUntil?.getTime() ?? 0);
-    this.sql.insert.run(route.queue, route.priority ?? 0, visibleAt, encodeEnvelope(message, 'utf-8'));
+    const taskId = route.deduplicate ? dedupeId(message) : undefined;
+    // In the publish transaction: the id is taken if its entry points at a message row that still exists.
+    if (taskId && this.sql.dedupeTaken.get(taskId)) return;
+    const { lastInsertRowid } = this.sql.insert.run(route.queue, route.priority ?? 0, visibleAt, encodeEnvelope(message, 'utf-8'));
+    if (taskId) this.sql.dedupeTake.run(taskId, lastInsertRowid);
   }
 
   async consume(options: ConsumeOptions, onDelivery: (delivery: Delivery) => void): Promise<Subscription> {
@@ -149,11 +153,14 @@ export class SqliteTransport implements Transport {
   }
 }
 
-type StatementName = 'insert' | 'claim' | 'nextVisible' | 'renew' | 'ack' | 'requeue' | 'releaseAll' | 'toDead' | 'purge' | 'depth' | 'stats' | 'listDead' | 'getDead' | 'deleteDead';
+type StatementName = 'dedupeTaken' | 'dedupeTake' | 'dedupeRelease' | 'insert' | 'claim' | 'nextVisible' | 'renew' | 'ack' | 'requeue' | 'releaseAll' | 'toDead' | 'purge' | 'depth' | 'stats' | 'listDead' | 'getDead' | 'deleteDead';
 
 function prepare(db: Database.Database): Record<StatementName, Database.Statement> {
   return {
     insert: db.prepare('INSERT INTO fennel_messages (queue, priority, visible_at, envelope) VALUES (?, ?, ?, ?)'),
+    dedupeTaken: db.prepare('SELECT 1 FROM fennel_dedupe d JOIN fennel_messages m ON m.id = d.message_id WHERE d.task_id = ?'),
+    dedupeTake: db.prepare('INSERT INTO fennel_dedupe (task_id, message_id) VALUES (?, ?) ON CONFLICT (task_id) DO UPDATE SET message_id = excluded.message_id'),
+    dedupeRelease: db.prepare('DELETE FROM fennel_dedupe WHERE task_id = ? AND message_id = ?'),
     claim: db.prepare(
       `UPDATE fennel_messages SET lease = ?, visible_at = ?, deliveries = deliveries + 1
        WHERE id IN (SELECT id FROM fennel_messages WHERE queue = ? AND visible_at <= ?
@@ -322,11 +329,19 @@ class SqliteSubscription {
       else if (this.held === 0) this.finish();
     };
     const message = decodeEnvelope(row.envelope);
+    const dedupedId = dedupeId(message);
+    const release = (): void => {
+      if (dedupedId) this.transport.sql.dedupeRelease.run(dedupedId, row.id);
+    };
     this.onDelivery({
       message,
       queue: row.queue,
       redelivered: row.deliveries > 1,
-      ack: () => settle(() => this.transport.sql.ack.run(row.id, this.lease)),
+      ack: () =>
+        settle(() => {
+          this.transport.sql.ack.run(row.id, this.lease);
+          release();
+        }),
       reject: ({ requeue, reason }) =>
         settle(() => {
           if (requeue) {
@@ -336,6 +351,7 @@ class SqliteSubscription {
           const { taskId, taskName } = describeMessage(message);
           this.transport.sql.toDead.run(reason ?? 'rejected', taskId, taskName, Date.now(), row.id, this.lease);
           this.transport.sql.ack.run(row.id, this.lease);
+          release();
         }),
     });
   }

@@ -11,6 +11,8 @@ export interface TransportCapabilities {
   priorities: boolean;
   /** Producers and consumers in different processes share it. */
   crossProcess: boolean;
+  /** `Route.deduplicate` is honoured atomically. */
+  deduplication?: boolean;
 }
 
 export interface Route {
@@ -18,6 +20,21 @@ export interface Route {
   priority?: number;
   /** Not handed out before this time (countdown / eta). */
   delayUntil?: Date | null;
+  /**
+   * Publish only if no message with this task id, published with `deduplicate`, is still pending (waiting,
+   * scheduled or held); otherwise do nothing. The id is released when that message is acked or dead-lettered.
+   * Only on engines with the `deduplication` capability. The message carries the header `fennel_dedupe`.
+   */
+  deduplicate?: boolean;
+}
+
+/** Marks a message published with `deduplicate`, so its consumer releases the id when it settles it. */
+export const DEDUPE_HEADER = 'fennel_dedupe';
+
+/** The task id a deduplicated message holds, or undefined for an ordinary message. */
+export function dedupeId(message: WireMessage): string | undefined {
+  const id = message.headers['id'];
+  return message.headers[DEDUPE_HEADER] === true && typeof id === 'string' ? id : undefined;
 }
 
 export interface Delivery {

@@ -42,7 +42,7 @@ describe('redis://', { skip }, () => {
       await flushRedisDb(DB);
       return openTransport(URL, opts);
     },
-    { delayedDelivery: true, priorities: true, crossProcess: true },
+    { delayedDelivery: true, priorities: true, crossProcess: true, deduplication: true },
     {
       reopen: (transport: Transport, opts) => {
         const second = openTransport(transport.url, opts);

@@ -12,7 +12,7 @@ import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { decodeEnvelope } from '../../src/protocol/envelope.ts';
 import { buildTaskMessage, type TaskCall, type WireMessage } from '../../src/protocol/message.ts';
-import type { Delivery, QueueStats, Route, Transport, TransportCapabilities } from '../../src/transports/transport.ts';
+import { DEDUPE_HEADER, type Delivery, type QueueStats, type Route, type Transport, type TransportCapabilities } from '../../src/transports/transport.ts';
 import { celeryA1, rawEnvelope } from '../fixtures/celery.ts';
 import { sleep, waitFor } from './helpers/wait.ts';
 import { CleanupScope, scopedWith } from './helpers/scope.ts';
@@ -594,6 +594,46 @@ export function transportSuite(name: string, factory: TransportFactory, capabili
         assert.deepEqual(inbox.ids, [ready.id, delayed.id]);
         assert.ok(inbox.receivedAt[1]! >= delayUntil.getTime(), 'received at or after delayUntil');
         assert.equal(inbox.deliveries[1]!.redelivered, false);
+      }));
+    });
+
+    describe('deduplication', { skip: !capabilities.deduplication && 'engine declares no deduplication' }, () => {
+      const once = (message: WireMessage): WireMessage => ({ ...message, headers: { ...message.headers, [DEDUPE_HEADER]: true } });
+
+      it('publishes a deduplicated task id once while it is pending; after its ack, or its dead letter, or a purge, it may be published again', scoped(async (s) => {
+        const t = await s.open();
+        const q = queueName();
+        const { id, message } = task(q);
+        await t.publish(once(message), { queue: q, deduplicate: true });
+        await t.publishMany([[once(message), { queue: q, deduplicate: true }], [once(message), { queue: q, deduplicate: true }]]);
+        assert.equal(await t.depth(q), 1, 'waiting: the duplicates were not enqueued');
+        const inbox = new Inbox();
+        const sub = await s.consume(t, [q], 1, inbox);
+        await inbox.waitForCount(1);
+        await t.publish(once(message), { queue: q, deduplicate: true });
+        assert.equal(await t.depth(q), 0, 'held: still pending, not enqueued again');
+        await inbox.ack(inbox.deliveries[0]!);
+        await t.publish(once(message), { queue: q, deduplicate: true });
+        await inbox.waitForCount(2);
+        assert.deepEqual(inbox.ids, [id, id], 'acked: the id is free again');
+        await inbox.deliveries[1]!.reject({ requeue: false, reason: 'test' });
+        await sub.cancel();
+        await t.publish(once(message), { queue: q, deduplicate: true });
+        assert.equal(await t.depth(q), 1, 'dead-lettered: free again');
+        assert.equal(await t.purge(q), 1);
+        await t.publish(once(message), { queue: q, deduplicate: true });
+        assert.equal(await t.depth(q), 1, 'purged: free again');
+      }));
+
+      it('a deduplicated countdown message holds its id while it waits', scoped(async (s) => {
+        const t = await s.open();
+        if (!t.capabilities.delayedDelivery) return;
+        const q = queueName();
+        const { message } = task(q);
+        const later = new Date(Date.now() + 600_000);
+        await t.publish(once(message), { queue: q, deduplicate: true, delayUntil: later });
+        await t.publish(once(message), { queue: q, deduplicate: true, delayUntil: later });
+        assert.deepEqual(await statsOf(t, q), { queue: q, ready: 0, scheduled: 1, unacked: 0 });
       }));
     });
 

@@ -81,8 +81,11 @@ function engineSuite(engine: string, url: string, skip: string | false, prepare:
       const error = await failure(result);
       assert.equal(error.remoteName, 'WorkerLostError');
       assert.equal((await app.backend.get(result.id))?.retries, 2, 'three attempts: the first and two retries');
-      const letters = await app.transport.listDeadLetters();
-      const letter = letters.find((l) => l.taskId === result.id);
+      // The FAILURE is stored before the message is dead-lettered (store, then settle): wait for the letter.
+      let letter;
+      for (const deadline = Date.now() + 30_000; !letter && Date.now() < deadline; await new Promise((r) => setTimeout(r, 50))) {
+        letter = (await app.transport.listDeadLetters()).find((l) => l.taskId === result.id);
+      }
       assert.ok(letter, 'a dead letter for the poison message');
       assert.match(letter.reason, /^Poison: crashed its pool slot 3 times/);
       assert.equal(await send('test.add', [2, 2]).get({ timeoutMs: 30_000 }), 4, 'the worker goes on');
@@ -92,6 +95,25 @@ function engineSuite(engine: string, url: string, skip: string | false, prepare:
       const error = await failure(send('test.spin', [], { timeLimitMs: 300 }));
       assert.equal(error.remoteName, 'TimeLimitExceeded');
       assert.match(error.remoteMessage, /0\.3 s/);
+    });
+
+    it('deduplicate with a taskId enqueues once while the first call is pending, and again once it has finished', async () => {
+      const log = join(sqlite.dir, `${engine}-dedupe.log`);
+      writeFileSync(log, '');
+      const taskId = `dedupe-${engine}-${Date.now()}`;
+      const calls = Array.from({ length: 3 }, () => send('test.record', [7, log, 300], { taskId, deduplicate: true }));
+      await Promise.all(calls.map((c) => c.sent));
+      assert.equal(await calls[0]!.get({ timeoutMs: 30_000 }), 14);
+      assert.equal(await calls[2]!.get({ timeoutMs: 30_000 }), 14, 'a duplicate shares the first call\'s result');
+      // The result is stored before the message is acknowledged: the id is free once the ack has happened.
+      const ackDeadline = Date.now() + 30_000;
+      while ((await app.transport.stats()).some((st) => st.queue === queue && st.unacked + st.ready > 0) && Date.now() < ackDeadline) await new Promise((r) => setTimeout(r, 50));
+      const again = send('test.record', [8, log], { taskId, deduplicate: true });
+      await again.sent;
+      // Same id, so wait for the second run in the ledger rather than on the (already stored) result.
+      const deadline = Date.now() + 30_000;
+      while (readFileSync(log, 'utf8').trim().split('\n').length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      assert.deepEqual(readFileSync(log, 'utf8').trim().split('\n').map((l) => l.split(' ')[0]), [taskId, taskId], 'one run per pending period');
     });
 
     it('--max-tasks-per-child replaces a slot after its quota, losing no task', async () => {

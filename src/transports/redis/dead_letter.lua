@@ -5,6 +5,7 @@
 -- KEYS[3]  fennel.leases    zset
 -- KEYS[4]  dead letters     hash  id -> JSON record
 -- KEYS[5]  dead letter seq  string counter
+-- KEYS[6]  (optional) fennel.dedupe.<task id>, freed when the message was published with deduplicate
 -- ARGV[1]  delivery_tag
 -- ARGV[2]  reason
 -- ARGV[3]  now, unix seconds
@@ -17,6 +18,7 @@
 if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return false end
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
+if KEYS[6] then redis.call('DEL', KEYS[6]) end
 local id = redis.call('INCR', KEYS[5])
 redis.call('HSET', KEYS[4], id, cjson.encode({
   id = tostring(id), queue = ARGV[6], reason = ARGV[2], created_at = tonumber(ARGV[3]),

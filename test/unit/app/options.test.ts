@@ -43,6 +43,10 @@ describe('option checks', () => {
     assert.equal(parseRateLimit('5')?.perMs, 0.005);
   });
 
+  it('refuses deduplicate without a taskId', () => {
+    refused(() => add.applyAsync([1, 2], { deduplicate: true }), /deduplicate needs a taskId/);
+  });
+
   it('refuses bad retry options', () => {
     refused(() => app.task('t.v', () => 1, { retryBackoff: { baseMs: -1 } }), /option 'retryBackoff' must be true, false or \{ baseMs, maxMs, jitter \} with baseMs a positive number/);
     refused(() => app.task('t.u', () => 1, { autoRetryFor: [42 as never] }), /option 'autoRetryFor' must be an array of error classes or error names/);
