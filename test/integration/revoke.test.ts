@@ -7,12 +7,21 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Fennel, RemoteTaskError } from '../../src/index.ts';
-import { runCliToEnd, startWorker, stopProcess, tempDb, waitFor, type RunningWorker } from '../support/process.ts';
-import { flushRedisDb, REDIS_DB, redisSkipReason, redisUrlForTest } from '../support/services.ts';
+import { runCli, runCliToEnd, stopProcess, tempDb, waitFor, type RunningWorker } from '../support/process.ts';
+import { removeRabbitQueues } from '../support/rabbit.ts';
+import { flushRedisDb, RABBIT_URL, rabbitSkipReason, REDIS_DB, redisSkipReason, redisUrlForTest } from '../support/services.ts';
 
 const TASKS = join(import.meta.dirname, 'fixtures/tasks.ts');
 const sqlite = tempDb();
 const redisSkip = await redisSkipReason();
+const amqpSkip = (await rabbitSkipReason()) || redisSkip;
+const run = Date.now().toString(36);
+
+async function startWorker(broker: string, backend: string, flags: string[]): Promise<RunningWorker> {
+  const worker = runCli(['worker', '--app', TASKS, ...flags], { FENNEL_BROKER_URL: broker, FENNEL_RESULT_BACKEND: backend });
+  await worker.waitForLine(/worker ready/);
+  return worker;
+}
 
 function runs(log: string): string[] {
   return readFileSync(log, 'utf8').trim().split('\n').filter(Boolean).map((line) => line.split(' ')[0]!);
@@ -29,29 +38,31 @@ async function revokedReason(result: { get(o: { timeoutMs: number }): Promise<un
   return error.remoteMessage;
 }
 
-function engineSuite(engine: string, url: () => string, skip: string | false, prepare: () => Promise<void>): void {
+function engineSuite(engine: string, url: () => string, backend: () => string, skip: string | false, prepare: () => Promise<void>): void {
   describe(`revoke on ${engine}`, { skip }, () => {
     let app: Fennel;
     const workers: RunningWorker[] = [];
+    const queues = [`${engine}-revoke-${run}`, `${engine}-terminate-${run}`];
 
     before(async () => {
       await prepare();
-      app = new Fennel({ broker: url(), pollIntervalMs: 50 });
+      app = new Fennel({ broker: url(), backend: backend(), pollIntervalMs: 50 });
     });
     after(async () => {
       await Promise.all(workers.map((w) => stopProcess(w)));
       await app?.close();
+      if (engine === 'amqp') await removeRabbitQueues(queues);
     });
 
     it('a task revoked while it waits never runs, on a worker running when it was revoked or started after', async () => {
       const log = join(sqlite.dir, `${engine}-revoke.log`);
       writeFileSync(log, '');
-      const queue = `${engine}-revoke`;
+      const queue = queues[0]!;
       // Revoked before any worker exists: the worker started later reads the revoked set at start.
       const early = app.sendTask('test.record', [1, log], { queue });
       await early.sent;
       await app.revoke(early.id);
-      const worker = await startWorker(TASKS, url(), ['-c', '1', '-P', 'process', '-Q', queue, '--loglevel', 'warn']);
+      const worker = await startWorker(url(), backend(), ['-c', '1', '-P', 'process', '-Q', queue, '--loglevel', 'warn']);
       workers.push(worker);
       // One long task occupies the only slot; the next waits behind it and is revoked meanwhile.
       const blocker = app.sendTask('test.record', [2, log, 1500], { queue });
@@ -70,8 +81,8 @@ function engineSuite(engine: string, url: () => string, skip: string | false, pr
     });
 
     it('revoke with terminate kills the slot running the task; the worker runs the next task in a new slot', async () => {
-      const queue = `${engine}-terminate`;
-      const worker = await startWorker(TASKS, url(), ['-c', '1', '-P', 'process', '-Q', queue, '--loglevel', 'warn']);
+      const queue = queues[1]!;
+      const worker = await startWorker(url(), backend(), ['-c', '1', '-P', 'process', '-Q', queue, '--loglevel', 'warn']);
       workers.push(worker);
       const log = join(sqlite.dir, `${engine}-terminate.log`);
       writeFileSync(log, '');
@@ -84,8 +95,10 @@ function engineSuite(engine: string, url: () => string, skip: string | false, pr
   });
 }
 
-engineSuite('sqlite', () => sqlite.url, false, async () => {});
-engineSuite('redis', () => redisUrlForTest(REDIS_DB.semantics), redisSkip, () => flushRedisDb(REDIS_DB.semantics));
+engineSuite('sqlite', () => sqlite.url, () => sqlite.url, false, async () => {});
+engineSuite('redis', () => redisUrlForTest(REDIS_DB.semantics), () => redisUrlForTest(REDIS_DB.semantics), redisSkip, () => flushRedisDb(REDIS_DB.semantics));
+// RabbitMQ with results (and so revocations) in Redis: rpc:// results are the caller's alone, no shared set.
+engineSuite('amqp', () => RABBIT_URL, () => redisUrlForTest(REDIS_DB.semantics), amqpSkip, () => flushRedisDb(REDIS_DB.semantics));
 
 describe('fennel revoke (CLI)', () => {
   after(() => sqlite.cleanup());
