@@ -25,9 +25,12 @@ from celery.result import ResultSet
 from celery.signals import worker_ready
 
 URL = os.environ.get('CELERY_BENCH_URL', 'redis://127.0.0.1:6379/15')
+# The AMQP comparison (bench/amqp.bench.ts) sets these: RabbitMQ as the broker, rpc:// results.
+BROKER = os.environ.get('CELERY_BENCH_BROKER', URL)
+BACKEND = os.environ.get('CELERY_BENCH_BACKEND', URL)
 JOIN_TIMEOUT_SEC = 120
 
-app = Celery('celery_bench', broker=URL, backend=URL)
+app = Celery('celery_bench', broker=BROKER, backend=BACKEND)
 app.conf.broker_connection_retry_on_startup = True
 
 

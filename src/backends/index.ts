@@ -28,6 +28,11 @@ export function createBackend(url: string, options: BackendOptions): ResultBacke
     case 'rpc':
       if (!options.broker) throw new ConfigError('the rpc:// result backend sends results through the broker; give the app an amqp:// broker URL');
       return new RpcBackend(url, { broker: options.broker, resultExpiresSec: options.resultExpiresSec });
+    case 'amqp':
+    case 'amqps':
+      // An amqp:// backend is what an app with an AMQP broker and no backend of its own gets (the backend
+      // defaults to the broker URL): RabbitMQ stores nothing, so results go back by rpc through that broker.
+      return new RpcBackend(url, { broker: url, resultExpiresSec: options.resultExpiresSec });
     case 'memory': {
       let b = memory.get(url);
       if (!b) memory.set(url, (b = new MemoryBackend(url)));

@@ -36,7 +36,8 @@ export function createTransport(url: string, options: TransportOptions): Transpo
       // RabbitMQ tracks deliveries per connection and hands back those of a dead one at once: no
       // visibility timeout or polling to configure.
       return new AmqpTransport(url, {
-        rpcResults: options.backend !== undefined && schemeOf(options.backend) === 'rpc',
+        // rpc://, or the broker's own URL (an app with no backend of its own): results go back by rpc.
+        rpcResults: options.backend !== undefined && ['rpc', 'amqp', 'amqps'].includes(schemeOf(options.backend)),
         ...(options.resultExpiresSec !== undefined ? { resultExpiresSec: options.resultExpiresSec } : {}),
       });
     case 'memory': {
