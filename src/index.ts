@@ -14,6 +14,8 @@ export type { TaskMeta } from './protocol/result.ts';
 export type { Transport, Delivery, DeadLetter, QueueStats, TransportCapabilities } from './transports/transport.ts';
 export type { ResultBackend } from './backends/backend.ts';
 export { Worker } from './worker/worker.ts';
+export type { FennelEvent, EventBus, EventType, TaskEventType, WorkerEventType } from './events/events.ts';
+export { HEARTBEAT_SEC } from './events/events.ts';
 export type { WorkerOptions, PoolKind } from './worker/worker.ts';
 export {
   FennelError,

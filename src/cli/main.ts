@@ -3,6 +3,7 @@
 import { Command } from 'commander';
 import { registerCall } from './call.ts';
 import { registerDeadLetters } from './dead-letters.ts';
+import { registerGateway } from './gateway.ts';
 import { registerPurge } from './purge.ts';
 import { registerRevoke } from './revoke.ts';
 import { registerStatus } from './status.ts';
@@ -17,4 +18,5 @@ registerPurge(program);
 registerRevoke(program);
 registerStatus(program);
 registerDeadLetters(program);
+registerGateway(program);
 await program.parseAsync(process.argv);

@@ -1,0 +1,255 @@
+// The gateway's HTTP and WebSocket API against a real `fennel gateway` process and a real `fennel worker -E`
+// process, on each engine: sqlite:// always, redis:// when Redis is up (this file owns Redis db 9).
+// Submit → 202 with the id once the broker has it; the outcome pushed over the WebSocket; the error answers
+// (400/404/413/401/503); revoke (waiting, and running with terminate).
+
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { after, before, describe, it } from 'node:test';
+import { startWorker, stopProcess, tempDb, uniqueQueue, waitFor, type RunningWorker } from '../support/process.ts';
+import { flushRedisDb, REDIS_DB, redisSkipReason, redisUrlForTest } from '../support/services.ts';
+import { connect, post, request, startGateway, taskMessage, TASKS, type RunningGateway } from './support.ts';
+
+const BODY_LIMIT = 4096;
+
+function apiSuite(engine: string, skip: string | false, setup: () => Promise<{ url: string; cleanup: () => Promise<void> | void }>): void {
+  describe(`gateway API on ${engine}`, { skip }, () => {
+    let env: Record<string, string>;
+    let gateway: RunningGateway;
+    let worker: RunningWorker;
+    let cleanup: () => Promise<void> | void = () => {};
+
+    before(async () => {
+      const made = await setup();
+      cleanup = made.cleanup;
+      const queue = uniqueQueue('gw');
+      env = { FENNEL_BROKER_URL: made.url, FENNEL_DEFAULT_QUEUE: queue };
+      worker = await startWorker(TASKS, made.url, ['-E', '-P', 'async', '-c', '2', '-Q', queue]);
+      gateway = await startGateway(env, ['--body-limit', String(BODY_LIMIT)]);
+    });
+    after(async () => {
+      if (gateway) await stopProcess(gateway.process, 'SIGTERM');
+      if (worker) await stopProcess(worker, 'SIGTERM');
+      await cleanup();
+    });
+
+    it('answers 202 with the id, then pushes the outcome over the WebSocket; GET reads it', async () => {
+      const ws = await connect(gateway.url);
+      try {
+        const submitted = await post(gateway.url, '/api/tasks/gw.add', { args: [2, 3] });
+        assert.equal(submitted.status, 202);
+        const id = submitted.body['id'] as string;
+        assert.match(id, /^[0-9a-f-]{36}$/);
+        assert.equal(submitted.headers.get('location'), `/api/tasks/${id}`);
+        ws.send({ op: 'subscribe', ids: [id] });
+        const pushed = await ws.next(taskMessage(id, 'SUCCESS'), 'gw.add succeeded');
+        assert.deepEqual((pushed['task'] as Record<string, unknown>)['result'], 5);
+        const read = await request(gateway.url, 'GET', `/api/tasks/${id}`);
+        assert.equal(read.status, 200);
+        assert.equal(read.body['state'], 'SUCCESS');
+        assert.equal(read.body['result'], 5);
+        assert.equal(read.body['name'], 'gw.add');
+      } finally {
+        ws.close();
+      }
+    });
+
+    it('pushes the states in between (from worker events) before the outcome, in order', async () => {
+      const ws = await connect(gateway.url);
+      try {
+        const { body } = await post(gateway.url, '/api/tasks/gw.sleep', { args: [300] });
+        const id = body['id'] as string;
+        ws.send({ op: 'subscribe', ids: [id] });
+        await ws.next(taskMessage(id, 'SUCCESS'), 'gw.sleep succeeded');
+        const states = ws.messages.filter(taskMessage(id)).map((m) => (m['task'] as { state: string }).state);
+        const order = ['RECEIVED', 'STARTED', 'PROGRESS', 'SUCCESS'];
+        assert.deepEqual([...states].sort((a, b) => order.indexOf(a) - order.indexOf(b)), states, `states in order: ${states.join(' → ')}`);
+        assert.equal(states.at(-1), 'SUCCESS');
+        assert.equal(states.filter((s) => s === 'SUCCESS').length, 1);
+      } finally {
+        ws.close();
+      }
+    });
+
+    it('pushes a failure with the remote error type and message', async () => {
+      const ws = await connect(gateway.url);
+      try {
+        const { body } = await post(gateway.url, '/api/tasks/gw.boom', { args: ['out of range'] });
+        ws.send({ op: 'subscribe', ids: [body['id']] });
+        const pushed = await ws.next(taskMessage(body['id'] as string, 'FAILURE'), 'gw.boom failed');
+        const error = (pushed['task'] as { error: Record<string, unknown> }).error;
+        assert.equal(error['type'], 'RangeError');
+        assert.equal(error['message'], 'out of range');
+      } finally {
+        ws.close();
+      }
+    });
+
+    it('answers 400 with the reason for malformed JSON, a bad body, and arguments that fail the task\'s schema', async () => {
+      const malformed = await post(gateway.url, '/api/tasks/gw.add', '{"args": [1,');
+      assert.equal(malformed.status, 400);
+      assert.match(String(malformed.body['error']), /JSON/);
+      const schema = await post(gateway.url, '/api/tasks/gw.add', { args: [1, 'two'] });
+      assert.equal(schema.status, 400);
+      assert.equal(schema.body['code'], 'INVALID_ARGUMENTS');
+      assert.match(String(schema.body['error']), /args\.1: .*number/);
+      const extra = await post(gateway.url, '/api/tasks/gw.add', { args: [1, 2], options: { queue: 'elsewhere' } });
+      assert.equal(extra.status, 400);
+      assert.match(String(extra.body['error']), /queue/);
+      const notArray = await post(gateway.url, '/api/tasks/gw.sleep', { args: 'x' });
+      assert.equal(notArray.status, 400);
+      assert.match(String(notArray.body['error']), /args/);
+    });
+
+    it('answers 404 for a task that is not exposed and for one that does not exist, alike', async () => {
+      const hidden = await post(gateway.url, '/api/tasks/gw.hidden', {});
+      const unknown = await post(gateway.url, '/api/tasks/no.such.task', {});
+      assert.equal(hidden.status, 404);
+      assert.equal(unknown.status, 404);
+      assert.equal(hidden.body['code'], unknown.body['code']);
+    });
+
+    it('answers 413 for a body over the limit, and stays up', async () => {
+      const big = await post(gateway.url, '/api/tasks/gw.sleep', { args: ['x'.repeat(BODY_LIMIT * 2)] });
+      assert.equal(big.status, 413);
+      const after = await post(gateway.url, '/api/tasks/gw.add', { args: [1, 1] });
+      assert.equal(after.status, 202);
+    });
+
+    it('answers a WebSocket frame it cannot use with an error message, and keeps the connection', async () => {
+      const ws = await connect(gateway.url);
+      try {
+        ws.sendRaw('not json at all');
+        await ws.next((m) => m['type'] === 'error' && /JSON/.test(String(m['error'])), 'an error for bad JSON');
+        ws.send({ op: 'explode' });
+        await ws.next((m) => m['type'] === 'error' && /op/.test(String(m['error'])), 'an error for an unknown op');
+        const { body } = await post(gateway.url, '/api/tasks/gw.add', { args: [20, 22] });
+        ws.send({ op: 'subscribe', ids: [body['id']] });
+        await ws.next(taskMessage(body['id'] as string, 'SUCCESS'), 'still pushing');
+      } finally {
+        ws.close();
+      }
+    });
+
+    it('revokes a task that is waiting (DELETE → 202; the REVOKED state is pushed)', async () => {
+      const ws = await connect(gateway.url);
+      try {
+        const { body } = await post(gateway.url, '/api/tasks/gw.sleep', { args: [10], options: { countdown: 3600 } });
+        const id = body['id'] as string;
+        ws.send({ op: 'subscribe', ids: [id] });
+        const revoked = await request(gateway.url, 'DELETE', `/api/tasks/${id}`);
+        assert.equal(revoked.status, 202);
+        await ws.next(taskMessage(id, 'REVOKED'), 'REVOKED pushed');
+        assert.equal((await request(gateway.url, 'GET', `/api/tasks/${id}`)).body['state'], 'REVOKED');
+      } finally {
+        ws.close();
+      }
+    });
+
+    it('revokes a running task with ?terminate=true', async () => {
+      const ws = await connect(gateway.url);
+      try {
+        const { body } = await post(gateway.url, '/api/tasks/gw.sleep', { args: [120_000] });
+        const id = body['id'] as string;
+        ws.send({ op: 'subscribe', ids: [id] });
+        await ws.next((m) => taskMessage(id, 'STARTED')(m) || taskMessage(id, 'PROGRESS')(m), 'the task running');
+        assert.equal((await request(gateway.url, 'DELETE', `/api/tasks/${id}?terminate=true`)).status, 202);
+        await ws.next(taskMessage(id, 'REVOKED'), 'REVOKED pushed');
+      } finally {
+        ws.close();
+      }
+    });
+
+    it('serves /healthz, /metrics (fed from events) and the dashboard', async () => {
+      const health = await request(gateway.url, 'GET', '/healthz');
+      assert.equal(health.status, 200);
+      assert.equal(health.body['broker'], 'up');
+      // The worker is known from its task events or its next heartbeat (it came online before the gateway).
+      let metrics = await request(gateway.url, 'GET', '/metrics');
+      await waitFor(async () => /fennel_workers\{state="online"\} 1/.test((metrics = await request(gateway.url, 'GET', '/metrics')).text), 'the worker in /metrics');
+      assert.equal(metrics.status, 200);
+      assert.match(metrics.text, /fennel_tasks_total\{name="gw.add",state="SUCCESS"\} \d+/);
+      assert.match(metrics.text, /fennel_task_runtime_seconds_count\{name="gw.add"\} \d+/);
+      assert.match(metrics.text, /fennel_workers\{state="online"\} 1/);
+      assert.match(metrics.text, /fennel_queue_depth\{queue="gw-/);
+      assert.match(metrics.text, /fennel_gateway_submissions_total\{name="gw.add"\} \d+/);
+      const page = await request(gateway.url, 'GET', '/dashboard/');
+      assert.equal(page.status, 200);
+      assert.match(page.text, /<html|<!doctype/i);
+    });
+  });
+}
+
+apiSuite('sqlite://', false, async () => {
+  const db = tempDb();
+  return { url: db.url, cleanup: db.cleanup };
+});
+
+const redisSkip = await redisSkipReason();
+apiSuite('redis://', redisSkip, async () => {
+  await flushRedisDb(REDIS_DB.gateway);
+  return { url: redisUrlForTest(REDIS_DB.gateway), cleanup: () => flushRedisDb(REDIS_DB.gateway) };
+});
+
+describe('gateway with FENNEL_GATEWAY_TOKEN', () => {
+  const TOKEN = 's3cret-token';
+  let gateway: RunningGateway;
+  const db = tempDb();
+  before(async () => {
+    gateway = await startGateway({ FENNEL_BROKER_URL: db.url, FENNEL_GATEWAY_TOKEN: TOKEN });
+  });
+  after(async () => {
+    if (gateway) await stopProcess(gateway.process, 'SIGTERM');
+    db.cleanup();
+  });
+
+  it('answers 401 without the bearer token or with a wrong one, on the API, /metrics and the WebSocket', async () => {
+    assert.equal((await post(gateway.url, '/api/tasks/gw.add', { args: [1, 2] })).status, 401);
+    const wrong = await post(gateway.url, '/api/tasks/gw.add', { args: [1, 2] }, { authorization: 'Bearer nope' });
+    assert.equal(wrong.status, 401);
+    assert.equal(wrong.headers.get('www-authenticate'), 'Bearer');
+    assert.equal((await request(gateway.url, 'GET', '/api/tasks/x')).status, 401);
+    assert.equal((await request(gateway.url, 'GET', '/metrics')).status, 401);
+    await assert.rejects(connect(gateway.url), /401/);
+    await assert.rejects(connect(gateway.url, '?token=nope'), /401/);
+  });
+
+  it('accepts the token as a bearer header, and as ?token= on the WebSocket', async () => {
+    const ok = await post(gateway.url, '/api/tasks/gw.add', { args: [1, 2] }, { authorization: `Bearer ${TOKEN}` });
+    assert.equal(ok.status, 202);
+    assert.equal((await request(gateway.url, 'GET', '/metrics', { authorization: `Bearer ${TOKEN}` })).status, 200);
+    const ws = await connect(gateway.url, `?token=${TOKEN}`);
+    ws.close();
+  });
+});
+
+describe('gateway with its broker down', () => {
+  it('answers 503 with Retry-After (sqlite://: the file is not a database), and /healthz says why', async () => {
+    const db = tempDb();
+    writeFileSync(db.path, 'this is not a SQLite database, and it is long enough to have a header'.repeat(20));
+    const gateway = await startGateway({ FENNEL_BROKER_URL: db.url });
+    try {
+      const down = await post(gateway.url, '/api/tasks/gw.add', { args: [1, 2] });
+      assert.equal(down.status, 503);
+      assert.equal(down.headers.get('retry-after'), '5');
+      assert.match(String(down.body['error']), /broker unavailable/);
+      const health = await request(gateway.url, 'GET', '/healthz');
+      assert.equal(health.status, 503);
+    } finally {
+      await stopProcess(gateway.process, 'SIGTERM');
+      db.cleanup();
+    }
+  });
+
+  it('answers 503 when the broker does not confirm in time (redis:// with nothing listening)', async () => {
+    const gateway = await startGateway({ FENNEL_BROKER_URL: 'redis://127.0.0.1:1/0' }, ['--publish-timeout-ms', '500']);
+    try {
+      const down = await post(gateway.url, '/api/tasks/gw.add', { args: [1, 2] });
+      assert.equal(down.status, 503);
+      assert.equal(down.headers.get('retry-after'), '5');
+      assert.match(String(down.body['error']), /did not confirm|broker unavailable/);
+    } finally {
+      await stopProcess(gateway.process, 'SIGTERM');
+    }
+  });
+});
