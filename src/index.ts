@@ -3,6 +3,8 @@
 
 export { Fennel, isFennelApp } from './app/fennel.ts';
 export { AsyncResult } from './app/result.ts';
+export { chain, group, chord, Signature, Chain, Group, Chord, GroupResult } from './app/canvas.ts';
+export type { CanvasNode, SignatureDict, SignatureOptions } from './app/canvas.ts';
 export type { GetOptions } from './app/result.ts';
 export { currentTask } from './app/context.ts';
 export type { TaskContext } from './app/context.ts';

@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { createBackend } from '../backends/index.ts';
 import type { ResultBackend } from '../backends/backend.ts';
 import { ClosedError, ConfigError, PayloadTooLargeError } from '../errors.ts';
-import { bodyBytes, buildTaskMessage, type WireMessage } from '../protocol/message.ts';
+import { bodyBytes, buildTaskMessage, type TaskCall, type WireMessage } from '../protocol/message.ts';
 import type { EventBus } from '../events/events.ts';
 import { createEventBus } from '../events/index.ts';
 import { createTransport, schemeOf } from '../transports/index.ts';
@@ -14,11 +14,15 @@ import type { Route as TransportRoute, Transport } from '../transports/transport
 import { compileRoutes, resolveConfig, type FennelOptions, type ResolvedConfig } from './config.ts';
 import { revokedMeta } from '../protocol/result.ts';
 import { isReady } from '../protocol/states.ts';
+import { STARMAP_TASK } from './canvas.ts';
 import { checkCallOptions, checkTaskOptions, timeLimits, toDate } from './options.ts';
 import { AsyncResult } from './result.ts';
 import { makeTask, type CallOptions, type RegisteredTask, type Task, type TaskFunction, type TaskOptions } from './task.ts';
 
 const APP_BRAND = Symbol.for('fennel.app');
+
+/** The workflow fields of a task message, set by the canvas. */
+export type WorkflowFields = Pick<TaskCall, 'embed' | 'group' | 'groupIndex' | 'parentId' | 'rootId'>;
 
 /** True for a Fennel app, even one from another copy of this module (the CLI's `--app` loader uses it). */
 export function isFennelApp(value: unknown): value is Fennel {
@@ -40,6 +44,18 @@ export class Fennel {
   constructor(options: FennelOptions = {}) {
     this.config = resolveConfig(options);
     this.route = compileRoutes(this.config.routes);
+    // `task.chunks()` sends chunks of calls as this task, which runs them one after another in the worker.
+    this.tasks.set(STARMAP_TASK, {
+      name: STARMAP_TASK,
+      fn: (async (taskName: string, argsList: unknown[][]) => {
+        const task = this.tasks.get(taskName);
+        if (!task) throw new ConfigError(`${STARMAP_TASK}: no task named '${taskName}' in this app`);
+        const results: unknown[] = [];
+        for (const args of argsList) results.push(await task.fn(...args));
+        return results;
+      }) as (...args: unknown[]) => unknown,
+      options: {},
+    });
   }
 
   /** Registers a task. The name is what travels on the wire; it must be unique in this app. */
@@ -49,6 +65,7 @@ export class Fennel {
     checkTaskOptions(name, options);
     this.tasks.set(name, { name, fn: fn as (...args: unknown[]) => unknown, options });
     return makeTask(name, fn, options, {
+      app: () => this,
       send: (n, args, call, taskOptions) => this.send(n, args, call, taskOptions),
       sendMany: (n, argsList, call) => this.sendMany(n, argsList, call),
     });
@@ -124,8 +141,20 @@ export class Fennel {
     return prepared.map((p) => new AsyncResult(p.message.headers['id'] as string, () => this.backend, sent, name, this.revokeFn));
   }
 
+  /**
+   * Sends one task with the workflow fields of the wire protocol (embed: chain, callbacks, errbacks, chord;
+   * group id and index; parent and root ids). The canvas (src/app/canvas.ts) sends through this, in the
+   * producer and in workers continuing a workflow.
+   */
+  sendWorkflowStep(name: string, args: readonly unknown[], call: CallOptions, wire: WorkflowFields): AsyncResult<unknown> {
+    const { message, route } = this.prepare(name, args, call, this.tasks.get(name)?.options ?? {}, wire);
+    const sent = this.transport.publish(message, route);
+    sent.catch(() => {});
+    return new AsyncResult(message.headers['id'] as string, () => this.backend, sent, name, this.revokeFn);
+  }
+
   /** Validates and encodes one call: the message and where it goes. Throws at the call site for bad input. */
-  private prepare(name: string, args: readonly unknown[], call: CallOptions, task: TaskOptions): { message: WireMessage; route: TransportRoute } {
+  private prepare(name: string, args: readonly unknown[], call: CallOptions, task: TaskOptions, wire: WorkflowFields = {}): { message: WireMessage; route: TransportRoute } {
     checkCallOptions(name, call);
     const id = call.taskId ?? randomUUID();
     const now = Date.now();
@@ -151,6 +180,7 @@ export class Fennel {
       ignoreResult: call.ignoreResult ?? task.ignoreResult ?? false,
       replyTo: this.oid,
       ...(call.deduplicate ? { deduplicate: true } : {}),
+      ...wire,
     });
     const size = bodyBytes(message);
     if (size > this.config.maxPayloadBytes) throw new PayloadTooLargeError(size, this.config.maxPayloadBytes);

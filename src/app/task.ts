@@ -4,6 +4,9 @@
 
 import { randomUUID } from 'node:crypto';
 import type { ZodType } from 'zod';
+import { ConfigError } from '../errors.ts';
+import { Group, Signature, STARMAP_TASK } from './canvas.ts';
+import type { Fennel } from './fennel.ts';
 import type { AsyncResult } from './result.ts';
 import { makeContext, runInContext } from './context.ts';
 
@@ -76,6 +79,16 @@ export interface Task<A extends unknown[], R> {
   applyAsync(args: A, options?: CallOptions): AsyncResult<Awaited<R>>;
   /** Sends many calls in one broker round trip; one AsyncResult per call, in order. */
   delayMany(argsList: ReadonlyArray<A>, options?: Omit<CallOptions, 'taskId'>): Array<AsyncResult<Awaited<R>>>;
+  /** A signature: this call written down, for chain/group/chord. In a chain the previous result is prepended to `args`. */
+  s(...args: unknown[]): Signature<Awaited<R>>;
+  /** An immutable signature: the previous result in a chain is not passed to it. */
+  si(...args: A): Signature<Awaited<R>>;
+  /** A group calling this task once per item, each item as its only argument. */
+  map(items: ReadonlyArray<A[0]>): Group<Awaited<R>>;
+  /** A group calling this task once per argument list. */
+  starmap(argsList: ReadonlyArray<A>): Group<Awaited<R>>;
+  /** A group of `size`-long chunks of argument lists, each chunk one task that runs them in turn: few messages for many small calls. */
+  chunks(argsList: ReadonlyArray<A>, size: number): Group<Array<Awaited<R>>>;
 }
 
 export interface RegisteredTask {
@@ -85,6 +98,7 @@ export interface RegisteredTask {
 }
 
 interface Producer {
+  readonly app: () => Fennel;
   send(name: string, args: readonly unknown[], call: CallOptions, task: TaskOptions): AsyncResult<unknown>;
   sendMany(name: string, argsList: ReadonlyArray<readonly unknown[]>, call: Omit<CallOptions, 'taskId'>): Array<AsyncResult<unknown>>;
 }
@@ -102,6 +116,18 @@ export function makeTask<A extends unknown[], R>(name: string, fn: TaskFunction<
     delay: { value: (...args: A) => producer.send(name, args, {}, options) },
     applyAsync: { value: (args: A, call: CallOptions = {}) => producer.send(name, args, call, options) },
     delayMany: { value: (argsList: ReadonlyArray<A>, call: Omit<CallOptions, 'taskId'> = {}) => producer.sendMany(name, argsList, call) },
+    s: { value: (...args: unknown[]) => new Signature(producer.app, name, args) },
+    si: { value: (...args: A) => new Signature(producer.app, name, args, {}, {}, true) },
+    map: { value: (items: ReadonlyArray<unknown>) => new Group(producer.app, items.map((item) => new Signature(producer.app, name, [item], {}, {}, true))) },
+    starmap: { value: (argsList: ReadonlyArray<A>) => new Group(producer.app, argsList.map((args) => new Signature(producer.app, name, args, {}, {}, true))) },
+    chunks: {
+      value: (argsList: ReadonlyArray<A>, size: number) => {
+        if (!Number.isInteger(size) || size < 1) throw new ConfigError(`chunks(): size must be a positive integer (got ${size})`);
+        const parts: Array<Signature<unknown>> = [];
+        for (let i = 0; i < argsList.length; i += size) parts.push(new Signature(producer.app, STARMAP_TASK, [name, argsList.slice(i, i + size)], {}, {}, true));
+        return new Group(producer.app, parts);
+      },
+    },
   });
   return local;
 }

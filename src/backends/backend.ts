@@ -11,6 +11,14 @@ export interface Revocation {
   expiresAt: Date;
 }
 
+export interface ChordJoin {
+  complete: boolean;
+  /** This call completed the join (true for one call only). */
+  first: boolean;
+  /** When complete: every member's result, in index order. */
+  results: unknown[];
+}
+
 export interface ResultBackend {
   readonly url: string;
   /**
@@ -36,6 +44,14 @@ export interface ResultBackend {
    * returned function is called. New ones arrive by push where the engine can, else within the poll interval.
    */
   watchRevocations?(onRevoke: (revocation: Revocation) => void): Promise<() => Promise<void>>;
+  /**
+   * A chord's join: records member `index`'s result (JSON) for the group, atomically, and says whether all
+   * `size` members are in now. `first` is true for exactly one call: the one that completed the join.
+   * Recording the same index again (a redelivered member) changes nothing. Absent on rpc:// (no shared store).
+   */
+  chordJoin?(groupId: string, index: number, size: number, resultJson: string): Promise<ChordJoin>;
+  /** True the first time it is called with `key` (kept as long as results are), false after: a once-only marker. */
+  claimOnce?(key: string): Promise<boolean>;
   /** Number of stored results per state, for `fennel status`. */
   countByState(): Promise<Record<string, number>>;
   close(): Promise<void>;

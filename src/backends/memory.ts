@@ -2,7 +2,8 @@
 
 import type { TaskMeta } from '../protocol/result.ts';
 import { isReady, States } from '../protocol/states.ts';
-import type { ResultBackend, Revocation } from './backend.ts';
+import { decodeJson } from '../protocol/json.ts';
+import type { ChordJoin, ResultBackend, Revocation } from './backend.ts';
 import { Waiters } from './waiters.ts';
 
 export class MemoryBackend implements ResultBackend {
@@ -41,6 +42,25 @@ export class MemoryBackend implements ResultBackend {
     for (const r of this.revocations.values()) if (r.expiresAt.getTime() > now) onRevoke(r);
     this.revocationWatchers.add(onRevoke);
     return async () => void this.revocationWatchers.delete(onRevoke);
+  }
+
+  private readonly joins = new Map<string, { parts: Map<number, string>; fired: boolean }>();
+  private readonly claims = new Set<string>();
+
+  async chordJoin(groupId: string, index: number, size: number, resultJson: string): Promise<ChordJoin> {
+    let join = this.joins.get(groupId);
+    if (!join) this.joins.set(groupId, (join = { parts: new Map(), fired: false }));
+    join.parts.set(index, resultJson);
+    if (join.parts.size < size) return { complete: false, first: false, results: [] };
+    const first = !join.fired;
+    join.fired = true;
+    return { complete: true, first, results: [...join.parts.entries()].sort((a, b) => a[0] - b[0]).map(([, json]) => decodeJson(json)) };
+  }
+
+  async claimOnce(key: string): Promise<boolean> {
+    if (this.claims.has(key)) return false;
+    this.claims.add(key);
+    return true;
   }
 
   async forget(taskId: string): Promise<void> {

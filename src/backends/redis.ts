@@ -9,13 +9,15 @@ import { decodeMeta, encodeMeta, type TaskMeta } from '../protocol/result.ts';
 import { isReady, States } from '../protocol/states.ts';
 import { callScript, redisOptions } from '../transports/redis.ts';
 import { Batcher } from '../util/batcher.ts';
-import type { ResultBackend, Revocation } from './backend.ts';
+import { decodeJson } from '../protocol/json.ts';
+import type { ChordJoin, ResultBackend, Revocation } from './backend.ts';
 import { Waiters } from './waiters.ts';
 
 const PREFIX = 'celery-task-meta-';
 /** Revoked ids: a zset scored by expiry (ms), read whole by a worker when it starts or reconnects. */
 const REVOKED = 'fennel.revoked';
 const STORE = readFileSync(new URL('./redis/store.lua', import.meta.url), 'utf8');
+const CHORD_JOIN = readFileSync(new URL('./redis/chord_join.lua', import.meta.url), 'utf8');
 
 export interface RedisBackendOptions {
   resultExpiresSec?: number;
@@ -44,6 +46,7 @@ export class RedisBackend implements ResultBackend {
     this.client = new Redis(url, redisOptions());
     this.client.on('error', () => {});
     this.client.defineCommand('fennel_store', { lua: STORE });
+    this.client.defineCommand('fennel_chord_join', { lua: CHORD_JOIN });
     this.revokedChannel = `${REVOKED}.${this.client.options.db ?? 0}`;
   }
 
@@ -141,6 +144,16 @@ export class RedisBackend implements ResultBackend {
       const texts = await this.client.mget(...chunk.map((id) => `${PREFIX}${id}`)).catch(() => []);
       texts.forEach((text, j) => this.wakeIfReady(chunk[j]!, text));
     }
+  }
+
+  async chordJoin(groupId: string, index: number, size: number, resultJson: string): Promise<ChordJoin> {
+    const out = (await callScript(this.client, 'fennel_chord_join', [`fennel.chord.${groupId}`], [index, resultJson, size, Math.max(this.expiresSec, 3600)])) as Array<number | string>;
+    if (out[0] !== 1) return { complete: false, first: false, results: [] };
+    return { complete: true, first: out[1] === 1, results: out.slice(2).map((json) => decodeJson(String(json))) };
+  }
+
+  async claimOnce(key: string): Promise<boolean> {
+    return (await this.client.set(`fennel.claim.${key}`, '1', 'EX', Math.max(this.expiresSec, 3600), 'NX')) === 'OK';
   }
 
   async revoke(revocation: Revocation): Promise<void> {

@@ -6,7 +6,8 @@
 import { decodeMeta, encodeMeta, type TaskMeta } from '../protocol/result.ts';
 import { isReady } from '../protocol/states.ts';
 import { SqliteFile, sqlitePath } from '../transports/sqlite-file.ts';
-import type { ResultBackend, Revocation } from './backend.ts';
+import { decodeJson } from '../protocol/json.ts';
+import type { ChordJoin, ResultBackend, Revocation } from './backend.ts';
 import { Waiters } from './waiters.ts';
 
 export interface SqliteBackendOptions {
@@ -49,6 +50,12 @@ export class SqliteBackend implements ResultBackend {
       forget: db.prepare('DELETE FROM fennel_results WHERE task_id = ?'),
       expire: db.prepare('DELETE FROM fennel_results WHERE updated_at < ?'),
       counts: db.prepare('SELECT status, COUNT(*) AS n FROM fennel_results GROUP BY status'),
+      chordPart: db.prepare('INSERT OR IGNORE INTO fennel_chord_parts (group_id, idx, result, created_at) VALUES (?, ?, ?, ?)'),
+      chordParts: db.prepare('SELECT result FROM fennel_chord_parts WHERE group_id = ? ORDER BY idx'),
+      chordCount: db.prepare('SELECT COUNT(*) AS n FROM fennel_chord_parts WHERE group_id = ?'),
+      claim: db.prepare('INSERT OR IGNORE INTO fennel_claims (key, created_at) VALUES (?, ?)'),
+      expireJoins: db.prepare('DELETE FROM fennel_chord_parts WHERE created_at < ?'),
+      expireClaims: db.prepare('DELETE FROM fennel_claims WHERE created_at < ?'),
       revoke: db.prepare('INSERT INTO fennel_revoked (task_id, terminate, expires_at) VALUES (?, ?, ?)'),
       pruneRevoked: db.prepare('DELETE FROM fennel_revoked WHERE expires_at < ?'),
       revokedSince: db.prepare('SELECT seq, task_id, terminate, expires_at FROM fennel_revoked WHERE seq > ? AND expires_at > ? ORDER BY seq'),
@@ -64,7 +71,11 @@ export class SqliteBackend implements ResultBackend {
     });
     if (this.expiresMs > 0 && now - this.lastExpiry > 60_000) {
       this.lastExpiry = now;
-      this.file.run(() => this.sql.expire.run(now - this.expiresMs));
+      this.file.run(() => {
+        this.sql.expire.run(now - this.expiresMs);
+        this.sql.expireJoins.run(now - this.expiresMs);
+        this.sql.expireClaims.run(now - this.expiresMs);
+      });
     }
   }
 
@@ -120,6 +131,22 @@ export class SqliteBackend implements ResultBackend {
   private stopWatching(): void {
     this.unsubscribe?.();
     this.unsubscribe = undefined;
+  }
+
+  async chordJoin(groupId: string, index: number, size: number, resultJson: string): Promise<ChordJoin> {
+    // One transaction: the insert, the count and (for the completing call) the read, so exactly one member
+    // sees the count reach the size with its own insert.
+    return this.file.write(() => {
+      const inserted = this.sql.chordPart.run(groupId, index, resultJson, Date.now()).changes === 1;
+      const count = (this.sql.chordCount.get(groupId) as { n: number }).n;
+      if (count < size) return { complete: false, first: false, results: [] };
+      const rows = this.sql.chordParts.all(groupId) as Array<{ result: string }>;
+      return { complete: true, first: inserted && count === size, results: rows.map((r) => decodeJson(r.result)) };
+    });
+  }
+
+  async claimOnce(key: string): Promise<boolean> {
+    return this.file.write(() => this.sql.claim.run(key, Date.now()).changes === 1);
   }
 
   async revoke(revocation: Revocation): Promise<void> {

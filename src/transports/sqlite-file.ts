@@ -55,6 +55,16 @@ CREATE TABLE IF NOT EXISTS fennel_dedupe (
   message_id  INTEGER NOT NULL
 );
 
+-- Chord joins: each member's result by index, and whether the join has completed (backends/sqlite.ts).
+CREATE TABLE IF NOT EXISTS fennel_chord_parts (
+  group_id    TEXT    NOT NULL,
+  idx         INTEGER NOT NULL,
+  result      TEXT    NOT NULL,
+  created_at  INTEGER NOT NULL,
+  PRIMARY KEY (group_id, idx)
+);
+CREATE TABLE IF NOT EXISTS fennel_claims (key TEXT PRIMARY KEY, created_at INTEGER NOT NULL);
+
 -- Revoked task ids, read by every worker on the file (backends/sqlite.ts); rowid order is revocation order.
 CREATE TABLE IF NOT EXISTS fennel_revoked (
   seq         INTEGER PRIMARY KEY AUTOINCREMENT,

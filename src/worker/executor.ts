@@ -13,6 +13,7 @@ import { States } from '../protocol/states.ts';
 import type { TaskEventType } from '../events/events.ts';
 import type { Delivery } from '../transports/transport.ts';
 import type { ErrorReport, Job, Outcome, Pool } from './pools/pool.ts';
+import { continueWorkflow, failWorkflow, inWorkflow } from './workflow.ts';
 
 export interface ExecutorContext {
   app: Fennel;
@@ -199,10 +200,13 @@ async function settle(request: TaskRequest, delivery: Delivery, outcome: Outcome
       }
       if (ctx.log.isLevelEnabled('info')) ctx.log.info(fields, `${label} succeeded in ${runtimeSec.toFixed(6)}s: ${truncate(outcome.resultJson)}`);
       ctx.emit('task-succeeded', request, { result: truncate(outcome.resultJson), runtime: runtimeSec });
+      // The next steps of a workflow are in the broker before this message is acknowledged.
+      if (inWorkflow(request)) await continueWorkflow(ctx.app, request, delivery, outcome.resultJson);
       await delivery.ack();
       return;
     case 'failure':
       await ctx.app.backend.store(failureMeta(request.id, errorInfo(outcome.error), outcome.error.stack, request, ctx));
+      if (inWorkflow(request)) await failWorkflow(ctx.app, request, errorInfo(outcome.error), outcome.error.stack);
       ctx.log.error({ ...fields, error: outcome.error.message }, `${label} raised ${outcome.error.name}: ${outcome.error.message}`);
       ctx.emit('task-failed', request, { exception: `${outcome.error.name}(${JSON.stringify(outcome.error.message)})`, traceback: outcome.error.stack, runtime: runtimeSec });
       await delivery.ack();
@@ -216,6 +220,7 @@ async function settle(request: TaskRequest, delivery: Delivery, outcome: Outcome
           ? errorInfo(outcome.error)
           : exceptionInfo('MaxRetriesExceededError', `${request.name}[${request.id}] retried ${request.retries} times (maxRetries ${limit})${outcome.reason ? `: ${outcome.reason}` : ''}`, 'celery.exceptions');
         await ctx.app.backend.store(failureMeta(request.id, info, outcome.error?.stack ?? null, request, ctx));
+        if (inWorkflow(request)) await failWorkflow(ctx.app, request, info, outcome.error?.stack ?? null);
         ctx.log.error(fields, `${label} gave up after ${request.retries} retries: ${info.exc_type}: ${String(info.exc_message[0])}`);
         ctx.emit('task-failed', request, { exception: `${info.exc_type}(${JSON.stringify(info.exc_message[0])})`, traceback: outcome.error?.stack ?? null, runtime: runtimeSec });
         await delivery.ack();
@@ -241,6 +246,7 @@ async function settle(request: TaskRequest, delivery: Delivery, outcome: Outcome
       const info = exceptionInfo('WorkerLostError', outcome.detail, 'billiard.exceptions');
       const fail = async (why: string): Promise<void> => {
         await ctx.app.backend.store(failureMeta(request.id, info, null, request, ctx));
+        if (inWorkflow(request)) await failWorkflow(ctx.app, request, info, null);
         ctx.log.error(fields, `${label} lost its pool slot (${outcome.detail}); ${why}`);
         ctx.emit('task-failed', request, { exception: `WorkerLostError(${JSON.stringify(outcome.detail)})`, traceback: null, runtime: runtimeSec });
       };
@@ -265,6 +271,7 @@ async function settle(request: TaskRequest, delivery: Delivery, outcome: Outcome
     case 'timeout': {
       const info = exceptionInfo('TimeLimitExceeded', `hard time limit (${outcome.seconds} s) exceeded`, 'billiard.exceptions');
       await ctx.app.backend.store(failureMeta(request.id, info, null, request, ctx));
+      if (inWorkflow(request)) await failWorkflow(ctx.app, request, info, null);
       ctx.log.error(fields, `${label} killed: hard time limit of ${outcome.seconds}s exceeded`);
       ctx.emit('task-failed', request, { exception: `TimeLimitExceeded(${outcome.seconds})`, traceback: null, runtime: runtimeSec });
       await delivery.ack();

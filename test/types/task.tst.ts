@@ -1,7 +1,7 @@
 // Type-level tests: compiled by `tsc -p tsconfig.json` (the first step of `npm test`), never run.
 // Each @ts-expect-error line must fail to compile; if it ever compiles, tsc reports the unused directive.
 
-import { Fennel, type AsyncResult } from 'fennel';
+import { chain, chord, Fennel, group, type AsyncResult, type GroupResult } from 'fennel';
 
 const app = new Fennel({ broker: 'memory://types' });
 const add = app.task('math.add', (a: number, b: number) => a + b);
@@ -49,4 +49,15 @@ export async function checks(): Promise<void> {
 
   // @ts-expect-error unknown app option
   new Fennel({ brokr: 'memory://' });
+
+  // Canvas: a workflow's handle carries its result type (the last step's; a group's members').
+  const joined = app.task('join', (xs: number[]) => xs.join(','));
+  const chained = chain(add.s(1, 2), add.s(3), joined.s()).applyAsync();
+  expectType<Equal<typeof chained, AsyncResult<string>>>(true);
+  const grouped = group([add.s(1, 2), add.s(3, 4)]).applyAsync();
+  expectType<Equal<typeof grouped, GroupResult<number>>>(true);
+  const chorded = chord([add.s(1, 2)], joined.s()).applyAsync();
+  expectType<Equal<Awaited<ReturnType<typeof chorded.get>>, string>>(true);
+  // @ts-expect-error si() checks its arguments like delay()
+  add.si('x', 1);
 }

@@ -1,0 +1,83 @@
+// What a worker does after a task of a workflow has finished, before it acknowledges the task's message:
+// sends the next chain step, the callbacks, or records the chord member in the backend's join and, if it
+// completed the join, sends the chord callback with every result. On failure: the errbacks, and the
+// chain's and chord's results fail with the task's error (a failed step stops its chain; Celery marks the
+// rest failed the same way). Everything sent here is in the broker before the message is acknowledged, so
+// a worker killed at any point repeats this step rather than losing it (src/app/canvas.ts explains why a
+// repeat does not send a chord callback twice).
+
+import { applyStep, firstTaskId, normaliseChain, resultTaskIds, type SignatureDict } from '../app/canvas.ts';
+import type { Fennel } from '../app/fennel.ts';
+import { decodeJson } from '../protocol/json.ts';
+import type { TaskRequest } from '../protocol/message.ts';
+import { exceptionInfo, nowIso, type ExceptionInfo } from '../protocol/result.ts';
+import { States } from '../protocol/states.ts';
+import type { Delivery } from '../transports/transport.ts';
+
+/** True if the message is part of a workflow (there is something to do after it). */
+export function inWorkflow(request: TaskRequest): boolean {
+  const { embed } = request;
+  return Boolean(embed.chain?.length || embed.callbacks?.length || embed.errbacks?.length || embed.chord);
+}
+
+export async function continueWorkflow(app: Fennel, request: TaskRequest, delivery: Delivery, resultJson: string): Promise<void> {
+  const { embed } = request;
+  const result = decodeJson(resultJson);
+  const sends: Array<Promise<void>> = [];
+  const lineage = { parentId: request.id, rootId: request.rootId };
+  for (const callback of (embed.callbacks ?? []) as SignatureDict[]) applyStep(app, callback, { prepend: [result], ...lineage }, sends);
+  const chain = (embed.chain ?? []) as SignatureDict[];
+  if (chain.length) {
+    // Celery's order: the next step is the last element; the rest run after it, in reverse.
+    const next = chain[chain.length - 1]!;
+    applyStep(app, next, { prepend: [result], rest: chain.slice(0, -1).reverse(), ...lineage }, sends);
+  } else if (embed.chord && request.group !== null && request.groupIndex !== null) {
+    await joinChord(app, request, delivery, embed.chord as SignatureDict, resultJson, sends);
+  }
+  await Promise.all(sends);
+}
+
+async function joinChord(app: Fennel, request: TaskRequest, delivery: Delivery, body: SignatureDict, resultJson: string, sends: Array<Promise<void>>): Promise<void> {
+  const backend = app.backend;
+  if (!backend.chordJoin) throw new Error(`chord ${request.group}: the result backend ${backend.url} has no join (chords need redis:// or sqlite:// results)`);
+  const size = body.chord_size ?? 0;
+  const join = await backend.chordJoin(request.group!, request.groupIndex!, size, resultJson);
+  if (!join.complete) return;
+  // The completing member sends the callback. A member delivered again (its worker may have died between
+  // the join and the send) sends it too, unless the callback has started: on brokers with deduplication
+  // the send is dropped while the first is pending; after that its stored state shows it.
+  if (!join.first && !delivery.redelivered) return;
+  const entry = firstTaskId(body);
+  if (!join.first && entry && (await backend.get(entry))) return;
+  const { chord_size: _size, ...callback } = body;
+  applyStep(app, callback, { prepend: [join.results], parentId: request.id, rootId: request.rootId, once: true }, sends);
+}
+
+/** After a task of a workflow failed (its FAILURE is stored): errbacks, and the failure of what depended on it. */
+export async function failWorkflow(app: Fennel, request: TaskRequest, info: ExceptionInfo, traceback: string | null): Promise<void> {
+  const { embed } = request;
+  const sends: Array<Promise<void>> = [];
+  for (const errback of (embed.errbacks ?? []) as SignatureDict[]) applyStep(app, errback, { prepend: [request.id], parentId: request.id, rootId: request.rootId }, sends);
+  const rest = ((embed.chain ?? []) as SignatureDict[]).slice().reverse();
+  // The rest of the chain never runs: its results (the chain's result among them) fail with this error.
+  const dependents = normaliseChain(rest).flatMap((step) => resultTaskIds(step));
+  for (const id of dependents) await storeFailure(app, id, info, traceback);
+  // A chord this task (or its chain) reports to fails once, with Celery's ChordError, and runs its errbacks.
+  const body = (embed.chord as SignatureDict | null) ?? (rest.length ? (rest[rest.length - 1]!.options.chord ?? null) : null);
+  const groupId = embed.chord ? request.group : (rest[rest.length - 1]?.options.group_id ?? null);
+  if (body && groupId && app.backend.claimOnce && (await app.backend.claimOnce(`chord-failed-${groupId}`))) {
+    const chordInfo = exceptionInfo('ChordError', `Dependency ${request.id} raised ${info.exc_type}: ${exceptionText(info)}`, 'celery.exceptions');
+    for (const id of resultTaskIds(body)) await storeFailure(app, id, chordInfo, traceback);
+    for (const errback of body.options.link_error ?? []) applyStep(app, errback, { prepend: [request.id], parentId: request.id, rootId: request.rootId }, sends);
+  }
+  await Promise.all(sends);
+}
+
+async function storeFailure(app: Fennel, taskId: string, info: ExceptionInfo, traceback: string | null): Promise<void> {
+  await app.backend.store({ status: States.FAILURE, result: info, traceback, children: [], date_done: nowIso(), task_id: taskId });
+}
+
+function exceptionText(info: ExceptionInfo): string {
+  const first = Array.isArray(info.exc_message) ? info.exc_message[0] : info.exc_message;
+  return typeof first === 'string' ? first : JSON.stringify(first ?? '');
+}
