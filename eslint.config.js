@@ -22,7 +22,9 @@ const cliFromCore = {
 };
 
 export default defineConfig(
-  { ignores: ['dist/**', 'node_modules/**', 'scripts/*.mjs', 'bin/**'] },
+  // Browser pages (the dashboard, examples' public/ folders) are plain JS with no build step, outside the TS
+  // project; the browser tests (test/browser) exercise them.
+  { ignores: ['dist/**', 'node_modules/**', 'scripts/*.mjs', 'bin/**', 'src/gateway/dashboard/**', 'examples/*/public/**'] },
   globalIgnores(['dist/**', 'node_modules/**', 'coverage/**', '.tmp/**']),
 
   tseslint.configs.recommendedTypeChecked,
