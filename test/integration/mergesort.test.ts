@@ -1,0 +1,45 @@
+// examples/mergesort/main.ts end to end, as a user runs it: it starts its own two worker processes on an
+// embedded SQLite file, sorts 20,000 integers locally and through a chord, and says both equal the built-in sort.
+
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { NODE_ARGS, ROOT } from '../support/process.ts';
+
+const MAIN = join(ROOT, 'examples/mergesort/main.ts');
+
+/** Runs main.ts to the end; resolves with its exit code and output. */
+function runMain(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [...NODE_ARGS, MAIN, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  return new Promise((resolve) => child.once('exit', (code) => resolve({ code, stdout, stderr })));
+}
+
+describe('examples/mergesort/main.ts', () => {
+  for (const wire of ['packed', 'json']) {
+    it(`sorts 20,000 integers in 4 chunks on two workers (--wire ${wire}) and matches the built-in sort`, async () => {
+      const run = await runMain(['--n', '20000', '--chunks', '4', '--runs', '1', '--wire', wire, '--json']);
+      assert.equal(run.code, 0, `exit code ${run.code}; stderr:\n${run.stderr}`);
+      const report = JSON.parse(run.stdout.trim().split('\n').at(-1)!) as Record<string, unknown>;
+      assert.equal(report['localOk'], true);
+      assert.equal(report['remoteOk'], true);
+      assert.equal(report['n'], 20_000);
+      assert.equal(report['chunks'], 4);
+      assert.ok((report['totalMs'] as number) > 0);
+    });
+  }
+
+  it('prints the times, their ratio and where the time went', async () => {
+    const run = await runMain(['--n', '20000', '--chunks', '4', '--runs', '1', '--workers', '1', '--concurrency', '2']);
+    assert.equal(run.code, 0, `exit code ${run.code}; stderr:\n${run.stderr}`);
+    assert.match(run.stdout, /^local .*: \d+ ms/m);
+    assert.match(run.stdout, /^distributed .*: \d+ ms/m);
+    assert.match(run.stdout, /^speedup: [\d.]+×/m);
+    assert.match(run.stdout, /output equals the built-in sort: local yes, distributed yes/);
+    assert.match(run.stdout, /last sort → merge stored .* of which merging/);
+  });
+});
