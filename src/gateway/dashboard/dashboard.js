@@ -1,0 +1,204 @@
+// The Fennel dashboard: a live view of the cluster from the gateway's WebSocket feed ({"op":"subscribe","all":true}):
+// a snapshot first, then task changes in batches and workers/queues/throughput every second. Plain DOM, no build
+// step. Every value from the cluster is shown with textContent (task arguments are user input: never HTML).
+// A token, if the gateway wants one, comes from the URL: /dashboard/#token=…
+
+const token = new URLSearchParams(location.hash.slice(1)).get('token');
+const MAX_ROWS = 300;
+
+const state = { workers: [], queues: [], throughput: [], tasks: new Map(), selected: null };
+
+const $ = (id) => document.getElementById(id);
+
+function cell(text, className) {
+  const td = document.createElement('td');
+  td.textContent = text ?? '';
+  if (className) td.className = className;
+  return td;
+}
+
+function badge(text, stateName = text) {
+  const span = document.createElement('span');
+  span.className = 'badge';
+  span.dataset.state = stateName;
+  span.textContent = text;
+  return span;
+}
+
+const short = (value, max = 80) => {
+  if (value === undefined || value === null) return '';
+  const text = typeof value === 'string' ? value : JSON.stringify(value);
+  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
+};
+
+function ago(ms) {
+  const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
+  return s < 60 ? `${s} s ago` : `${Math.round(s / 60)} min ago`;
+}
+
+function renderWorkers() {
+  const rows = state.workers
+    .slice()
+    .sort((a, b) => Number(b.online) - Number(a.online) || a.id.localeCompare(b.id))
+    .map((w) => {
+      const tr = document.createElement('tr');
+      tr.dataset.worker = w.id;
+      tr.dataset.pid = String(w.pid);
+      tr.dataset.status = w.online ? 'online' : 'offline';
+      tr.append(cell(w.hostname), cell(w.pid), cell(w.pool), cell(w.concurrency), cell(w.active), cell(w.processed), cell(w.loadavg.join(' / ')), cell(ago(w.lastSeen)));
+      const status = document.createElement('td');
+      status.append(badge(w.online ? 'online' : 'offline'));
+      tr.append(status);
+      return tr;
+    });
+  $('workers').tBodies[0].replaceChildren(...rows);
+  $('workers-count').textContent = `${state.workers.filter((w) => w.online).length} online`;
+}
+
+function renderQueues() {
+  const rows = state.queues.map((q) => {
+    const tr = document.createElement('tr');
+    tr.dataset.queue = q.queue;
+    tr.append(cell(q.queue), cell(q.depth), cell(q.rateIn), cell(q.rateOut));
+    return tr;
+  });
+  $('queues').tBodies[0].replaceChildren(...rows);
+}
+
+function renderThroughput() {
+  const canvas = $('throughput');
+  const ctx = canvas.getContext('2d');
+  const { width, height } = canvas;
+  ctx.clearRect(0, 0, width, height);
+  const points = state.throughput;
+  const peak = Math.max(1, ...points.map((p) => p.succeeded + p.failed));
+  const barWidth = width / Math.max(points.length, 1);
+  points.forEach((p, i) => {
+    const ok = (p.succeeded / peak) * (height - 14);
+    const bad = (p.failed / peak) * (height - 14);
+    ctx.fillStyle = '#2e7d32';
+    ctx.fillRect(i * barWidth, height - ok, barWidth - 1, ok);
+    ctx.fillStyle = '#c62828';
+    ctx.fillRect(i * barWidth, height - ok - bad, barWidth - 1, bad);
+  });
+  ctx.fillStyle = '#666';
+  ctx.font = '11px system-ui';
+  ctx.fillText(`peak ${peak}/s`, 4, 11);
+  const last = points.at(-2);
+  $('throughput-now').textContent = last ? `· last second: ${last.succeeded + last.failed}` : '';
+}
+
+function matches(task) {
+  const text = $('filter').value.trim().toLowerCase();
+  const wanted = $('state-filter').value;
+  if (wanted && task.state !== wanted) return false;
+  if (!text) return true;
+  return [task.name, task.id, task.worker, task.state].some((v) => v && String(v).toLowerCase().includes(text));
+}
+
+let tasksDirty = false;
+function renderTasks() {
+  tasksDirty = false;
+  const all = [...state.tasks.values()].reverse();
+  const shown = all.filter(matches).slice(0, MAX_ROWS);
+  const rows = shown.map((t) => {
+    const tr = document.createElement('tr');
+    tr.dataset.task = t.id;
+    tr.dataset.state = t.state;
+    const stateCell = document.createElement('td');
+    stateCell.append(badge(t.state));
+    const outcome = t.state === 'FAILURE' ? t.exception : t.result;
+    tr.append(cell(t.name), stateCell, cell(short(t.args), 'wrap'), cell(short(outcome), 'wrap'), cell(t.runtime !== undefined ? `${(t.runtime * 1000).toFixed(1)} ms` : ''), cell(t.worker), cell(t.id.slice(0, 8)));
+    tr.addEventListener('click', () => showDetail(t.id));
+    return tr;
+  });
+  $('tasks').tBodies[0].replaceChildren(...rows);
+  $('tasks-count').textContent = `${shown.length} of ${all.length}`;
+  if (state.selected) renderDetailEvents();
+}
+
+function scheduleTasks() {
+  if (!tasksDirty) {
+    tasksDirty = true;
+    requestAnimationFrame(renderTasks);
+  }
+}
+
+function renderDetailEvents() {
+  const task = state.tasks.get(state.selected);
+  $('detail-events').textContent = task ? JSON.stringify(task, null, 2) : '(no events seen for this task)';
+}
+
+async function showDetail(id) {
+  state.selected = id;
+  $('detail').hidden = false;
+  $('detail-id').textContent = id;
+  renderDetailEvents();
+  $('detail-stored').textContent = '…';
+  try {
+    const response = await fetch(`/api/tasks/${encodeURIComponent(id)}`, { headers: token ? { authorization: `Bearer ${token}` } : {} });
+    const body = await response.json();
+    if (state.selected === id) $('detail-stored').textContent = JSON.stringify(body, null, 2);
+  } catch (error) {
+    $('detail-stored').textContent = `could not read: ${error.message}`;
+  }
+}
+$('detail-close').addEventListener('click', () => {
+  state.selected = null;
+  $('detail').hidden = true;
+});
+$('filter').addEventListener('input', scheduleTasks);
+$('state-filter').addEventListener('change', scheduleTasks);
+
+function setConnection(text) {
+  const el = $('connection');
+  el.textContent = text;
+  el.dataset.state = text;
+}
+
+function onMessage(message) {
+  switch (message.type) {
+    case 'snapshot':
+      state.tasks = new Map(message.tasks.map((t) => [t.id, t]));
+      scheduleTasks();
+    // falls through: a snapshot carries the stats too
+    case 'stats':
+      state.workers = message.workers;
+      state.queues = message.queues;
+      state.throughput = message.throughput;
+      renderWorkers();
+      renderQueues();
+      renderThroughput();
+      break;
+    case 'tasks':
+      for (const t of message.tasks) {
+        state.tasks.delete(t.id); // re-insert: newest last
+        state.tasks.set(t.id, t);
+      }
+      while (state.tasks.size > 2000) state.tasks.delete(state.tasks.keys().next().value);
+      scheduleTasks();
+      break;
+    default:
+      break;
+  }
+}
+
+function connect() {
+  const url = new URL('/api/ws', location.href);
+  url.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
+  if (token) url.searchParams.set('token', token);
+  const socket = new WebSocket(url);
+  socket.addEventListener('open', () => {
+    setConnection('connected');
+    socket.send(JSON.stringify({ op: 'subscribe', all: true }));
+  });
+  socket.addEventListener('message', (e) => onMessage(JSON.parse(e.data)));
+  socket.addEventListener('close', () => {
+    setConnection('disconnected');
+    setTimeout(connect, 1000);
+  });
+}
+
+// "last heartbeat … ago" moves on between updates.
+setInterval(renderWorkers, 1000);
+connect();

@@ -1,0 +1,93 @@
+// The Wyndor page and the dashboard in real headless Chromium, against a real gateway and a real worker process
+// (process pool, task events on) on sqlite://, as `npm start` runs them. Waits are on what the page shows,
+// never on time.
+
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { BrowserContext, Page } from 'playwright-core';
+import { startWorker, stopProcess, tempDb, type RunningWorker } from '../support/process.ts';
+import { startGateway, type RunningGateway } from '../gateway/support.ts';
+import { chromiumSkipReason, launchBrowser } from './support.ts';
+
+// The page's DOM as far as these tests read it: the functions below run in the browser, and the project
+// compiles without TypeScript's DOM library.
+interface PageElement {
+  textContent: string | null;
+  hidden?: boolean;
+  querySelectorAll(selector: string): Iterable<PageElement>;
+}
+declare const document: { getElementById(id: string): PageElement | null; querySelectorAll(selector: string): Iterable<PageElement> };
+
+const APP = 'examples/wyndor/tasks.ts';
+const WAIT = { timeout: 30_000 };
+
+describe('Wyndor page and dashboard in Chromium', { skip: chromiumSkipReason() }, () => {
+  const db = tempDb();
+  let worker: RunningWorker;
+  let gateway: RunningGateway;
+  let browser: { context: BrowserContext; close: () => Promise<void> };
+  let page: Page;
+
+  before(async () => {
+    worker = await startWorker(APP, db.url, ['-P', 'process', '-c', '1', '-E']);
+    gateway = await startGateway({ FENNEL_BROKER_URL: db.url }, ['--site', 'examples/wyndor/public'], APP);
+    browser = await launchBrowser();
+    page = await browser.context.newPage();
+  });
+  after(async () => {
+    await browser?.close();
+    if (gateway) await stopProcess(gateway.process, 'SIGTERM');
+    if (worker) await stopProcess(worker);
+    db.cleanup();
+  });
+
+  async function solveFor(p: number, objective: string): Promise<void> {
+    await page.fill('#p', String(p));
+    await page.click('#wyndor-form button[type=submit]');
+    await page.waitForFunction((expected) => document.getElementById('objective')?.textContent === expected && !document.getElementById('wyndor-result')?.hidden, objective, WAIT);
+  }
+
+  it('submits p = 100 and shows objective 1500 (doors 4, windows 3), then p = 500 and shows 3600 (doors 2, windows 6)', async () => {
+    await page.goto(`${gateway.url}/`);
+    await solveFor(100, '1500');
+    assert.equal(await page.textContent('#doors'), '4');
+    assert.equal(await page.textContent('#windows'), '3');
+    const usage = await page.evaluate(() => [...document.querySelectorAll('#usage tbody tr')].map((r) => [...r.querySelectorAll('td')].map((td) => td.textContent)));
+    assert.deepEqual(usage, [
+      ['door_fab', '4', '4', '0'],
+      ['window_fab', '6', '12', '6'],
+      ['assembly', '18', '18', '0'],
+    ]);
+    await solveFor(500, '3600');
+    assert.equal(await page.textContent('#doors'), '2');
+    assert.equal(await page.textContent('#windows'), '6');
+  });
+
+  it('shows the gateway\'s 400 reason for an invalid model, and "infeasible" for an infeasible one', async () => {
+    await page.fill('#lp', JSON.stringify({ sense: 'max', objective: {}, constraints: [] }));
+    await page.click('#lp-form button[type=submit]');
+    await page.waitForFunction(() => /400: .*objective: needs at least one variable/.test(document.getElementById('lp-status')?.textContent ?? ''), undefined, WAIT);
+    await page.fill('#lp', JSON.stringify({ sense: 'max', objective: { x: 1 }, constraints: [{ name: 'low', coefs: { x: 1 }, max: 1 }, { name: 'high', coefs: { x: 1 }, min: 2 }] }));
+    await page.click('#lp-form button[type=submit]');
+    await page.waitForFunction(() => /^infeasible: /.test(document.getElementById('lp-status')?.textContent ?? ''), undefined, WAIT);
+  });
+
+  it('dashboard: shows the worker online and the solve succeeded; a click shows the task\'s detail', async () => {
+    await page.goto(`${gateway.url}/dashboard/`);
+    await page.waitForSelector(`#workers tr[data-pid="${worker.child.pid}"][data-status="online"]`, WAIT);
+    const row = await page.waitForSelector('#tasks tr[data-state="SUCCESS"]', WAIT);
+    assert.match((await row.textContent()) ?? '', /wyndor\.solve|lp\.solve/);
+    await page.fill('#filter', 'wyndor.solve');
+    await page.waitForFunction(() => [...document.querySelectorAll('#tasks tbody tr')].every((tr) => tr.textContent?.includes('wyndor.solve')), undefined, WAIT);
+    await page.click('#tasks tr[data-state="SUCCESS"]');
+    await page.waitForFunction(() => /"state": "SUCCESS"/.test(document.getElementById('detail-stored')?.textContent ?? ''), undefined, WAIT);
+    assert.match((await page.textContent('#detail-stored')) ?? '', /"objective": (1500|3600)/);
+  });
+
+  it('dashboard: a worker killed with SIGKILL goes offline after a few missed heartbeats', async () => {
+    const pid = worker.child.pid;
+    await page.waitForSelector(`#workers tr[data-pid="${pid}"][data-status="online"]`, WAIT);
+    await stopProcess(worker, 'SIGKILL');
+    await page.waitForSelector(`#workers tr[data-pid="${pid}"][data-status="offline"]`, WAIT);
+  });
+});
