@@ -2,6 +2,7 @@
 // than the broker URL: sqlite:// a table in the broker's file (sqlite.ts), redis:// Celery's event channels
 // (redis.ts), amqp:// Celery's `celeryev` exchange (amqp.ts), memory:// the process itself (local.ts).
 
+import { AmqpEventBus } from './amqp.ts';
 import type { EventBus } from './events.ts';
 import { LocalEventBus } from './local.ts';
 import { RedisEventBus } from './redis.ts';
@@ -16,6 +17,9 @@ export function createEventBus(url: string, options: { pollIntervalMs?: number }
     case 'redis':
     case 'rediss':
       return new RedisEventBus(url);
+    case 'amqp':
+    case 'amqps':
+      return new AmqpEventBus(url);
     default: {
       // memory:// (and any engine without a cross-process bus yet): events stay in the process that sent them.
       let bus = local.get(url);

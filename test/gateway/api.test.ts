@@ -1,18 +1,27 @@
 // The gateway's HTTP and WebSocket API against a real `fennel gateway` process and a real `fennel worker -E`
-// process, on each engine: sqlite:// always, redis:// when Redis is up (this file owns Redis db 9).
+// process, on each engine: sqlite:// always, redis:// when Redis is up (this file owns Redis db 9), amqp:// when
+// RabbitMQ is up too.
 // Submit → 202 with the id once the broker has it; the outcome pushed over the WebSocket; the error answers
 // (400/404/413/401/503); revoke (waiting, and running with terminate).
 
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
-import { startWorker, stopProcess, tempDb, uniqueQueue, waitFor, type RunningWorker } from '../support/process.ts';
-import { flushRedisDb, REDIS_DB, redisSkipReason, redisUrlForTest } from '../support/services.ts';
+import { runCli, stopProcess, tempDb, uniqueQueue, waitFor, type RunningWorker } from '../support/process.ts';
+import { connect as amqpConnect } from 'amqplib';
+import { flushRedisDb, RABBIT_URL, rabbitSkipReason, REDIS_DB, redisSkipReason, redisUrlForTest } from '../support/services.ts';
 import { connect, post, request, startGateway, taskMessage, TASKS, type RunningGateway } from './support.ts';
 
 const BODY_LIMIT = 4096;
 
-function apiSuite(engine: string, skip: string | false, setup: () => Promise<{ url: string; cleanup: () => Promise<void> | void }>): void {
+interface Engine {
+  url: string;
+  /** More environment for the gateway and the worker (a result backend of its own, say). */
+  env?: Record<string, string>;
+  cleanup: (queue: string) => Promise<void> | void;
+}
+
+function apiSuite(engine: string, skip: string | false, setup: () => Promise<Engine>): void {
   describe(`gateway API on ${engine}`, { skip }, () => {
     let env: Record<string, string>;
     let gateway: RunningGateway;
@@ -21,10 +30,11 @@ function apiSuite(engine: string, skip: string | false, setup: () => Promise<{ u
 
     before(async () => {
       const made = await setup();
-      cleanup = made.cleanup;
       const queue = uniqueQueue('gw');
-      env = { FENNEL_BROKER_URL: made.url, FENNEL_DEFAULT_QUEUE: queue };
-      worker = await startWorker(TASKS, made.url, ['-E', '-P', 'async', '-c', '2', '-Q', queue]);
+      cleanup = () => made.cleanup(queue);
+      env = { FENNEL_BROKER_URL: made.url, FENNEL_DEFAULT_QUEUE: queue, ...made.env };
+      worker = runCli(['worker', '--app', TASKS, '-E', '-P', 'async', '-c', '2', '-Q', queue], env);
+      await worker.waitForLine(/worker ready/);
       gateway = await startGateway(env, ['--body-limit', String(BODY_LIMIT)]);
     });
     after(async () => {
@@ -182,13 +192,33 @@ function apiSuite(engine: string, skip: string | false, setup: () => Promise<{ u
 
 apiSuite('sqlite://', false, async () => {
   const db = tempDb();
-  return { url: db.url, cleanup: db.cleanup };
+  return { url: db.url, cleanup: () => db.cleanup() };
 });
 
 const redisSkip = await redisSkipReason();
 apiSuite('redis://', redisSkip, async () => {
   await flushRedisDb(REDIS_DB.gateway);
   return { url: redisUrlForTest(REDIS_DB.gateway), cleanup: () => flushRedisDb(REDIS_DB.gateway) };
+});
+
+// RabbitMQ as the broker, with Redis (this file's db 9) as the result store that workers and the gateway share
+// (rpc:// results go only to the process that sent the task, and revoke needs a shared store).
+const amqpSkip = (await rabbitSkipReason()) || redisSkip;
+apiSuite('amqp:// (results in redis://)', amqpSkip, async () => {
+  await flushRedisDb(REDIS_DB.gateway);
+  return {
+    url: RABBIT_URL,
+    env: { FENNEL_RESULT_BACKEND: redisUrlForTest(REDIS_DB.gateway) },
+    cleanup: async (queue) => {
+      await flushRedisDb(REDIS_DB.gateway);
+      // The worker declared the queue and its direct exchange, as Celery does; remove them.
+      const connection = await amqpConnect(RABBIT_URL);
+      const channel = await connection.createChannel();
+      await channel.deleteQueue(queue);
+      await channel.deleteExchange(queue);
+      await connection.close();
+    },
+  };
 });
 
 describe('gateway with FENNEL_GATEWAY_TOKEN', () => {

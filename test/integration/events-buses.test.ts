@@ -4,22 +4,23 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { connect as amqpConnect } from 'amqplib';
 import { Redis } from 'ioredis';
 import { Fennel } from '../../src/index.ts';
 import type { FennelEvent } from '../../src/events/events.ts';
 import { SqliteEventBus } from '../../src/events/sqlite.ts';
 import { eventChannelPrefix, RedisEventBus } from '../../src/events/redis.ts';
+import { AmqpEventBus } from '../../src/events/amqp.ts';
 import { startWorker, stopProcess, tempDb, uniqueQueue, waitFor, type RunningWorker } from '../support/process.ts';
-import { flushRedisDb, REDIS_DB, redisSkipReason, redisUrlForTest } from '../support/services.ts';
+import { flushRedisDb, RABBIT_URL, rabbitSkipReason, REDIS_DB, redisSkipReason, redisUrlForTest } from '../support/services.ts';
 
 const TASKS = 'test/gateway/fixtures/tasks.ts';
 
 /** Runs a worker with -E on `url`, sends gw.add(2, 3) and checks what a subscriber in this process saw. */
-async function workerEventsRoundTrip(url: string): Promise<void> {
+async function workerEventsRoundTrip(url: string, queue = uniqueQueue('ev')): Promise<void> {
   const monitor = new Fennel({ broker: url });
   const events: FennelEvent[] = [];
   const unsubscribe = await monitor.events.subscribe((e) => events.push(e));
-  const queue = uniqueQueue('ev');
   let worker: RunningWorker | undefined;
   try {
     worker = await startWorker(TASKS, url, ['-E', '-c', '1', '-P', 'async', '-Q', queue]);
@@ -158,6 +159,61 @@ describe('redis:// event bus', { skip: await redisSkipReason() }, () => {
     } finally {
       raw.disconnect();
       await bus.close();
+    }
+  });
+});
+
+describe('amqp:// event bus', { skip: await rabbitSkipReason() }, () => {
+  it('carries a worker process\'s worker and task events to a subscriber in another process', async () => {
+    const queue = uniqueQueue('ev');
+    try {
+      await workerEventsRoundTrip(RABBIT_URL, queue);
+    } finally {
+      // The worker declared the queue (and its direct exchange) as Celery does; remove them.
+      const connection = await amqpConnect(RABBIT_URL);
+      const channel = await connection.createChannel();
+      await channel.deleteQueue(queue);
+      await channel.deleteExchange(queue);
+      await connection.close();
+    }
+  });
+
+  it('publishes in Celery\'s topology: topic exchange celeryev, routing key task.succeeded, JSON body', async () => {
+    const connection = await amqpConnect(RABBIT_URL);
+    const channel = await connection.createChannel();
+    const bus = new AmqpEventBus(RABBIT_URL);
+    try {
+      await channel.assertExchange('celeryev', 'topic', { durable: true });
+      const { queue } = await channel.assertQueue('', { exclusive: true, autoDelete: true });
+      await channel.bindQueue(queue, 'celeryev', 'task.#');
+      const got: Array<{ key: string; type: string | undefined; body: unknown }> = [];
+      await channel.consume(queue, (m) => m && got.push({ key: m.fields.routingKey, type: m.properties.contentType as string | undefined, body: JSON.parse(m.content.toString()) }), { noAck: true });
+      bus.publish({ type: 'worker-heartbeat', hostname: 'h', timestamp: 1 }); // not bound: task.# only
+      bus.publish({ type: 'task-succeeded', hostname: 'h', timestamp: 1, uuid: 'u1', result: '5', runtime: 0.1 });
+      await waitFor(() => got.length === 1, 'the task event');
+      assert.deepEqual(got[0], { key: 'task.succeeded', type: 'application/json', body: { type: 'task-succeeded', hostname: 'h', timestamp: 1, uuid: 'u1', result: '5', runtime: 0.1 } });
+    } finally {
+      await bus.close();
+      await connection.close();
+    }
+  });
+
+  it('drops messages on the exchange that are not events, and keeps delivering', async () => {
+    const bus = new AmqpEventBus(RABBIT_URL);
+    const connection = await amqpConnect(RABBIT_URL);
+    const channel = await connection.createChannel();
+    try {
+      const seen: FennelEvent[] = [];
+      await bus.subscribe((e) => {
+        if (e.hostname === 'bad-input-test') seen.push(e);
+      });
+      channel.publish('celeryev', 'task.x', Buffer.from('not json'));
+      channel.publish('celeryev', 'task.x', Buffer.from('[1,2]'));
+      bus.publish({ type: 'worker-online', hostname: 'bad-input-test', timestamp: 0 });
+      await waitFor(() => seen.length === 1, 'the good event');
+    } finally {
+      await bus.close();
+      await connection.close();
     }
   });
 });
