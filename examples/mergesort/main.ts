@@ -179,23 +179,31 @@ async function distributed(xs: readonly number[]): Promise<DistributedRun> {
   return { totalMs, sorted, firstSortDoneMs: Math.min(...sortsDone), lastSortDoneMs: Math.max(...sortsDone), mergeDoneMs: await doneAt(mergeId) };
 }
 
-/** The costs of the steps, measured here on the same data: what a worker spends sorting, merging and (de)coding. */
+/**
+ * The costs of the steps, measured here on the same data: what a worker spends sorting one chunk and merging,
+ * and one hop of one chunk (encoded as it is sent, decoded as it is received). Medians over the chunks (and
+ * three merges), so one slow moment on a shared machine does not decide them.
+ */
 function stepCosts(xs: readonly number[]): { chunkSortMs: number; mergeMs: number; chunkWireMs: number; chunkBytes: number } {
-  const part = splitChunks(xs, chunkCount)[0]!;
-  let t0 = performance.now();
-  mergesortFloat64(part);
-  const chunkSortMs = since(t0);
-  const sortedParts = splitChunks(xs, chunkCount).map((p) => mergesortFloat64(p));
-  t0 = performance.now();
-  kWayMergeFloat64(sortedParts);
-  const mergeMs = since(t0);
-  // One hop of one chunk: encode as it is sent, then decode as it is received.
-  t0 = performance.now();
-  const text = wire === 'packed' ? JSON.stringify([packInt32(part)]) : JSON.stringify([part]);
-  const back = JSON.parse(text) as [string] | [number[]];
-  if (wire === 'packed') unpackInt32(back[0] as string);
-  const chunkWireMs = since(t0);
-  return { chunkSortMs, mergeMs, chunkWireMs, chunkBytes: Buffer.byteLength(text) };
+  const parts = splitChunks(xs, chunkCount);
+  const timed = <T>(body: () => T): [T, number] => {
+    const t0 = performance.now();
+    const out = body();
+    return [out, since(t0)];
+  };
+  const sorts = parts.map((part) => timed(() => mergesortFloat64(part)));
+  const sortedParts = sorts.map(([sorted]) => sorted);
+  const merges = [0, 1, 2].map(() => timed(() => kWayMergeFloat64(sortedParts))[1]);
+  let chunkBytes = 0;
+  const hops = parts.map((part) =>
+    timed(() => {
+      const text = wire === 'packed' ? JSON.stringify([packInt32(part)]) : JSON.stringify([part]);
+      chunkBytes = Buffer.byteLength(text);
+      const back = JSON.parse(text) as [string] | [number[]];
+      if (wire === 'packed') unpackInt32(back[0] as string);
+    })[1],
+  );
+  return { chunkSortMs: median(sorts.map(([, ms]) => ms)), mergeMs: median(merges), chunkWireMs: median(hops), chunkBytes };
 }
 
 // ---------------------------------------------------------------------------------------------------------
