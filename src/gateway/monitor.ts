@@ -12,6 +12,9 @@ export const MISSED_HEARTBEATS = 3;
 const RECENT_TASKS = 2_000;
 const THROUGHPUT_SECONDS = 120;
 const FORGET_OFFLINE_MS = 10 * 60_000;
+/** Anyone who can publish on the bus can name queues and tasks: caps keep sampling and metric labels bounded. */
+const MAX_QUEUES = 100;
+const MAX_TASK_NAMES = 500;
 
 export interface WorkerInfo {
   id: string;
@@ -201,7 +204,7 @@ export class Monitor {
         const runtime = event['runtime'];
         if (typeof runtime === 'number' && Number.isFinite(runtime) && runtime >= 0) {
           record.runtime = runtime;
-          this.metrics.runtime.observe({ name: record.name ?? 'unknown' }, runtime);
+          this.metrics.runtime.observe({ name: this.label(record.name) }, runtime);
         }
         this.countFinished(event.type === 'task-succeeded', record);
         break;
@@ -214,7 +217,7 @@ export class Monitor {
       default:
         break;
     }
-    this.metrics.tasks.inc({ name: record.name ?? 'unknown', state });
+    this.metrics.tasks.inc({ name: this.label(record.name), state });
     this.tasks.set(id, record);
     if (this.tasks.size > RECENT_TASKS) this.tasks.delete(this.tasks.keys().next().value!);
     for (const listener of this.listeners) listener.task?.(record, event);
@@ -276,7 +279,17 @@ export class Monitor {
   }
 
   private knowQueue(queue: string): void {
-    if (!this.queues.has(queue)) this.queues.set(queue, { queue, depth: 0, rateIn: 0, rateOut: 0 });
+    if (!this.queues.has(queue) && this.queues.size < MAX_QUEUES) this.queues.set(queue, { queue, depth: 0, rateIn: 0, rateOut: 0 });
+  }
+
+  private readonly taskNames = new Set<string>();
+  /** The metric label for a task name: the name, or 'other' once MAX_TASK_NAMES distinct names were seen. */
+  private label(name: string | null): string {
+    if (name === null) return 'unknown';
+    if (this.taskNames.has(name)) return name;
+    if (this.taskNames.size >= MAX_TASK_NAMES) return 'other';
+    this.taskNames.add(name);
+    return name;
   }
 
   /** Reads each known queue's depth. Rates follow from conservation: in = out + Δdepth. */
