@@ -8,10 +8,12 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { chain, chord, Fennel, group } from '../../src/index.ts';
+import type * as FixtureModule from './fixtures/tasks.ts';
 import { runCli, stopProcess, tempDb, waitFor, type RunningWorker } from '../support/process.ts';
 import { removeRabbitQueues } from '../support/rabbit.ts';
 import { flushRedisDb, RABBIT_URL, rabbitSkipReason, REDIS_DB, redisSkipReason, redisUrlForTest } from '../support/services.ts';
 
+type Fixtures = typeof FixtureModule;
 const TASKS = join(import.meta.dirname, 'fixtures/tasks.ts');
 const sqlite = tempDb();
 const redisSkip = await redisSkipReason();
@@ -28,13 +30,7 @@ function lines(path: string): string[] {
 function engineSuite(engine: string, broker: string, backend: string, skip: string | false, prepare: () => Promise<void>): void {
   describe(`canvas on ${engine}`, { skip }, () => {
     let app: Fennel;
-    let t: {
-      add: typeof import('./fixtures/tasks.ts').add;
-      mul: typeof import('./fixtures/tasks.ts').mul;
-      total: typeof import('./fixtures/tasks.ts').total;
-      member: typeof import('./fixtures/tasks.ts').member;
-      collect: typeof import('./fixtures/tasks.ts').collect;
-    };
+    let t: Fixtures;
     const workers: RunningWorker[] = [];
     const queue = `${engine}-canvas-${run}`;
     const env = { FENNEL_BROKER_URL: broker, FENNEL_RESULT_BACKEND: backend, FENNEL_VISIBILITY_TIMEOUT_SEC: '2', FENNEL_DEFAULT_QUEUE: queue };
@@ -49,7 +45,7 @@ function engineSuite(engine: string, broker: string, backend: string, skip: stri
       await prepare();
       // The fixture module reads its broker from the environment; a fresh copy per engine.
       Object.assign(process.env, env);
-      const fixtures = (await import(`./fixtures/tasks.ts?engine=${engine}`)) as typeof import('./fixtures/tasks.ts');
+      const fixtures = (await import(`./fixtures/tasks.ts?engine=${engine}`)) as Fixtures;
       // The fixtures import 'fennel' (the package), this file src/: the same class, two declarations.
       app = fixtures.app as unknown as Fennel;
       t = fixtures;
