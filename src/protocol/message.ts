@@ -94,6 +94,8 @@ export interface TaskRequest {
   queue: string | null;
   /** Times this message has crashed a pool slot (poison-message detection). */
   crashes: number;
+  /** Length of the encoded body (args, kwargs, embed), in characters. */
+  bodyLength: number;
 }
 
 const ORIGIN = `gen${process.pid}@${hostname()}`;
@@ -251,6 +253,7 @@ export function parseTaskMessage(message: WireMessage): TaskRequest {
     priority: typeof props.priority === 'number' ? props.priority : 0,
     queue: props.delivery_info?.routing_key ?? null,
     crashes: typeof message.headers['fennel_crashes'] === 'number' ? message.headers['fennel_crashes'] : 0,
+    bodyLength: message.body.length,
   };
 }
 

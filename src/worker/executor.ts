@@ -299,7 +299,14 @@ function errorInfo(error: ErrorReport): ExceptionInfo {
   return exceptionInfo(error.name, error.message);
 }
 
+/**
+ * Arguments are kept in stored results (Celery's result_extended) for monitors, but only when small: a chord
+ * callback or a merge step can take megabytes, which every STARTED, SUCCESS and FAILURE would write again.
+ */
+const MAX_ARGS_IN_RESULT = 4096;
+
 function baseMeta(request: TaskRequest, ctx: ExecutorContext): TaskMeta {
+  const small = request.bodyLength <= MAX_ARGS_IN_RESULT;
   return {
     status: States.PENDING,
     result: null,
@@ -308,8 +315,8 @@ function baseMeta(request: TaskRequest, ctx: ExecutorContext): TaskMeta {
     date_done: nowIso(),
     task_id: request.id,
     name: request.name,
-    args: request.args,
-    kwargs: request.kwargs,
+    args: small ? request.args : null,
+    kwargs: small ? request.kwargs : null,
     worker: ctx.workerName,
     retries: request.retries,
     queue: request.queue,

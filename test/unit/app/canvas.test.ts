@@ -144,4 +144,18 @@ describe('canvas', () => {
       await worker.stop(1);
     }
   });
+
+  it('a stored result keeps small arguments (for monitors) and drops large ones (a merge step would write them again and again)', async () => {
+    const { app, tasks, start } = setup();
+    const worker = await start();
+    try {
+      const small = tasks.sum.delay([1, 2]);
+      const large = tasks.sum.delay(Array.from({ length: 5000 }, (_, i) => i));
+      await Promise.all([small.get({ timeoutMs: 5_000 }), large.get({ timeoutMs: 5_000 })]);
+      assert.deepEqual((await app.backend.get(small.id))?.args, [[1, 2]]);
+      assert.equal((await app.backend.get(large.id))?.args, null);
+    } finally {
+      await worker.stop(1);
+    }
+  });
 });

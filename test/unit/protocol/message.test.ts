@@ -69,6 +69,7 @@ describe('parseTaskMessage', () => {
       priority: 0,
       queue: 'celery',
       crashes: 0,
+      bodyLength: 81, // [[2, 3], {}, {…embed}] as Celery wrote it
     });
   });
 
