@@ -284,7 +284,7 @@ export function outcomeIds(dict: SignatureDict): { taskId: string } | { groupId:
   }
 }
 
-/** The id of the task whose result stands for this node (a group's: none, so its first member's). */
+/** The id of the task whose result stands for this node (a group member that is itself a group: its last member's). */
 function lastTaskId(dict: SignatureDict): string {
   const ids = outcomeIds(dict);
   return 'taskId' in ids ? ids.taskId : ids.members[ids.members.length - 1]!;
@@ -421,10 +421,14 @@ export function firstTaskId(dict: SignatureDict): string | undefined {
       return dict.options.task_id;
     case 'chain':
       return firstTaskId(normaliseChain(chainSteps(dict))[0]!);
-    case 'group':
-      return groupMembers(dict)[0] && firstTaskId(groupMembers(dict)[0]!);
-    case 'chord':
-      return chordParts(dict).header[0] && firstTaskId(chordParts(dict).header[0]!);
+    case 'group': {
+      const first = groupMembers(dict)[0];
+      return first && firstTaskId(first);
+    }
+    case 'chord': {
+      const first = chordParts(dict).header[0];
+      return first && firstTaskId(first);
+    }
   }
 }
 

@@ -29,11 +29,6 @@ export class Batcher<T> {
     });
   }
 
-  /** The items waiting to be sent (the caller may rewrite them before the flush, e.g. to drop superseded ones). */
-  get queued(): ReadonlyArray<{ item: T }> {
-    return this.pending;
-  }
-
   private flush(): void {
     if (this.pending.length === 0) return;
     const batch = this.pending;

@@ -8,7 +8,7 @@ import { backoffMs } from '../app/options.ts';
 import { suggest } from '../app/suggest.ts';
 import { decodeJson } from '../protocol/json.ts';
 import { buildRetryMessage, parseTaskMessage, type TaskRequest } from '../protocol/message.ts';
-import { exceptionInfo, nowIso, type ExceptionInfo, type TaskMeta } from '../protocol/result.ts';
+import { exceptionInfo, nowIso, revokedMeta, type ExceptionInfo, type TaskMeta } from '../protocol/result.ts';
 import { States } from '../protocol/states.ts';
 import type { TaskEventType } from '../events/events.ts';
 import type { Delivery } from '../transports/transport.ts';
@@ -144,7 +144,7 @@ async function refuseUnregistered(request: TaskRequest, delivery: Delivery, ctx:
 async function discardIfRevoked(request: TaskRequest, delivery: Delivery, ctx: ExecutorContext): Promise<boolean> {
   if (!ctx.revoked.has(request.id)) return false;
   ctx.log.info({ task: request.name, id: request.id }, `Discarding revoked task: ${request.name}[${request.id}]`);
-  await ctx.app.backend.store({ ...baseMeta(request, ctx), status: States.REVOKED, result: { exc_type: 'TaskRevokedError', exc_message: ['revoked'], exc_module: 'celery.exceptions' } });
+  await ctx.app.backend.store(revokedResult(request, 'revoked', ctx));
   ctx.emit('task-revoked', request, { expired: false, terminated: false });
   await delivery.ack();
   return true;
@@ -153,11 +153,7 @@ async function discardIfRevoked(request: TaskRequest, delivery: Delivery, ctx: E
 async function revokeIfExpired(request: TaskRequest, delivery: Delivery, ctx: ExecutorContext): Promise<boolean> {
   if (!request.expires || request.expires.getTime() > Date.now()) return false;
   ctx.log.info({ task: request.name, id: request.id }, `Task ${request.name}[${request.id}] expired; revoked`);
-  await ctx.app.backend.store({
-    ...baseMeta(request, ctx),
-    status: States.REVOKED,
-    result: { exc_type: 'TaskRevokedError', exc_message: ['expired'], exc_module: 'celery.exceptions' },
-  });
+  await ctx.app.backend.store(revokedResult(request, 'expired', ctx));
   ctx.emit('task-revoked', request, { expired: true, terminated: false });
   await delivery.ack();
   return true;
@@ -205,10 +201,8 @@ async function settle(request: TaskRequest, delivery: Delivery, outcome: Outcome
       await delivery.ack();
       return;
     case 'failure':
-      await ctx.app.backend.store(failureMeta(request.id, errorInfo(outcome.error), outcome.error.stack, request, ctx));
-      if (inWorkflow(request)) await failWorkflow(ctx.app, request, errorInfo(outcome.error), outcome.error.stack);
+      await recordFailure(request, errorInfo(outcome.error), outcome.error.stack, runtimeSec, ctx);
       ctx.log.error({ ...fields, error: outcome.error.message }, `${label} raised ${outcome.error.name}: ${outcome.error.message}`);
-      ctx.emit('task-failed', request, { exception: `${outcome.error.name}(${JSON.stringify(outcome.error.message)})`, traceback: outcome.error.stack, runtime: runtimeSec });
       await delivery.ack();
       return;
     case 'retry': {
@@ -219,10 +213,8 @@ async function settle(request: TaskRequest, delivery: Delivery, outcome: Outcome
         const info = outcome.error
           ? errorInfo(outcome.error)
           : exceptionInfo('MaxRetriesExceededError', `${request.name}[${request.id}] retried ${request.retries} times (maxRetries ${limit})${outcome.reason ? `: ${outcome.reason}` : ''}`, 'celery.exceptions');
-        await ctx.app.backend.store(failureMeta(request.id, info, outcome.error?.stack ?? null, request, ctx));
-        if (inWorkflow(request)) await failWorkflow(ctx.app, request, info, outcome.error?.stack ?? null);
+        await recordFailure(request, info, outcome.error?.stack ?? null, runtimeSec, ctx);
         ctx.log.error(fields, `${label} gave up after ${request.retries} retries: ${info.exc_type}: ${String(info.exc_message[0])}`);
-        ctx.emit('task-failed', request, { exception: `${info.exc_type}(${JSON.stringify(info.exc_message[0])})`, traceback: outcome.error?.stack ?? null, runtime: runtimeSec });
         await delivery.ack();
         return;
       }
@@ -245,10 +237,8 @@ async function settle(request: TaskRequest, delivery: Delivery, outcome: Outcome
       const crashes = request.crashes + 1;
       const info = exceptionInfo('WorkerLostError', outcome.detail, 'billiard.exceptions');
       const fail = async (why: string): Promise<void> => {
-        await ctx.app.backend.store(failureMeta(request.id, info, null, request, ctx));
-        if (inWorkflow(request)) await failWorkflow(ctx.app, request, info, null);
+        await recordFailure(request, info, null, runtimeSec, ctx);
         ctx.log.error(fields, `${label} lost its pool slot (${outcome.detail}); ${why}`);
-        ctx.emit('task-failed', request, { exception: `WorkerLostError(${JSON.stringify(outcome.detail)})`, traceback: null, runtime: runtimeSec });
       };
       if (crashes >= ctx.app.config.poisonAfterCrashes) {
         await fail(`it has crashed its slot ${crashes} times: moved to dead letters`);
@@ -263,21 +253,31 @@ async function settle(request: TaskRequest, delivery: Delivery, outcome: Outcome
       return;
     }
     case 'terminated':
-      await ctx.app.backend.store({ ...baseMeta(request, ctx), status: States.REVOKED, result: { exc_type: 'TaskRevokedError', exc_message: ['terminated'], exc_module: 'celery.exceptions' } });
+      await ctx.app.backend.store(revokedResult(request, 'terminated', ctx));
       ctx.log.warn(fields, `${label} terminated (revoked with terminate)`);
       ctx.emit('task-revoked', request, { expired: false, terminated: true });
       await delivery.ack();
       return;
     case 'timeout': {
       const info = exceptionInfo('TimeLimitExceeded', `hard time limit (${outcome.seconds} s) exceeded`, 'billiard.exceptions');
-      await ctx.app.backend.store(failureMeta(request.id, info, null, request, ctx));
-      if (inWorkflow(request)) await failWorkflow(ctx.app, request, info, null);
+      await recordFailure(request, info, null, runtimeSec, ctx);
       ctx.log.error(fields, `${label} killed: hard time limit of ${outcome.seconds}s exceeded`);
-      ctx.emit('task-failed', request, { exception: `TimeLimitExceeded(${outcome.seconds})`, traceback: null, runtime: runtimeSec });
       await delivery.ack();
       return;
     }
   }
+}
+
+/** Stores the task's FAILURE, fails what in its workflow depended on it, and sends task-failed. */
+async function recordFailure(request: TaskRequest, info: ExceptionInfo, traceback: string | null, runtimeSec: number, ctx: ExecutorContext): Promise<void> {
+  await ctx.app.backend.store(failureMeta(request.id, info, traceback, request, ctx));
+  if (inWorkflow(request)) await failWorkflow(ctx.app, request, info, traceback);
+  ctx.emit('task-failed', request, { exception: `${info.exc_type}(${JSON.stringify(info.exc_message[0] ?? '')})`, traceback, runtime: runtimeSec });
+}
+
+/** A REVOKED meta for this task: Celery's TaskRevokedError with the reason (revoked, expired, terminated). */
+function revokedResult(request: TaskRequest, reason: string, ctx: ExecutorContext): TaskMeta {
+  return { ...baseMeta(request, ctx), status: States.REVOKED, result: revokedMeta(request.id, reason).result };
 }
 
 /** Publishes the next attempt before acknowledging this one, so a crash in between duplicates, never loses. */

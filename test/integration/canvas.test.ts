@@ -9,7 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { chain, chord, Fennel, group } from '../../src/index.ts';
 import type * as FixtureModule from './fixtures/tasks.ts';
-import { runCli, stopProcess, tempDb, waitFor, type RunningWorker } from '../support/process.ts';
+import { startWorker as startCliWorker, stopProcess, tempDb, waitFor, type RunningWorker } from '../support/process.ts';
 import { removeRabbitQueues } from '../support/rabbit.ts';
 import { flushRedisDb, RABBIT_URL, rabbitSkipReason, REDIS_DB, redisSkipReason, redisUrlForTest } from '../support/services.ts';
 
@@ -35,9 +35,8 @@ function engineSuite(engine: string, broker: string, backend: string, skip: stri
     const queue = `${engine}-canvas-${run}`;
     const env = { FENNEL_BROKER_URL: broker, FENNEL_RESULT_BACKEND: backend, FENNEL_VISIBILITY_TIMEOUT_SEC: '2', FENNEL_DEFAULT_QUEUE: queue };
     const startWorker = async (): Promise<RunningWorker> => {
-      const w = runCli(['worker', '--app', TASKS, '-P', 'process', '-c', '2', '--loglevel', 'error'], env);
+      const w = await startCliWorker(TASKS, broker, ['-P', 'process', '-c', '2', '--loglevel', 'error'], env);
       workers.push(w);
-      await w.waitForLine(/worker ready/);
       return w;
     };
 

@@ -7,7 +7,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Fennel, RemoteTaskError } from '../../src/index.ts';
-import { runCli, runCliToEnd, stopProcess, tempDb, waitFor, type RunningWorker } from '../support/process.ts';
+import { startWorker as startCliWorker, runCliToEnd, stopProcess, tempDb, waitFor, type RunningWorker } from '../support/process.ts';
 import { removeRabbitQueues } from '../support/rabbit.ts';
 import { flushRedisDb, RABBIT_URL, rabbitSkipReason, REDIS_DB, redisSkipReason, redisUrlForTest } from '../support/services.ts';
 
@@ -17,11 +17,10 @@ const redisSkip = await redisSkipReason();
 const amqpSkip = (await rabbitSkipReason()) || redisSkip;
 const run = Date.now().toString(36);
 
-async function startWorker(broker: string, backend: string, flags: string[]): Promise<RunningWorker> {
-  const worker = runCli(['worker', '--app', TASKS, ...flags], { FENNEL_BROKER_URL: broker, FENNEL_RESULT_BACKEND: backend });
-  await worker.waitForLine(/worker ready/);
-  return worker;
+function startWorker(broker: string, backend: string, flags: string[]): Promise<RunningWorker> {
+  return startCliWorker(TASKS, broker, flags, { FENNEL_RESULT_BACKEND: backend });
 }
+
 
 function runs(log: string): string[] {
   return readFileSync(log, 'utf8').trim().split('\n').filter(Boolean).map((line) => line.split(' ')[0]!);

@@ -91,9 +91,9 @@ function spawnCli(args: string[], env: Record<string, string>, detached: boolean
   };
 }
 
-/** Starts `fennel worker` and waits until it is consuming. */
-export async function startWorker(app: string, url: string, flags: string[] = []): Promise<RunningWorker> {
-  const worker = runCli(['worker', '--app', app, ...flags], { FENNEL_BROKER_URL: url });
+/** Starts `fennel worker` and waits until it is consuming; `env` adds settings (a result backend, say). */
+export async function startWorker(app: string, url: string, flags: string[] = [], env: Record<string, string> = {}): Promise<RunningWorker> {
+  const worker = runCli(['worker', '--app', app, ...flags], { ...env, FENNEL_BROKER_URL: url });
   await worker.waitForLine(/worker ready/);
   return worker;
 }
