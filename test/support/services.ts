@@ -27,6 +27,15 @@ export function redisUrlForTest(db: number, port = REDIS_PORT): string {
  * so an absent server costs one refused connection, not a client's reconnect loop.
  */
 export function redisAnswers(port = REDIS_PORT, timeoutMs = 1_000, host = REDIS_HOST): Promise<boolean> {
+  // +PONG, or -NOAUTH/-LOADING…: an error reply is a server that is there but not usable.
+  return probe(host, port, timeoutMs, '*1\r\n$4\r\nPING\r\n', (reply) => (reply.includes('\r\n') ? reply.startsWith('+PONG') : undefined));
+}
+
+/**
+ * Connects, writes `greeting`, and resolves with `judge`'s verdict on what has arrived so far (undefined: read
+ * more); false on a refused connection, an error or `timeoutMs` of silence. No client library, no retries.
+ */
+function probe(host: string, port: number, timeoutMs: number, greeting: string | Buffer, judge: (reply: string) => boolean | undefined): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = new Socket();
     let reply = '';
@@ -38,12 +47,20 @@ export function redisAnswers(port = REDIS_PORT, timeoutMs = 1_000, host = REDIS_
     const timer = setTimeout(() => done(false), timeoutMs);
     socket.once('error', () => done(false));
     socket.on('data', (chunk: Buffer) => {
-      reply += chunk.toString();
-      // +PONG, or -NOAUTH/-LOADING…: an error reply is a server that is there but not usable.
-      if (reply.includes('\r\n')) done(reply.startsWith('+PONG'));
+      reply += chunk.toString('latin1');
+      const verdict = judge(reply);
+      if (verdict !== undefined) done(verdict);
     });
-    socket.connect(port, host, () => socket.write('*1\r\n$4\r\nPING\r\n'));
+    socket.connect(port, host, () => socket.write(greeting));
   });
+}
+
+/** The skip reason for a service that does not answer, or false; on CI (CI=true) it throws instead. */
+async function skipReason(service: string, host: string, port: number, answers: boolean): Promise<string | false> {
+  if (answers) return false;
+  const reason = `${service} not reachable at ${host}:${port}`;
+  if (process.env['CI'] === 'true') throw new Error(`${reason} (CI=true: ${service} is required)`);
+  return reason;
 }
 
 /**
@@ -52,10 +69,7 @@ export function redisAnswers(port = REDIS_PORT, timeoutMs = 1_000, host = REDIS_
  * Use at a file's top level: `describe('…', { skip: await redisSkipReason() }, () => { … })`.
  */
 export async function redisSkipReason(port = REDIS_PORT): Promise<string | false> {
-  if (await redisAnswers(port)) return false;
-  const reason = `Redis not reachable at ${REDIS_HOST}:${port}`;
-  if (process.env['CI'] === 'true') throw new Error(`${reason} (CI=true: Redis is required)`);
-  return reason;
+  return skipReason('Redis', REDIS_HOST, port, await redisAnswers(port));
 }
 
 /**
@@ -96,24 +110,10 @@ export const RABBIT_URL = `amqp://guest:guest@${RABBIT_HOST}:${RABBIT_PORT}/`;
  * waits for the first frame (connection.start, frame type 1), then hangs up without logging in.
  */
 export function rabbitAnswers(port = RABBIT_PORT, timeoutMs = 2_000, host = RABBIT_HOST): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = new Socket();
-    const done = (ok: boolean): void => {
-      clearTimeout(timer);
-      socket.destroy();
-      resolve(ok);
-    };
-    const timer = setTimeout(() => done(false), timeoutMs);
-    socket.once('error', () => done(false));
-    socket.once('data', (chunk: Buffer) => done(chunk[0] === 1));
-    socket.connect(port, host, () => socket.write(Buffer.from([0x41, 0x4d, 0x51, 0x50, 0, 0, 9, 1])));
-  });
+  return probe(host, port, timeoutMs, Buffer.from([0x41, 0x4d, 0x51, 0x50, 0, 0, 9, 1]), (reply) => reply.charCodeAt(0) === 1);
 }
 
 /** Why RabbitMQ tests cannot run here, or false if they can; throws on CI (CI=true), as redisSkipReason does. */
 export async function rabbitSkipReason(port = RABBIT_PORT): Promise<string | false> {
-  if (await rabbitAnswers(port)) return false;
-  const reason = `RabbitMQ not reachable at ${RABBIT_HOST}:${port}`;
-  if (process.env['CI'] === 'true') throw new Error(`${reason} (CI=true: RabbitMQ is required)`);
-  return reason;
+  return skipReason('RabbitMQ', RABBIT_HOST, port, await rabbitAnswers(port));
 }
