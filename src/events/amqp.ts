@@ -10,7 +10,7 @@ import { randomUUID } from 'node:crypto';
 import type { Channel, ConsumeMessage } from 'amqplib';
 import { AmqpConnection, type Session } from '../transports/amqp/connection.ts';
 import { parseAmqpUrl } from '../transports/amqp/url.ts';
-import type { EventBus, FennelEvent } from './events.ts';
+import { deliverEvent, parseEvent, type EventBus, type FennelEvent } from './events.ts';
 
 export const EVENT_EXCHANGE = 'celeryev';
 /** Celery's event_queue_ttl (5 s) and event_queue_expires (60 s). */
@@ -110,20 +110,8 @@ export class AmqpEventBus implements EventBus {
   /** Anyone may publish to `celeryev`: anything that is not a JSON event object is dropped, never thrown. */
   private dispatch(message: ConsumeMessage | null): void {
     if (!message) return;
-    let event: unknown;
-    try {
-      event = JSON.parse(message.content.toString('utf8'));
-    } catch {
-      return;
-    }
-    if (event === null || typeof event !== 'object' || typeof (event as FennelEvent).type !== 'string') return;
-    for (const handler of this.handlers) {
-      try {
-        handler(event as FennelEvent);
-      } catch {
-        // a monitor's bug is not the bus's problem
-      }
-    }
+    const event = parseEvent(message.content.toString('utf8'));
+    if (event) deliverEvent(this.handlers, event);
   }
 
   async close(): Promise<void> {

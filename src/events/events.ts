@@ -32,3 +32,25 @@ export interface EventBus {
   subscribe(handler: (event: FennelEvent) => void): Promise<() => Promise<void>>;
   close(): Promise<void>;
 }
+
+/** An event from text anyone could have written: undefined unless it is a JSON object with a string `type`. */
+export function parseEvent(text: string): FennelEvent | undefined {
+  let event: unknown;
+  try {
+    event = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  return event !== null && typeof event === 'object' && typeof (event as FennelEvent).type === 'string' ? (event as FennelEvent) : undefined;
+}
+
+/** Hands an event to every handler; a handler that throws (a monitor's bug) does not stop the others. */
+export function deliverEvent(handlers: Iterable<(event: FennelEvent) => void>, event: FennelEvent): void {
+  for (const handler of handlers) {
+    try {
+      handler(event);
+    } catch {
+      // a monitor's bug is not the bus's problem
+    }
+  }
+}

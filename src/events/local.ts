@@ -1,18 +1,12 @@
 // The in-process event bus: events reach subscribers in the same process only. For memory:// apps and tests.
 
-import type { EventBus, FennelEvent } from './events.ts';
+import { deliverEvent, type EventBus, type FennelEvent } from './events.ts';
 
 export class LocalEventBus implements EventBus {
   private readonly handlers = new Set<(event: FennelEvent) => void>();
 
   publish(event: FennelEvent): void {
-    for (const handler of this.handlers) {
-      try {
-        handler(event);
-      } catch {
-        // a monitor's bug is not the worker's problem
-      }
-    }
+    deliverEvent(this.handlers, event);
   }
 
   async subscribe(handler: (event: FennelEvent) => void): Promise<() => Promise<void>> {

@@ -13,7 +13,7 @@ import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { decodeEnvelope, encodeEnvelope } from '../protocol/envelope.ts';
 import { redisOptions } from '../transports/redis.ts';
-import type { EventBus, FennelEvent } from './events.ts';
+import { deliverEvent, parseEvent, type EventBus, type FennelEvent } from './events.ts';
 
 export const EVENT_EXCHANGE = 'celeryev';
 
@@ -77,20 +77,8 @@ export class RedisEventBus implements EventBus {
   private dispatch(raw: string): void {
     const message = decodeEnvelope(raw);
     if (message.malformed) return;
-    let event: unknown;
-    try {
-      event = JSON.parse(message.body);
-    } catch {
-      return;
-    }
-    if (event === null || typeof event !== 'object' || typeof (event as FennelEvent).type !== 'string') return;
-    for (const handler of this.handlers) {
-      try {
-        handler(event as FennelEvent);
-      } catch {
-        // a monitor's bug is not the bus's problem
-      }
-    }
+    const event = parseEvent(message.body);
+    if (event) deliverEvent(this.handlers, event);
   }
 
   async close(): Promise<void> {

@@ -9,7 +9,7 @@
 // which is the right trade for telemetry.
 
 import { SqliteFile, sqlitePath } from '../transports/sqlite-file.ts';
-import type { EventBus, FennelEvent } from './events.ts';
+import { deliverEvent, parseEvent, type EventBus, type FennelEvent } from './events.ts';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS fennel_events (
@@ -122,17 +122,8 @@ export class SqliteEventBus implements EventBus {
     if (rows.length === 0) return;
     subscriber.cursor = rows[rows.length - 1]!.id;
     for (const row of rows) {
-      let event: FennelEvent;
-      try {
-        event = JSON.parse(row.event) as FennelEvent;
-      } catch {
-        continue; // a row someone wrote by hand
-      }
-      try {
-        subscriber.handler(event);
-      } catch {
-        // a monitor's bug is not the bus's problem
-      }
+      const event = parseEvent(row.event); // undefined for a row someone wrote by hand
+      if (event) deliverEvent([subscriber.handler], event);
     }
     if (rows.length === READ_BATCH) {
       // More to read: yield to the event loop between batches.
