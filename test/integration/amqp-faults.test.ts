@@ -10,8 +10,9 @@ import { execFile, execFileSync } from 'node:child_process';
 import { promisify } from 'node:util';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, afterEach, before, describe, it, type TestContext } from 'node:test';
+import { after, afterEach, before, describe, it } from 'node:test';
 import { sleep } from '../conformance/helpers/wait.ts';
+import { assertNoneLost } from '../support/ledger.ts';
 import { fileLines, isRunning, startWorker, stopProcess, uniqueQueue, waitFor, type RunningWorker } from '../support/process.ts';
 import { removeRabbitQueues } from '../support/rabbit.ts';
 import { flushRedisDb, RABBIT_URL, rabbitAnswers, rabbitSkipReason, REDIS_DB, redisSkipReason, redisUrlForTest } from '../support/services.ts';
@@ -63,24 +64,7 @@ function queueFor(label: string): string {
   return q;
 }
 
-function runsById(log: string): Map<string, number> {
-  const runs = new Map<string, number>();
-  for (const line of fileLines(log)) {
-    const id = line.split(' ')[0]!;
-    runs.set(id, (runs.get(id) ?? 0) + 1);
-  }
-  return runs;
-}
 
-/** Asserts every id ran at least once; returns how many ran more than once (at-least-once allows it). */
-function assertNoneLost(t: TestContext, log: string, ids: string[], label: string): number {
-  const runs = runsById(log);
-  assert.deepEqual(ids.filter((id) => !runs.has(id)), [], `${label}: tasks that never ran`);
-  const twice = ids.filter((id) => runs.get(id)! > 1);
-  const extra = ids.reduce((n, id) => n + runs.get(id)! - 1, 0);
-  t.diagnostic(`${label}: ${ids.length} tasks, ${ids.length + extra} runs, ${twice.length} ran more than once`);
-  return twice.length;
-}
 
 type Settled = { ok: true; value: number } | { ok: false; error: unknown };
 

@@ -9,9 +9,10 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, afterEach, before, describe, it, type TestContext } from 'node:test';
+import { after, afterEach, before, describe, it } from 'node:test';
 import type { Redis } from 'ioredis';
 import { sleep } from '../conformance/helpers/wait.ts';
+import { assertNoneLost, runsById } from '../support/ledger.ts';
 import { fileLines, isRunning, startWorker, stopProcess, uniqueQueue, waitFor, type RunningWorker } from '../support/process.ts';
 import { flushRedisDb, REDIS_DB, redisAnswers, redisSkipReason, redisUrlForTest, testRedisClient } from '../support/services.ts';
 import { makeTempDir, type TempDir } from '../support/tmp.ts';
@@ -34,26 +35,7 @@ async function worker(url: string, queue: string, flags: string[]): Promise<Runn
   return w;
 }
 
-/** Runs per task id, from a `record` log ("<task id> <pid>" per run). */
-function runsById(log: string): Map<string, number> {
-  const runs = new Map<string, number>();
-  for (const line of fileLines(log)) {
-    const id = line.split(' ')[0]!;
-    runs.set(id, (runs.get(id) ?? 0) + 1);
-  }
-  return runs;
-}
 
-/** Asserts every id ran at least once; returns how many ran more than once (reported, at-least-once allows it). */
-function assertNoneLost(t: TestContext, log: string, ids: string[], label: string): number {
-  const runs = runsById(log);
-  const lost = ids.filter((id) => !runs.has(id));
-  assert.deepEqual(lost, [], `${label}: tasks that never ran`);
-  const twice = ids.filter((id) => runs.get(id)! > 1);
-  const extra = ids.reduce((n, id) => n + runs.get(id)! - 1, 0);
-  t.diagnostic(`${label}: ${ids.length} tasks, ${ids.length + extra} runs, ${twice.length} ran more than once`);
-  return twice.length;
-}
 
 /** The Redis client ids of the Fennel connections (named fennel:<pid>) of these processes, on one database. */
 async function fennelConnections(admin: Redis, pids: number[]): Promise<Array<{ id: string; name: string; flags: string }>> {
