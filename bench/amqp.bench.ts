@@ -12,15 +12,12 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
-import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { connect } from 'amqplib';
 import { benchApp } from './tasks.ts';
-import { median, percentile, ROOT, runProcess, startProcess, startWorker, type Metric, type WorkerProcess } from './support.ts';
+import { CELERY_PYTHON as PYTHON, median, percentile, runCeleryProducer, startCeleryWorker, startWorker, type Metric, type WorkerProcess } from './support.ts';
 
 export const AMQP_URL = process.env['FENNEL_BENCH_AMQP_URL'] ?? 'amqp://guest:guest@127.0.0.1:5672/';
-const PYTHON = process.env['FENNEL_BENCH_PYTHON'] ?? '/usr/bin/python3';
-const PEERS_DIR = join(ROOT, 'bench/peers');
 // kombu spells the default vhost "/" as "//".
 const CELERY_BROKER = AMQP_URL.replace(/\/$/, '//');
 const CELERY_ENV = { CELERY_BENCH_BROKER: CELERY_BROKER, CELERY_BENCH_BACKEND: 'rpc://', PYTHONDONTWRITEBYTECODE: '1' };
@@ -117,19 +114,9 @@ const fennelLatency = async (): Promise<Record<string, Metric>> => {
 
 const CELERY_POOL = ['-P', 'threads', '-c', '8'];
 
-const celeryWorker = (index: number): Promise<WorkerProcess> =>
-  startProcess({
-    command: PYTHON,
-    args: ['-m', 'celery', '-A', 'celery_bench', 'worker', ...CELERY_POOL, '-n', `amqpbench${index}@%h`, '--loglevel', 'WARNING', '--without-gossip', '--without-mingle', '--without-heartbeat'],
-    cwd: PEERS_DIR,
-    env: CELERY_ENV,
-    jsonLog: false,
-  });
+const celeryWorker = (index: number): Promise<WorkerProcess> => startCeleryWorker('celery_bench', CELERY_POOL, `amqpbench${index}@%h`, CELERY_ENV);
 
-async function celeryProducer(args: Array<string | number>): Promise<Record<string, number | undefined>> {
-  const stdout = await runProcess(PYTHON, ['celery_bench.py', ...args.map(String)], { cwd: PEERS_DIR, env: CELERY_ENV, timeoutMs: 180_000 });
-  return JSON.parse(stdout.trim().split('\n').at(-1)!) as Record<string, number>;
-}
+const celeryProducer = (args: Array<string | number>): Promise<Record<string, number | undefined>> => runCeleryProducer('celery_bench.py', args, CELERY_ENV);
 
 function celeryEndToEnd(workers: number): () => Promise<Record<string, Metric>> {
   return async () => {

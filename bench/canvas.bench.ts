@@ -7,14 +7,11 @@
 // Knobs: FENNEL_BENCH_REDIS_URL and FENNEL_BENCH_PYTHON, as bench/redis.bench.ts.
 
 import { availableParallelism, loadavg } from 'node:os';
-import { join } from 'node:path';
 import { chord } from 'fennel';
 import { canvasApp } from './canvas-tasks.ts';
 import { environment, flush, REDIS_URL } from './redis.bench.ts';
-import { median, ROOT, runProcess, startProcess, tempDatabase, type WorkerProcess } from './support.ts';
+import { median, runCeleryProducer, runProcess, startCeleryWorker, startProcess, tempDatabase, type WorkerProcess } from './support.ts';
 
-const PYTHON = process.env['FENNEL_BENCH_PYTHON'] || '/usr/bin/python3';
-const PEERS_DIR = join(ROOT, 'bench', 'peers');
 const MERGESORT_N = 1_000_000;
 const CHORD_MEMBERS = 1000;
 /** Issue #6: the mergesort on 2 worker processes ≥ 1.7 × the local sort; the chord ≥ 5 × faster than Celery's. */
@@ -143,18 +140,8 @@ const CELERY_ENV = { CELERY_BENCH_URL: REDIS_URL, PYTHONDONTWRITEBYTECODE: '1' }
 
 /** Celery: the same on `celery worker -P threads -c 8` (Celery's main configuration in bench/redis.bench.ts). */
 async function celeryChord(runs: number): Promise<number[]> {
-  const start = (): Promise<WorkerProcess> =>
-    startProcess({
-      command: PYTHON,
-      args: ['-m', 'celery', '-A', 'celery_chord', 'worker', '-P', 'threads', '-c', '8', '-n', 'chord0@%h', '--loglevel', 'WARNING', '--without-gossip', '--without-mingle', '--without-heartbeat'],
-      cwd: PEERS_DIR,
-      env: CELERY_ENV,
-      jsonLog: false,
-    });
-  return withWorker(start, async () => {
-    const stdout = await runProcess(PYTHON, ['celery_chord.py', 'chord', String(CHORD_MEMBERS), String(runs)], { cwd: PEERS_DIR, env: CELERY_ENV, timeoutMs: 600_000 });
-    return (JSON.parse(stdout.trim().split('\n').at(-1)!) as { ms: number[] }).ms;
-  });
+  const start = (): Promise<WorkerProcess> => startCeleryWorker('celery_chord', ['-P', 'threads', '-c', '8'], 'chord0@%h', CELERY_ENV);
+  return withWorker(start, async () => (await runCeleryProducer<{ ms: number[] }>('celery_chord.py', ['chord', CHORD_MEMBERS, runs], CELERY_ENV, 600_000)).ms);
 }
 
 const spread = (values: readonly number[]): string => `**${ms(median(values))}** (${ms(Math.min(...values))}–${ms(Math.max(...values))})`;

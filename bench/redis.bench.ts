@@ -15,12 +15,10 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Queue, QueueEvents } from 'bullmq';
 import { Redis } from 'ioredis';
-import { percentile, processCpuSec, ROOT, runProcess, startProcess, startWorker, type Metric, type WorkerProcess } from './support.ts';
+import { CELERY_PYTHON as PYTHON, percentile, processCpuSec, ROOT, runCeleryProducer, startCeleryWorker, startProcess, startWorker, type Metric, type WorkerProcess } from './support.ts';
 import { benchApp } from './tasks.ts';
 
 export const REDIS_URL = process.env['FENNEL_BENCH_REDIS_URL'] || 'redis://127.0.0.1:6379/15';
-const PYTHON = process.env['FENNEL_BENCH_PYTHON'] || '/usr/bin/python3';
-const PEERS_DIR = join(ROOT, 'bench', 'peers');
 
 /** Tasks per end-to-end and enqueue run, the batch of the bulk APIs, and the round trips timed. */
 export const SIZES = { tasks: 10_000, batch: 500, roundTrips: 300, warmup: 50 } as const;
@@ -344,22 +342,12 @@ const bullLatency = (): Promise<Record<string, Metric>> =>
 const CELERY_ENV = { CELERY_BENCH_URL: REDIS_URL, PYTHONDONTWRITEBYTECODE: '1' };
 
 function celeryWorkers(poolArgs: string[]): (index: number) => Promise<WorkerProcess> {
-  return (index) =>
-    startProcess({
-      command: PYTHON,
-      // No gossip, mingle or heartbeat: the broadcast chatter between workers, which no-op throughput does not need.
-      args: ['-m', 'celery', '-A', 'celery_bench', 'worker', ...poolArgs, '-n', `bench${index}@%h`, '--loglevel', 'WARNING', '--without-gossip', '--without-mingle', '--without-heartbeat'],
-      cwd: PEERS_DIR,
-      env: CELERY_ENV,
-      jsonLog: false,
-    });
+  return (index) => startCeleryWorker('celery_bench', poolArgs, `bench${index}@%h`, CELERY_ENV);
 }
 
-/** Runs celery_bench.py's producer in one mode and parses the JSON line it prints. */
-async function celeryProducer(args: Array<string | number>): Promise<Record<string, number | undefined>> {
-  // Longer than the script's own 120 s wait for results, so that its diagnosis is what gets reported.
-  const stdout = await runProcess(PYTHON, ['celery_bench.py', ...args.map(String)], { cwd: PEERS_DIR, env: CELERY_ENV, timeoutMs: 180_000 });
-  return JSON.parse(stdout.trim().split('\n').at(-1)!) as Record<string, number>;
+/** Runs celery_bench.py's producer in one mode (its timeout, 180 s, outlasts the script's own 120 s wait for results). */
+function celeryProducer(args: Array<string | number>): Promise<Record<string, number | undefined>> {
+  return runCeleryProducer('celery_bench.py', args, CELERY_ENV);
 }
 
 function celeryEndToEnd(workers: number, poolArgs: string[]): () => Promise<Record<string, Metric>> {

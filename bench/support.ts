@@ -252,3 +252,30 @@ export function median(values: readonly number[]): number {
   const mid = sorted.length >> 1;
   return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
+
+// Python Celery peers (bench/peers): a worker started as its users start it, and a producer script that
+// prints one JSON line. Each comparison passes its own Celery app module, script and environment.
+
+/** The Python that has Celery 5 (default Debian's). */
+export const CELERY_PYTHON = process.env['FENNEL_BENCH_PYTHON'] || '/usr/bin/python3';
+const PEERS_DIR = join(ROOT, 'bench', 'peers');
+
+/**
+ * `python3 -m celery -A <module> worker <pool> -n <name>` in bench/peers. No gossip, mingle or heartbeat: the
+ * broadcast chatter between workers, which no-op throughput does not need.
+ */
+export function startCeleryWorker(module: string, poolArgs: readonly string[], name: string, env: Record<string, string>): Promise<WorkerProcess> {
+  return startProcess({
+    command: CELERY_PYTHON,
+    args: ['-m', 'celery', '-A', module, 'worker', ...poolArgs, '-n', name, '--loglevel', 'WARNING', '--without-gossip', '--without-mingle', '--without-heartbeat'],
+    cwd: PEERS_DIR,
+    env,
+    jsonLog: false,
+  });
+}
+
+/** Runs a producer script in bench/peers and parses the JSON line it prints last. */
+export async function runCeleryProducer<T = Record<string, number | undefined>>(script: string, args: ReadonlyArray<string | number>, env: Record<string, string>, timeoutMs = 180_000): Promise<T> {
+  const stdout = await runProcess(CELERY_PYTHON, [script, ...args.map(String)], { cwd: PEERS_DIR, env, timeoutMs });
+  return JSON.parse(stdout.trim().split('\n').at(-1)!) as T;
+}
