@@ -125,6 +125,7 @@ export class Fennel {
   }
 
   private send(name: string, args: readonly unknown[], call: CallOptions, task: TaskOptions): AsyncResult<unknown> {
+    this.checkCall(name, call);
     const { message, route } = this.prepare(name, args, call, task);
     const sent = this.transport.publish(message, route);
     // The rejection is re-thrown by get() and by awaiting `result.sent`; this keeps it from being unhandled.
@@ -135,6 +136,7 @@ export class Fennel {
   /** Sends many calls of one task in one broker round trip (one transaction on SQLite). */
   sendMany(name: string, argsList: ReadonlyArray<readonly unknown[]>, call: Omit<CallOptions, 'taskId'> = {}): Array<AsyncResult<unknown>> {
     const task = this.tasks.get(name)?.options ?? {};
+    this.checkCall(name, call); // once for the batch: every call shares the options
     const prepared = argsList.map((args) => this.prepare(name, args, call, task));
     const sent = this.transport.publishMany(prepared.map((p) => [p.message, p.route] as const));
     sent.catch(() => {});
@@ -147,23 +149,28 @@ export class Fennel {
    * producer and in workers continuing a workflow.
    */
   sendWorkflowStep(name: string, args: readonly unknown[], call: CallOptions, wire: WorkflowFields): AsyncResult<unknown> {
+    this.checkCall(name, call);
     const { message, route } = this.prepare(name, args, call, this.tasks.get(name)?.options ?? {}, wire);
     const sent = this.transport.publish(message, route);
     sent.catch(() => {});
     return new AsyncResult(message.headers['id'] as string, () => this.backend, sent, name, this.revokeFn);
   }
 
-  /** Validates and encodes one call: the message and where it goes. Throws at the call site for bad input. */
-  private prepare(name: string, args: readonly unknown[], call: CallOptions, task: TaskOptions, wire: WorkflowFields = {}): { message: WireMessage; route: TransportRoute } {
+  /** Checks a call's options where they are given; throws ConfigError naming the option and the accepted forms. */
+  private checkCall(name: string, call: CallOptions): void {
     checkCallOptions(name, call);
+    if (call.deduplicate && !this.transport.capabilities.deduplication) {
+      throw new ConfigError(`call of '${name}': deduplicate is not supported by ${schemeOf(this.config.broker)}:// (it has no atomic check-and-publish); engines with it: sqlite://, redis://, memory://`);
+    }
+  }
+
+  /** Encodes one call whose options are checked: the message and where it goes. Throws for arguments that cannot be sent. */
+  private prepare(name: string, args: readonly unknown[], call: CallOptions, task: TaskOptions, wire: WorkflowFields = {}): { message: WireMessage; route: TransportRoute } {
     const id = call.taskId ?? randomUUID();
     const now = Date.now();
     const eta = call.eta !== undefined ? toDate(call.eta)! : call.countdown !== undefined ? new Date(now + call.countdown * 1000) : null;
     const expires = call.expires === undefined ? null : typeof call.expires === 'number' ? new Date(now + call.expires * 1000) : toDate(call.expires)!;
     const limits = timeLimits(call, task);
-    if (call.deduplicate && !this.transport.capabilities.deduplication) {
-      throw new ConfigError(`call of '${name}': deduplicate is not supported by ${schemeOf(this.config.broker)}:// (it has no atomic check-and-publish); engines with it: sqlite://, redis://, memory://`);
-    }
     const queue = this.queueFor(name, call, task);
     const priority = call.priority ?? this.route(name)?.priority ?? task.priority ?? 0;
     const message = buildTaskMessage({
