@@ -71,12 +71,23 @@ export class AsyncResult<T = unknown> implements PromiseLike<T> {
 
   /** Waits for the outcome: the task's return value, or a RemoteTaskError, or a TimeoutError. */
   async get(options: GetOptions = {}): Promise<T> {
-    await this.sent;
-    const meta = await this.backend().wait(this.id, options);
+    const meta = await this.waitWhileSending(options);
     if (!meta) throw new TimeoutError(this.id, options.timeoutMs ?? 0, this.taskName);
     this.meta = meta;
     if (meta.status === States.SUCCESS) return meta.result as T;
     throw remoteError(meta);
+  }
+
+  /**
+   * Waits for the outcome without first waiting for the publish to be confirmed: RabbitMQ confirms a
+   * persistent message once it is on disk or acked, which for a quick task is after its result has arrived.
+   * A result proves the broker had the message; a publish that fails ends the wait with its error.
+   */
+  private waitWhileSending(options: GetOptions): Promise<TaskMeta | undefined> {
+    const unsent = new AbortController();
+    this.sent.catch((error: unknown) => unsent.abort(error));
+    const signal = options.signal ? AbortSignal.any([options.signal, unsent.signal]) : unsent.signal;
+    return this.backend().wait(this.id, { ...options, signal });
   }
 
   then<R1 = T, R2 = never>(onFulfilled?: ((value: T) => R1 | PromiseLike<R1>) | null, onRejected?: ((reason: unknown) => R2 | PromiseLike<R2>) | null): PromiseLike<R1 | R2> {

@@ -13,7 +13,7 @@ import { BrokerUnavailableError, ClosedError, ConfigError } from '../errors.ts';
 import { decodeMeta, encodeMeta, type TaskMeta } from '../protocol/result.ts';
 import { isReady, States } from '../protocol/states.ts';
 import { AmqpConnection, isConnectionError } from '../transports/amqp/connection.ts';
-import { ownReplyQueues, replyQueueOptions, replyToOf } from '../transports/amqp/replies.ts';
+import { onOwnReplyQueue, ownReplyQueues, replyQueueOptions, replyToOf } from '../transports/amqp/replies.ts';
 import { parseAmqpUrl } from '../transports/amqp/url.ts';
 import type { ResultBackend } from './backend.ts';
 import { Waiters } from './waiters.ts';
@@ -51,6 +51,7 @@ export class RpcBackend implements ResultBackend {
   private channel: Promise<Channel> | undefined;
   private readonly consuming = new Set<string>();
   private closed = false;
+  private readonly unfollow: () => void;
 
   constructor(
     readonly url: string,
@@ -63,6 +64,13 @@ export class RpcBackend implements ResultBackend {
     this.safeUrl = broker.safeUrl;
     this.expiresSec = options.resultExpiresSec ?? 86_400;
     this.connection = new AmqpConnection(broker.connectUrl, broker.safeUrl);
+    // A get() can start before its task (the first to name a reply queue) is published: consume each reply
+    // queue as soon as it is declared while anyone waits.
+    this.unfollow = options.replyQueue
+      ? () => {}
+      : onOwnReplyQueue(() => {
+          if (!this.closed && this.waiters.size > 0) this.listen().catch(() => void this.relisten());
+        });
   }
 
   /** The queues this instance reads: its own, or those its process's producers named as reply_to. */
@@ -246,6 +254,7 @@ export class RpcBackend implements ResultBackend {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.unfollow();
     this.waiters.wakeAll();
     for (const resolve of this.barriers.values()) resolve();
     await this.connection.close();

@@ -199,6 +199,17 @@ describe('interop with Python Celery 5 on RabbitMQ', { skip }, () => {
       assert.ok(celery.lines.some((l) => l.includes(`Task py.add[${firstId}] received`)));
     });
 
+    it("a new producer's first get() waits before its reply queue exists, and still reads the result", async () => {
+      // get() does not wait for the publish confirm, so it starts before the transport declares the queue.
+      const fresh = new Fennel({ broker: RABBIT_URL, backend: 'rpc://' });
+      queues.push(fresh.oid);
+      try {
+        assert.equal(await fresh.sendTask('py.add', [1, 2], { queue }).get({ timeoutMs: 30_000 }), 3);
+      } finally {
+        await fresh.close();
+      }
+    });
+
     it('sendTask: kwargs, a Python exception as RemoteTaskError, and an expiry passed while waiting for a countdown', async () => {
       assert.equal(await app.sendTask('py.add', [2], { queue, kwargs: { b: 5 } }).get({ timeoutMs: 30_000 }), 7);
       await assert.rejects(app.sendTask('py.fail', [], { queue }).get({ timeoutMs: 30_000 }), (error: unknown) => {

@@ -29,9 +29,21 @@ export function replyToOf(taskId: string): string | undefined {
 // declares its queue in on_task_call, so a fast worker's reply is never dropped as unroutable. The rpc
 // backend consumes them.
 const own = new Set<string>();
+const ownListeners = new Set<(name: string) => void>();
 
 export function noteOwnReplyQueue(name: string): void {
+  if (own.has(name)) return;
   own.add(name);
+  for (const listener of ownListeners) listener(name);
+}
+
+/**
+ * Calls `listener` with each reply queue of this process declared from now on (a get() may start waiting
+ * while its task, the first to name the queue, is still being published). Returns the unsubscribe.
+ */
+export function onOwnReplyQueue(listener: (name: string) => void): () => void {
+  ownListeners.add(listener);
+  return () => ownListeners.delete(listener);
 }
 
 export function ownReplyQueues(): ReadonlySet<string> {

@@ -5,7 +5,8 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { describe, it } from 'node:test';
 import pino from 'pino';
-import { ConfigError, Fennel, PayloadTooLargeError, RemoteTaskError, SerializationError, TimeoutError, Worker, currentTask } from '../../../src/index.ts';
+import { MemoryBackend } from '../../../src/backends/memory.ts';
+import { AsyncResult, ConfigError, Fennel, PayloadTooLargeError, RemoteTaskError, SerializationError, TimeoutError, Worker, currentTask } from '../../../src/index.ts';
 
 function memoryApp(options: ConstructorParameters<typeof Fennel>[0] = {}): Fennel {
   return new Fennel({ broker: `memory://${randomUUID()}`, ...options });
@@ -163,6 +164,20 @@ describe('AsyncResult', () => {
       assert.equal(await result.ready(), true);
       assert.equal(await result.successful(), false);
     });
+  });
+
+  it('returns a result that arrives while its publish is still unconfirmed', async () => {
+    // RabbitMQ confirms a persistent message once it is on disk or acked: for a quick task, after its result.
+    const backend = new MemoryBackend();
+    await backend.store({ task_id: 'quick', status: 'SUCCESS', result: 7, traceback: null, children: [], date_done: null });
+    const unconfirmed = new Promise<void>(() => {});
+    assert.equal(await new AsyncResult<number>('quick', () => backend, unconfirmed).get({ timeoutMs: 5000 }), 7);
+  });
+
+  it('rejects with the publish error, not a timeout, when its message could not be sent', async () => {
+    const backend = new MemoryBackend();
+    const failed = Promise.reject(new Error('broker said no'));
+    await assert.rejects(new AsyncResult('lost', () => backend, failed).get({ timeoutMs: 60_000 }), /broker said no/);
   });
 
   it('rejects with the abort reason when its signal aborts', async () => {
