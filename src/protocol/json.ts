@@ -2,11 +2,28 @@
 // JSON is the only format Fennel decodes, because decoding it executes nothing. Types JSON cannot carry
 // travel as kombu's tags `{"__type__": T, "__value__": V}` (Date → datetime, Buffer → bytes/base64) or are
 // refused at the call with a SerializationError that names the path to the bad value.
+// Speed: most values need no tag, and JSON.stringify writes them as they are; a walk that only checks (no
+// copy, no path strings) decides that, and the copying walk, with paths for its errors, runs only when a
+// tag is needed or a value is refused.
 
 import { SerializationError } from '../errors.ts';
 
 const TAG = '__type__';
 const VALUE = '__value__';
+/** Fennel's own tag (never sent to Celery): a chord's header results, left in the result backend. */
+const CHORD_RESULTS = 'fennel_chord_results';
+
+/**
+ * Stands for the results of chord `groupId`'s `size` header members, in order, as its result backend keeps
+ * them: what a chord callback sent between Fennel workers carries instead of the results themselves
+ * (src/worker/workflow.ts). On the wire: `{"__type__": "fennel_chord_results", "__value__": {"group_id", "size"}}`.
+ */
+export class ChordResults {
+  constructor(
+    readonly groupId: string,
+    readonly size: number,
+  ) {}
+}
 
 /** Python's `datetime.isoformat()` for an aware UTC datetime: microseconds and an explicit `+00:00`. */
 export function isoUtc(date: Date): string {
@@ -53,6 +70,7 @@ function toJsonValue(value: unknown, path: string, seen: Set<object>): unknown {
       if (value instanceof Uint8Array) {
         return { [TAG]: 'base64', [VALUE]: Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('base64') };
       }
+      if (value instanceof ChordResults) return { [TAG]: CHORD_RESULTS, [VALUE]: { group_id: value.groupId, size: value.size } };
       if (seen.has(value)) throw new SerializationError(`cannot encode ${path}: it refers to itself (a cycle)`);
       seen.add(value);
       try {
@@ -81,14 +99,53 @@ function toJsonValue(value: unknown, path: string, seen: Set<object>): unknown {
   }
 }
 
-/** Encodes a value as JSON text with kombu's type tags. `what` names it in errors ("args", "result"). */
-export function encodeJson(value: unknown, what = 'value'): string {
-  return JSON.stringify(toJsonValue(value, what, new Set()));
+/** Nesting deeper than this is left to the copying walk, which tells a cycle from depth. */
+const MAX_PLAIN_DEPTH = 100;
+
+/**
+ * True if JSON.stringify writes `value` exactly as toJsonValue's copy would be written: only finite numbers,
+ * strings, booleans, null, arrays without undefined, and plain objects of those (an undefined property is
+ * left out by both). Anything else (a tag to add, a value to refuse) is toJsonValue's to handle.
+ */
+function isPlain(value: unknown, depth: number): boolean {
+  switch (typeof value) {
+    case 'string':
+    case 'boolean':
+      return true;
+    case 'number':
+      return Number.isFinite(value);
+    case 'object': {
+      if (value === null) return true;
+      if (depth > MAX_PLAIN_DEPTH) return false;
+      if (Array.isArray(value)) {
+        for (let i = 0; i < value.length; i++) {
+          const item: unknown = value[i];
+          // Numbers and strings inline: a number[] of a million is checked without a call per element.
+          if (typeof item === 'number' ? !Number.isFinite(item) : typeof item !== 'string' && !isPlain(item, depth + 1)) return false;
+        }
+        return true;
+      }
+      const proto = Object.getPrototypeOf(value) as unknown;
+      if (proto !== Object.prototype && proto !== null) return false;
+      for (const key in value) {
+        const item = (value as Record<string, unknown>)[key];
+        if (item !== undefined && !isPlain(item, depth + 1)) return false;
+      }
+      return true;
+    }
+    default:
+      return false;
+  }
 }
 
-/** Plain JSON data with kombu's tags applied, for embedding in a larger document. */
+/** Encodes a value as JSON text with kombu's type tags. `what` names it in errors ("args", "result"). */
+export function encodeJson(value: unknown, what = 'value'): string {
+  return JSON.stringify(toJsonData(value, what));
+}
+
+/** Plain JSON data with kombu's tags applied, for embedding in a larger document (the value itself if it needs none). */
 export function toJsonData(value: unknown, what = 'value'): unknown {
-  return toJsonValue(value, what, new Set());
+  return isPlain(value, 0) ? value : toJsonValue(value, what, new Set());
 }
 
 function reviveTag(type: unknown, value: unknown): unknown {
@@ -114,6 +171,11 @@ function reviveTag(type: unknown, value: unknown): unknown {
     case 'base64':
       if (typeof value === 'string') return Buffer.from(value, 'base64');
       break;
+    case CHORD_RESULTS: {
+      const ref = value as { group_id?: unknown; size?: unknown } | null;
+      if (ref && typeof ref.group_id === 'string' && Number.isInteger(ref.size)) return new ChordResults(ref.group_id, ref.size as number);
+      break;
+    }
   }
   throw new SerializationError(`unsupported JSON type tag ${JSON.stringify(type)}`);
 }

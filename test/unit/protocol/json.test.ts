@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { SerializationError } from '../../../src/errors.ts';
-import { decodeJson, encodeJson, isoUtc, parseIso, toJsonData } from '../../../src/protocol/json.ts';
+import { ChordResults, decodeJson, encodeJson, isoUtc, parseIso, toJsonData } from '../../../src/protocol/json.ts';
 
 /** Asserts that encoding `value` as `what` throws a SerializationError mentioning each of `fragments`. */
 function assertRefused(value: unknown, what: string, ...fragments: string[]): void {
@@ -100,6 +100,43 @@ describe('encodeJson and decodeJson: kombu type tags', () => {
 
   it('toJsonData returns the tagged data rather than text', () => {
     assert.deepEqual(toJsonData({ at: new Date('2026-01-01T00:00:00Z') }), { at: { __type__: 'datetime', __value__: '2026-01-01T00:00:00.000000+00:00' } });
+  });
+});
+
+describe('encodeJson: values that need no tag are written by JSON.stringify as they are', () => {
+  it('writes the same text as JSON.stringify for plain data, large arrays included', () => {
+    const big = Array.from({ length: 100_000 }, (_, i) => (i % 7 === 0 ? -i / 3 : i));
+    for (const value of [big, [big, 'x', null, true], { a: { b: [1, { c: 'd' }] }, e: [] }, Object.create(null) as object, 'text', 0, null]) {
+      assert.equal(encodeJson(value), JSON.stringify(value));
+    }
+  });
+
+  it('still tags and refuses deep inside a large array, naming the element', () => {
+    const numbers = Array.from({ length: 100_000 }, (_, i) => i);
+    assertRefused([numbers.map((x) => (x === 99_999 ? Number.NaN : x))], 'args', 'args[0][99999]', 'NaN');
+    const at = new Date('2026-11-26T00:00:00Z');
+    assert.deepEqual(JSON.parse(encodeJson([...numbers.slice(0, 3), { at }])), [0, 1, 2, { at: { __type__: 'datetime', __value__: '2026-11-26T00:00:00.000000+00:00' } }]);
+  });
+
+  it('nests deeper than its check goes without mistaking depth for a cycle', () => {
+    let deep: unknown = 'bottom';
+    for (let i = 0; i < 500; i++) deep = [deep];
+    assert.equal(encodeJson(deep), JSON.stringify(deep));
+  });
+});
+
+describe("Fennel's chord results tag", () => {
+  it('encodes ChordResults as fennel_chord_results with the group id and size, and decodes it back', () => {
+    const text = encodeJson([new ChordResults('g-1', 8), 'x']);
+    assert.deepEqual(JSON.parse(text), [{ __type__: 'fennel_chord_results', __value__: { group_id: 'g-1', size: 8 } }, 'x']);
+    const [ref] = decodeJson(text) as [ChordResults];
+    assert.ok(ref instanceof ChordResults);
+    assert.deepEqual({ ...ref }, { groupId: 'g-1', size: 8 });
+  });
+
+  it('refuses the tag without a group id or a whole size', () => {
+    assert.throws(() => decodeJson('[{"__type__": "fennel_chord_results", "__value__": {"size": 2}}]'), SerializationError);
+    assert.throws(() => decodeJson('[{"__type__": "fennel_chord_results", "__value__": {"group_id": "g", "size": 1.5}}]'), SerializationError);
   });
 });
 
