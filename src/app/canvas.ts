@@ -432,6 +432,22 @@ export function firstTaskId(dict: SignatureDict): string | undefined {
   }
 }
 
+/** The tasks a result applied to this workflow is prepended to: a task (unless immutable), a chain's first step, a group's members, a chord's header. */
+export function tasksGivenResult(dict: SignatureDict): string[] {
+  switch (dict.subtask_type) {
+    case null:
+      return dict.immutable ? [] : [dict.task];
+    case 'chain': {
+      const first = normaliseChain(chainSteps(dict))[0];
+      return first ? tasksGivenResult(first) : [];
+    }
+    case 'group':
+      return groupMembers(dict).flatMap(tasksGivenResult);
+    case 'chord':
+      return chordParts(dict).header.flatMap(tasksGivenResult);
+  }
+}
+
 /** Every task id whose result stands for this workflow's outcome (a chain's last, a group's members, a chord's body). */
 export function resultTaskIds(dict: SignatureDict): string[] {
   const ids = outcomeIds(dict);

@@ -15,7 +15,7 @@ export interface ChordJoin {
   complete: boolean;
   /** This call completed the join (true for one call only). */
   first: boolean;
-  /** When complete: every member's result, in index order. */
+  /** When complete and asked for: every member's result, in index order (otherwise empty). */
   results: unknown[];
 }
 
@@ -48,8 +48,14 @@ export interface ResultBackend {
    * A chord's join: records member `index`'s result (JSON) for the group, atomically, and says whether all
    * `size` members are in now. `first` is true for exactly one call: the one that completed the join.
    * Recording the same index again (a redelivered member) changes nothing. Absent on rpc:// (no shared store).
+   * `withResults` false: the results stay where they are (a callback sent by reference reads them itself).
    */
-  chordJoin?(groupId: string, index: number, size: number, resultJson: string): Promise<ChordJoin>;
+  chordJoin?(groupId: string, index: number, size: number, resultJson: string, withResults?: boolean): Promise<ChordJoin>;
+  /**
+   * The results a join holds, in index order, once all `size` are in; undefined if they are not (the join
+   * expired with the results, or never completed). Kept as long as results are.
+   */
+  chordResults?(groupId: string, size: number): Promise<unknown[] | undefined>;
   /** True the first time it is called with `key` (kept as long as results are), false after: a once-only marker. */
   claimOnce?(key: string): Promise<boolean>;
   /** Number of stored results per state, for `fennel status`. */

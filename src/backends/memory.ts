@@ -47,14 +47,23 @@ export class MemoryBackend implements ResultBackend {
   private readonly joins = new Map<string, { parts: Map<number, string>; fired: boolean }>();
   private readonly claims = new Set<string>();
 
-  async chordJoin(groupId: string, index: number, size: number, resultJson: string): Promise<ChordJoin> {
+  async chordJoin(groupId: string, index: number, size: number, resultJson: string, withResults = true): Promise<ChordJoin> {
     let join = this.joins.get(groupId);
     if (!join) this.joins.set(groupId, (join = { parts: new Map(), fired: false }));
     join.parts.set(index, resultJson);
     if (join.parts.size < size) return { complete: false, first: false, results: [] };
     const first = !join.fired;
     join.fired = true;
-    return { complete: true, first, results: [...join.parts.entries()].sort((a, b) => a[0] - b[0]).map(([, json]) => decodeJson(json)) };
+    return { complete: true, first, results: withResults ? this.partsInOrder(join.parts) : [] };
+  }
+
+  async chordResults(groupId: string, size: number): Promise<unknown[] | undefined> {
+    const parts = this.joins.get(groupId)?.parts;
+    return parts && parts.size >= size ? this.partsInOrder(parts) : undefined;
+  }
+
+  private partsInOrder(parts: Map<number, string>): unknown[] {
+    return [...parts.entries()].sort((a, b) => a[0] - b[0]).map(([, json]) => decodeJson(json));
   }
 
   async claimOnce(key: string): Promise<boolean> {

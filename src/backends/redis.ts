@@ -19,6 +19,11 @@ const REVOKED = 'fennel.revoked';
 const STORE = readFileSync(new URL('./redis/store.lua', import.meta.url), 'utf8');
 const CHORD_JOIN = readFileSync(new URL('./redis/chord_join.lua', import.meta.url), 'utf8');
 
+/** A chord's join: hash of member index → result JSON (redis/chord_join.lua). */
+function chordKey(groupId: string): string {
+  return `fennel.chord.${groupId}`;
+}
+
 export interface RedisBackendOptions {
   resultExpiresSec?: number;
 }
@@ -146,10 +151,16 @@ export class RedisBackend implements ResultBackend {
     }
   }
 
-  async chordJoin(groupId: string, index: number, size: number, resultJson: string): Promise<ChordJoin> {
-    const out = (await callScript(this.client, 'fennel_chord_join', [`fennel.chord.${groupId}`], [index, resultJson, size, Math.max(this.expiresSec, 3600)])) as Array<number | string>;
+  async chordJoin(groupId: string, index: number, size: number, resultJson: string, withResults = true): Promise<ChordJoin> {
+    const out = (await callScript(this.client, 'fennel_chord_join', [chordKey(groupId)], [index, resultJson, size, Math.max(this.expiresSec, 3600), withResults ? 1 : 0])) as Array<number | string>;
     if (out[0] !== 1) return { complete: false, first: false, results: [] };
     return { complete: true, first: out[1] === 1, results: out.slice(2).map((json) => decodeJson(String(json))) };
+  }
+
+  async chordResults(groupId: string, size: number): Promise<unknown[] | undefined> {
+    const texts = await this.client.hmget(chordKey(groupId), ...Array.from({ length: size }, (_, i) => String(i)));
+    if (texts.some((text) => text === null)) return undefined;
+    return texts.map((text) => decodeJson(text!));
   }
 
   async claimOnce(key: string): Promise<boolean> {

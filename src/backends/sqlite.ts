@@ -133,16 +133,24 @@ export class SqliteBackend implements ResultBackend {
     this.unsubscribe = undefined;
   }
 
-  async chordJoin(groupId: string, index: number, size: number, resultJson: string): Promise<ChordJoin> {
+  async chordJoin(groupId: string, index: number, size: number, resultJson: string, withResults = true): Promise<ChordJoin> {
     // One transaction: the insert, the count and (for the completing call) the read, so exactly one member
     // sees the count reach the size with its own insert.
     return this.file.write(() => {
       const inserted = this.sql.chordPart.run(groupId, index, resultJson, Date.now()).changes === 1;
       const count = (this.sql.chordCount.get(groupId) as { n: number }).n;
       if (count < size) return { complete: false, first: false, results: [] };
-      const rows = this.sql.chordParts.all(groupId) as Array<{ result: string }>;
-      return { complete: true, first: inserted && count === size, results: rows.map((r) => decodeJson(r.result)) };
+      return { complete: true, first: inserted && count === size, results: withResults ? this.readChordParts(groupId) : [] };
     });
+  }
+
+  async chordResults(groupId: string, size: number): Promise<unknown[] | undefined> {
+    const results = this.file.run(() => this.readChordParts(groupId));
+    return results.length >= size ? results : undefined;
+  }
+
+  private readChordParts(groupId: string): unknown[] {
+    return (this.sql.chordParts.all(groupId) as Array<{ result: string }>).map((r) => decodeJson(r.result));
   }
 
   async claimOnce(key: string): Promise<boolean> {

@@ -5,14 +5,22 @@
 // rest failed the same way). Everything sent here is in the broker before the message is acknowledged, so
 // a worker killed at any point repeats this step rather than losing it (src/app/canvas.ts explains why a
 // repeat does not send a chord callback twice).
+//
+// A chord callback that a Fennel worker will run gets its results by reference: the join keeps them in the
+// result backend, the message carries a ChordResults (group id and size), and the worker that runs the
+// callback reads them back (jobArgs) just before running it. The results (megabytes, for a mergesort) are
+// then written to the backend once and read once, instead of being read back by the joining worker,
+// encoded into a message, pushed through the broker and decoded again. Only when every task given the
+// results is registered in this worker's app: a callback that a Celery worker may run carries them inline.
 
-import { applyStep, firstTaskId, normaliseChain, resultTaskIds, type SignatureDict } from '../app/canvas.ts';
+import { applyStep, firstTaskId, normaliseChain, resultTaskIds, tasksGivenResult, type SignatureDict } from '../app/canvas.ts';
 import type { Fennel } from '../app/fennel.ts';
-import { decodeJson } from '../protocol/json.ts';
+import { ChordResults, decodeJson } from '../protocol/json.ts';
 import type { TaskRequest } from '../protocol/message.ts';
 import { exceptionInfo, nowIso, type ExceptionInfo } from '../protocol/result.ts';
 import { States } from '../protocol/states.ts';
 import type { Delivery } from '../transports/transport.ts';
+import type { Outcome } from './pools/pool.ts';
 
 /** True if the message is part of a workflow (there is something to do after it). */
 export function inWorkflow(request: TaskRequest): boolean {
@@ -41,7 +49,9 @@ async function joinChord(app: Fennel, request: TaskRequest, delivery: Delivery, 
   const backend = app.backend;
   if (!backend.chordJoin) throw new Error(`chord ${request.group}: the result backend ${backend.url} has no join (chords need redis:// or sqlite:// results)`);
   const size = body.chord_size ?? 0;
-  const join = await backend.chordJoin(request.group!, request.groupIndex!, size, resultJson);
+  const { chord_size: _size, ...callback } = body;
+  const byReference = backend.chordResults !== undefined && tasksGivenResult(callback).every((name) => app.registry.has(name));
+  const join = await backend.chordJoin(request.group!, request.groupIndex!, size, resultJson, !byReference);
   if (!join.complete) return;
   // The completing member sends the callback. A member delivered again (its worker may have died between
   // the join and the send) sends it too, unless the callback has started: on brokers with deduplication
@@ -49,8 +59,21 @@ async function joinChord(app: Fennel, request: TaskRequest, delivery: Delivery, 
   if (!join.first && !delivery.redelivered) return;
   const entry = firstTaskId(body);
   if (!join.first && entry && (await backend.get(entry))) return;
-  const { chord_size: _size, ...callback } = body;
-  applyStep(app, callback, { prepend: [join.results], parentId: request.id, rootId: request.rootId, once: true }, sends);
+  const results = byReference ? new ChordResults(request.group!, size) : join.results;
+  applyStep(app, callback, { prepend: [results], parentId: request.id, rootId: request.rootId, once: true }, sends);
+}
+
+/**
+ * The arguments a task runs with: its message's, with chord results sent by reference read back from the
+ * result backend. If they are gone (expired with the results), the task fails with Celery's ChordError
+ * rather than running without them.
+ */
+export async function jobArgs(app: Fennel, request: TaskRequest): Promise<unknown[] | Outcome> {
+  const ref = request.args[0];
+  if (!(ref instanceof ChordResults)) return request.args;
+  const results = await app.backend.chordResults?.(ref.groupId, ref.size);
+  if (!results) return { kind: 'failure', error: { name: 'ChordError', message: `the results of chord ${ref.groupId} are no longer in the result backend ${app.backend.url}`, stack: null } };
+  return [results, ...request.args.slice(1)];
 }
 
 /** After a task of a workflow failed (its FAILURE is stored): errbacks, and the failure of what depended on it. */

@@ -1,17 +1,19 @@
 // The canvas with real worker processes, on SQLite, Redis and RabbitMQ (results in Redis): chain, group and
-// chord results; a chord's members keep their messages small however large the chord; and a chord whose
-// members' worker is SIGKILLed mid-run still runs its callback exactly once, with every result.
+// chord results; a chord's members keep their messages small however large the chord; a chord callback
+// that Fennel workers run gets its results by reference (one a Celery worker may run, inline); and a chord
+// whose members' worker is SIGKILLed mid-run still runs its callback exactly once, with every result.
 
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
-import { chain, chord, Fennel, group } from '../../src/index.ts';
+import { chain, chord, Fennel, group, type AsyncResult, type RemoteTaskError } from '../../src/index.ts';
+import { ChordResults } from '../../src/protocol/json.ts';
 import type * as FixtureModule from './fixtures/tasks.ts';
 import { startWorker as startCliWorker, stopProcess, tempDb, waitFor, type RunningWorker } from '../support/process.ts';
 import { removeRabbitQueues } from '../support/rabbit.ts';
-import { flushRedisDb, RABBIT_URL, rabbitSkipReason, REDIS_DB, redisSkipReason, redisUrlForTest } from '../support/services.ts';
+import { flushRedisDb, RABBIT_URL, rabbitSkipReason, REDIS_DB, redisSkipReason, redisUrlForTest, testRedisClient } from '../support/services.ts';
 
 type Fixtures = typeof FixtureModule;
 const TASKS = join(import.meta.dirname, 'fixtures/tasks.ts');
@@ -27,15 +29,38 @@ function lines(path: string): string[] {
   return readFileSync(path, 'utf8').split('\n').filter(Boolean);
 }
 
-function engineSuite(engine: string, broker: string, backend: string, skip: string | false, prepare: () => Promise<void>): void {
+/** The bodies of the messages waiting in a queue that no worker consumes, as the broker holds them. */
+type Peek = (queue: string) => Promise<string[]>;
+
+const peekSqlite: Peek = async (queue) => {
+  const db = new Database(sqlite.path, { readonly: true });
+  try {
+    const rows = db.prepare('SELECT envelope FROM fennel_messages WHERE queue = ?').all(queue) as Array<{ envelope: string }>;
+    return rows.map((row) => (JSON.parse(row.envelope) as { body: string }).body);
+  } finally {
+    db.close();
+  }
+};
+
+const peekRedis: Peek = async (queue) => {
+  const client = testRedisClient(REDIS_DB.semantics);
+  try {
+    const envelopes = await client.lrange(queue, 0, -1);
+    return envelopes.map((text) => Buffer.from((JSON.parse(text) as { body: string }).body, 'base64').toString('utf8'));
+  } finally {
+    client.disconnect();
+  }
+};
+
+function engineSuite(engine: string, broker: string, backend: string, skip: string | false, prepare: () => Promise<void>, peek?: Peek): void {
   describe(`canvas on ${engine}`, { skip }, () => {
     let app: Fennel;
     let t: Fixtures;
     const workers: RunningWorker[] = [];
     const queue = `${engine}-canvas-${run}`;
     const env = { FENNEL_BROKER_URL: broker, FENNEL_RESULT_BACKEND: backend, FENNEL_VISIBILITY_TIMEOUT_SEC: '2', FENNEL_DEFAULT_QUEUE: queue };
-    const startWorker = async (): Promise<RunningWorker> => {
-      const w = await startCliWorker(TASKS, broker, ['-P', 'process', '-c', '2', '--loglevel', 'error'], env);
+    const startWorker = async (...flags: string[]): Promise<RunningWorker> => {
+      const w = await startCliWorker(TASKS, broker, ['-P', 'process', '-c', '2', '--loglevel', 'error', ...flags], env);
       workers.push(w);
       return w;
     };
@@ -64,6 +89,47 @@ function engineSuite(engine: string, broker: string, backend: string, skip: stri
       assert.equal(await chain(t.add.s(1, 1), group([t.mul.s(2), t.mul.s(3)]), t.total.s()).applyAsync().get({ timeoutMs: 60_000 }), 10);
     });
 
+    /**
+     * Runs a chord of 4 adds whose callback goes to a queue no worker consumes yet; the callback's message
+     * body, and its result. (The fixtures' signatures are typed from the package's declarations, chord from src/.)
+     */
+    const parkedCallback = async (callbackQueue: string, callback: { set(options: { queue: string }): unknown }): Promise<{ body: string; result: AsyncResult<unknown> }> => {
+      const result = chord(Array.from({ length: 4 }, (_, i) => t.add.s(i, 1_000_000)), callback.set({ queue: callbackQueue }) as never).applyAsync();
+      let bodies: string[] = [];
+      await waitFor(async () => (bodies = await peek!(callbackQueue)).length > 0, 'the callback message', 60_000);
+      return { body: bodies[0]!, result };
+    };
+
+    it('a chord callback that Fennel workers run carries a reference to the results, not the results', { skip: !peek && 'no peek at this broker' }, async () => {
+      await startWorker();
+      const callbackQueue = `${queue}-by-reference`;
+      const { body, result } = await parkedCallback(callbackQueue, t.total.s());
+      const [args] = JSON.parse(body) as [unknown[]];
+      assert.equal((args[0] as { __type__?: string }).__type__, 'fennel_chord_results', body);
+      assert.ok(!body.includes('1000003'), `the results are not in the message: ${body}`);
+      // The worker that runs it reads them from the result backend.
+      await startWorker('-Q', callbackQueue);
+      assert.equal(await result.get({ timeoutMs: 60_000 }), 4_000_006);
+    });
+
+    it('a chord callback this worker does not know (Celery may run it) carries the results inline', { skip: !peek && 'no peek at this broker' }, async () => {
+      await startWorker();
+      const elsewhere = app.task('test.elsewhere', (xs: number[]) => xs.length);
+      const { body } = await parkedCallback(`${queue}-inline`, elsewhere.s());
+      const [args] = JSON.parse(body) as [unknown[]];
+      assert.deepEqual(args[0], [1_000_000, 1_000_001, 1_000_002, 1_000_003]);
+    });
+
+    it('a callback whose results are gone from the backend fails with ChordError instead of running without them', async () => {
+      await startWorker();
+      const result = t.total.applyAsync([new ChordResults(`gone-${run}`, 2) as unknown as number[]]);
+      await assert.rejects(result.get({ timeoutMs: 60_000 }), (error: RemoteTaskError) => {
+        assert.equal(error.remoteName, 'ChordError', String(error));
+        assert.match(error.remoteMessage, /no longer in the result backend/);
+        return true;
+      });
+    });
+
     it('a chord runs its callback exactly once, with every result, when the worker holding members is SIGKILLed', async () => {
       const ledger = join(sqlite.dir, `${engine}-chord.log`);
       writeFileSync(ledger, '');
@@ -86,8 +152,8 @@ function engineSuite(engine: string, broker: string, backend: string, skip: stri
   });
 }
 
-engineSuite('sqlite', sqlite.url, sqlite.url, false, async () => {});
-engineSuite('redis', REDIS_URL, REDIS_URL, redisSkip, () => flushRedisDb(REDIS_DB.semantics));
+engineSuite('sqlite', sqlite.url, sqlite.url, false, async () => {}, peekSqlite);
+engineSuite('redis', REDIS_URL, REDIS_URL, redisSkip, () => flushRedisDb(REDIS_DB.semantics), peekRedis);
 engineSuite('amqp', RABBIT_URL, REDIS_URL, amqpSkip, () => flushRedisDb(REDIS_DB.semantics));
 
 describe('large fan-out', () => {

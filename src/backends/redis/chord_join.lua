@@ -9,7 +9,8 @@
 -- ARGV[2]  its result, JSON
 -- ARGV[3]  the chord's size
 -- ARGV[4]  expiry of the join, seconds
--- Returns {0} while incomplete; {1, first, result 0, result 1, …} once complete.
+-- ARGV[5]  1: return the results once complete; 0: leave them (a callback sent by reference reads them)
+-- Returns {0} while incomplete; {1, first, result 0, result 1, …} once complete (no results when ARGV[5] is 0).
 
 local added = redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
@@ -17,5 +18,6 @@ local size = tonumber(ARGV[3])
 local count = redis.call('HLEN', KEYS[1])
 if count < size then return {0} end
 local out = {1, (added == 1 and count == size) and 1 or 0}
+if ARGV[5] == '0' then return out end
 for i = 0, size - 1 do out[#out + 1] = redis.call('HGET', KEYS[1], tostring(i)) end
 return out
