@@ -1,15 +1,18 @@
 // The distributed mergesort (issue #6): n shuffled integers are sorted once here, in this process, and once
 // by worker processes (a chord: one sort task per chunk, then a merge of the sorted chunks), with the same
-// mergesort (sort.ts). Both outputs are checked against the built-in sort; the times, their ratio and where
-// the distributed time went are printed.
+// mergesort (sort.ts). Both outputs are checked against the built-in sort; the times, their ratio, the ratio
+// that zero transfer cost would give, and where the distributed time went are printed.
 //
 //   npx tsx examples/mergesort/main.ts [--n 1000000] [--chunks 8] [--workers 2] [--concurrency 1]
-//        [--broker URL] [--backend URL] [--wire packed|json] [--runs 3] [--seed 1] [--no-workers] [--json]
+//        [--pool process|thread|async] [--broker URL] [--backend URL] [--wire packed|json] [--runs 3] [--seed 1]
+//        [--no-workers] [--json]
 //
 // Broker: by default an embedded SQLite file in a temp directory; redis://… and amqp://… work too (amqp needs
 // --backend redis://… or sqlite://…: a chord joins in the result backend, which rpc:// cannot do). Unless
 // --no-workers, it starts the workers itself (`fennel worker --app examples/mergesort/tasks.ts -P process -c 1`,
-// --workers of them) and stops them at the end. --wire json sends number arrays, packed (the default) sends
+// --workers of them) and stops them at the end. --pool async runs each task in its worker process itself:
+// no hop to a pool slot (each chunk and the merged result are copied between processes once less), at the
+// price of the slot's isolation; with -c 1 per worker process it is still one sort per CPU. --wire json sends number arrays, packed (the default) sends
 // int32 text (packed.ts). --json prints one JSON line of the measurements at the end (bench/canvas.bench.ts).
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -36,6 +39,7 @@ const { values: flags } = parseArgs({
     chunks: { type: 'string', default: '8' },
     workers: { type: 'string', default: '2' },
     concurrency: { type: 'string', default: '1' },
+    pool: { type: 'string', default: 'process' },
     broker: { type: 'string' },
     backend: { type: 'string' },
     wire: { type: 'string', default: 'packed' },
@@ -59,6 +63,8 @@ const concurrency = positive('concurrency', flags.concurrency);
 const runs = positive('runs', flags.runs);
 const seed = positive('seed', flags.seed);
 if (flags.wire !== 'packed' && flags.wire !== 'json') throw new RangeError(`--wire must be packed or json (got '${flags.wire}')`);
+if (!['process', 'thread', 'async'].includes(flags.pool)) throw new RangeError(`--pool must be process, thread or async (got '${flags.pool}')`);
+const pool = flags.pool;
 const wire = flags.wire;
 if (flags['no-workers'] && !flags.broker) throw new RangeError('--no-workers needs --broker: the workers you started must share it');
 if (flags.broker?.startsWith('amqp') && !flags.backend) throw new RangeError('an amqp:// broker needs --backend redis://… or sqlite://…: the chord joins in the result backend');
@@ -92,7 +98,7 @@ function shuffled(count: number, seedValue: number): number[] {
 }
 
 function startWorker(index: number): Promise<ChildProcess> {
-  const args = [...process.execArgv, CLI, 'worker', '--app', TASKS, '-P', 'process', '-c', String(concurrency), '--loglevel', 'warn'];
+  const args = [...process.execArgv, CLI, 'worker', '--app', TASKS, '-P', pool, '-c', String(concurrency), '--loglevel', 'warn'];
   // Its own process group, so that stopping it reaches its pool slots too.
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'], env: process.env, detached: true });
   return new Promise((resolve, reject) => {
@@ -222,7 +228,7 @@ let failed = false;
 try {
   if (!flags['no-workers']) {
     workers = await Promise.all(Array.from({ length: workerCount }, (_, i) => startWorker(i)));
-    log(`${workerCount} worker process(es) ready: fennel worker -P process -c ${concurrency}`);
+    log(`${workerCount} worker process(es) ready: fennel worker -P ${pool} -c ${concurrency}`);
   }
 
   // One untimed round of each first: both sides then run compiled code, not the interpreter's first pass.
@@ -248,23 +254,27 @@ try {
   const pick = (key: 'firstSortDoneMs' | 'lastSortDoneMs' | 'mergeDoneMs'): number => median(remote.map((r) => r[key]));
   const [firstSort, lastSort, mergeDone] = [pick('firstSortDoneMs'), pick('lastSortDoneMs'), pick('mergeDoneMs')];
   const slots = workerCount * concurrency;
-  const sortPerSlot = costs.chunkSortMs * Math.ceil(chunkCount / slots);
+  const chunksPerSlot = Math.ceil(chunkCount / slots);
+  const sortPerSlot = costs.chunkSortMs * chunksPerSlot;
   const speedup = localMs / totalMs;
+  // Amdahl's bound: with moving the data free, the slots sort their chunks side by side, then one merges.
+  const computeMs = sortPerSlot + costs.mergeMs;
+  const boundSpeedup = localMs / computeMs;
+  const overhead = (phaseMs: number, workMs: number): string => `${fmt(workMs).padStart(6)} computing + ${fmt(phaseMs - workMs).padStart(6)} overhead`;
 
   log(`\nlocal (this process, mergesort of all ${n.toLocaleString('en')}): ${fmt(localMs)}   (median of ${runs})`);
-  log(`distributed (chord of ${chunkCount} sorts → 1 merge, ${slots} slot(s), --wire ${wire}): ${fmt(totalMs)}   (median of ${runs})`);
-  log(`speedup: ${speedup.toFixed(2)}× (local ÷ distributed)`);
+  log(`distributed (chord of ${chunkCount} sorts → 1 merge, ${slots} slot(s), -P ${pool}, --wire ${wire}): ${fmt(totalMs)}   (median of ${runs})`);
+  log(`speedup: ${speedup.toFixed(2)}× (local ÷ distributed); with zero transfer cost at most ${boundSpeedup.toFixed(2)}× (local ÷ (sorting per slot + merging) = ${fmt(localMs)} ÷ ${fmt(computeMs)})`);
   log(`output equals the built-in sort: local ${localOk ? 'yes' : 'NO'}, distributed ${remoteOk ? 'yes' : 'NO'}`);
   log(`\nwhere the distributed time goes (timeline from the stored results; step costs measured here on the same data):`);
-  log(`  apply → first sort stored      ${fmt(firstSort)}`);
-  log(`  apply → last sort stored       ${fmt(lastSort)}   of which sorting ≈ ${fmt(sortPerSlot)} per slot (${Math.ceil(chunkCount / slots)} chunk(s) × ${fmt(costs.chunkSortMs)})`);
-  log(`  last sort → merge stored       ${fmt(mergeDone - lastSort)}   of which merging ≈ ${fmt(costs.mergeMs)}`);
-  log(`  merge stored → result here     ${fmt(totalMs - mergeDone)}`);
+  log(`  apply → last sort stored     ${fmt(lastSort).padStart(6)} = ${overhead(lastSort, sortPerSlot)}   (sorting: ${chunksPerSlot} chunk(s) per slot × ${fmt(costs.chunkSortMs)}; overhead: publishing ${chunkCount} messages, fetching, decoding, storing; first sort stored at ${fmt(firstSort)})`);
+  log(`  last sort → merge stored     ${fmt(mergeDone - lastSort).padStart(6)} = ${overhead(mergeDone - lastSort, costs.mergeMs)}   (the join, the callback's message, reading the ${chunkCount} sorted chunks, storing the merged result)`);
+  log(`  merge stored → result here   ${fmt(totalMs - mergeDone).padStart(6)} = ${overhead(totalMs - mergeDone, 0)}   (reading and decoding the merged result here)`);
+  log(`  total                        ${fmt(totalMs).padStart(6)} = ${overhead(totalMs, computeMs)}`);
   log(`  one hop of one chunk (${(costs.chunkBytes / 1e6).toFixed(2)} MB as ${wire}): encode + decode ≈ ${costs.chunkWireMs.toFixed(1)} ms`);
-  log(`  the rest, ≈ ${fmt(Math.max(0, totalMs - sortPerSlot - costs.mergeMs))}: publishing, queueing, pool hand-offs, (de)coding at every hop, the chord's join, storing and reading results`);
   if (flags.json) {
     console.log(
-      JSON.stringify({ n, chunks: chunkCount, workers: workerCount, concurrency, wire, runs, localMs, totalMs, speedup, localOk, remoteOk, firstSortDoneMs: firstSort, lastSortDoneMs: lastSort, mergeDoneMs: mergeDone, ...costs, sortPerSlotMs: sortPerSlot }),
+      JSON.stringify({ n, chunks: chunkCount, workers: workerCount, concurrency, pool, wire, runs, localMs, totalMs, speedup, boundSpeedup, computeMs, localOk, remoteOk, firstSortDoneMs: firstSort, lastSortDoneMs: lastSort, mergeDoneMs: mergeDone, ...costs, sortPerSlotMs: sortPerSlot }),
     );
   }
   failed = !localOk || !remoteOk;
