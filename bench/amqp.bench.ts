@@ -2,8 +2,9 @@
 // for both (each producer's reply queue). Scenarios, each run `runs` times in rounds (every scenario once,
 // then again), medians reported:
 //   e2e-1 / e2e-2   SIZES.tasks no-op tasks end to end (published in batches, every result awaited) with 1 and
-//                   2 worker processes: Fennel `fennel worker -P async -c 100`, Celery `celery worker -P threads -c 8`
-//   latency         one enqueue → result round trip at a time: p50 and p99
+//                   2 worker processes: Fennel `fennel worker -P async -c 100`, Celery `celery worker -P prefork -c <CPUs>`
+//   latency         one enqueue → result round trip at a time: p50 and p99; also for a bare amqplib echo
+//                   (bench/peers/amqp-echo.ts), the floor any task queue built on amqplib starts from
 // Both peers use the default queue `celery`, purged before each scenario. Environment knobs:
 //   FENNEL_BENCH_AMQP_URL   the broker (default amqp://guest:guest@127.0.0.1:5672/)
 //   FENNEL_BENCH_PYTHON     the Python with Celery 5 (default /usr/bin/python3)
@@ -15,7 +16,7 @@ import { availableParallelism, loadavg } from 'node:os';
 import { promisify } from 'node:util';
 import { connect } from 'amqplib';
 import { benchApp } from './tasks.ts';
-import { CELERY_PYTHON as PYTHON, median, percentile, runCeleryProducer, startCeleryWorker, startWorker, type Metric, type WorkerProcess } from './support.ts';
+import { CELERY_PYTHON as PYTHON, median, percentile, runCeleryProducer, startCeleryWorker, startProcess, startWorker, type Metric, type WorkerProcess } from './support.ts';
 
 export const AMQP_URL = process.env['FENNEL_BENCH_AMQP_URL'] ?? 'amqp://guest:guest@127.0.0.1:5672/';
 // kombu spells the default vhost "/" as "//".
@@ -26,7 +27,7 @@ export const AMQP_SIZES = { tasks: 5_000, batch: 500, roundTrips: 200, warmup: 3
 const AIMS = { e2eRatio: 3, p50Ratio: 0.5 };
 const QUEUE = 'celery';
 
-type Peer = 'fennel' | 'celery';
+type Peer = 'fennel' | 'celery' | 'floor';
 type Kind = 'e2e-1' | 'e2e-2' | 'latency';
 
 interface Scenario {
@@ -110,9 +111,46 @@ const fennelLatency = async (): Promise<Record<string, Metric>> => {
   }
 };
 
+// The floor: a bare amqplib echo process; this process publishes (persistent, confirmed) and awaits the reply.
+
+const ECHO_QUEUE = 'fennel.bench.echo';
+
+const floorLatency = async (): Promise<Record<string, Metric>> => {
+  const echo = await startProcess({ command: process.execPath, args: ['--import', 'tsx', 'bench/peers/amqp-echo.ts', AMQP_URL, ECHO_QUEUE] });
+  const conn = await connect(AMQP_URL, { noDelay: true });
+  try {
+    const publisher = await conn.createConfirmChannel();
+    const reader = await conn.createChannel();
+    const { queue: replyTo } = await reader.assertQueue('', { exclusive: true });
+    const waiting = new Map<string, () => void>();
+    await reader.consume(replyTo, (msg) => msg && waiting.get(String(msg.properties.correlationId))?.(), { noAck: true });
+    const body = Buffer.from(JSON.stringify([[], {}, { callbacks: null, errbacks: null, chain: null, chord: null }]));
+    const roundTrip = async (i: number): Promise<number> => {
+      const id = `echo-${i}`;
+      const t0 = performance.now();
+      const replied = new Promise<void>((resolve) => waiting.set(id, resolve));
+      publisher.publish('', ECHO_QUEUE, body, { persistent: true, replyTo, correlationId: id, contentType: 'application/json' });
+      await replied;
+      waiting.delete(id);
+      return performance.now() - t0;
+    };
+    for (let i = 0; i < AMQP_SIZES.warmup; i++) await roundTrip(i);
+    const times: number[] = [];
+    for (let i = 0; i < AMQP_SIZES.roundTrips; i++) times.push(await roundTrip(AMQP_SIZES.warmup + i));
+    await publisher.waitForConfirms();
+    await reader.deleteQueue(ECHO_QUEUE).catch(() => {});
+    return { p50: ms(percentile(times, 50)), p99: ms(percentile(times, 99)) };
+  } finally {
+    await conn.close().catch(() => {});
+    await echo.stop();
+  }
+};
+
 // Celery: `python3 -m celery -A celery_bench worker` processes; its producer (and clock) is celery_bench.py.
 
-const CELERY_POOL = ['-P', 'threads', '-c', '8'];
+// Celery's defaults on this machine (prefork, one child per CPU). Its threads and solo pools stall with rpc://
+// results on RabbitMQ here: 2,000 no-op tasks not done within 60 s (they reach ~650 tasks/s on Redis).
+const CELERY_POOL = ['-P', 'prefork', '-c', String(availableParallelism())];
 
 const celeryWorker = (index: number): Promise<WorkerProcess> => startCeleryWorker('celery_bench', CELERY_POOL, `amqpbench${index}@%h`, CELERY_ENV);
 
@@ -147,6 +185,7 @@ function scenarios(): Scenario[] {
     { kind: 'e2e-2', peer: 'celery', config: `2 × ${CELERY_CONFIG}`, run: celeryEndToEnd(2) },
     { kind: 'latency', peer: 'fennel', config: `\`await task.delay().get()\`, ${FENNEL_CONFIG}`, run: fennelLatency },
     { kind: 'latency', peer: 'celery', config: `\`noop.delay().get()\`, ${CELERY_CONFIG}`, run: celeryLatency },
+    { kind: 'latency', peer: 'floor', config: 'bench/peers/amqp-echo.ts', run: floorLatency },
   ];
 }
 
@@ -201,19 +240,21 @@ export async function amqpSection(runs = 3): Promise<string> {
     const v = values.get(s)?.get(metric)?.values ?? [];
     return `${fmt(med(kind, peer, metric), unit)}${v.length > 1 ? ` (${fmt(Math.min(...v), unit)}–${fmt(Math.max(...v), unit)})` : ''}`;
   };
-  const rows = ['| Scenario | Metric | Fennel | Celery | Fennel ÷ Celery |', '| --- | --- | ---: | ---: | ---: |'];
+  const rows = ['| Scenario | Metric | Fennel | Celery | Fennel ÷ Celery | bare amqplib echo (floor) |', '| --- | --- | ---: | ---: | ---: | ---: |'];
   for (const kind of ['e2e-1', 'e2e-2'] as const) {
     const f = med(kind, 'fennel', 'rate');
     const c = med(kind, 'celery', 'rate');
-    rows.push(`| ${TITLES[kind]} | tasks/s | ${cell(kind, 'fennel', 'rate', 'tasks/s')} | ${cell(kind, 'celery', 'rate', 'tasks/s')} | ${f && c ? `${(f / c).toFixed(2)}×` : '–'} |`);
+    rows.push(`| ${TITLES[kind]} | tasks/s | ${cell(kind, 'fennel', 'rate', 'tasks/s')} | ${cell(kind, 'celery', 'rate', 'tasks/s')} | ${f && c ? `${(f / c).toFixed(2)}×` : '–'} | – |`);
   }
   for (const metric of ['p50', 'p99']) {
     const f = med('latency', 'fennel', metric);
     const c = med('latency', 'celery', metric);
-    rows.push(`| ${TITLES.latency} | ${metric} ms | ${cell('latency', 'fennel', metric, 'ms')} | ${cell('latency', 'celery', metric, 'ms')} | ${f && c ? `${(f / c).toFixed(2)}×` : '–'} |`);
+    rows.push(`| ${TITLES.latency} | ${metric} ms | ${cell('latency', 'fennel', metric, 'ms')} | ${cell('latency', 'celery', metric, 'ms')} | ${f && c ? `${(f / c).toFixed(2)}×` : '–'} | ${cell('latency', 'floor', metric, 'ms')} |`);
   }
   const e2e = (['e2e-1', 'e2e-2'] as const).map((k) => (med(k, 'fennel', 'rate') ?? 0) / (med(k, 'celery', 'rate') ?? Infinity));
   const p50 = (med('latency', 'fennel', 'p50') ?? Infinity) / (med('latency', 'celery', 'p50') ?? 0);
+  const floorOfCelery = (med('latency', 'floor', 'p50') ?? Infinity) / (med('latency', 'celery', 'p50') ?? 0);
+  const room = (med('latency', 'celery', 'p50') ?? 0) * AIMS.p50Ratio - (med('latency', 'floor', 'p50') ?? Infinity);
   const verdict = (ok: boolean): string => (ok ? '**met**' : '**not met**');
   const cpu = /^model name\s*:\s*(.+)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1]?.trim() ?? 'unknown';
   const load = (l: number[]): string => l.map((x) => x.toFixed(2)).join(' ');
@@ -229,9 +270,14 @@ ${rows.join('\n')}
 
 Aims (issue #4): end to end at least ${AIMS.e2eRatio}× Celery's throughput — ${verdict(e2e.every((r) => r >= AIMS.e2eRatio))} (${e2e.map((r) => `${r.toFixed(2)}×`).join(' with 1 worker, ')} with 2); p50 round trip under half of Celery's — ${verdict(p50 < AIMS.p50Ratio)} (${p50.toFixed(2)}×).
 
-Each Fennel publish and result waits for a publisher confirm (Celery's do not), which costs the round trip about one broker
-round trip per message; observed while building: Celery 5.2's single worker with rpc:// results varied from about 50 to
-760 tasks/s between runs on the same machine, so compare the min–max ranges, not only the ratios.`;
+The last column is the floor: a bare amqplib echo process (\`bench/peers/amqp-echo.ts\`: no task queue at all, only
+publish, deliver, reply, ack) takes a p50 of ${fmt(med('latency', 'floor', 'p50'), 'ms')} ms, ${floorOfCelery.toFixed(2)}× Celery's. A p50 under half of Celery's
+${room > 0 ? `leaves ${fmt(room, 'ms')} ms over the floor for everything a task queue adds` : 'is below that floor: out of reach of any task queue built on amqplib'}. Fennel publishes with
+confirms (Celery does not), but \`get()\` waits for the result while the confirm is on its way, so confirms cost the round
+trip nothing.
+
+Celery runs with its default pool (prefork, one child per CPU): with \`-P threads -c 8\` or \`-P solo\` and rpc:// results
+it stalls here (2,000 tasks not done in 60 s; it had varied from 50 to 760 tasks/s in earlier runs).`;
   console.log(`\n${section}\n`);
   return section;
 }
