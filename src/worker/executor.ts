@@ -13,7 +13,7 @@ import { States } from '../protocol/states.ts';
 import type { TaskEventType } from '../events/events.ts';
 import type { Delivery } from '../transports/transport.ts';
 import type { ErrorReport, Job, Outcome, Pool } from './pools/pool.ts';
-import { continueWorkflow, failWorkflow, inWorkflow } from './workflow.ts';
+import { continueWorkflow, failWorkflow, inWorkflow, jobArgs } from './workflow.ts';
 
 export interface ExecutorContext {
   app: Fennel;
@@ -67,7 +67,9 @@ export async function execute(delivery: Delivery, ctx: ExecutorContext): Promise
     const startedAt = performance.now();
     let outcome: Outcome;
     try {
-      outcome = await ctx.pool.run(toJob(request), { onProgress: (metaJson) => void storeProgress(request!, metaJson, ctx) });
+      // A chord callback sent by reference reads its header's results here (or fails if they are gone).
+      const args = await jobArgs(ctx.app, request);
+      outcome = Array.isArray(args) ? await ctx.pool.run({ ...toJob(request), args }, { onProgress: (metaJson) => void storeProgress(request!, metaJson, ctx) }) : args;
     } finally {
       // The slot is free as soon as the function has returned: the next task runs in it while this one's
       // outcome is stored and acknowledged (the delivery stays held, and unacked, until then).
