@@ -42,11 +42,20 @@ export function makeContext(fields: {
   name: string;
   retries: number;
   queue: string | null;
-  signal: AbortSignal;
+  /** Read when the task first reads `signal` (the worker makes its AbortController only then). */
+  signal: () => AbortSignal;
   progress: (meta: unknown) => Promise<void>;
 }): TaskContext {
+  const { id, name, retries, queue, signal, progress } = fields;
   return {
-    ...fields,
+    id,
+    name,
+    retries,
+    queue,
+    get signal() {
+      return signal();
+    },
+    progress,
     retry(options = {}) {
       const countdownSec = options.countdownMs !== undefined ? options.countdownMs / 1000 : (options.countdownSec ?? null);
       throw new Retry(countdownSec, options.reason ?? (options.error instanceof Error ? options.error.message : options.error), options.error);

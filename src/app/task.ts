@@ -103,10 +103,13 @@ interface Producer {
   sendMany(name: string, argsList: ReadonlyArray<readonly unknown[]>, call: Omit<CallOptions, 'taskId'>): Array<AsyncResult<unknown>>;
 }
 
+/** The signal of an in-process call: nothing aborts it (its controller is not kept). */
+const NEVER_ABORTED = new AbortController().signal;
+
 export function makeTask<A extends unknown[], R>(name: string, fn: TaskFunction<A, R>, options: TaskOptions, producer: Producer): Task<A, R> {
   const local = ((...args: A): R => {
     // An in-process call still gets a context, so task code can call currentTask() either way.
-    const context = makeContext({ id: randomUUID(), name, retries: 0, queue: null, signal: new AbortController().signal, progress: async () => {} });
+    const context = makeContext({ id: randomUUID(), name, retries: 0, queue: null, signal: () => NEVER_ABORTED, progress: async () => {} });
     return runInContext(context, () => fn(...args));
   }) as Task<A, R>;
   Object.defineProperties(local, {

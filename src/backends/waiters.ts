@@ -7,7 +7,8 @@ type Waiter = (meta: TaskMeta | undefined) => void;
 
 export class Waiters {
   private readonly byId = new Map<string, Set<Waiter>>();
-  // A pending get() keeps its process alive, as any awaited I/O does; engines unref their own timers.
+  // A pending get() keeps its process alive, as any awaited I/O does; engines unref their own timers. One
+  // timer, referenced only while anyone waits (a get() at a time would otherwise make and clear one each).
   private keepAlive: NodeJS.Timeout | undefined;
 
   constructor(private readonly onEmpty: () => void = () => {}) {}
@@ -40,8 +41,7 @@ export class Waiters {
         waiters.delete(done);
         if (waiters.size === 0) this.byId.delete(taskId);
         if (this.byId.size === 0) {
-          clearInterval(this.keepAlive);
-          this.keepAlive = undefined;
+          this.keepAlive?.unref();
           this.onEmpty();
         }
       };
@@ -56,7 +56,7 @@ export class Waiters {
       const timer = options.timeoutMs === undefined ? undefined : setTimeout(() => done(undefined), options.timeoutMs);
       signal?.addEventListener('abort', onAbort, { once: true });
       waiters.add(done);
-      this.keepAlive ??= setInterval(() => {}, 1 << 30);
+      (this.keepAlive ??= setInterval(() => {}, 1 << 30)).ref();
     });
   }
 

@@ -28,7 +28,8 @@ export class ChordResults {
 /** Python's `datetime.isoformat()` for an aware UTC datetime: microseconds and an explicit `+00:00`. */
 export function isoUtc(date: Date): string {
   if (Number.isNaN(date.getTime())) throw new SerializationError('cannot encode an invalid Date');
-  return date.toISOString().replace(/\.(\d{3})Z$/, '.$1000+00:00');
+  // toISOString always ends in ".mmmZ"; Celery writes microseconds and an explicit offset.
+  return `${date.toISOString().slice(0, -1)}000+00:00`;
 }
 
 /** Parses an ISO 8601 date; one without an offset is UTC, as Celery treats a naive eta. */

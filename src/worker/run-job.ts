@@ -37,7 +37,7 @@ export function callArguments(job: Pick<Job, 'args' | 'kwargs'>): unknown[] {
 export async function runJob(
   registry: ReadonlyMap<string, RegisteredTask>,
   job: Job,
-  signal: AbortSignal,
+  signal: () => AbortSignal,
   onProgress: (metaJson: string) => void,
 ): Promise<Outcome> {
   const task = registry.get(job.name);

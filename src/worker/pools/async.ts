@@ -3,12 +3,13 @@
 // use the process pool for those. A hard time limit can only abandon the job here, not stop it.
 
 import type { RegisteredTask } from '../../app/task.ts';
+import { LazyAbort } from '../lazy-abort.ts';
 import { runJob } from '../run-job.ts';
 import type { Job, JobHooks, Outcome, Pool } from './pool.ts';
 
 export class AsyncPool implements Pool {
   readonly kind = 'async';
-  private readonly running = new Map<string, { controller: AbortController; terminated: () => void }>();
+  private readonly running = new Map<string, { controller: LazyAbort; terminated: () => void }>();
   private readonly waiting: Array<() => void> = [];
 
   constructor(
@@ -20,14 +21,14 @@ export class AsyncPool implements Pool {
 
   async run(job: Job, hooks: JobHooks): Promise<Outcome> {
     while (this.running.size >= this.size) await new Promise<void>((resolve) => this.waiting.push(resolve));
-    const controller = new AbortController();
+    const controller = new LazyAbort();
     // A terminated job cannot be killed in this event loop: its signal is aborted and its outcome discarded.
     let terminated!: () => void;
     const termination = new Promise<Outcome>((resolve) => (terminated = () => resolve({ kind: 'terminated' })));
     this.running.set(job.id, { controller, terminated });
     const timers: NodeJS.Timeout[] = [];
     try {
-      const work = Promise.race([runJob(this.registry, job, controller.signal, (metaJson) => hooks.onProgress(metaJson)), termination]);
+      const work = Promise.race([runJob(this.registry, job, () => controller.signal, (metaJson) => hooks.onProgress(metaJson)), termination]);
       if (job.softTimeLimitSec) timers.push(setTimeout(() => controller.abort(new Error(`soft time limit of ${job.softTimeLimitSec} s`)), job.softTimeLimitSec * 1000));
       if (!job.timeLimitSec) return await work;
       const seconds = job.timeLimitSec;

@@ -3,6 +3,7 @@
 
 import { parentPort, workerData, isMainThread } from 'node:worker_threads';
 import { loadApp } from '../load-app.ts';
+import { LazyAbort } from '../lazy-abort.ts';
 import { runJob } from '../run-job.ts';
 import type { FromSlot, SlotData, ToSlot } from './ipc.ts';
 
@@ -21,14 +22,14 @@ function onMessage(handler: (message: ToSlot) => void): void {
 async function main(): Promise<void> {
   const data: SlotData = inThread ? (workerData as SlotData) : (JSON.parse(process.env['FENNEL_SLOT_DATA'] ?? '{}') as SlotData);
   const { app } = await loadApp(data.appPath);
-  const running = new Map<string, AbortController>();
+  const running = new Map<string, LazyAbort>();
   onMessage((message) => {
     switch (message.type) {
       case 'run': {
         const { job } = message;
-        const controller = new AbortController();
+        const controller = new LazyAbort();
         running.set(job.id, controller);
-        void runJob(app.registry, job, controller.signal, (metaJson) => send({ type: 'progress', id: job.id, metaJson })).then((outcome) => {
+        void runJob(app.registry, job, () => controller.signal, (metaJson) => send({ type: 'progress', id: job.id, metaJson })).then((outcome) => {
           running.delete(job.id);
           send({ type: 'done', id: job.id, outcome, rssBytes: process.memoryUsage.rss() });
         });
