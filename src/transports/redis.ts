@@ -89,6 +89,15 @@ export function redisOptions(): RedisOptions {
   };
 }
 
+/** Messages read, and keys deleted, per call when purging. */
+const PURGE_PAGE = 1_000;
+
+function chunked<T>(items: readonly T[], size: number): T[][] {
+  const chunks: T[][] = [];
+  for (let i = 0; i < items.length; i += size) chunks.push(items.slice(i, i + size));
+  return chunks;
+}
+
 export class RedisTransport implements Transport {
   readonly capabilities = { delayedDelivery: true, priorities: true, crossProcess: true, deduplication: true };
   readonly client: Redis;
@@ -217,25 +226,37 @@ export class RedisTransport implements Transport {
     this.subscriptions.delete(sub);
   }
 
-  /** Deletes the queue's waiting messages, its scheduled ones (countdown/eta) included. */
+  /**
+   * Deletes the queue's waiting messages, its scheduled ones (countdown/eta) included. Reads the lists page
+   * by page and deletes in chunks: a queue of a million messages is neither one reply nor one argument list.
+   */
   async purge(queue: string): Promise<number> {
     this.check();
     const buckets = bucketsOf(queue);
     const scheduled = (await this.client.zrange(SCHEDULED, 0, -1)).filter((m) => buckets.some((b) => m.startsWith(`${b}\n`)));
     // Deduplicated ids of purged messages are freed (an admin operation: reading the lists is acceptable).
-    const purged = [...scheduled.map((m) => m.slice(m.indexOf('\n') + 1))];
-    for (const b of buckets) purged.push(...(await this.client.lrange(b, 0, -1)));
-    const freed = purged.flatMap((raw) => {
+    const freed: string[] = [];
+    const free = (raw: string): void => {
       const id = raw.includes(DEDUPE_HEADER) ? dedupeId(decodeEnvelope(raw)) : undefined;
-      return id ? [`${DEDUPE}${id}`] : [];
-    });
+      if (id) freed.push(`${DEDUPE}${id}`);
+    };
+    for (const member of scheduled) free(member.slice(member.indexOf('\n') + 1));
+    for (const b of buckets) {
+      for (let start = 0; ; start += PURGE_PAGE) {
+        const page = await this.client.lrange(b, start, start + PURGE_PAGE - 1);
+        for (const raw of page) free(raw);
+        if (page.length < PURGE_PAGE) break;
+      }
+    }
     const multi = this.client.multi();
     for (const b of buckets) multi.llen(b);
     multi.del(...buckets);
-    if (scheduled.length) multi.zrem(SCHEDULED, ...scheduled);
-    if (freed.length) multi.del(...freed); // last, so the counts above keep their places
+    const removals = chunked(scheduled, PURGE_PAGE);
+    for (const members of removals) multi.zrem(SCHEDULED, ...members);
+    for (const keys of chunked(freed, PURGE_PAGE)) multi.del(...keys); // last, so the counts above keep their places
     const results = (await multi.exec()) ?? [];
-    return results.slice(0, buckets.length).reduce((n, [, v]) => n + Number(v), 0) + (scheduled.length ? Number(results[buckets.length + 1]?.[1] ?? 0) : 0);
+    const count = (from: number, to: number): number => results.slice(from, to).reduce((n, [, v]) => n + Number(v), 0);
+    return count(0, buckets.length) + count(buckets.length + 1, buckets.length + 1 + removals.length);
   }
 
   /** Messages in the queue's priority buckets. */

@@ -12,7 +12,7 @@ import { RedisBackend } from '../../../src/backends/redis.ts';
 import { buildTaskMessage, type WireMessage } from '../../../src/protocol/message.ts';
 import type { TaskMeta } from '../../../src/protocol/result.ts';
 import { REDIS_KEYS, RedisTransport, SEP } from '../../../src/transports/redis.ts';
-import type { Delivery } from '../../../src/transports/transport.ts';
+import { DEDUPE_HEADER, type Delivery } from '../../../src/transports/transport.ts';
 import { sleep, waitFor } from '../../conformance/helpers/wait.ts';
 import { celeryA1, rawEnvelope } from '../../fixtures/celery.ts';
 import { flushRedisDb, REDIS_DB, redisSkipReason, redisUrlForTest, testRedisClient } from '../../support/services.ts';
@@ -507,6 +507,22 @@ describe('redis:// layout (kombu and Celery keys)', { skip }, () => {
       await t.publish(task(other).message, { queue: other, delayUntil: new Date(Date.now() + 600_000) });
       assert.equal(await t.purge(q), 2, 'the ready message and the scheduled one');
       assert.equal(await redis.zcard(SCHEDULED), 1, "a purged countdown message does not come back later; the other queue's stays");
+    });
+
+    it('purges a queue too long for one argument list (200,000 messages) and frees its deduplicated ids', async () => {
+      const t = openTransport();
+      const q = queueName();
+      const filler = JSON.stringify({ body: '', headers: {}, properties: {} });
+      for (let i = 0; i < 200_000; i += 10_000) await redis.lpush(q, ...Array.from({ length: 10_000 }, () => filler));
+      const deduplicated = task(q);
+      // The producer marks a deduplicated message with the header (the app does it in prepare).
+      deduplicated.message.headers[DEDUPE_HEADER] = true;
+      await t.publish(deduplicated.message, { queue: q, deduplicate: true });
+      const key = `${REDIS_KEYS.dedupePrefix}${deduplicated.id}`;
+      assert.equal(await redis.exists(key), 1);
+      assert.equal(await t.purge(q), 200_001);
+      assert.equal(await redis.llen(q), 0);
+      assert.equal(await redis.exists(key), 0, 'the deduplicated id is free again');
     });
   });
 
