@@ -299,9 +299,41 @@ describe('buildTaskMessage', () => {
     assert.ok(argsrepr.endsWith('...'));
   });
 
+  it('writes argsrepr as Python’s repr of the args tuple, cut at 1024 characters, at every length around the cut', () => {
+    const reference = (args: unknown[]): string => {
+      const text = `(${JSON.stringify(args).slice(1, -1)})`;
+      return text.length > 1024 ? `${text.slice(0, 1021)}...` : text;
+    };
+    // ["x…x"] is 4 characters longer than its string: lengths 1020 to 1028 cross the cut at 1024.
+    for (let size = 1016; size <= 1026; size++) {
+      const args = ['x'.repeat(size)];
+      assert.equal(buildTaskMessage({ ...call, args }).headers['argsrepr'], reference(args), `a string of ${size}`);
+    }
+    for (const args of [[], [1], [1, 'two', { three: 3 }], ['é'.repeat(2000), 2]]) {
+      assert.equal(buildTaskMessage({ ...call, args }).headers['argsrepr'], reference(args));
+    }
+  });
+
   it('refuses arguments JSON cannot carry with a SerializationError naming the path', () => {
     assert.throws(() => buildTaskMessage({ ...call, args: [1, { when: () => 1 }] }), (e: unknown) => e instanceof SerializationError && /args\[1\]\.when/.test(e.message));
     assert.throws(() => buildTaskMessage({ ...call, kwargs: { n: 10n } }), (e: unknown) => e instanceof SerializationError && /kwargs\.n/.test(e.message));
+  });
+
+  it('writes the envelope exactly as JSON.stringify of kombu’s object would, for both body encodings', () => {
+    const message = buildTaskMessage({ ...call, args: ['quote " backslash \\ newline \n é ✓ \u2028', 'x'.repeat(3000)], kwargs: { k: [1, null] } });
+    for (const encoding of ['base64', 'utf-8'] as const) {
+      for (const extra of [{}, { delivery_tag: 'tag-1' }, { body_encoding: 'ignored-by-neither' }]) {
+        const body = encoding === 'base64' ? Buffer.from(message.body, 'utf8').toString('base64') : message.body;
+        const expected = JSON.stringify({
+          body,
+          'content-encoding': message.contentEncoding,
+          'content-type': message.contentType,
+          headers: message.headers,
+          properties: { ...message.properties, body_encoding: encoding, ...extra },
+        });
+        assert.equal(encodeEnvelope(message, encoding, extra), expected);
+      }
+    }
   });
 
   it('round-trips through parseTaskMessage and kombu’s base64 envelope', () => {
