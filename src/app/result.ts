@@ -15,6 +15,8 @@ export interface GetOptions {
 
 export class AsyncResult<T = unknown> implements PromiseLike<T> {
   private meta: TaskMeta;
+  /** Set once `sent` has resolved: get() then needs no way to stop waiting on a failed publish. */
+  private confirmed = false;
 
   constructor(
     readonly id: string,
@@ -25,6 +27,11 @@ export class AsyncResult<T = unknown> implements PromiseLike<T> {
     private readonly revoker?: (id: string, options: { terminate?: boolean }) => Promise<void>,
   ) {
     this.meta = pendingMeta(id);
+    // Rejections are the caller's to see (get(), awaiting `sent`); this only notes the success.
+    sent.then(
+      () => (this.confirmed = true),
+      () => {},
+    );
   }
 
   /**
@@ -84,6 +91,7 @@ export class AsyncResult<T = unknown> implements PromiseLike<T> {
    * A result proves the broker had the message; a publish that fails ends the wait with its error.
    */
   private waitWhileSending(options: GetOptions): Promise<TaskMeta | undefined> {
+    if (this.confirmed) return this.backend().wait(this.id, options);
     const unsent = new AbortController();
     this.sent.catch((error: unknown) => unsent.abort(error));
     const signal = options.signal ? AbortSignal.any([options.signal, unsent.signal]) : unsent.signal;
