@@ -2,12 +2,16 @@
 // out of its event loop costs one attempt (the task is retried), a slot past its hard time limit is killed
 // (FAILURE TimeLimitExceeded), a task that always kills its slot fails with WorkerLostError after maxRetries,
 // and in every case the worker itself keeps running and serving other tasks. The async pool runs many
-// I/O-bound tasks at once.
+// I/O-bound tasks at once. A slot's task gets the same argument values in every pool (a Date, a Buffer).
 
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { pathToFileURL } from 'node:url';
+import type { Job } from '../../src/worker/pools/pool.ts';
+import { processPool } from '../../src/worker/pools/process.ts';
+import { threadPool } from '../../src/worker/pools/thread.ts';
 import { fileLines, isRunning, startWorker, stopProcess, tempDb, uniqueQueue, waitFor, type RunningWorker } from '../support/process.ts';
 
 const db = tempDb();
@@ -196,4 +200,53 @@ describe('the async pool (-P async)', () => {
     assert.equal(fileLines(log).length, 2 * total, 'every task started and ended once');
     assert.equal(peak, total, `all ${total} tasks were running at the same time (peak ${peak})`);
   });
+});
+
+describe('what a task in a pool slot receives', () => {
+  // A tasks module of its own, in the test's temp directory, that reports what its arguments are.
+  const appPath = join(db.dir, 'describe-args.mts'); // .mts: an ES module outside any package.json
+  const fennelEntry = pathToFileURL(join(import.meta.dirname, '../../src/index.ts')).href;
+  writeFileSync(
+    appPath,
+    `import { Fennel } from ${JSON.stringify(fennelEntry)};
+export const app = new Fennel();
+app.task('args.describe', (when: unknown, bytes: unknown, doc: unknown, text: unknown) => ({
+  when: when instanceof Date ? ['Date', when.toISOString()] : [typeof when, String(when)],
+  bytes: Buffer.isBuffer(bytes) ? ['Buffer', bytes.toString('hex')] : bytes instanceof Uint8Array ? ['Uint8Array', Buffer.from(bytes).toString('hex')] : [typeof bytes, JSON.stringify(bytes)],
+  doc,
+  text,
+}));
+`,
+  );
+  const job: Job = {
+    id: 'job-1',
+    name: 'args.describe',
+    args: [new Date('2026-11-26T02:30:06.208Z'), Buffer.from([1, 2, 255]), { a: [1, null, 'é'] }, 'quote " \\ \u2028 ✓ '.repeat(50_000)],
+    kwargs: {},
+    retries: 0,
+    queue: null,
+    timeLimitSec: null,
+    softTimeLimitSec: null,
+  };
+  const pools = { process: processPool, thread: threadPool };
+  // A thread gets a structured clone, which makes a Buffer a plain Uint8Array of the same bytes.
+  const bytesKind = { process: 'Buffer', thread: 'Uint8Array' };
+  for (const kind of ['process', 'thread'] as const) {
+    it(`gets the values the message decoded to in a ${kind} slot: a Date, ${kind === 'process' ? 'a Buffer' : 'the bytes'}, a large string intact`, async () => {
+      const pool = pools[kind](1, { appPath });
+      await pool.start();
+      try {
+        const outcome = await pool.run(job, { onProgress: () => {} });
+        assert.equal(outcome.kind, 'success', JSON.stringify(outcome));
+        assert.deepEqual(JSON.parse((outcome as { resultJson: string }).resultJson), {
+          when: ['Date', '2026-11-26T02:30:06.208Z'],
+          bytes: [bytesKind[kind], '0102ff'],
+          doc: { a: [1, null, 'é'] },
+          text: job.args[3],
+        });
+      } finally {
+        await pool.close();
+      }
+    });
+  }
 });
