@@ -137,7 +137,10 @@ async function refuseUnregistered(request: TaskRequest, delivery: Delivery, ctx:
   const hint = suggest(request.name, ctx.app.registry.keys());
   const reason = `NotRegistered: ${request.name}${hint ? ` — did you mean '${hint}'?` : ''}`;
   ctx.log.error({ task: request.name, id: request.id }, `Received unregistered task ${request.name}[${request.id}]${hint ? ` — did you mean '${hint}'?` : ''}; moved to dead letters`);
-  await ctx.app.backend.store(failureMeta(request.id, { exc_type: 'NotRegistered', exc_message: [request.name], exc_module: 'celery.exceptions' }, null, request, ctx));
+  const info: ExceptionInfo = { exc_type: 'NotRegistered', exc_message: [request.name], exc_module: 'celery.exceptions' };
+  await ctx.app.backend.store(failureMeta(request.id, info, null, request, ctx));
+  // What in its workflow depended on it fails too, as after any failure (else a chain's result waits for ever).
+  if (inWorkflow(request)) await failWorkflow(ctx.app, request, info, null);
   await delivery.reject({ requeue: false, reason });
   return true;
 }
@@ -227,12 +230,15 @@ async function settle(request: TaskRequest, delivery: Delivery, outcome: Outcome
       ctx.log.info(fields, `${label} retry: in ${countdownSec}s (attempt ${request.retries + 1})`);
       return;
     }
-    case 'reject':
-      await ctx.app.backend.store(failureMeta(request.id, exceptionInfo('Reject', outcome.reason, 'celery.exceptions'), null, request, ctx));
+    case 'reject': {
+      const info = exceptionInfo('Reject', outcome.reason, 'celery.exceptions');
+      await ctx.app.backend.store(failureMeta(request.id, info, null, request, ctx));
+      if (inWorkflow(request)) await failWorkflow(ctx.app, request, info, null);
       ctx.log.warn(fields, `${label} rejected: ${outcome.reason}; moved to dead letters`);
       ctx.emit('task-rejected', request, { requeue: false });
       await delivery.reject({ requeue: false, reason: `Reject: ${outcome.reason}` });
       return;
+    }
     case 'lost': {
       // A message that keeps killing its slot is poison: after `poisonAfterCrashes` it goes to the dead
       // letters with the reason, instead of crashing slots for ever (each crash also spends a retry).

@@ -8,7 +8,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
-import { chain, chord, Fennel, group, type AsyncResult, type RemoteTaskError } from '../../src/index.ts';
+import { chain, chord, Fennel, group, Signature, type AsyncResult, type RemoteTaskError } from '../../src/index.ts';
 import { ChordResults } from '../../src/protocol/json.ts';
 import type * as FixtureModule from './fixtures/tasks.ts';
 import { startWorker as startCliWorker, stopProcess, tempDb, waitFor, type RunningWorker } from '../support/process.ts';
@@ -87,6 +87,15 @@ function engineSuite(engine: string, broker: string, backend: string, skip: stri
       assert.deepEqual(await group([t.add.s(1, 1), t.mul.s(3, 3)]).applyAsync().get({ timeoutMs: 60_000 }), [2, 9]);
       assert.equal(await chord(Array.from({ length: 50 }, (_, i) => t.add.s(i, 0)), t.total.s()).applyAsync().get({ timeoutMs: 60_000 }), 1225);
       assert.equal(await chain(t.add.s(1, 1), group([t.mul.s(2), t.mul.s(3)]), t.total.s()).applyAsync().get({ timeoutMs: 60_000 }), 10);
+    });
+
+    it('a task that rejects its message, or is not registered, fails the rest of its chain', async () => {
+      if (workers.length === 0) await startWorker();
+      const rejected = chain(t.add.s(1, 2), t.refuse.si('not today'), t.add.s(1)).applyAsync();
+      await assert.rejects(rejected.get({ timeoutMs: 60_000 }), (error: RemoteTaskError) => error.remoteName === 'Reject');
+      const nobody = new Signature(() => app, 'test.nobody', [], {}, {}, true);
+      const unknown = chain(t.add.s(1, 2), nobody as never, t.add.s(1)).applyAsync();
+      await assert.rejects(unknown.get({ timeoutMs: 60_000 }), (error: RemoteTaskError) => error.remoteName === 'NotRegistered');
     });
 
     /**
