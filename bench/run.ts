@@ -396,8 +396,9 @@ ${configTable(rows, peers)}
 
 ### How each number is taken
 
-- **end to end**: the workers are started and ready, then one warm-up round trip; the clock runs from the first
-  enqueue until the last result is confirmed. Fennel: \`delayMany\` in batches of ${SIZES.batch}, \`get()\` on every
+- **end to end**: the workers are started and ready; Fennel and BullMQ then run one untimed pass of the same
+  ${SIZES.tasks.toLocaleString('en')} tasks (so the timed pass measures warm code, as a long-running service runs, not V8 tiering
+  up), Celery one warm-up round trip; the clock runs from the first enqueue until the last result is confirmed. Fennel: \`delayMany\` in batches of ${SIZES.batch}, \`get()\` on every
   result (Redis pub/sub). BullMQ: \`addBulk\` in batches of ${SIZES.batch}, its \`QueueEvents\` \`completed\` events counted
   for the job ids added. Celery: \`group(noop.s() × ${SIZES.batch}).apply_async()\` per batch, then
   \`ResultSet(results).join_native()\` (Celery subscribes to each result as the task is sent).
