@@ -58,19 +58,29 @@ export async function execute(delivery: Delivery, ctx: ExecutorContext): Promise
       await discardIfRevoked(request, delivery, ctx);
       return;
     }
-    // STARTED is written while the task runs, not before: it costs the task no round trip. Nor is it awaited
-    // before the outcome is stored: the backend applies one process's stores in call order, so it can never
-    // land after the outcome (and a Redis backend drops it unwritten when both go out in one batch). A STARTED
-    // that fails to store costs nothing but the state; the outcome's own store decides the delivery's fate.
-    void markStarted(request, ctx).catch((error: unknown) => ctx.log.warn({ err: error, id: request!.id }, 'could not store STARTED'));
+    // STARTED is stored if the task is still running one event-loop turn from now, and no PROGRESS came
+    // first: a task that ends within its turn (most short ones) never builds it. It costs the task no round
+    // trip and is not awaited: the backend applies one process's stores in call order, so it can never land
+    // after the outcome. A STARTED that fails to store costs nothing but the state.
+    let startedDue = ctx.app.config.trackStarted && !request.ignoreResult;
+    if (startedDue) {
+      setImmediate(() => {
+        if (startedDue) void markStarted(request!, ctx).catch((error: unknown) => ctx.log.warn({ err: error, id: request!.id }, 'could not store STARTED'));
+      });
+    }
     ctx.emit('task-started', request);
     const startedAt = performance.now();
     let outcome: Outcome;
     try {
       // A chord callback sent by reference reads its header's results here (or fails if they are gone).
       const args = await jobArgs(ctx.app, request);
-      outcome = Array.isArray(args) ? await ctx.pool.run({ ...toJob(request), args }, { onProgress: (metaJson) => void storeProgress(request!, metaJson, ctx) }) : args;
+      const onProgress = (metaJson: string): void => {
+        startedDue = false;
+        void storeProgress(request!, metaJson, ctx);
+      };
+      outcome = Array.isArray(args) ? await ctx.pool.run({ ...toJob(request), args }, { onProgress }) : args;
     } finally {
+      startedDue = false;
       // The slot is free as soon as the function has returned: the next task runs in it while this one's
       // outcome is stored and acknowledged (the delivery stays held, and unacked, until then).
       ctx.releaseSlot();
@@ -178,7 +188,6 @@ async function deferIfEarly(request: TaskRequest, delivery: Delivery, ctx: Execu
 }
 
 async function markStarted(request: TaskRequest, ctx: ExecutorContext): Promise<void> {
-  if (!ctx.app.config.trackStarted || request.ignoreResult) return;
   await ctx.app.backend.store({ ...baseMeta(request, ctx), status: States.STARTED, result: { pid: process.pid, hostname: ctx.workerName } });
 }
 

@@ -61,6 +61,9 @@ describe('states a caller sees', () => {
       const result = progress.applyAsync([2000], { queue });
       await waitFor(async () => (await result.status()) === 'PROGRESS', 'state PROGRESS');
       assert.deepEqual(await result.info(), { step: 1, of: 2 });
+      // The task holds for 2 s after its progress: a STARTED stored late would show here.
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      assert.equal(await result.status(), 'PROGRESS', 'never moved back to STARTED');
       assert.equal(await result.get({ timeoutMs: 30_000 }), 'done');
       assert.equal(await result.status(), 'SUCCESS');
     });
