@@ -144,6 +144,7 @@ export class Worker {
     return {
       throttle: (name) => limiter.take(name),
       revoked: this.revoked,
+      taskEvents,
       emit: (type, request, fields) => {
         if (taskEvents) this.sendEvent(type, { uuid: request.id, ...fields });
       },
