@@ -7,7 +7,7 @@
 
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { join } from 'node:path';
+import { delimiter, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { connect } from 'amqplib';
 import { Fennel, RemoteTaskError } from 'fennel';
@@ -17,6 +17,7 @@ import { flushRedisDb, RABBIT_URL, rabbitSkipReason, REDIS_DB, redisSkipReason, 
 
 const PYTHON = '/usr/bin/python3';
 const FIXTURES = join(import.meta.dirname, 'fixtures/interop-amqp');
+const PY_TASKS = join(import.meta.dirname, 'fixtures/interop');
 const TASKS = join(import.meta.dirname, 'fixtures/interop/tasks.ts');
 const REDIS_URL = redisUrlForTest(REDIS_DB.amqpInterop);
 // kombu writes the default vhost "/" as "//"; amqplib reads RABBIT_URL's "/" path as the same vhost.
@@ -53,7 +54,8 @@ interface Proc {
 }
 
 function startPython(args: string[], resultBackend: string): Proc {
-  const env = { ...process.env, PYTHONPATH: FIXTURES, PYTHONDONTWRITEBYTECODE: '1', INTEROP_AMQP_URL: PY_AMQP_URL, INTEROP_RESULT_BACKEND: resultBackend };
+  // The Celery tasks are the Redis interop test's (fixtures/interop/celery_tasks.py); the client is this test's own.
+  const env = { ...process.env, PYTHONPATH: [FIXTURES, PY_TASKS].join(delimiter), PYTHONDONTWRITEBYTECODE: '1', INTEROP_BROKER_URL: PY_AMQP_URL, INTEROP_RESULT_BACKEND: resultBackend };
   const child = spawn(PYTHON, args, { cwd: FIXTURES, env, stdio: ['ignore', 'pipe', 'pipe'] });
   const lines: string[] = [];
   const onData = (chunk: Buffer): void => {
@@ -89,7 +91,7 @@ async function runClient(queue: string, resultBackend: string): Promise<Record<s
 
 async function startCeleryWorker(queue: string, resultBackend: string): Promise<Proc> {
   const worker = startPython(
-    ['-m', 'celery', '-A', 'celery_amqp_tasks', 'worker', '-Q', queue, '-c', '1', '-P', 'solo', '--without-heartbeat', '--without-gossip', '--without-mingle', '-l', 'info', '-n', `interop-${queue}@%h`],
+    ['-m', 'celery', '-A', 'celery_tasks', 'worker', '-Q', queue, '-c', '1', '-P', 'solo', '--without-heartbeat', '--without-gossip', '--without-mingle', '-l', 'info', '-n', `interop-${queue}@%h`],
     resultBackend,
   );
   await waitFor(() => worker.lines.some((l) => /ready\./.test(l)) || worker.child.exitCode !== null, 'the Celery worker to be ready').catch((error: Error) => {

@@ -19,7 +19,7 @@ const FIXTURES = join(import.meta.dirname, 'fixtures/interop');
 const TASKS = join(FIXTURES, 'tasks.ts');
 const SEP = '\x06\x16'; // kombu's priority-bucket and binding separator
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-const PY_ENV = { ...process.env, PYTHONPATH: FIXTURES, PYTHONDONTWRITEBYTECODE: '1', INTEROP_REDIS_URL: REDIS_URL };
+const PY_ENV = { ...process.env, PYTHONPATH: FIXTURES, PYTHONDONTWRITEBYTECODE: '1', INTEROP_BROKER_URL: REDIS_URL };
 
 /** Why these tests cannot run here, or false. */
 async function missing(): Promise<string | false> {
