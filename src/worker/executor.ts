@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import type { Fennel } from '../app/fennel.ts';
 import { backoffMs } from '../app/options.ts';
 import { suggest } from '../app/suggest.ts';
-import { ChordResults, decodeJson } from '../protocol/json.ts';
+import { decodeJson } from '../protocol/json.ts';
 import { buildRetryMessage, parseTaskMessage, type TaskRequest } from '../protocol/message.ts';
 import { exceptionInfo, nowIso, revokedMeta, type ExceptionInfo, type TaskMeta } from '../protocol/result.ts';
 import { States } from '../protocol/states.ts';
@@ -42,17 +42,14 @@ const REQUEUE_PAUSE_MS = 1000;
 export async function execute(delivery: Delivery, ctx: ExecutorContext): Promise<void> {
   let request: TaskRequest | undefined;
   try {
-    // The checks are tested here before their async handlers are called: most tasks pass them all, and a
-    // worker running 20,000 tasks a second should not make a promise for each check of each one.
+    // Each check is a plain test here, and its async handler runs only when it applies: most tasks pass them
+    // all, and a worker running 20,000 tasks a second should not make a promise for each check of each one.
     const decoded = decode(delivery, ctx);
-    if (!decoded.ok) {
-      await refuseMalformed(decoded.error, delivery, ctx);
-      return;
-    }
+    if (!decoded.ok) return await refuseMalformed(decoded.error, delivery, ctx);
     request = decoded.request;
-    if (!ctx.app.registry.has(request.name) && (await refuseUnregistered(request, delivery, ctx))) return;
-    if (ctx.revoked.has(request.id) && (await discardIfRevoked(request, delivery, ctx))) return;
-    if (request.expires && (await revokeIfExpired(request, delivery, ctx))) return;
+    if (!ctx.app.registry.has(request.name)) return await refuseUnregistered(request, delivery, ctx);
+    if (ctx.revoked.has(request.id)) return await discardRevoked(request, delivery, ctx);
+    if (request.expires && request.expires.getTime() <= Date.now()) return await revokeExpired(request, delivery, ctx);
     if (request.eta && (await deferIfEarly(request, delivery, ctx))) return;
     const turn = ctx.throttle(request.name);
     if (turn) await turn;
@@ -63,8 +60,7 @@ export async function execute(delivery: Delivery, ctx: ExecutorContext): Promise
     // Waiting for a slot can take long: a revocation may have arrived meanwhile.
     if (ctx.revoked.has(request.id)) {
       ctx.releaseSlot();
-      await discardIfRevoked(request, delivery, ctx);
-      return;
+      return await discardRevoked(request, delivery, ctx);
     }
     // STARTED is stored if the task is still running one event-loop turn from now, and no PROGRESS came
     // first: a task that ends within its turn (most short ones) never builds it. It costs the task no round
@@ -81,7 +77,8 @@ export async function execute(delivery: Delivery, ctx: ExecutorContext): Promise
     let outcome: Outcome;
     try {
       // A chord callback sent by reference reads its header's results here (or fails if they are gone).
-      const args = request.args[0] instanceof ChordResults ? await jobArgs(ctx.app, request) : request.args;
+      const found = jobArgs(ctx.app, request);
+      const args = Array.isArray(found) ? found : await found;
       const onProgress = (metaJson: string): void => {
         startedDue = false;
         void storeProgress(request!, metaJson, ctx);
@@ -158,8 +155,7 @@ async function refuseMalformed(error: unknown, delivery: Delivery, ctx: Executor
 }
 
 /** Celery's behaviour for an unknown task (FAILURE NotRegistered, so get() fails fast), plus a dead letter. */
-async function refuseUnregistered(request: TaskRequest, delivery: Delivery, ctx: ExecutorContext): Promise<boolean> {
-  if (ctx.app.registry.has(request.name)) return false;
+async function refuseUnregistered(request: TaskRequest, delivery: Delivery, ctx: ExecutorContext): Promise<void> {
   const hint = suggest(request.name, ctx.app.registry.keys());
   const reason = `NotRegistered: ${request.name}${hint ? ` — did you mean '${hint}'?` : ''}`;
   ctx.log.error({ task: request.name, id: request.id }, `Received unregistered task ${request.name}[${request.id}]${hint ? ` — did you mean '${hint}'?` : ''}; moved to dead letters`);
@@ -168,26 +164,22 @@ async function refuseUnregistered(request: TaskRequest, delivery: Delivery, ctx:
   // What in its workflow depended on it fails too, as after any failure (else a chain's result waits for ever).
   if (inWorkflow(request)) await failWorkflow(ctx.app, request, info, null);
   await delivery.reject({ requeue: false, reason });
-  return true;
 }
 
 /** A revoked task is never run: REVOKED is stored (Celery's TaskRevokedError) and the message acknowledged. */
-async function discardIfRevoked(request: TaskRequest, delivery: Delivery, ctx: ExecutorContext): Promise<boolean> {
-  if (!ctx.revoked.has(request.id)) return false;
+async function discardRevoked(request: TaskRequest, delivery: Delivery, ctx: ExecutorContext): Promise<void> {
   ctx.log.info({ task: request.name, id: request.id }, `Discarding revoked task: ${request.name}[${request.id}]`);
   await ctx.app.backend.store(revokedResult(request, 'revoked', ctx));
   ctx.emit('task-revoked', request, { expired: false, terminated: false });
   await delivery.ack();
-  return true;
 }
 
-async function revokeIfExpired(request: TaskRequest, delivery: Delivery, ctx: ExecutorContext): Promise<boolean> {
-  if (!request.expires || request.expires.getTime() > Date.now()) return false;
+/** A task past its `expires` is never run: REVOKED (expired) is stored and the message acknowledged. */
+async function revokeExpired(request: TaskRequest, delivery: Delivery, ctx: ExecutorContext): Promise<void> {
   ctx.log.info({ task: request.name, id: request.id }, `Task ${request.name}[${request.id}] expired; revoked`);
   await ctx.app.backend.store(revokedResult(request, 'expired', ctx));
   ctx.emit('task-revoked', request, { expired: true, terminated: false });
   await delivery.ack();
-  return true;
 }
 
 /**

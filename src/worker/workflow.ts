@@ -68,9 +68,13 @@ async function joinChord(app: Fennel, request: TaskRequest, delivery: Delivery, 
  * result backend. If they are gone (expired with the results), the task fails with Celery's ChordError
  * rather than running without them.
  */
-export async function jobArgs(app: Fennel, request: TaskRequest): Promise<unknown[] | Outcome> {
+export function jobArgs(app: Fennel, request: TaskRequest): unknown[] | Promise<unknown[] | Outcome> {
   const ref = request.args[0];
-  if (!(ref instanceof ChordResults)) return request.args;
+  // Synchronous for every other task: no promise on the hot path.
+  return ref instanceof ChordResults ? withChordResults(app, request, ref) : request.args;
+}
+
+async function withChordResults(app: Fennel, request: TaskRequest, ref: ChordResults): Promise<unknown[] | Outcome> {
   const results = await app.backend.chordResults?.(ref.groupId, ref.size);
   if (!results) return { kind: 'failure', error: { name: 'ChordError', message: `the results of chord ${ref.groupId} are no longer in the result backend ${app.backend.url}`, stack: null } };
   return [results, ...request.args.slice(1)];
