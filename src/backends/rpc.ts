@@ -50,7 +50,6 @@ export class RpcBackend implements ResultBackend {
   private readonly barriers = new Map<string, () => void>();
   private channel: Promise<Channel> | undefined;
   private readonly consuming = new Set<string>();
-  private readonly startedLater = new Map<string, { meta: TaskMeta; resolve: () => void; reject: (error: unknown) => void }>();
   private closed = false;
   private readonly unfollow: () => void;
 
@@ -85,32 +84,6 @@ export class RpcBackend implements ResultBackend {
 
   async store(meta: TaskMeta): Promise<void> {
     this.check();
-    // A STARTED waits for the end of the turn: a fast task's outcome, stored in the same turn, replaces it
-    // unsent (as the Redis backend drops it from a batch). Any other store of the task sends it first, so
-    // the caller still sees the states in the order they were stored.
-    const started = this.startedLater.get(meta.task_id);
-    if (started) {
-      this.startedLater.delete(meta.task_id);
-      if (isReady(meta.status)) started.resolve();
-      else await this.send(started.meta).then(started.resolve, started.reject);
-    }
-    if (meta.status === States.STARTED) {
-      return new Promise<void>((resolve, reject) => {
-        this.startedLater.set(meta.task_id, { meta, resolve, reject });
-        if (this.startedLater.size === 1) setImmediate(() => this.sendStarted());
-      });
-    }
-    await this.send(meta);
-  }
-
-  /** Sends the STARTED metas no outcome replaced in their turn. */
-  private sendStarted(): void {
-    const due = [...this.startedLater.values()];
-    this.startedLater.clear();
-    for (const { meta, resolve, reject } of due) this.send(meta).then(resolve, reject);
-  }
-
-  private async send(meta: TaskMeta): Promise<void> {
     const caller = replyToOf(meta.task_id);
     const to = caller ?? this.options.fallbackReplyTo ?? this.replyQueues()[0];
     // No caller to tell (a task sent without reply_to): Celery's rpc backend has nowhere to send it either.
@@ -282,9 +255,6 @@ export class RpcBackend implements ResultBackend {
     if (this.closed) return;
     this.closed = true;
     this.unfollow();
-    // A STARTED not sent yet is moot: the worker is closing, and its outcome is what the caller waits for.
-    for (const started of this.startedLater.values()) started.resolve();
-    this.startedLater.clear();
     this.waiters.wakeAll();
     for (const resolve of this.barriers.values()) resolve();
     await this.connection.close();

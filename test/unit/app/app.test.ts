@@ -210,6 +210,33 @@ describe('executing (async pool, in process)', () => {
     });
   });
 
+  it('stores STARTED for a task still running a turn after it began, and none for one that ended sooner', async () => {
+    const app = memoryApp();
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const quick = app.task('quick', () => 1);
+    const slow = app.task('slow', async () => {
+      await gate;
+      return 2;
+    });
+    const backend = app.backend;
+    const store = backend.store.bind(backend);
+    const stored: string[] = [];
+    backend.store = (meta) => {
+      stored.push(`${meta.name} ${meta.status}`);
+      return store(meta);
+    };
+    await withWorker(app, async () => {
+      assert.equal(await quick.delay().get({ timeoutMs: 5000 }), 1);
+      const running = slow.delay();
+      const deadline = Date.now() + 5000;
+      while ((await running.status()) !== 'STARTED' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+      release();
+      assert.equal(await running.get({ timeoutMs: 5000 }), 2);
+    });
+    assert.deepEqual(stored, ['quick SUCCESS', 'slow STARTED', 'slow SUCCESS']);
+  });
+
   it('retries with ctx.retry() and gives up after maxRetries', async () => {
     const app = memoryApp();
     const flaky = app.task('flaky', () => {
