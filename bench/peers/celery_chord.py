@@ -8,39 +8,27 @@ As the producer, one measurement per invocation, printed as one JSON line on std
     python3 celery_chord.py chord <members> <runs>
         chord(noop.s() × members, count.s()).apply_async().get(), timed from the call to the callback's
         result, after one untimed warm-up chord; prints each run's milliseconds.
+The app is celery_bench.py's (imported, so `-A celery_chord` finds it with this module's callback task).
 Everything else is Celery 5's defaults: JSON, a Redis broker and the Redis result backend on the same database,
 whose chord support joins the header in Redis (an atomic counter per group, no chord_unlock polling task).
 """
 
 import json
-import os
 import sys
 import time
 
-from celery import Celery, chord
-from celery.signals import worker_ready
+from celery import chord
 
-URL = os.environ.get('CELERY_BENCH_URL', 'redis://127.0.0.1:6379/15')
+# The app (Redis broker and results from CELERY_BENCH_URL), its no-op task and the "worker ready" line are
+# celery_bench.py's; this module adds the chord's callback.
+from celery_bench import app, noop
+
 TIMEOUT_SEC = 120
-
-app = Celery('celery_chord', broker=URL, backend=URL)
-app.conf.broker_connection_retry_on_startup = True
-
-
-@app.task(name='bench.noop')
-def noop():
-    return None
 
 
 @app.task(name='bench.count')
 def count(results):
     return len(results)
-
-
-@worker_ready.connect
-def _ready(sender=None, **_):
-    # The worker redirects sys.stdout into its logger; the driver reads the real stdout.
-    print(json.dumps({'level': 30, 'msg': 'worker ready: celery', 'pid': os.getpid()}), file=sys.__stdout__, flush=True)
 
 
 def one_chord(members):
