@@ -17,7 +17,7 @@ import { availableParallelism, loadavg } from 'node:os';
 import { promisify } from 'node:util';
 import { connect } from 'amqplib';
 import { benchApp } from './tasks.ts';
-import { CELERY_PYTHON as PYTHON, median, percentile, runCeleryProducer, startCeleryWorker, startProcess, startWorker, type Metric, type WorkerProcess } from './support.ts';
+import { CELERY_PYTHON as PYTHON, delayAllAndGet, median, percentile, runCeleryProducer, startCeleryWorker, startProcess, startWorker, type Metric, type WorkerProcess } from './support.ts';
 
 export const AMQP_URL = process.env['FENNEL_BENCH_AMQP_URL'] ?? 'amqp://guest:guest@127.0.0.1:5672/';
 // kombu spells the default vhost "/" as "//".
@@ -78,15 +78,7 @@ function fennelEndToEnd(workers: number): () => Promise<Record<string, Metric>> 
     const bench = benchApp({ broker: AMQP_URL });
     try {
       return await withWorkers(workers, fennelWorker, async () => {
-        const pass = async (): Promise<void> => {
-          const gets: Array<Promise<unknown>> = [];
-          for (let i = 0; i < AMQP_SIZES.tasks; i += AMQP_SIZES.batch) {
-            const batch = bench.noop.delayMany(Array.from({ length: Math.min(AMQP_SIZES.batch, AMQP_SIZES.tasks - i) }, (): [] => []));
-            await batch[0]!.sent;
-            for (const result of batch) gets.push(result.get({ timeoutMs: 300_000 }));
-          }
-          await Promise.all(gets);
-        };
+        const pass = (): Promise<void> => delayAllAndGet(bench.noop, AMQP_SIZES.tasks, AMQP_SIZES.batch);
         await pass(); // warm-up, untimed: the timed pass measures warm code (Celery, CPython, has no JIT to warm)
         const t0 = performance.now();
         await pass();

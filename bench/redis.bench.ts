@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Queue, QueueEvents } from 'bullmq';
 import { Redis } from 'ioredis';
-import { CELERY_PYTHON as PYTHON, percentile, processCpuSec, ROOT, runCeleryProducer, startCeleryWorker, startProcess, startWorker, type Metric, type WorkerProcess } from './support.ts';
+import { CELERY_PYTHON as PYTHON, delayAllAndGet, percentile, processCpuSec, ROOT, runCeleryProducer, startCeleryWorker, startProcess, startWorker, type Metric, type WorkerProcess } from './support.ts';
 import { benchApp } from './tasks.ts';
 
 export const REDIS_URL = process.env['FENNEL_BENCH_REDIS_URL'] || 'redis://127.0.0.1:6379/15';
@@ -187,15 +187,7 @@ function fennelEndToEnd(workers: number, concurrency: number, env: Record<string
   return () =>
     withFennel((bench) =>
       withWorkers(workers, fennelWorkers(concurrency, env), async (processes) => {
-        const pass = async (): Promise<void> => {
-          const gets: Array<Promise<unknown>> = [];
-          for (const size of batches(SIZES.tasks)) {
-            const batch = bench.noop.delayMany(Array.from({ length: size }, (): [] => []));
-            await batch[0]!.sent;
-            for (const result of batch) gets.push(result.get({ timeoutMs: 300_000 }));
-          }
-          await Promise.all(gets);
-        };
+        const pass = (): Promise<void> => delayAllAndGet(bench.noop, SIZES.tasks, SIZES.batch);
         await pass(); // warm-up, untimed (see SIZES)
         const cost = await startCost(processes);
         const t0 = performance.now();

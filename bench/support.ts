@@ -279,3 +279,22 @@ export async function runCeleryProducer<T = Record<string, number | undefined>>(
   const stdout = await runProcess(CELERY_PYTHON, [script, ...args.map(String)], { cwd: PEERS_DIR, env, timeoutMs });
   return JSON.parse(stdout.trim().split('\n').at(-1)!) as T;
 }
+
+/** The bench's no-op task as the end-to-end passes use it: `delayMany`, then `get()` on every result. */
+interface NoopTask {
+  delayMany(argsList: Array<[]>): Array<{ readonly sent: Promise<void>; get(options: { timeoutMs: number }): Promise<unknown> }>;
+}
+
+/**
+ * One end-to-end pass of Fennel's no-op task: `count` calls published with `delayMany` in batches of `batch`
+ * (each batch confirmed before the next is sent), then every result awaited with `get()`.
+ */
+export async function delayAllAndGet(noop: NoopTask, count: number, batch: number): Promise<void> {
+  const gets: Array<Promise<unknown>> = [];
+  for (let i = 0; i < count; i += batch) {
+    const results = noop.delayMany(Array.from({ length: Math.min(batch, count - i) }, (): [] => []));
+    await results[0]!.sent;
+    for (const result of results) gets.push(result.get({ timeoutMs: 300_000 }));
+  }
+  await Promise.all(gets);
+}
