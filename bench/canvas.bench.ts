@@ -10,7 +10,7 @@ import { availableParallelism, loadavg } from 'node:os';
 import { chord } from 'fennel';
 import { canvasApp } from './canvas-tasks.ts';
 import { environment, flush, REDIS_URL } from './redis.bench.ts';
-import { median, runCeleryProducer, runProcess, startCeleryWorker, startProcess, tempDatabase, type WorkerProcess } from './support.ts';
+import { FENNEL_BIN, median, runCeleryProducer, runProcess, startCeleryWorker, startProcess, tempDatabase, type WorkerProcess } from './support.ts';
 
 const MERGESORT_N = 1_000_000;
 const CHORD_MEMBERS = 1000;
@@ -113,7 +113,7 @@ async function withWorker<T>(start: () => Promise<WorkerProcess>, body: () => Pr
 const fennelWorker = (broker: string) => (): Promise<WorkerProcess> =>
   startProcess({
     command: process.execPath,
-    args: ['--conditions=development', '--import', 'tsx', 'src/cli/main.ts', 'worker', '--app', 'bench/canvas-tasks.ts', '-P', 'async', '-c', '100', '--loglevel', 'warn'],
+    args: [FENNEL_BIN, 'worker', '--app', 'bench/canvas-tasks.ts', '-P', 'async', '-c', '100', '--loglevel', 'warn'],
     env: { FENNEL_BROKER_URL: broker, FENNEL_RESULT_BACKEND: '' },
   });
 

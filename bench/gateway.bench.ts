@@ -21,8 +21,8 @@ import { availableParallelism, loadavg } from 'node:os';
 import autocannon from 'autocannon';
 import { connect as amqpConnect } from 'amqplib';
 import { WebSocket } from 'ws';
-import { Fennel } from '../src/index.ts';
-import { median, percentile, ROOT, startWorker, tempDatabase, type Metric, type WorkerProcess } from './support.ts';
+import { Fennel } from 'fennel';
+import { FENNEL_BIN, median, percentile, ROOT, startWorker, tempDatabase, type Metric, type WorkerProcess } from './support.ts';
 
 const REDIS_URL = process.env['FENNEL_BENCH_REDIS_URL'] || 'redis://127.0.0.1:6379/15';
 const AMQP_URL = process.env['FENNEL_BENCH_AMQP_URL'] ?? 'amqp://guest:guest@127.0.0.1:5672/';
@@ -38,7 +38,7 @@ interface Gateway {
 
 /** Starts `fennel gateway --port 0` in its own process group and resolves with its URL. */
 function startGateway(env: Record<string, string>): Promise<Gateway> {
-  const child: ChildProcess = spawn(process.execPath, ['--conditions=development', '--import', 'tsx', 'src/cli/main.ts', 'gateway', '--app', APP, '--port', '0'], {
+  const child: ChildProcess = spawn(process.execPath, [FENNEL_BIN, 'gateway', '--app', APP, '--port', '0'], {
     cwd: ROOT,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -20,7 +20,7 @@
 // the *.bench.ts files. The machine may be shared: read medians, and the load averages printed with them.
 
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { environment, KINDS, PEERS, REDIS_URL, redisScenarios, SIZES, type Environment, type Kind, type Peer, type RedisScenario } from './redis.bench.ts';
@@ -149,7 +149,7 @@ function sqliteSection(rows: Row[], info: RunInfo): string {
 
 Fennel on its embedded SQLite engine (\`sqlite://\`, one WAL file), every run on a fresh temp database file.
 Workers are real separate processes, started as users start them:
-\`FENNEL_BROKER_URL=sqlite:///tmp/…/x.db node --conditions=development --import tsx src/cli/main.ts worker --app bench/tasks.ts -P async -c 100 --loglevel warn\`.
+\`FENNEL_BROKER_URL=sqlite:///tmp/…/x.db npx fennel worker --app bench/tasks.ts -P async -c 100 --loglevel warn\`.
 The task is a no-op (\`bench/tasks.ts\`). Each scenario ran ${info.runs} times; the table gives the median, with min and max.
 
 ${machineLines('`npm run bench` (this section alone: `npm run bench -- sqlite`)', info)}
@@ -389,7 +389,7 @@ ${configTable(rows, peers)}
 
 ### Commands
 
-- Fennel worker: \`FENNEL_BROKER_URL=${REDIS_URL} node --conditions=development --import tsx src/cli/main.ts worker --app bench/tasks.ts -P async -c 100 --loglevel warn\`
+- Fennel worker: \`FENNEL_BROKER_URL=${REDIS_URL} npx fennel worker --app bench/tasks.ts -P async -c 100 --loglevel warn\`
 - BullMQ worker: \`node --import tsx bench/peers/bullmq-worker.ts ${REDIS_URL} bench 100\` (a \`Worker\` with a no-op processor; default options otherwise)
 - Celery worker, in \`bench/peers\`: \`CELERY_BENCH_URL=${REDIS_URL} python3 -m celery -A celery_bench worker -P threads -c 8 -n bench0@%h --loglevel WARNING --without-gossip --without-mingle --without-heartbeat\`
 - Celery producer, in \`bench/peers\`: \`python3 celery_bench.py e2e ${SIZES.tasks} ${SIZES.batch}\`, \`enqueue-single ${SIZES.tasks}\`, \`enqueue-bulk ${SIZES.tasks} ${SIZES.batch}\`, \`latency ${SIZES.roundTrips} ${SIZES.warmup}\` (prints one JSON line; its clock is Python's)
@@ -451,7 +451,26 @@ ${body.join('\n\n')}
 
 // ---------------------------------------------------------------------------------------------------------
 
+/** The newest modification time (ms) of any file under `dir`. */
+function newestMtime(dir: string): number {
+  let newest = 0;
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    newest = Math.max(newest, entry.isDirectory() ? newestMtime(path) : statSync(path).mtimeMs);
+  }
+  return newest;
+}
+
+/** Fennel is measured as built (dist/, as `npx fennel` and `import 'fennel'` run it): a stale build would measure old code. */
+function checkBuild(): void {
+  const built = join(ROOT, 'dist', 'index.js');
+  if (!existsSync(built) || statSync(built).mtimeMs < newestMtime(join(ROOT, 'src'))) {
+    throw new Error('dist/ is missing or older than src/: run `npm run build` first (`npm run bench` does)');
+  }
+}
+
 async function main(): Promise<void> {
+  checkBuild();
   const { runs, filters } = parseArgs(process.argv.slice(2));
   if (filters.length === 1 && filters[0] === 'amqp') {
     writeDocument({ amqp: await amqpSection(runs ?? 3) });

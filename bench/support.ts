@@ -74,12 +74,20 @@ export interface StartWorkerOptions {
 }
 
 /**
- * Starts `node --conditions=development --import tsx src/cli/main.ts worker --app bench/tasks.ts -P … -c …
- * --loglevel warn` with FENNEL_BROKER_URL set, as a user would, and resolves when it prints its JSON
- * "worker ready" line (printed at any log level).
+ * The installed `fennel` command (bin/fennel.js: the built package in dist/, with tsx registered for `--app
+ * tasks.ts`). The benchmarks measure Fennel as users run it, and as BullMQ is measured: compiled JavaScript,
+ * not the sources through tsx's loader (which adds a `__name` call to every function it creates, and costs
+ * the worker about a tenth of its CPU). `npm run bench` builds dist/ first; run.ts refuses a stale one.
+ */
+export const FENNEL_BIN = join(ROOT, 'bin', 'fennel.js');
+
+/**
+ * Starts `node bin/fennel.js worker --app bench/tasks.ts -P … -c … --loglevel warn` with FENNEL_BROKER_URL
+ * set, as a user would (`npx fennel worker …`), and resolves when it prints its JSON "worker ready" line
+ * (printed at any log level).
  */
 export async function startWorker(options: StartWorkerOptions): Promise<WorkerProcess> {
-  const args = ['--conditions=development', '--import', 'tsx', 'src/cli/main.ts', 'worker', '--app', 'bench/tasks.ts'];
+  const args = [FENNEL_BIN, 'worker', '--app', 'bench/tasks.ts'];
   args.push('-P', options.pool, '-c', String(options.concurrency), '--loglevel', 'warn', ...(options.flags ?? []));
   return startProcess({
     command: process.execPath,
