@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ProtocolError, SerializationError } from '../../../src/errors.ts';
 import { decodeEnvelope, encodeEnvelope } from '../../../src/protocol/envelope.ts';
-import { buildRetryMessage, buildTaskMessage, parseTaskMessage, type TaskCall, type WireMessage } from '../../../src/protocol/message.ts';
+import { buildRetryMessage, buildTaskMessage, embedSchema, headersSchema, parseTaskMessage, plainEmbed, plainHeaders, type TaskCall, type WireMessage } from '../../../src/protocol/message.ts';
 import { celeryA1, celeryA1Countdown, celeryA3Chain, rawEnvelope, type CeleryEnvelope } from '../../fixtures/celery.ts';
 
 const PY_ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}\+00:00$/;
@@ -203,6 +203,77 @@ describe('parseTaskMessage', () => {
     it('an envelope whose body is not a string', () => {
       assertRefused(decodeEnvelope(JSON.stringify({ ...celeryA1.envelope, body: [[2, 3], {}, {}] })), /undecodable envelope: no string "body"/);
     });
+  });
+});
+
+describe('the plain reading of headers and embed (the hot path without zod)', () => {
+  const base = () => structuredClone<Record<string, unknown>>(celeryA1.envelope.headers);
+  const built = () => buildTaskMessage({ id: 'i', name: 'n', args: [], queue: 'q' }).headers;
+  // Each case: a change to valid headers. The plain reading must give the schema's result, or step aside.
+  const headerCases: Array<[string, Record<string, unknown>, boolean]> = [
+    ["Celery's own headers", base(), true],
+    ["Fennel's own headers", built(), true],
+    ['only task and id', { task: 't', id: 'i' }, true],
+    ['an eta and expires with offsets', { ...base(), eta: '2026-11-26T10:00:00.123456+00:00', expires: '2026-11-26T11:00:00Z' }, true],
+    ['an eta without an offset', { ...base(), eta: '2026-11-26T10:00:00.123456' }, true],
+    ['a timelimit of numbers', { ...base(), timelimit: [10, 5.5] }, true],
+    ['nulls everywhere', { task: 't', id: 'i', retries: null, eta: null, expires: null, timelimit: null, root_id: null, parent_id: null, group: null, group_index: null, ignore_result: null, origin: null }, true],
+    ['an empty task name', { ...base(), task: '' }, false],
+    ['a numeric id', { ...base(), id: 7 }, false],
+    ['negative retries', { ...base(), retries: -1 }, false],
+    ['fractional retries', { ...base(), retries: 1.5 }, false],
+    ['retries as a string', { ...base(), retries: '1' }, false],
+    ['an eta that is not a date', { ...base(), eta: 'tomorrow' }, false],
+    ['an eta that is a number', { ...base(), eta: 1700000000 }, false],
+    ['a timelimit of one', { ...base(), timelimit: [10] }, false],
+    ['a timelimit of three', { ...base(), timelimit: [1, 2, 3] }, false],
+    ['a timelimit of strings', { ...base(), timelimit: ['1', null] }, false],
+    ['a numeric group', { ...base(), group: 5 }, false],
+    ['group_index as a string', { ...base(), group_index: '0' }, false],
+    ['ignore_result as a string', { ...base(), ignore_result: 'no' }, false],
+    ['root_id as an object', { ...base(), root_id: {} }, false],
+  ];
+  for (const [name, headers, plain] of headerCases) {
+    it(`headers: ${name}`, () => {
+      const fast = plainHeaders(headers);
+      const schema = headersSchema.safeParse(headers);
+      // The plain reading takes the common shapes (asserted, so the hot path cannot silently fall back to the
+      // schema for them) and steps aside for the rest; whatever it takes, the schema accepts with the same result.
+      assert.equal(fast !== undefined, plain, `plain reading ${plain ? 'should take' : 'should step aside for'} these headers`);
+      if (fast) {
+        assert.ok(schema.success);
+        // An absent optional header is undefined in one and missing in the other: the same to every reader.
+        const defined = (o: object) => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined));
+        assert.deepEqual(defined(fast), defined(schema.data));
+      }
+    });
+  }
+  const embedCases: Array<[string, unknown, boolean]> = [
+    ['null', null, true],
+    ['absent', undefined, true],
+    ["Celery's nulls", { callbacks: null, errbacks: null, chain: null, chord: null }, true],
+    ['lists and a chord', { callbacks: [{ task: 'a' }], errbacks: [], chain: [{ task: 'b' }], chord: { task: 'c' } }, true],
+    ['an empty object', {}, true],
+    ['callbacks as an object', { callbacks: { task: 'a' } }, false],
+    ['a chain as a string', { chain: 'x' }, false],
+    ['an array', [], false],
+    ['a number', 5, false],
+  ];
+  for (const [name, embed, plain] of embedCases) {
+    it(`embed: ${name}`, () => {
+      const fast = plainEmbed(embed);
+      const schema = embedSchema.safeParse(embed);
+      assert.equal(fast !== undefined, plain);
+      if (fast) {
+        assert.ok(schema.success);
+        const d = schema.data;
+        assert.deepEqual(fast, { callbacks: d?.callbacks ?? null, errbacks: d?.errbacks ?? null, chain: d?.chain ?? null, chord: d?.chord ?? null });
+      }
+    });
+  }
+  it('a message the plain reading steps aside for is still refused with the schema\'s reason', () => {
+    assertRefused(decodeEnvelope(a1With((env) => (env.headers['retries'] = -1))), /bad headers: retries/);
+    assertRefused(decodeEnvelope(a1With((env) => (env.headers['timelimit'] = [1, 2, 3]))), /bad headers: timelimit/);
   });
 });
 
