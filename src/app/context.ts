@@ -26,8 +26,9 @@ const KEY = Symbol.for('fennel.task-context');
 const globals = globalThis as unknown as Record<symbol, AsyncLocalStorage<TaskContext> | undefined>;
 const storage: AsyncLocalStorage<TaskContext> = (globals[KEY] ??= new AsyncLocalStorage<TaskContext>());
 
-export function runInContext<T>(context: TaskContext, fn: () => T): T {
-  return storage.run(context, fn);
+/** Calls `fn(...args)` with `context` as the current task (arguments passed through: no closure per call). */
+export function runInContext<A extends unknown[], T>(context: TaskContext, fn: (...args: A) => T, ...args: A): T {
+  return storage.run(context, fn, ...args);
 }
 
 /** The context of the task this code runs in. Throws outside a task. */

@@ -344,14 +344,18 @@ class RedisSubscription {
   private nextPromote = 0;
   private nextRestore = 0;
   private roomWaiter: (() => void) | undefined;
-  /** Acks settled in one event-loop turn go to Redis as one script call. */
-  private readonly acks = new Batcher<{ tag: string; dedupeKey: string | undefined }>(MAX_ACK, (items) =>
-    this.transport.run(
+  /**
+   * Acks settled in one event-loop turn go to Redis as one script call; the deliveries are released when it
+   * has run, before their callers' (shared) promise resolves.
+   */
+  private readonly acks = new Batcher<RedisDelivery>(MAX_ACK, async (deliveries) => {
+    await this.transport.run(
       'ack',
-      [UNACKED, UNACKED_INDEX, LEASES, ...items.flatMap((i) => (i.dedupeKey ? [i.dedupeKey] : []))],
-      items.map((i) => i.tag),
-    ),
-  );
+      [UNACKED, UNACKED_INDEX, LEASES, ...deliveries.flatMap((d) => (d.dedupeKey ? [d.dedupeKey] : []))],
+      deliveries.map((d) => d.tag),
+    );
+    for (const d of deliveries) this.release(d);
+  });
 
   constructor(
     private readonly transport: RedisTransport,
@@ -449,34 +453,29 @@ class RedisSubscription {
     this.held.set(tag, queue);
     // Never throws: an envelope that named a tag but does not decode is handed out marked malformed, and
     // the executor dead-letters it with the reason.
-    const message = decodeEnvelope(raw);
-    let settled = false;
-    const settle = async (fn: () => Promise<unknown>): Promise<void> => {
-      if (settled) return;
-      await this.settleHeld(tag, fn); // if it fails the delivery stays held and leased, and can be settled again
-      settled = true;
-    };
-    const deduped = dedupeId(message);
-    const dedupeKey = deduped ? `${DEDUPE}${deduped}` : undefined;
-    const redelivered = message.headers['redelivered'] === true || (message.properties.delivery_info as { redelivered?: boolean } | undefined)?.redelivered === true;
-    this.onDelivery({
-      message,
-      queue,
-      redelivered,
-      ack: () => settle(() => this.acks.add({ tag, dedupeKey })),
-      reject: ({ requeue, reason }) =>
-        settle(() => {
-          if (requeue) return this.transport.run('restore', [UNACKED, UNACKED_INDEX, UNACKED_MUTEX, LEASES], [0, 0, tag, SEP, WAKE]);
-          const { taskId, taskName } = describeMessage(message);
-          return this.transport.run('dead_letter', [UNACKED, UNACKED_INDEX, LEASES, DEAD, DEAD_SEQ, ...(dedupeKey ? [dedupeKey] : [])], [tag, reason ?? 'rejected', Date.now() / 1000, taskId ?? '', taskName ?? '', queue, raw]);
-        }),
-    });
+    this.onDelivery(new RedisDelivery(this, queue, tag, raw));
   }
 
-  /** Runs the step that settles a held message, then frees its place in the prefetch window. */
-  private async settleHeld(tag: string, fn: () => Promise<unknown>): Promise<void> {
-    await fn();
-    this.held.delete(tag);
+  /** Acknowledges a held delivery (batched with the others of this turn). */
+  ack(delivery: RedisDelivery): Promise<void> {
+    return this.acks.add(delivery);
+  }
+
+  /** Rejects a held delivery: back to its queue at once, or to the dead letters. */
+  async reject(delivery: RedisDelivery, requeue: boolean, reason: string | undefined): Promise<void> {
+    const { tag, dedupeKey, queue, message } = delivery;
+    if (requeue) await this.transport.run('restore', [UNACKED, UNACKED_INDEX, UNACKED_MUTEX, LEASES], [0, 0, tag, SEP, WAKE]);
+    else {
+      const { taskId, taskName } = describeMessage(message);
+      await this.transport.run('dead_letter', [UNACKED, UNACKED_INDEX, LEASES, DEAD, DEAD_SEQ, ...(dedupeKey ? [dedupeKey] : [])], [tag, reason ?? 'rejected', Date.now() / 1000, taskId ?? '', taskName ?? '', queue, delivery.raw]);
+    }
+    this.release(delivery);
+  }
+
+  /** A delivery is settled: its place in the prefetch window is free. (If settling failed it stays held and leased, and can be settled again.) */
+  private release(delivery: RedisDelivery): void {
+    delivery.settled = true;
+    this.held.delete(delivery.tag);
     this.roomWaiter?.();
     this.roomWaiter = undefined;
     if (!this.active && this.held.size === 0) this.finish();
@@ -500,5 +499,35 @@ class RedisSubscription {
     await Promise.all([...this.held.keys()].map((tag) => this.transport.run('restore', [UNACKED, UNACKED_INDEX, UNACKED_MUTEX, LEASES], [0, 0, tag, SEP, WAKE]).catch(() => {})));
     this.held.clear();
     this.finish();
+  }
+}
+
+/** One message handed to the consumer, held (and leased) until it is acknowledged or rejected once. */
+class RedisDelivery implements Delivery {
+  readonly message: WireMessage;
+  readonly redelivered: boolean;
+  /** The key that reserves its deduplicated id, freed when it is settled. */
+  readonly dedupeKey: string | undefined;
+  settled = false;
+
+  constructor(
+    private readonly subscription: RedisSubscription,
+    readonly queue: string,
+    readonly tag: string,
+    readonly raw: string,
+  ) {
+    const message = decodeEnvelope(raw);
+    const deduped = dedupeId(message);
+    this.message = message;
+    this.dedupeKey = deduped ? `${DEDUPE}${deduped}` : undefined;
+    this.redelivered = message.headers['redelivered'] === true || (message.properties.delivery_info as { redelivered?: boolean } | undefined)?.redelivered === true;
+  }
+
+  ack(): Promise<void> {
+    return this.settled ? Promise.resolve() : this.subscription.ack(this);
+  }
+
+  reject({ requeue, reason }: { requeue: boolean; reason?: string }): Promise<void> {
+    return this.settled ? Promise.resolve() : this.subscription.reject(this, requeue, reason);
   }
 }

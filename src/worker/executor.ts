@@ -23,8 +23,11 @@ export interface ExecutorContext {
   workerName: string;
   /** True once the worker has handed its messages back (shutdown past the grace period): store nothing more. */
   abandoned(): boolean;
-  /** Waits for a free pool slot; resolves false if the worker is stopping and the message should go back. */
-  acquireSlot(): Promise<boolean>;
+  /**
+   * Takes a free pool slot: true at once if one is free, else a promise of one; false if the worker is
+   * stopping and the message should go back.
+   */
+  acquireSlot(): boolean | Promise<boolean>;
   releaseSlot(): void;
   /** Waits for the task's turn under its rate limit; undefined if it has none or may start now. */
   throttle(taskName: string): Promise<void> | undefined;
@@ -53,7 +56,8 @@ export async function execute(delivery: Delivery, ctx: ExecutorContext): Promise
     if (request.eta && (await deferIfEarly(request, delivery, ctx))) return;
     const turn = ctx.throttle(request.name);
     if (turn) await turn;
-    if (!(await ctx.acquireSlot())) {
+    const slot = ctx.acquireSlot();
+    if (!(slot === true || (slot !== false && (await slot)))) {
       await delivery.reject({ requeue: true });
       return;
     }
@@ -66,12 +70,8 @@ export async function execute(delivery: Delivery, ctx: ExecutorContext): Promise
     // first: a task that ends within its turn (most short ones) never builds it. It costs the task no round
     // trip and is not awaited: the backend applies one process's stores in call order, so it can never land
     // after the outcome. A STARTED that fails to store costs nothing but the state.
-    let startedDue = ctx.app.config.trackStarted && !request.ignoreResult;
-    if (startedDue) {
-      setImmediate(() => {
-        if (startedDue) void markStarted(request!, ctx).catch((error: unknown) => ctx.log.warn({ err: error, id: request!.id }, 'could not store STARTED'));
-      });
-    }
+    const marks = ctx.app.config.trackStarted && !request.ignoreResult ? startedMarks(ctx) : undefined;
+    marks?.add(request);
     ctx.emit('task-started', request);
     const startedAt = performance.now();
     let outcome: Outcome;
@@ -80,12 +80,12 @@ export async function execute(delivery: Delivery, ctx: ExecutorContext): Promise
       const found = jobArgs(ctx.app, request);
       const args = Array.isArray(found) ? found : await found;
       const onProgress = (metaJson: string): void => {
-        startedDue = false;
+        marks?.cancel(request!);
         void storeProgress(request!, metaJson, ctx);
       };
-      outcome = Array.isArray(args) ? await ctx.pool.run({ ...toJob(request), args }, { onProgress }) : args;
+      outcome = Array.isArray(args) ? await ctx.pool.run(toJob(request, args), { onProgress }) : args;
     } finally {
-      startedDue = false;
+      marks?.cancel(request);
       // The slot is free as soon as the function has returned: the next task runs in it while this one's
       // outcome is stored and acknowledged (the delivery stays held, and unacked, until then).
       ctx.releaseSlot();
@@ -104,11 +104,11 @@ export async function execute(delivery: Delivery, ctx: ExecutorContext): Promise
   }
 }
 
-function toJob(request: TaskRequest): Job {
+function toJob(request: TaskRequest, args: unknown[]): Job {
   return {
     id: request.id,
     name: request.name,
-    args: request.args,
+    args,
     kwargs: request.kwargs,
     retries: request.retries,
     queue: request.queue,
@@ -193,6 +193,42 @@ async function deferIfEarly(request: TaskRequest, delivery: Delivery, ctx: Execu
   await transport.publish(delivery.message, { queue: delivery.queue, priority: request.priority, delayUntil: request.eta });
   await delivery.ack();
   return true;
+}
+
+/**
+ * The tasks started in this event-loop turn whose STARTED is still due: at the end of the turn (one
+ * setImmediate for all of them) STARTED is stored for those still running with no PROGRESS reported.
+ */
+class StartedMarks {
+  private due = new Set<TaskRequest>();
+  private scheduled = false;
+
+  constructor(private readonly ctx: ExecutorContext) {}
+
+  add(request: TaskRequest): void {
+    this.due.add(request);
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      const due = this.due;
+      this.due = new Set();
+      this.scheduled = false;
+      for (const r of due) void markStarted(r, this.ctx).catch((error: unknown) => this.ctx.log.warn({ err: error, id: r.id }, 'could not store STARTED'));
+    });
+  }
+
+  /** The task ended, or reported PROGRESS: no STARTED for it. */
+  cancel(request: TaskRequest): void {
+    this.due.delete(request);
+  }
+}
+
+const startedMarksOf = new WeakMap<ExecutorContext, StartedMarks>();
+
+function startedMarks(ctx: ExecutorContext): StartedMarks {
+  let marks = startedMarksOf.get(ctx);
+  if (!marks) startedMarksOf.set(ctx, (marks = new StartedMarks(ctx)));
+  return marks;
 }
 
 async function markStarted(request: TaskRequest, ctx: ExecutorContext): Promise<void> {

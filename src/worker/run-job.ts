@@ -34,12 +34,17 @@ export function callArguments(job: Pick<Job, 'args' | 'kwargs'>): unknown[] {
   return Object.keys(job.kwargs).length > 0 ? [...job.args, job.kwargs] : job.args;
 }
 
-export async function runJob(
+/**
+ * Runs the job's function in its task context. A function that returns a plain value (most short tasks)
+ * gets its outcome back at once, not as a promise: the async pool then settles the job without the extra
+ * promises and turns an `await` would cost it. Callers that want a promise wrap it (`Promise.resolve`).
+ */
+export function runJob(
   registry: ReadonlyMap<string, RegisteredTask>,
   job: Job,
   signal: () => AbortSignal,
   onProgress: (metaJson: string) => void,
-): Promise<Outcome> {
+): Outcome | Promise<Outcome> {
   const task = registry.get(job.name);
   if (!task) return { kind: 'failure', error: { name: 'NotRegistered', message: job.name, stack: null } };
   const context = makeContext({
@@ -52,31 +57,45 @@ export async function runJob(
   });
   let value: unknown;
   try {
-    value = await runInContext(context, () => task.fn(...callArguments(job)));
+    value = runInContext(context, task.fn, ...callArguments(job));
   } catch (error) {
-    // Codes, not instanceof: the app may have imported another copy of Fennel (dist/ beside src/).
-    const code = (error as { code?: unknown } | null)?.code;
-    if (code === 'FENNEL_RETRY') {
-      const retry = error as Retry;
-      return {
-        kind: 'retry',
-        countdownSec: retry.countdownSec,
-        reason: retry.reason === undefined ? null : retry.reason instanceof Error ? retry.reason.message : safeText(retry.reason),
-        error: retry.error === undefined ? null : errorReport(retry.error),
-      };
-    }
-    if (code === 'FENNEL_REJECT') return { kind: 'reject', reason: (error as Reject).reason };
-    // autoRetryFor is matched here, where the error object still exists (a slot sends only its report).
-    if (retriesFor(task.options.autoRetryFor, error)) {
-      const report = errorReport(error);
-      return { kind: 'retry', countdownSec: null, reason: `${report.name}: ${report.message}`, error: report };
-    }
-    return { kind: 'failure', error: errorReport(error) };
+    return thrown(task, error);
   }
+  if (isThenable(value)) return Promise.resolve(value).then(succeeded, (error: unknown) => thrown(task, error));
+  return succeeded(value);
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return value !== null && (typeof value === 'object' || typeof value === 'function') && typeof (value as { then?: unknown }).then === 'function';
+}
+
+function succeeded(value: unknown): Outcome {
   try {
     // A task that returns nothing stores null, as a Python task returning None does.
     return { kind: 'success', resultJson: value === undefined ? 'null' : encodeJson(value, 'result') };
   } catch (error) {
     return { kind: 'failure', error: errorReport(error) };
   }
+}
+
+/** The outcome of a task that threw (or whose promise rejected). */
+function thrown(task: RegisteredTask, error: unknown): Outcome {
+  // Codes, not instanceof: the app may have imported another copy of Fennel (dist/ beside src/).
+  const code = (error as { code?: unknown } | null)?.code;
+  if (code === 'FENNEL_RETRY') {
+    const retry = error as Retry;
+    return {
+      kind: 'retry',
+      countdownSec: retry.countdownSec,
+      reason: retry.reason === undefined ? null : retry.reason instanceof Error ? retry.reason.message : safeText(retry.reason),
+      error: retry.error === undefined ? null : errorReport(retry.error),
+    };
+  }
+  if (code === 'FENNEL_REJECT') return { kind: 'reject', reason: (error as Reject).reason };
+  // autoRetryFor is matched here, where the error object still exists (a slot sends only its report).
+  if (retriesFor(task.options.autoRetryFor, error)) {
+    const report = errorReport(error);
+    return { kind: 'retry', countdownSec: null, reason: `${report.name}: ${report.message}`, error: report };
+  }
+  return { kind: 'failure', error: errorReport(error) };
 }

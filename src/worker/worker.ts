@@ -52,8 +52,10 @@ export class Worker {
   readonly log: Logger;
   private pool: Pool | undefined;
   private subscription: Subscription | undefined;
-  private readonly inFlight = new Set<Promise<void>>();
+  /** Deliveries taken and not yet settled (execute() never throws, so each leaves exactly once). */
   private readonly held = new Set<Delivery>();
+  /** Resolves a warm shutdown waiting for the last held delivery. */
+  private onDrained: (() => void) | undefined;
   private busy = 0;
   private readonly slotWaiters: Array<(ok: boolean) => void> = [];
   private stopping = false;
@@ -95,12 +97,11 @@ export class Worker {
     const context = this.executorContext(this.pool);
     this.subscription = await this.app.transport.consume({ queues: this.queues, prefetch: this.concurrency * (this.options.prefetchMultiplier ?? 4) }, (delivery) => {
       this.held.add(delivery);
-      const done = execute(delivery, context).finally(() => {
+      void execute(delivery, context).then(() => {
         this.processed++;
         this.held.delete(delivery);
-        this.inFlight.delete(done);
+        if (this.held.size === 0) this.onDrained?.();
       });
-      this.inFlight.add(done);
     });
     this.sendEvent('worker-online', this.workerFields());
     this.heartbeat = setInterval(() => this.sendEvent('worker-heartbeat', this.workerFields()), HEARTBEAT_SEC * 1000);
@@ -154,10 +155,10 @@ export class Worker {
       workerName: this.name,
       abandoned: () => this.abandoned,
       acquireSlot: () => {
-        if (this.stopping) return Promise.resolve(false);
+        if (this.stopping) return false;
         if (this.busy < this.concurrency) {
           this.busy++;
-          return Promise.resolve(true);
+          return true;
         }
         return new Promise((resolve) => this.slotWaiters.push(resolve));
       },
@@ -193,7 +194,7 @@ export class Worker {
     await this.subscription?.cancel();
     await this.revoked.stop();
     for (const waiter of this.slotWaiters.splice(0)) waiter(false);
-    const drained = Promise.all([...this.inFlight]).then(() => true);
+    const drained = this.held.size === 0 ? Promise.resolve(true) : new Promise<true>((resolve) => (this.onDrained = () => resolve(true)));
     const timedOut = new Promise<false>((resolve) => setTimeout(() => resolve(false), graceSec * 1000).unref());
     if (await Promise.race([drained, timedOut])) {
       await this.pool?.close();

@@ -7,9 +7,15 @@ import { LazyAbort } from '../lazy-abort.ts';
 import { runJob } from '../run-job.ts';
 import type { Job, JobHooks, Outcome, Pool } from './pool.ts';
 
+interface Running {
+  controller: LazyAbort;
+  /** Settles the job; the first call wins (its outcome, a termination or the hard time limit). */
+  finish: (outcome: Outcome) => void;
+}
+
 export class AsyncPool implements Pool {
   readonly kind = 'async';
-  private readonly running = new Map<string, { controller: LazyAbort; terminated: () => void }>();
+  private readonly running = new Map<string, Running>();
   private readonly waiting: Array<() => void> = [];
 
   constructor(
@@ -19,40 +25,56 @@ export class AsyncPool implements Pool {
 
   async start(): Promise<void> {}
 
-  async run(job: Job, hooks: JobHooks): Promise<Outcome> {
+  run(job: Job, hooks: JobHooks): Promise<Outcome> {
+    return this.running.size < this.size ? this.runNow(job, hooks) : this.runLater(job, hooks);
+  }
+
+  private async runLater(job: Job, hooks: JobHooks): Promise<Outcome> {
     while (this.running.size >= this.size) await new Promise<void>((resolve) => this.waiting.push(resolve));
-    const controller = new LazyAbort();
-    // A terminated job cannot be killed in this event loop: its signal is aborted and its outcome discarded.
-    let terminated!: () => void;
-    const termination = new Promise<Outcome>((resolve) => (terminated = () => resolve({ kind: 'terminated' })));
-    this.running.set(job.id, { controller, terminated });
-    const timers: NodeJS.Timeout[] = [];
-    try {
-      const work = Promise.race([runJob(this.registry, job, () => controller.signal, (metaJson) => hooks.onProgress(metaJson)), termination]);
-      if (job.softTimeLimitSec) timers.push(setTimeout(() => controller.abort(new Error(`soft time limit of ${job.softTimeLimitSec} s`)), job.softTimeLimitSec * 1000));
-      if (!job.timeLimitSec) return await work;
-      const seconds = job.timeLimitSec;
-      const limit = new Promise<Outcome>((resolve) => {
-        timers.push(
-          setTimeout(() => {
-            controller.abort(new Error(`hard time limit of ${seconds} s`));
-            resolve({ kind: 'timeout', seconds });
-          }, seconds * 1000),
-        );
-      });
-      return await Promise.race([work, limit]);
-    } finally {
-      for (const timer of timers) clearTimeout(timer);
-      this.running.delete(job.id);
-      this.waiting.shift()?.();
-    }
+    return this.runNow(job, hooks);
+  }
+
+  /**
+   * One promise per job, settled by whichever comes first. No race of promises and no timers for a job
+   * without time limits: a worker running 20,000 no-op tasks a second made five promises per job for them.
+   */
+  private runNow(job: Job, hooks: JobHooks): Promise<Outcome> {
+    return new Promise<Outcome>((resolve) => {
+      const controller = new LazyAbort();
+      let soft: NodeJS.Timeout | undefined;
+      let hard: NodeJS.Timeout | undefined;
+      let done = false;
+      const finish = (outcome: Outcome): void => {
+        if (done) return;
+        done = true;
+        clearTimeout(soft);
+        clearTimeout(hard);
+        this.running.delete(job.id);
+        this.waiting.shift()?.();
+        resolve(outcome);
+      };
+      this.running.set(job.id, { controller, finish });
+      if (job.softTimeLimitSec) soft = setTimeout(() => controller.abort(new Error(`soft time limit of ${job.softTimeLimitSec} s`)), job.softTimeLimitSec * 1000);
+      if (job.timeLimitSec) {
+        const seconds = job.timeLimitSec;
+        hard = setTimeout(() => {
+          controller.abort(new Error(`hard time limit of ${seconds} s`));
+          finish({ kind: 'timeout', seconds });
+        }, seconds * 1000);
+      }
+      const outcome = runJob(this.registry, job, () => controller.signal, (metaJson) => hooks.onProgress(metaJson));
+      // runJob's promise never rejects: every end of a task is an outcome.
+      if (outcome instanceof Promise) void outcome.then(finish);
+      else finish(outcome);
+    });
   }
 
   terminate(id: string): boolean {
     const running = this.running.get(id);
     if (!running) return false;
+    // A terminated job cannot be killed in this event loop: its signal is aborted and its outcome discarded.
     running.controller.abort(new Error('revoked with terminate'));
-    running.terminated();
+    running.finish({ kind: 'terminated' });
     return true;
   }
 

@@ -29,7 +29,7 @@ async function main(): Promise<void> {
         const { job } = message;
         const controller = new LazyAbort();
         running.set(job.id, controller);
-        void runJob(app.registry, job, () => controller.signal, (metaJson) => send({ type: 'progress', id: job.id, metaJson })).then((outcome) => {
+        void Promise.resolve(runJob(app.registry, job, () => controller.signal, (metaJson) => send({ type: 'progress', id: job.id, metaJson }))).then((outcome) => {
           running.delete(job.id);
           send({ type: 'done', id: job.id, outcome, rssBytes: process.memoryUsage.rss() });
         });
