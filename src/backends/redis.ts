@@ -31,7 +31,8 @@ export interface RedisBackendOptions {
 export class RedisBackend implements ResultBackend {
   private readonly client: Redis;
   private subscriber: Redis | undefined;
-  private readonly waiters = new Waiters();
+  // The last waiter of an id gone (result, timeout or abort): its subscription is dropped.
+  private readonly waiters = new Waiters(undefined, (taskId) => this.unsubscribes.add(taskId));
   private readonly expiresSec: number;
   private readonly revocationWatchers = new Set<(revocation: Revocation) => void>();
   /** New revocations are pushed on this channel; pub/sub spans databases, so the name carries the database. */
@@ -40,8 +41,8 @@ export class RedisBackend implements ResultBackend {
   // MGET (and released ones as one UNSUBSCRIBE): a worker settling 100 tasks, or a producer waiting on 500
   // results, costs a few commands, not a few hundred.
   private readonly stores = new Batcher<TaskMeta>(500, (metas) => this.storeBatch(metas));
-  private readonly subscribes = new Batcher<string>(1000, (ids) => this.subscribeBatch(ids));
-  private readonly unsubscribes = new Batcher<string>(1000, (ids) => this.unsubscribeBatch(ids));
+  private readonly subscribes = new IdBatch(1000, (ids) => void this.subscribeBatch(ids));
+  private readonly unsubscribes = new IdBatch(1000, (ids) => void this.unsubscribeBatch(ids).catch(() => {}));
 
   constructor(
     readonly url: string,
@@ -80,27 +81,28 @@ export class RedisBackend implements ResultBackend {
     return text ? decodeMeta(text) : undefined;
   }
 
-  async wait(taskId: string, options: { timeoutMs?: number; signal?: AbortSignal }): Promise<TaskMeta | undefined> {
-    options.signal?.throwIfAborted();
+  wait(taskId: string, options: { timeoutMs?: number; signal?: AbortSignal }): Promise<TaskMeta | undefined> {
+    if (options.signal?.aborted) return Promise.reject(options.signal.reason);
     this.subscriberConnection();
     const first = !this.waiters.has(taskId);
     const waiting = this.waiters.add(taskId, options);
-    // The last waiter of an id gone (result, timeout or abort): drop the subscription. Attached before any
-    // await, so an abort during the subscription below is never an unhandled rejection.
-    const release = (): void => {
-      if (!this.waiters.has(taskId)) void this.unsubscribes.add(taskId).catch(() => {});
-    };
-    waiting.then(release, release);
-    if (first) await this.subscribes.add(taskId);
+    if (first) this.subscribes.add(taskId);
     return waiting;
   }
 
-  /** Subscribes to the ids' channels, then reads their keys: a result stored in between is seen one way or the other. */
+  /**
+   * Subscribes to the ids' channels, then reads their keys: a result stored in between is seen one way or the
+   * other. A failure rejects the ids' waiters, which no result could reach.
+   */
   private async subscribeBatch(ids: string[]): Promise<void> {
     const keys = ids.map((id) => `${PREFIX}${id}`);
-    await this.subscriberConnection().subscribe(...keys);
-    const texts = await this.client.mget(...keys);
-    texts.forEach((text, i) => this.wakeIfReady(ids[i]!, text));
+    try {
+      await this.subscriberConnection().subscribe(...keys);
+      const texts = await this.client.mget(...keys);
+      texts.forEach((text, i) => this.wakeIfReady(ids[i]!, text));
+    } catch (error) {
+      for (const id of ids) this.waiters.reject(id, error);
+    }
   }
 
   private async unsubscribeBatch(ids: string[]): Promise<void> {
@@ -235,5 +237,42 @@ export class RedisBackend implements ResultBackend {
     this.waiters.wakeAll();
     this.subscriber?.disconnect();
     await this.client.quit().catch(() => this.client.disconnect());
+  }
+}
+
+/**
+ * Task ids gathered over one event-loop turn and handed on together (at most `max` at a time), as
+ * util/batcher.ts does for items with a promise each; the ids need none (a failure is reported to the ids'
+ * waiters), and a producer adds two per result.
+ */
+class IdBatch {
+  private ids: string[] = [];
+  private scheduled = false;
+
+  constructor(
+    private readonly max: number,
+    private readonly send: (ids: string[]) => void,
+  ) {}
+
+  add(id: string): void {
+    this.ids.push(id);
+    if (this.ids.length >= this.max) this.flush();
+    else if (!this.scheduled) {
+      this.scheduled = true;
+      // setImmediate, not a microtask: the replies that arrived in this turn are handled first, and their ids join.
+      setImmediate(this.flushScheduled);
+    }
+  }
+
+  private readonly flushScheduled = (): void => {
+    this.scheduled = false;
+    this.flush();
+  };
+
+  private flush(): void {
+    if (this.ids.length === 0) return;
+    const ids = this.ids;
+    this.ids = [];
+    this.send(ids);
   }
 }
