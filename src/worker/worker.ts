@@ -97,11 +97,12 @@ export class Worker {
     const context = this.executorContext(this.pool);
     this.subscription = await this.app.transport.consume({ queues: this.queues, prefetch: this.concurrency * (this.options.prefetchMultiplier ?? 4) }, (delivery) => {
       this.held.add(delivery);
-      void execute(delivery, context).then(() => {
+      const done = (): void => {
         this.processed++;
         this.held.delete(delivery);
         if (this.held.size === 0) this.onDrained?.();
-      });
+      };
+      void execute(delivery, context).then(done, done);
     });
     this.sendEvent('worker-online', this.workerFields());
     this.heartbeat = setInterval(() => this.sendEvent('worker-heartbeat', this.workerFields()), HEARTBEAT_SEC * 1000);
