@@ -11,7 +11,7 @@ import type { EventBus } from '../events/events.ts';
 import { createEventBus } from '../events/index.ts';
 import { createTransport, schemeOf } from '../transports/index.ts';
 import type { Route as TransportRoute, Transport } from '../transports/transport.ts';
-import { compileRoutes, resolveConfig, type FennelOptions, type ResolvedConfig } from './config.ts';
+import { compileRoutes, resolveConfig, type FennelOptions, type ResolvedConfig, type Route } from './config.ts';
 import { revokedMeta } from '../protocol/result.ts';
 import { isReady } from '../protocol/states.ts';
 import { STARMAP_TASK } from './canvas.ts';
@@ -83,7 +83,7 @@ export class Fennel {
 
   /** A handle on a task sent earlier (by id). */
   asyncResult<R = unknown>(id: string, taskName?: string): AsyncResult<R> {
-    return new AsyncResult<R>(id, () => this.backend, Promise.resolve(), taskName, this.revokeFn);
+    return new AsyncResult<R>(id, this.backendFn, undefined, taskName, this.revokeFn);
   }
 
   /**
@@ -102,6 +102,8 @@ export class Fennel {
   }
 
   private readonly revokeFn = (id: string, options: { terminate?: boolean }): Promise<void> => this.revoke(id, options);
+  /** The backend as the AsyncResults made here read it (lazily, so sending opens no backend); one for all of them. */
+  private readonly backendFn = (): ResultBackend => this.backend;
 
   get transport(): Transport {
     if (this.closed) throw new ClosedError('this Fennel app');
@@ -121,16 +123,20 @@ export class Fennel {
 
   /** Picks the queue: the call's, then the route table's, then the task's, then the default. */
   queueFor(name: string, call: { queue?: string }, task: TaskOptions = this.tasks.get(name)?.options ?? {}): string {
-    return call.queue ?? this.route(name)?.queue ?? task.queue ?? this.config.defaultQueue;
+    return this.pickQueue(call, task, this.route(name));
+  }
+
+  private pickQueue(call: { queue?: string }, task: TaskOptions, route: Route | undefined): string {
+    return call.queue ?? route?.queue ?? task.queue ?? this.config.defaultQueue;
   }
 
   private send(name: string, args: readonly unknown[], call: CallOptions, task: TaskOptions): AsyncResult<unknown> {
     this.checkCall(name, call);
-    const { message, route } = this.prepare(name, args, call, task);
+    const [message, route] = this.prepare(name, args, call, task);
     const sent = this.transport.publish(message, route);
     // The rejection is re-thrown by get() and by awaiting `result.sent`; this keeps it from being unhandled.
     sent.catch(() => {});
-    return new AsyncResult(message.headers['id'] as string, () => this.backend, sent, name, this.revokeFn);
+    return new AsyncResult(message.headers['id'] as string, this.backendFn, sent, name, this.revokeFn);
   }
 
   /** Sends many calls of one task in one broker round trip (one transaction on SQLite). */
@@ -138,9 +144,9 @@ export class Fennel {
     const task = this.tasks.get(name)?.options ?? {};
     this.checkCall(name, call); // once for the batch: every call shares the options
     const prepared = argsList.map((args) => this.prepare(name, args, call, task));
-    const sent = this.transport.publishMany(prepared.map((p) => [p.message, p.route] as const));
+    const sent = this.transport.publishMany(prepared);
     sent.catch(() => {});
-    return prepared.map((p) => new AsyncResult(p.message.headers['id'] as string, () => this.backend, sent, name, this.revokeFn));
+    return prepared.map(([message]) => new AsyncResult(message.headers['id'] as string, this.backendFn, sent, name, this.revokeFn));
   }
 
   /**
@@ -150,10 +156,10 @@ export class Fennel {
    */
   sendWorkflowStep(name: string, args: readonly unknown[], call: CallOptions, wire: WorkflowFields): AsyncResult<unknown> {
     this.checkCall(name, call);
-    const { message, route } = this.prepare(name, args, call, this.tasks.get(name)?.options ?? {}, wire);
+    const [message, route] = this.prepare(name, args, call, this.tasks.get(name)?.options ?? {}, wire);
     const sent = this.transport.publish(message, route);
     sent.catch(() => {});
-    return new AsyncResult(message.headers['id'] as string, () => this.backend, sent, name, this.revokeFn);
+    return new AsyncResult(message.headers['id'] as string, this.backendFn, sent, name, this.revokeFn);
   }
 
   /** Checks a call's options where they are given; throws ConfigError naming the option and the accepted forms. */
@@ -165,19 +171,19 @@ export class Fennel {
   }
 
   /** Encodes one call whose options are checked: the message and where it goes. Throws for arguments that cannot be sent. */
-  private prepare(name: string, args: readonly unknown[], call: CallOptions, task: TaskOptions, wire: WorkflowFields = {}): { message: WireMessage; route: TransportRoute } {
-    const id = call.taskId ?? randomUUID();
+  private prepare(name: string, args: readonly unknown[], call: CallOptions, task: TaskOptions, wire?: WorkflowFields): readonly [WireMessage, TransportRoute] {
     const now = Date.now();
     const eta = call.eta !== undefined ? toDate(call.eta)! : call.countdown !== undefined ? new Date(now + call.countdown * 1000) : null;
     const expires = call.expires === undefined ? null : typeof call.expires === 'number' ? new Date(now + call.expires * 1000) : toDate(call.expires)!;
     const limits = timeLimits(call, task);
-    const queue = this.queueFor(name, call, task);
-    const priority = call.priority ?? this.route(name)?.priority ?? task.priority ?? 0;
-    const message = buildTaskMessage({
-      id,
+    const route = this.route(name);
+    const queue = this.pickQueue(call, task, route);
+    const priority = call.priority ?? route?.priority ?? task.priority ?? 0;
+    // Optional fields are set only when given (exactOptionalPropertyTypes), without spreading a temporary object each.
+    const fields: TaskCall = {
+      id: call.taskId ?? randomUUID(),
       name,
       args,
-      ...(call.kwargs ? { kwargs: call.kwargs } : {}),
       queue,
       eta,
       expires,
@@ -186,12 +192,17 @@ export class Fennel {
       softTimeLimitSec: limits.soft,
       ignoreResult: call.ignoreResult ?? task.ignoreResult ?? false,
       replyTo: this.oid,
-      ...(call.deduplicate ? { deduplicate: true } : {}),
-      ...wire,
-    });
-    const size = bodyBytes(message);
-    if (size > this.config.maxPayloadBytes) throw new PayloadTooLargeError(size, this.config.maxPayloadBytes);
-    return { message, route: { queue, priority, delayUntil: eta, ...(call.deduplicate ? { deduplicate: true } : {}) } };
+    };
+    if (call.kwargs) fields.kwargs = call.kwargs;
+    if (call.deduplicate) fields.deduplicate = true;
+    if (wire) Object.assign(fields, wire);
+    const message = buildTaskMessage(fields);
+    // UTF-8 takes at most 3 bytes per UTF-16 code unit: a body that short cannot be over the limit, and is not measured.
+    if (message.body.length * 3 > this.config.maxPayloadBytes) {
+      const size = bodyBytes(message);
+      if (size > this.config.maxPayloadBytes) throw new PayloadTooLargeError(size, this.config.maxPayloadBytes);
+    }
+    return [message, call.deduplicate ? { queue, priority, delayUntil: eta, deduplicate: true } : { queue, priority, delayUntil: eta }];
   }
 
   /** Closes the engines this app opened. Sending or reading results afterwards throws ClosedError. */

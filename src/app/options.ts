@@ -117,11 +117,14 @@ export function parseRateLimit(text: string): { perMs: number } | undefined {
 
 /** The hard and soft limits of a call in seconds (the `timelimit` header's unit): ms options win over seconds. */
 export function timeLimits(call: CallOptions, task: TaskOptions): { hard: number | null; soft: number | null } {
-  const pick = (ms: number | undefined, sec: number | undefined): number | undefined => (ms !== undefined ? ms / 1000 : sec);
   return {
-    hard: pick(call.timeLimitMs, call.timeLimitSec) ?? pick(task.timeLimitMs, task.timeLimitSec) ?? null,
-    soft: pick(call.softTimeLimitMs, call.softTimeLimitSec) ?? pick(task.softTimeLimitMs, task.softTimeLimitSec) ?? null,
+    hard: inSeconds(call.timeLimitMs, call.timeLimitSec) ?? inSeconds(task.timeLimitMs, task.timeLimitSec) ?? null,
+    soft: inSeconds(call.softTimeLimitMs, call.softTimeLimitSec) ?? inSeconds(task.softTimeLimitMs, task.softTimeLimitSec) ?? null,
   };
+}
+
+function inSeconds(ms: number | undefined, sec: number | undefined): number | undefined {
+  return ms !== undefined ? ms / 1000 : sec;
 }
 
 /** The countdown before retry number `retries + 1` under a backoff policy: base·2^retries, capped, with full jitter. */

@@ -13,25 +13,38 @@ export interface GetOptions {
   signal?: AbortSignal;
 }
 
+/**
+ * Publishes seen by an AsyncResult: false until the broker confirmed, then true. Kept per publish, not per
+ * result, because the results of a delayMany() share one publish: hundreds of them then cost one entry and
+ * one callback, not a callback and a flag each.
+ */
+const confirmations = new WeakMap<Promise<void>, boolean>();
+
+function watchConfirmation(sent: Promise<void>): void {
+  if (confirmations.has(sent)) return;
+  confirmations.set(sent, false);
+  // Rejections are the caller's to see (get(), awaiting `sent`); this only notes the success.
+  sent.then(
+    () => confirmations.set(sent, true),
+    () => {},
+  );
+}
+
+const ALREADY_SENT = Promise.resolve();
+
 export class AsyncResult<T = unknown> implements PromiseLike<T> {
-  private meta: TaskMeta;
-  /** Set once `sent` has resolved: get() then needs no way to stop waiting on a failed publish. */
-  private confirmed = false;
+  /** The last meta read; undefined means PENDING (most results are only ever waited for). */
+  private meta: TaskMeta | undefined;
 
   constructor(
     readonly id: string,
     private readonly backend: () => ResultBackend,
     /** Resolves once the broker has the message; rejects if it could not be published. */
-    readonly sent: Promise<void> = Promise.resolve(),
+    readonly sent: Promise<void> = ALREADY_SENT,
     readonly taskName?: string,
     private readonly revoker?: (id: string, options: { terminate?: boolean }) => Promise<void>,
   ) {
-    this.meta = pendingMeta(id);
-    // Rejections are the caller's to see (get(), awaiting `sent`); this only notes the success.
-    sent.then(
-      () => (this.confirmed = true),
-      () => {},
-    );
+    watchConfirmation(sent);
   }
 
   /**
@@ -45,14 +58,14 @@ export class AsyncResult<T = unknown> implements PromiseLike<T> {
 
   /** Reads the current state from the result store (PENDING if nothing is stored yet). */
   async refresh(): Promise<TaskMeta> {
-    if (isReady(this.meta.status)) return this.meta;
-    this.meta = (await this.backend().get(this.id)) ?? this.meta;
+    if (this.meta && isReady(this.meta.status)) return this.meta;
+    this.meta = (await this.backend().get(this.id)) ?? this.meta ?? pendingMeta(this.id);
     return this.meta;
   }
 
   /** The last state read; call `refresh()` (or any async accessor) to read it again. */
   get state(): TaskState | string {
-    return this.meta.status;
+    return this.meta?.status ?? States.PENDING;
   }
 
   async status(): Promise<TaskState | string> {
@@ -91,7 +104,7 @@ export class AsyncResult<T = unknown> implements PromiseLike<T> {
    * A result proves the broker had the message; a publish that fails ends the wait with its error.
    */
   private waitWhileSending(options: GetOptions): Promise<TaskMeta | undefined> {
-    if (this.confirmed) return this.backend().wait(this.id, options);
+    if (confirmations.get(this.sent) === true) return this.backend().wait(this.id, options);
     const unsent = new AbortController();
     this.sent.catch((error: unknown) => unsent.abort(error));
     const signal = options.signal ? AbortSignal.any([options.signal, unsent.signal]) : unsent.signal;
@@ -107,6 +120,6 @@ export class AsyncResult<T = unknown> implements PromiseLike<T> {
   }
 
   toJSON(): { id: string; state: string } {
-    return { id: this.id, state: this.meta.status };
+    return { id: this.id, state: this.state };
   }
 }

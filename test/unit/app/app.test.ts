@@ -116,6 +116,16 @@ describe('producing', () => {
     assert.throws(() => take.delay('x'.repeat(2000)), PayloadTooLargeError);
   });
 
+  it('measures the payload limit in utf-8 bytes, not characters', async () => {
+    const app = memoryApp({ maxPayloadBytes: 1000 });
+    const take = app.task('take', (_s: string) => null);
+    // About 550 characters either way: 'é' is 2 bytes, '✓' 3.
+    assert.throws(() => take.delay('é'.repeat(480)), (error: unknown) => error instanceof PayloadTooLargeError && error.bytes > 1000);
+    assert.throws(() => take.delay('✓'.repeat(320)), PayloadTooLargeError);
+    take.delay('é'.repeat(400));
+    await app.close();
+  });
+
   it('sends reply_to, the app oid, as Celery does', async () => {
     const app = memoryApp();
     let seen: string | undefined;
