@@ -84,9 +84,10 @@ export class RedisBackend implements ResultBackend {
   wait(taskId: string, options: { timeoutMs?: number; signal?: AbortSignal }): Promise<TaskMeta | undefined> {
     if (options.signal?.aborted) return Promise.reject(options.signal.reason);
     this.subscriberConnection();
-    const first = !this.waiters.has(taskId);
+    // The first waiter of an id is the one that grows the set (a size, not another lookup in a large map).
+    const ids = this.waiters.size;
     const waiting = this.waiters.add(taskId, options);
-    if (first) this.subscribes.add(taskId);
+    if (this.waiters.size > ids) this.subscribes.add(taskId);
     return waiting;
   }
 
@@ -111,8 +112,9 @@ export class RedisBackend implements ResultBackend {
     if (channels.length) await this.subscriber?.unsubscribe(...channels);
   }
 
+  // Every text read or published is for an id waited for (save a rare race), so it is decoded without asking.
   private wakeIfReady(taskId: string, text: string | null): void {
-    if (!text || !this.waiters.has(taskId)) return;
+    if (!text) return;
     try {
       const meta = decodeMeta(text);
       if (isReady(meta.status)) this.waiters.wake(taskId, meta);
