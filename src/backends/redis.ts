@@ -32,7 +32,7 @@ export class RedisBackend implements ResultBackend {
   private readonly client: Redis;
   private subscriber: Redis | undefined;
   // The last waiter of an id gone (result, timeout or abort): its subscription is dropped.
-  private readonly waiters = new Waiters(undefined, (taskId) => this.unsubscribes.add(taskId));
+  private readonly waiters = new Waiters(undefined, (taskId) => void this.unsubscribes.add(taskId));
   private readonly expiresSec: number;
   private readonly revocationWatchers = new Set<(revocation: Revocation) => void>();
   /** New revocations are pushed on this channel; pub/sub spans databases, so the name carries the database. */
@@ -41,8 +41,10 @@ export class RedisBackend implements ResultBackend {
   // MGET (and released ones as one UNSUBSCRIBE): a worker settling 100 tasks, or a producer waiting on 500
   // results, costs a few commands, not a few hundred.
   private readonly stores = new Batcher<TaskMeta>(500, (metas) => this.storeBatch(metas));
-  private readonly subscribes = new IdBatch(1000, (ids) => void this.subscribeBatch(ids));
-  private readonly unsubscribes = new IdBatch(1000, (ids) => void this.unsubscribeBatch(ids).catch(() => {}));
+  // Neither batch's promise rejects (a failed subscription rejects its ids' waiters instead), so callers need
+  // not hold on to it.
+  private readonly subscribes = new Batcher<string>(1000, (ids) => this.subscribeBatch(ids));
+  private readonly unsubscribes = new Batcher<string>(1000, (ids) => this.unsubscribeBatch(ids).catch(() => {}));
 
   constructor(
     readonly url: string,
@@ -87,7 +89,7 @@ export class RedisBackend implements ResultBackend {
     // The first waiter of an id is the one that grows the set (a size, not another lookup in a large map).
     const ids = this.waiters.size;
     const waiting = this.waiters.add(taskId, options);
-    if (this.waiters.size > ids) this.subscribes.add(taskId);
+    if (this.waiters.size > ids) void this.subscribes.add(taskId);
     return waiting;
   }
 
@@ -239,42 +241,5 @@ export class RedisBackend implements ResultBackend {
     this.waiters.wakeAll();
     this.subscriber?.disconnect();
     await this.client.quit().catch(() => this.client.disconnect());
-  }
-}
-
-/**
- * Task ids gathered over one event-loop turn and handed on together (at most `max` at a time), as
- * util/batcher.ts does for items with a promise each; the ids need none (a failure is reported to the ids'
- * waiters), and a producer adds two per result.
- */
-class IdBatch {
-  private ids: string[] = [];
-  private scheduled = false;
-
-  constructor(
-    private readonly max: number,
-    private readonly send: (ids: string[]) => void,
-  ) {}
-
-  add(id: string): void {
-    this.ids.push(id);
-    if (this.ids.length >= this.max) this.flush();
-    else if (!this.scheduled) {
-      this.scheduled = true;
-      // setImmediate, not a microtask: the replies that arrived in this turn are handled first, and their ids join.
-      setImmediate(this.flushScheduled);
-    }
-  }
-
-  private readonly flushScheduled = (): void => {
-    this.scheduled = false;
-    this.flush();
-  };
-
-  private flush(): void {
-    if (this.ids.length === 0) return;
-    const ids = this.ids;
-    this.ids = [];
-    this.send(ids);
   }
 }
