@@ -14,20 +14,38 @@ export interface GetOptions {
 }
 
 /**
- * Publishes seen by an AsyncResult: false until the broker confirmed, then true. Kept per publish, not per
- * result, because the results of a delayMany() share one publish: hundreds of them then cost one entry and
- * one callback, not a callback and a flag each.
+ * What is known of each publish an AsyncResult was made for: whether the broker confirmed it, and the signal
+ * its failure aborts. Kept per publish, not per result, because the results of a delayMany() share one
+ * publish: hundreds of them then cost one entry, one callback and one AbortController, not one each.
  */
-const confirmations = new WeakMap<Promise<void>, boolean>();
+interface Publish {
+  confirmed: boolean;
+  /** Made on the first get() before the confirmation. */
+  unsent: AbortSignal | undefined;
+}
 
-function watchConfirmation(sent: Promise<void>): void {
-  if (confirmations.has(sent)) return;
-  confirmations.set(sent, false);
+const publishes = new WeakMap<Promise<void>, Publish>();
+
+function watchPublish(sent: Promise<void>): void {
+  if (publishes.has(sent)) return;
+  const publish: Publish = { confirmed: false, unsent: undefined };
+  publishes.set(sent, publish);
   // Rejections are the caller's to see (get(), awaiting `sent`); this only notes the success.
   sent.then(
-    () => confirmations.set(sent, true),
+    () => (publish.confirmed = true),
     () => {},
   );
+}
+
+/** The signal that the publish's failure aborts (and that never aborts once it is confirmed). */
+function unsentSignal(sent: Promise<void>): AbortSignal {
+  const publish = publishes.get(sent)!;
+  if (!publish.unsent) {
+    const controller = new AbortController();
+    sent.catch((error: unknown) => controller.abort(error));
+    publish.unsent = controller.signal;
+  }
+  return publish.unsent;
 }
 
 const ALREADY_SENT = Promise.resolve();
@@ -44,7 +62,7 @@ export class AsyncResult<T = unknown> implements PromiseLike<T> {
     readonly taskName?: string,
     private readonly revoker?: (id: string, options: { terminate?: boolean }) => Promise<void>,
   ) {
-    watchConfirmation(sent);
+    watchPublish(sent);
   }
 
   /**
@@ -104,10 +122,9 @@ export class AsyncResult<T = unknown> implements PromiseLike<T> {
    * A result proves the broker had the message; a publish that fails ends the wait with its error.
    */
   private waitWhileSending(options: GetOptions): Promise<TaskMeta | undefined> {
-    if (confirmations.get(this.sent) === true) return this.backend().wait(this.id, options);
-    const unsent = new AbortController();
-    this.sent.catch((error: unknown) => unsent.abort(error));
-    const signal = options.signal ? AbortSignal.any([options.signal, unsent.signal]) : unsent.signal;
+    if (publishes.get(this.sent)!.confirmed) return this.backend().wait(this.id, options);
+    const unsent = unsentSignal(this.sent);
+    const signal = options.signal ? AbortSignal.any([options.signal, unsent]) : unsent;
     return this.backend().wait(this.id, { ...options, signal });
   }
 

@@ -5,27 +5,22 @@
 
 import type { TaskMeta } from '../protocol/result.ts';
 
-/** One pending wait. It is its own abort listener (`handleEvent`), and its timer's argument. */
+/** One pending wait; its timer's argument. */
 class Waiter {
   timer: NodeJS.Timeout | undefined;
+  aborts: Aborts | undefined;
 
   constructor(
     readonly owner: Waiters,
     readonly taskId: string,
     readonly resolve: (meta: TaskMeta | undefined) => void,
     readonly reject: (reason: unknown) => void,
-    readonly signal: AbortSignal | undefined,
   ) {}
 
-  /** The signal aborted. */
-  handleEvent(): void {
-    if (this.owner.remove(this)) this.reject(this.signal?.reason);
-  }
-
-  /** Stops the timer and the abort listener; the waiter is out of its owner's map already. */
+  /** Stops the timer and leaves its signal's group; the waiter is out of its owner's map already. */
   dispose(): void {
     if (this.timer !== undefined) clearTimeout(this.timer);
-    this.signal?.removeEventListener('abort', this);
+    this.aborts?.leave(this);
   }
 }
 
@@ -33,8 +28,43 @@ function expire(waiter: Waiter): void {
   if (waiter.owner.remove(waiter)) waiter.resolve(undefined);
 }
 
+/**
+ * The waiters that share one abort signal, and the signal's one listener for all of them. An EventTarget
+ * looks for a listener by walking its list on every add and remove, so one listener per waiter made the
+ * results of one publish (which share the signal its failure aborts) cost each other time quadratic in their number.
+ */
+class Aborts {
+  private readonly members = new Set<Waiter>();
+
+  constructor(
+    private readonly groups: Map<AbortSignal, Aborts>,
+    private readonly signal: AbortSignal,
+  ) {
+    signal.addEventListener('abort', this, { once: true });
+  }
+
+  join(waiter: Waiter): void {
+    this.members.add(waiter);
+    waiter.aborts = this;
+  }
+
+  leave(waiter: Waiter): void {
+    this.members.delete(waiter);
+    if (this.members.size === 0) {
+      this.signal.removeEventListener('abort', this);
+      this.groups.delete(this.signal);
+    }
+  }
+
+  /** The signal aborted: every member is rejected with its reason. */
+  handleEvent(): void {
+    for (const waiter of [...this.members]) if (waiter.owner.remove(waiter)) waiter.reject(this.signal.reason);
+  }
+}
+
 export class Waiters {
   private readonly byId = new Map<string, Waiter | Waiter[]>();
+  private readonly bySignal = new Map<AbortSignal, Aborts>();
   // A pending get() keeps its process alive, as any awaited I/O does; engines unref their own timers. One
   // timer, referenced only while anyone waits (a get() at a time would otherwise make and clear one each).
   private keepAlive: NodeJS.Timeout | undefined;
@@ -66,10 +96,14 @@ export class Waiters {
     if (signal?.aborted) return Promise.reject(signal.reason);
     let waiter!: Waiter;
     const waiting = new Promise<TaskMeta | undefined>((resolve, reject) => {
-      waiter = new Waiter(this, taskId, resolve, reject, signal);
+      waiter = new Waiter(this, taskId, resolve, reject);
     });
     if (options.timeoutMs !== undefined) waiter.timer = setTimeout(expire, options.timeoutMs, waiter);
-    signal?.addEventListener('abort', waiter, { once: true });
+    if (signal) {
+      let aborts = this.bySignal.get(signal);
+      if (!aborts) this.bySignal.set(signal, (aborts = new Aborts(this.bySignal, signal)));
+      aborts.join(waiter);
+    }
     const entry = this.byId.get(taskId);
     if (entry === undefined) this.byId.set(taskId, waiter);
     else if (Array.isArray(entry)) entry.push(waiter);

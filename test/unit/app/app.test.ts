@@ -190,6 +190,18 @@ describe('AsyncResult', () => {
     await assert.rejects(new AsyncResult('lost', () => backend, failed).get({ timeoutMs: 60_000 }), /broker said no/);
   });
 
+  it('rejects every result of a failed publish, the ones waited for before it failed too', async () => {
+    const backend = new MemoryBackend();
+    let fail!: (error: Error) => void;
+    const sent = new Promise<void>((_resolve, reject) => (fail = reject));
+    const results = ['x', 'y', 'z'].map((id) => new AsyncResult(id, () => backend, sent));
+    const early = results.slice(0, 2).map((result) => result.get({ timeoutMs: 60_000 }));
+    const withSignal = results[2]!.get({ timeoutMs: 60_000, signal: new AbortController().signal });
+    fail(new Error('broker said no'));
+    for (const got of [...early, withSignal]) await assert.rejects(got, /broker said no/);
+    await assert.rejects(results[0]!.get({ timeoutMs: 60_000 }), /broker said no/);
+  });
+
   it('rejects with the abort reason when its signal aborts', async () => {
     const app = memoryApp();
     const controller = new AbortController();

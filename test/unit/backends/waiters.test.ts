@@ -2,6 +2,7 @@
 // or the engine, with the engine told when an id, and when every id, is no longer waited for.
 
 import assert from 'node:assert/strict';
+import { getEventListeners } from 'node:events';
 import { describe, it } from 'node:test';
 import { Waiters } from '../../../src/backends/waiters.ts';
 import { pendingMeta } from '../../../src/protocol/result.ts';
@@ -74,6 +75,33 @@ describe('Waiters', () => {
     assert.deepEqual(released, ['a']);
     await assert.rejects(waiters.add('b', { signal: AbortSignal.abort(new Error('already')) }), /already/);
     assert.equal(waiters.has('b'), false);
+  });
+
+  it('waiters sharing a signal share one listener on it, removed when the last of them settles', async () => {
+    const { waiters } = recorder();
+    const controller = new AbortController();
+    const all = ['a', 'b', 'c'].map((id) => waiters.add(id, { signal: controller.signal }));
+    assert.equal(getEventListeners(controller.signal, 'abort').length, 1);
+    waiters.wake('a', pendingMeta('a'));
+    waiters.wake('b', pendingMeta('b'));
+    assert.equal(getEventListeners(controller.signal, 'abort').length, 1);
+    waiters.wake('c', pendingMeta('c'));
+    assert.equal(getEventListeners(controller.signal, 'abort').length, 0);
+    assert.deepEqual((await Promise.all(all)).map((meta) => meta?.task_id), ['a', 'b', 'c']);
+  });
+
+  it('an abort rejects every waiter still sharing the signal, and none that settled before it', async () => {
+    const { waiters, released } = recorder();
+    const controller = new AbortController();
+    const [a, b, c] = ['a', 'b', 'c'].map((id) => waiters.add(id, { signal: controller.signal, timeoutMs: 60_000 }));
+    waiters.wake('a', pendingMeta('a'));
+    controller.abort(new Error('publish failed'));
+    assert.equal((await a!)?.task_id, 'a');
+    await assert.rejects(b!, /publish failed/);
+    await assert.rejects(c!, /publish failed/);
+    assert.equal(waiters.size, 0);
+    assert.deepEqual(released, ['a', 'b', 'c']);
+    assert.equal(getEventListeners(controller.signal, 'abort').length, 0);
   });
 
   it('an abort after the wake changes nothing', async () => {
