@@ -17,7 +17,6 @@ import { isReady } from '../protocol/states.ts';
 import { STARMAP_TASK } from './canvas.ts';
 import { checkCallOptions, checkTaskOptions, timeLimits, toDate } from './options.ts';
 import { AsyncResult } from './result.ts';
-import { uuid4 } from '../util/uuid.ts';
 import { makeTask, type CallOptions, type RegisteredTask, type Task, type TaskFunction, type TaskOptions } from './task.ts';
 
 const APP_BRAND = Symbol.for('fennel.app');
@@ -182,7 +181,7 @@ export class Fennel {
     const priority = call.priority ?? route?.priority ?? task.priority ?? 0;
     // Optional fields are set only when given (exactOptionalPropertyTypes), without spreading a temporary object each.
     const fields: TaskCall = {
-      id: call.taskId ?? uuid4(),
+      id: call.taskId ?? randomUUID(),
       name,
       args,
       queue,
