@@ -406,7 +406,10 @@ ${configTable(rows, peers)}
   \`await queue.add()\`, Celery \`noop.delay()\`, which returns once published), or the bulk call per batch of ${SIZES.batch}.
 - **round trip**: one worker; ${SIZES.warmup} warm-up round trips, then ${SIZES.roundTrips} timed one at a time: Fennel
   \`await noop.delay().get()\`, BullMQ \`await (await queue.add()).waitUntilFinished(queueEvents)\`, Celery
-  \`noop.delay().get()\`; p50 and p99 of one run.`;
+  \`noop.delay().get()\`; p50 and p99 of one run.
+- **built code**: Fennel runs as users run it, compiled: its workers are \`npx fennel worker\` (bin/fennel.js, the
+  package built in dist/), and this process imports the built package, as BullMQ runs from its compiled npm package.
+  \`npm run bench\` builds first, and refuses a dist/ older than src/.`;
 }
 
 // ---------------------------------------------------------------------------------------------------------
