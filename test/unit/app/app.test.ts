@@ -6,6 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { describe, it } from 'node:test';
 import pino from 'pino';
 import { MemoryBackend } from '../../../src/backends/memory.ts';
+import { waitFor } from '../../support/process.ts';
 import { AsyncResult, ConfigError, Fennel, PayloadTooLargeError, RemoteTaskError, SerializationError, TimeoutError, Worker, currentTask } from '../../../src/index.ts';
 
 function memoryApp(options: ConstructorParameters<typeof Fennel>[0] = {}): Fennel {
@@ -224,8 +225,7 @@ describe('executing (async pool, in process)', () => {
     });
     await withWorker(app, async () => {
       const result = job.delay();
-      const deadline = Date.now() + 5000;
-      while ((await result.status()) !== 'PROGRESS' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+      await waitFor(async () => (await result.status()) === 'PROGRESS', 'PROGRESS to be stored', 5000);
       assert.deepEqual(await result.info(), { step: 1 });
       release();
       assert.deepEqual(await result.get({ timeoutMs: 5000 }), { id: result.id, name: 'job', retries: 0, queue: 'celery' });
@@ -251,8 +251,7 @@ describe('executing (async pool, in process)', () => {
     await withWorker(app, async () => {
       assert.equal(await quick.delay().get({ timeoutMs: 5000 }), 1);
       const running = slow.delay();
-      const deadline = Date.now() + 5000;
-      while ((await running.status()) !== 'STARTED' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+      await waitFor(async () => (await running.status()) === 'STARTED', 'STARTED to be stored', 5000);
       release();
       assert.equal(await running.get({ timeoutMs: 5000 }), 2);
     });
