@@ -336,7 +336,8 @@ export class RedisTransport implements Transport {
 
 /** One consume loop: fetch into the prefetch window, block on the wake markers when idle, renew leases. */
 class RedisSubscription {
-  private readonly held = new Map<string, string>(); // delivery_tag → queue
+  /** The delivery tags handed out and not yet settled (each delivery knows its own queue). */
+  private readonly held = new Set<string>();
   private active = false;
   private looping = false;
   private blocker: Redis | undefined;
@@ -378,7 +379,7 @@ class RedisSubscription {
     if (this.held.size === 0) return;
     const now = Date.now() / 1000;
     const args: Array<string | number> = [];
-    for (const tag of this.held.keys()) args.push(now, tag);
+    for (const tag of this.held) args.push(now, tag);
     // Both scores: kombu's sweep reads unacked_index, Fennel's reads fennel.leases.
     await this.transport.client.multi().zadd(UNACKED_INDEX, 'XX', ...args).zadd(LEASES, 'XX', ...args).exec().catch(() => {});
   }
@@ -450,7 +451,7 @@ class RedisSubscription {
   }
 
   private deliver(queue: string, tag: string, raw: string): void {
-    this.held.set(tag, queue);
+    this.held.add(tag);
     // Never throws: an envelope that named a tag but does not decode is handed out marked malformed, and
     // the executor dead-letters it with the reason.
     this.onDelivery(new RedisDelivery(this, queue, tag, raw));
@@ -496,7 +497,7 @@ class RedisSubscription {
   /** Hands every held message back for immediate redelivery (transport close). */
   async releaseAll(): Promise<void> {
     this.stop();
-    await Promise.all([...this.held.keys()].map((tag) => this.transport.run('restore', [UNACKED, UNACKED_INDEX, UNACKED_MUTEX, LEASES], [0, 0, tag, SEP, WAKE]).catch(() => {})));
+    await Promise.all([...this.held].map((tag) => this.transport.run('restore', [UNACKED, UNACKED_INDEX, UNACKED_MUTEX, LEASES], [0, 0, tag, SEP, WAKE]).catch(() => {})));
     this.held.clear();
     this.finish();
   }
