@@ -110,7 +110,7 @@ export function makeTask<A extends unknown[], R>(name: string, fn: TaskFunction<
   const local = ((...args: A): R => {
     // An in-process call still gets a context, so task code can call currentTask() either way.
     const context = makeContext({ id: randomUUID(), name, retries: 0, queue: null, signal: () => NEVER_ABORTED, progress: async () => {} });
-    return runInContext(context, () => fn(...args));
+    return runInContext(context, fn, ...args);
   }) as Task<A, R>;
   Object.defineProperties(local, {
     name: { value: name },
