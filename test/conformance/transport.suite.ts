@@ -14,6 +14,7 @@ import { decodeEnvelope } from '../../src/protocol/envelope.ts';
 import { buildTaskMessage, type TaskCall, type WireMessage } from '../../src/protocol/message.ts';
 import { DEDUPE_HEADER, type Delivery, type QueueStats, type Route, type Transport, type TransportCapabilities } from '../../src/transports/transport.ts';
 import { celeryA1, rawEnvelope } from '../fixtures/celery.ts';
+import { track } from '../support/process.ts';
 import { sleep, waitFor } from './helpers/wait.ts';
 import { CleanupScope, scopedWith } from './helpers/scope.ts';
 
@@ -207,10 +208,12 @@ export function transportSuite(name: string, factory: TransportFactory, capabili
     }
 
     spawnHelper(script: string, args: string[]): Child {
-      const proc = spawn(process.execPath, ['--conditions=development', '--import', 'tsx', `${HELPERS}${script}`, ...args], {
-        cwd: REPO_ROOT,
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
+      const proc = track(
+        spawn(process.execPath, ['--conditions=development', '--import', 'tsx', `${HELPERS}${script}`, ...args], {
+          cwd: REPO_ROOT,
+          stdio: ['ignore', 'pipe', 'pipe'],
+        }),
+      );
       const child = new Child(proc);
       this.cleanups.push(() => child.kill('SIGKILL'));
       return child;

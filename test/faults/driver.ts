@@ -1,5 +1,6 @@
 // The fault-injection driver, shared by every engine: enqueue thousands of tasks that record each run in a
-// ledger, run them on several real worker processes, and while they run, at fixed points of progress:
+// ledger, run them on several real worker processes, keep a backlog waiting (so a fault always meets busy
+// workers and work left to do, on a fast machine or a loaded one), and at fixed points of progress:
 //   1. SIGKILL a worker process (and start another), 2. SIGKILL one pool slot of another worker,
 //   3. break every broker connection, 4. restart the broker (where it keeps its data),
 //   5. SIGTERM a worker: it must drain and exit 0 (and another is started).
@@ -51,16 +52,26 @@ export interface FaultReport {
 
 /** Recovered: this many more runs since the fault, more than the workers' prefetch windows (2 × 2 slots × 4) hold. */
 const RECOVERED_AFTER = 50;
+/** A fault is injected every this many distinct runs. */
+const FAULT_EVERY = 200;
+/** Tasks kept waiting while faults are injected: many times RECOVERED_AFTER plus the prefetch windows. */
+const BACKLOG = 500;
 const WORKER_FLAGS = ['-P', 'process', '-c', '2', '--loglevel', 'error', '--grace', '60'];
 
 function ledgerIds(ledger: string): string[] {
   return readFileSync(ledger, 'utf8').split('\n').filter(Boolean);
 }
 
-async function until(predicate: () => boolean | Promise<boolean>, what: string, timeoutMs: number): Promise<void> {
+/** FENNEL_FAULTS_TRACE=1 prints each step of a scenario, with the time, to stderr. */
+function trace(text: string): void {
+  if (process.env['FENNEL_FAULTS_TRACE']) process.stderr.write(`[faults ${new Date().toISOString().slice(11, 23)}] ${text}\n`);
+}
+
+async function until(predicate: () => boolean | Promise<boolean>, what: string, timeoutMs: number, explain?: () => Promise<string>): Promise<void> {
   const deadline = Date.now() + timeoutMs;
+  trace(`waiting for ${what}`);
   while (!(await predicate())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${explain ? `: ${await explain().catch((e: unknown) => String(e))}` : ''}`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }
@@ -127,31 +138,43 @@ export async function runFaultScenario(setup: EngineSetup, options: { tasks: num
     },
   };
   const faults = [...processFaults, ...setup.brokerFaults, sigterm];
+  const feeder = new Feeder(app, options.queue, [ledger, options.sleepMs], () => distinctRuns(ledger));
   try {
     await ctx.startWorker();
     await ctx.startWorker();
     const t0 = Date.now();
-    const ids: string[] = [];
-    for (let i = 0; i < options.tasks; i += 500) {
-      const args = Array.from({ length: Math.min(500, options.tasks - i) }, () => [ledger, options.sleepMs] as [string, number]);
-      ids.push(...(await publishBatch(app, options.queue, args)));
-    }
+    await feeder.publish(options.tasks);
+    feeder.start();
     const recoveries: FaultReport['recoveries'] = [];
     for (let f = 0; f < faults.length; f++) {
-      // Faults at 10%, 25%, 40%, … of the work, so the later ones hit a system still recovering from the first.
-      const at = Math.floor(options.tasks * (0.1 + (0.15 * f)));
-      await until(() => new Set(ledgerIds(ledger)).size >= at, `${at} tasks run before '${faults[f]!.label}'`, 180_000);
+      // A fault every FAULT_EVERY runs, so the later ones hit a system still recovering from the earlier ones.
+      const at = FAULT_EVERY * (f + 1);
+      await until(() => distinctRuns(ledger) >= at, `${at} tasks run before '${faults[f]!.label}'`, 180_000);
       const before = ledgerIds(ledger).length;
       const injected = Date.now();
       // Recovered: the ledger has moved on by a handful of runs since the fault (watched while it is injected,
-      // so work the surviving workers do meanwhile counts).
+      // so work the surviving workers do meanwhile counts). The feeder keeps a backlog larger than that
+      // waiting, however fast or slow the machine is, so a ledger that stops moving is a stall, never the
+      // work running out.
       let recoveredAt = 0;
       const recovered = until(() => ledgerIds(ledger).length >= before + RECOVERED_AFTER, `progress after '${faults[f]!.label}'`, 180_000).then(() => (recoveredAt = Date.now()));
+      trace(`injecting '${faults[f]!.label}' at ${before} runs`);
       await faults[f]!.inject(ctx);
+      trace(`injected '${faults[f]!.label}'`);
       await recovered;
       recoveries.push({ fault: faults[f]!.label, recoverMs: recoveredAt - injected });
     }
-    await until(() => new Set(ledgerIds(ledger)).size >= ids.length, 'every task to run', 300_000);
+    trace('faults done; stopping the feeder');
+    await feeder.stop();
+    const ids = feeder.ids;
+    const notRun = (): string[] => {
+      const ran = new Set(ledgerIds(ledger));
+      return ids.filter((id) => !ran.has(id));
+    };
+    await until(() => notRun().length === 0, 'every task to run', 300_000, async () => {
+      const missing = notRun();
+      return `${missing.length} of ${ids.length} enqueued never ran (${missing.slice(0, 3).join(', ')}…); queues: ${JSON.stringify(await app.transport.stats())}`;
+    });
     const totalMs = Date.now() - t0;
     // The killed worker's unacknowledged messages run again after the visibility timeout; let them, so the
     // duplicate count is final.
@@ -162,7 +185,7 @@ export async function runFaultScenario(setup: EngineSetup, options: { tasks: num
     return {
       engine: setup.engine,
       enqueued: ids.length,
-      completed: distinct.size,
+      completed: ids.length - lost,
       lost,
       duplicates: runs.length - distinct.size,
       recoveries,
@@ -171,9 +194,58 @@ export async function runFaultScenario(setup: EngineSetup, options: { tasks: num
       totalMs,
     };
   } finally {
+    await feeder.stop();
     for (const w of all) if (w.child.exitCode === null && w.child.signalCode === null) w.child.kill('SIGKILL');
     await Promise.all(all.map((w) => w.exited));
     await app.close().catch(() => {});
+  }
+}
+
+function distinctRuns(ledger: string): number {
+  return new Set(ledgerIds(ledger)).size;
+}
+
+/**
+ * Keeps at least BACKLOG tasks waiting (published, not yet run) while the faults are injected, so that every
+ * fault lands on busy workers and there is always work to show recovery with. Only ids whose publish the
+ * broker confirmed count as enqueued; a publish refused during a fault (the broker down for longer than the
+ * producer's retries) is tried again with new ids, and is not counted.
+ */
+class Feeder {
+  readonly ids: string[] = [];
+  private running: Promise<void> | undefined;
+  private active = false;
+
+  constructor(
+    private readonly app: Fennel,
+    private readonly queue: string,
+    private readonly args: [string, number],
+    private readonly ran: () => number,
+  ) {}
+
+  async publish(count: number): Promise<void> {
+    for (let i = 0; i < count; i += 500) {
+      const results = Array.from({ length: Math.min(500, count - i) }, () => this.app.sendTask('faults.work', this.args, { queue: this.queue, ignoreResult: true }));
+      trace(`publishing ${results.length} (${this.ids.length} enqueued so far)`);
+      await Promise.all(results.map((r) => r.sent));
+      this.ids.push(...results.map((r) => r.id));
+      trace(`published ${results.length}`);
+    }
+  }
+
+  start(): void {
+    this.active = true;
+    this.running = (async () => {
+      while (this.active) {
+        if (this.ids.length - this.ran() < BACKLOG) await this.publish(BACKLOG).catch((error: unknown) => trace(`publish refused: ${String(error)}`));
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    })();
+  }
+
+  async stop(): Promise<void> {
+    this.active = false;
+    await this.running;
   }
 }
 
@@ -184,12 +256,6 @@ function alive(pid: number): boolean {
   } catch {
     return false;
   }
-}
-
-async function publishBatch(app: Fennel, queue: string, argsList: Array<[string, number]>): Promise<string[]> {
-  const results = argsList.map((args) => app.sendTask('faults.work', args, { queue, ignoreResult: true }));
-  await Promise.all(results.map((r) => r.sent));
-  return results.map((r) => r.id);
 }
 
 /** The report as Markdown: one table row per engine, then what was injected and how. */

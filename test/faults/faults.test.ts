@@ -9,12 +9,13 @@ import { writeFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { after, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
+import { track } from '../support/process.ts';
 import { makeTempDir } from '../support/tmp.ts';
-import { RABBIT_URL, rabbitSkipReason, REDIS_DB, redisAnswers, redisSkipReason, redisUrlForTest } from '../support/services.ts';
+import { RABBIT_URL, rabbitAnswers, rabbitSkipReason, REDIS_DB, redisAnswers, redisSkipReason, redisUrlForTest } from '../support/services.ts';
 import { removeRabbitQueues } from '../support/rabbit.ts';
 import { faultsMarkdown, runFaultScenario, type FaultReport } from './driver.ts';
 
-const TASKS = 2000;
+const TASKS = 1000;
 const SLEEP_MS = 5;
 const PRIVATE_PORT = 6392;
 const dir = makeTempDir('fennel-faults-');
@@ -49,7 +50,7 @@ describe('fault injection', () => {
   describe('redis', { skip: redisSkip }, () => {
     let server: ChildProcess | undefined;
     const start = async (): Promise<void> => {
-      server = spawn('redis-server', ['--port', String(PRIVATE_PORT), '--bind', '127.0.0.1', '--appendonly', 'yes', '--appendfsync', 'always', '--save', '', '--dir', dir.path], { stdio: 'ignore' });
+      server = track(spawn('redis-server', ['--port', String(PRIVATE_PORT), '--bind', '127.0.0.1', '--appendonly', 'yes', '--appendfsync', 'always', '--save', '', '--dir', dir.path], { stdio: 'ignore' }));
       const deadline = Date.now() + 20_000;
       while (!(await redisAnswers(PRIVATE_PORT, 300))) {
         if (Date.now() > deadline) throw new Error(`redis-server on port ${PRIVATE_PORT} did not start`);
@@ -99,10 +100,24 @@ describe('fault injection', () => {
 
   describe('amqp', { skip: amqpSkip }, () => {
     const queue = `faults-${run}`;
-    after(() => removeRabbitQueues([queue], queue));
+    const rabbitmqctl = (...args: string[]): Promise<unknown> => promisify(execFile)('rabbitmqctl', args, { timeout: 120_000 });
+    /** Starts the RabbitMQ app (a no-op when it runs) and waits until it answers, so no later test finds it down. */
+    const startRabbit = async (): Promise<void> => {
+      await rabbitmqctl('start_app');
+      await rabbitmqctl('await_startup', '--timeout', '120');
+      const deadline = Date.now() + 60_000;
+      while (!(await rabbitAnswers())) {
+        if (Date.now() > deadline) throw new Error('RabbitMQ does not answer after start_app');
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    };
+    // Whatever happened in the scenario (a timeout in the middle of a fault), RabbitMQ runs again afterwards.
+    after(async () => {
+      await startRabbit();
+      await removeRabbitQueues([queue], queue);
+    });
 
     it('amqp: no task lost', async () => {
-      const rabbitmqctl = (...args: string[]): Promise<unknown> => promisify(execFile)('rabbitmqctl', args, { timeout: 120_000 });
       const report = await runFaultScenario(
         {
           engine: 'amqp',
@@ -110,7 +125,16 @@ describe('fault injection', () => {
           backendUrl: redisUrlForTest(REDIS_DB.semantics),
           brokerFaults: [
             { label: 'rabbitmqctl close_all_connections', inject: async () => void (await rabbitmqctl('close_all_connections', 'fault injection')) },
-            { label: 'rabbitmqctl stop_app / start_app', inject: async () => void (await rabbitmqctl('stop_app'), await rabbitmqctl('start_app')) },
+            {
+              label: 'rabbitmqctl stop_app / start_app',
+              inject: async () => {
+                try {
+                  await rabbitmqctl('stop_app');
+                } finally {
+                  await startRabbit();
+                }
+              },
+            },
           ],
           notApplicable: [],
         },

@@ -11,7 +11,7 @@ import { delimiter, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { connect } from 'amqplib';
 import { Fennel, RemoteTaskError } from 'fennel';
-import { runCli, stopProcess, uniqueQueue, waitFor, type RunningWorker } from '../support/process.ts';
+import { runCli, stopProcess, track, uniqueQueue, waitFor, type RunningWorker } from '../support/process.ts';
 import { removeRabbitQueues } from '../support/rabbit.ts';
 import { flushRedisDb, RABBIT_URL, rabbitSkipReason, REDIS_DB, redisSkipReason, redisUrlForTest } from '../support/services.ts';
 
@@ -56,7 +56,7 @@ interface Proc {
 function startPython(args: string[], resultBackend: string): Proc {
   // The Celery tasks are the Redis interop test's (fixtures/interop/celery_tasks.py); the client is this test's own.
   const env = { ...process.env, PYTHONPATH: [FIXTURES, PY_TASKS].join(delimiter), PYTHONDONTWRITEBYTECODE: '1', INTEROP_BROKER_URL: PY_AMQP_URL, INTEROP_RESULT_BACKEND: resultBackend };
-  const child = spawn(PYTHON, args, { cwd: FIXTURES, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = track(spawn(PYTHON, args, { cwd: FIXTURES, env, stdio: ['ignore', 'pipe', 'pipe'] }));
   const lines: string[] = [];
   const onData = (chunk: Buffer): void => {
     for (const line of chunk.toString().split('\n')) if (line.trim()) lines.push(line);

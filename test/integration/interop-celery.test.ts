@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { Fennel, RemoteTaskError, type Delivery } from 'fennel';
-import { startWorker, stopProcess, uniqueQueue, waitFor, type RunningWorker } from '../support/process.ts';
+import { startWorker, stopProcess, track, uniqueQueue, waitFor, type RunningWorker } from '../support/process.ts';
 
 const DB = 14;
 const REDIS_URL = `redis://127.0.0.1:6379/${DB}`;
@@ -50,7 +50,7 @@ interface Proc {
 }
 
 function startPython(args: string[]): Proc {
-  const child = spawn(PYTHON, args, { cwd: FIXTURES, env: PY_ENV, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = track(spawn(PYTHON, args, { cwd: FIXTURES, env: PY_ENV, stdio: ['ignore', 'pipe', 'pipe'] }));
   const lines: string[] = [];
   const onData = (chunk: Buffer): void => {
     for (const line of chunk.toString().split('\n')) if (line.trim()) lines.push(line);

@@ -6,13 +6,13 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { NODE_ARGS, ROOT } from '../support/process.ts';
+import { NODE_ARGS, ROOT, track } from '../support/process.ts';
 
 const MAIN = join(ROOT, 'examples/mergesort/main.ts');
 
 /** Runs main.ts to the end; resolves with its exit code and output. */
 function runMain(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [...NODE_ARGS, MAIN, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = track(spawn(process.execPath, [...NODE_ARGS, MAIN, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] }));
   let stdout = '';
   let stderr = '';
   child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));

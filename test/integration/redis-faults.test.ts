@@ -13,7 +13,7 @@ import { after, afterEach, before, describe, it } from 'node:test';
 import type { Redis } from 'ioredis';
 import { sleep } from '../conformance/helpers/wait.ts';
 import { assertNoneLost, runsById } from '../support/ledger.ts';
-import { fileLines, isRunning, startWorker, stopProcess, uniqueQueue, waitFor, type RunningWorker } from '../support/process.ts';
+import { fileLines, isRunning, startWorker, stopProcess, track, uniqueQueue, waitFor, type RunningWorker } from '../support/process.ts';
 import { flushRedisDb, REDIS_DB, redisAnswers, redisSkipReason, redisUrlForTest, testRedisClient } from '../support/services.ts';
 import { makeTempDir, type TempDir } from '../support/tmp.ts';
 
@@ -211,7 +211,7 @@ describe('workers on Redis, through faults', { skip }, () => {
 
     async function startServer(): Promise<void> {
       serverOutput = '';
-      const proc = spawn('redis-server', ['--port', String(PRIVATE_PORT), '--bind', '127.0.0.1', '--appendonly', 'yes', '--appendfsync', 'always', '--dir', dataDir.path, '--save', ''], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const proc = track(spawn('redis-server', ['--port', String(PRIVATE_PORT), '--bind', '127.0.0.1', '--appendonly', 'yes', '--appendfsync', 'always', '--dir', dataDir.path, '--save', ''], { stdio: ['ignore', 'pipe', 'pipe'] }));
       proc.stdout.on('data', (chunk: Buffer) => (serverOutput += chunk.toString()));
       proc.stderr.on('data', (chunk: Buffer) => (serverOutput += chunk.toString()));
       server = proc;

@@ -30,6 +30,37 @@ export interface RunningWorker {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
+/**
+ * Every process the tests start here, until it exits. When the test process ends, however it ends (its last
+ * test done, a test runner's timeout and --test-force-exit, an uncaught error), whatever is still running is
+ * killed, with its process group where it leads one: a test never leaves a worker behind for the next file.
+ */
+const running = new Set<ChildProcess>();
+const groupLeaders = new WeakSet<ChildProcess>();
+function killRunning(): void {
+  for (const child of running) {
+    try {
+      if (child.pid !== undefined) process.kill(groupLeaders.has(child) ? -child.pid : child.pid, 'SIGKILL');
+    } catch {
+      // gone already
+    }
+  }
+}
+process.once('exit', killRunning);
+// The test runner stops a file that ran past its timeout with SIGTERM, which would skip 'exit' handlers.
+process.once('SIGTERM', () => {
+  killRunning();
+  process.exit(143);
+});
+
+/** Notes a started process until it exits, to be killed if the test process ends first (see `running`). Returns it. */
+export function track<C extends ChildProcess>(child: C, leadsGroup = false): C {
+  running.add(child);
+  if (leadsGroup) groupLeaders.add(child);
+  child.once('exit', () => running.delete(child));
+  return child;
+}
+
 /** Runs the fennel CLI as a user would, in its own process, from the repository root. */
 export function runCli(args: string[], env: Record<string, string> = {}): RunningWorker {
   return spawnCli(args, env, false);
@@ -44,12 +75,15 @@ export function runCliInOwnGroup(args: string[], env: Record<string, string> = {
 }
 
 function spawnCli(args: string[], env: Record<string, string>, detached: boolean): RunningWorker {
-  const child = spawn(process.execPath, [...NODE_ARGS, CLI, ...args], {
-    cwd: ROOT,
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
+  const child = track(
+    spawn(process.execPath, [...NODE_ARGS, CLI, ...args], {
+      cwd: ROOT,
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached,
+    }),
     detached,
-  });
+  );
   const lines: string[] = [];
   const listeners = new Set<() => void>();
   const onData = (chunk: Buffer): void => {
@@ -125,11 +159,13 @@ export interface CliResult {
  * Stdin is not a TTY. Fails if the command has not exited within `timeoutMs` (it is killed then).
  */
 export function runCliToEnd(args: string[], env: Record<string, string> = {}, timeoutMs = 30_000): Promise<CliResult> {
-  const child = spawn(process.execPath, [...NODE_ARGS, CLI, ...args], {
-    cwd: ROOT,
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = track(
+    spawn(process.execPath, [...NODE_ARGS, CLI, ...args], {
+      cwd: ROOT,
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    }),
+  );
   let out = '';
   let err = '';
   child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
