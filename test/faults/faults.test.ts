@@ -9,7 +9,7 @@ import { writeFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { after, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
-import { track } from '../support/process.ts';
+import { ROOT, track } from '../support/process.ts';
 import { makeTempDir } from '../support/tmp.ts';
 import { RABBIT_URL, rabbitAnswers, rabbitSkipReason, REDIS_DB, redisAnswers, redisSkipReason, redisUrlForTest } from '../support/services.ts';
 import { removeRabbitQueues } from '../support/rabbit.ts';
@@ -19,6 +19,15 @@ const TASKS = 1000;
 const SLEEP_MS = 5;
 const PRIVATE_PORT = 6392;
 const dir = makeTempDir('fennel-faults-');
+const LOCK_HOLD_MS = 8_000;
+/** Takes SQLite's write lock on the file argv[1] (BEGIN EXCLUSIVE), says so, holds it argv[2] ms, then commits. */
+const LOCK_HOLDER = `
+const Database = require('better-sqlite3');
+const db = new Database(process.argv[1], { timeout: 60000 });
+db.exec('BEGIN EXCLUSIVE');
+process.stdout.write('locked\\n');
+setTimeout(() => { db.exec('COMMIT'); db.close(); }, Number(process.argv[2]));
+`;
 const reports: FaultReport[] = [];
 const run = Date.now().toString(36);
 const redisSkip = await redisSkipReason();
@@ -40,8 +49,29 @@ function check(report: FaultReport): void {
 
 describe('fault injection', () => {
   it('sqlite: no task lost', async () => {
+    const file = dir.file('faults.db');
     const report = await runFaultScenario(
-      { engine: 'sqlite', brokerUrl: `sqlite://${dir.file('faults.db')}`, backendUrl: `sqlite://${dir.file('faults.db')}`, brokerFaults: [], notApplicable: ['connection breaks and broker restarts: there is no server; the file outlives every process (the SIGKILLs above)'] },
+      {
+        engine: 'sqlite',
+        brokerUrl: `sqlite://${file}`,
+        backendUrl: `sqlite://${file}`,
+        brokerFaults: [
+          {
+            // Longer than the engine's 5 s busy timeout: claims, stores and acks fail meanwhile, and must resume.
+            label: `another process holds the write lock for ${LOCK_HOLD_MS / 1000} s`,
+            inject: async () => {
+              const holder = track(spawn(process.execPath, ['-e', LOCK_HOLDER, file, String(LOCK_HOLD_MS)], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] }));
+              await new Promise<void>((resolve, reject) => {
+                holder.stdout.once('data', () => resolve()); // "locked"
+                holder.once('exit', (code) => reject(new Error(`the lock holder exited (${code}) before taking the lock`)));
+              });
+              const exit = await new Promise<number | null>((resolve) => holder.once('exit', resolve));
+              assert.equal(exit, 0, 'the lock holder released the lock and exited');
+            },
+          },
+        ],
+        notApplicable: ['connection breaks and broker restarts: there is no server; the file outlives every process (the SIGKILLs above)'],
+      },
       { tasks: TASKS, sleepMs: SLEEP_MS, dir: dir.path, queue: `faults-${run}` },
     );
     check(report);
