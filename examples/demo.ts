@@ -1,28 +1,40 @@
 // The quick-start demo (`npm run demo`): starts two real worker processes on the embedded SQLite broker,
-// sends them work, and prints each task as it completes. Nothing to install or run beforehand.
+// sends them work, and prints each task as it completes. Nothing to install or run beforehand. Ctrl-C (or
+// SIGTERM) stops the workers and exits; they stop too if this process is killed outright (./processes.ts).
 
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { constants, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { startFennel, stopWithThisProcess, type Child } from './processes.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'fennel-demo-'));
 process.env['FENNEL_BROKER_URL'] = `sqlite://${join(dir, 'fennel.db')}`;
 const { app, add, sort, countPrimes, fail } = await import('./tasks.ts');
 
-function startWorker(name: string): Promise<ChildProcess> {
-  const cli = new URL('../src/cli/main.ts', import.meta.url).pathname;
-  const child = spawn(process.execPath, [...process.execArgv, cli, 'worker', '--app', new URL('./tasks.ts', import.meta.url).pathname, '-c', '2', '--loglevel', 'warn'], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+const workers: Child[] = [];
+// Interrupted, the demo did not finish: it exits as a process killed by the signal would (128 + its number).
+// Its temporary broker goes with it; the app is not closed first, as tasks still awaited would fail loudly.
+const stopper = stopWithThisProcess({
+  children: () => workers,
+  say: (line) => console.log(`demo: ${line}`),
+  exitCode: (signal) => 128 + constants.signals[signal],
+  cleanUp: () => rmSync(dir, { recursive: true, force: true }),
+});
+
+function startWorker(name: string): Promise<Child> {
+  const child = startFennel(name, ['worker', '--app', 'examples/tasks.ts', '-c', '2', '--loglevel', 'warn'], { stdout: 'pipe', stderr: 'inherit' });
+  workers.push(child);
   return new Promise((resolve, reject) => {
-    child.stdout.on('data', (chunk: Buffer) => {
+    child.process.stdout!.on('data', (chunk: Buffer) => {
       if (chunk.toString().includes('worker ready')) {
-        console.log(`  ${name} ready (pid ${child.pid}, process pool × 2)`);
+        console.log(`  ${name} ready (pid ${child.process.pid}, process pool × 2)`);
         resolve(child);
       }
     });
-    child.once('exit', (code) => reject(new Error(`${name} exited with code ${code}`)));
+    // Stopped on purpose, it is no error: this process exits once the stop is done.
+    child.process.once('exit', (code) => {
+      if (!stopper.stopping) reject(new Error(`${name} exited with code ${code}`));
+    });
   });
 }
 
@@ -30,7 +42,7 @@ const started = Date.now();
 const elapsed = (): string => `${String(Date.now() - started).padStart(5)} ms`;
 
 console.log(`Fennel demo — broker ${app.config.broker}`);
-const workers = await Promise.all([startWorker('worker 1'), startWorker('worker 2')]);
+await Promise.all([startWorker('worker 1'), startWorker('worker 2')]);
 try {
   console.log('\nSending tasks…');
   const numbers = Array.from({ length: 200_000 }, () => Math.random());
@@ -56,7 +68,7 @@ try {
   );
   console.log('\nDone. Stopping the workers (SIGTERM: they finish what they hold, then exit 0).');
 } finally {
-  await Promise.all(workers.map((w) => new Promise((resolve) => (w.once('exit', resolve), w.kill('SIGTERM')))));
+  await Promise.all(workers.map((w) => (w.process.kill('SIGTERM'), w.exited)));
   await app.close();
   rmSync(dir, { recursive: true, force: true });
 }

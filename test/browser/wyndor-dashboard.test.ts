@@ -14,6 +14,8 @@ import { chromiumSkipReason, launchBrowser } from './support.ts';
 interface PageElement {
   textContent: string | null;
   hidden?: boolean;
+  noValidate?: boolean;
+  classList?: { contains(name: string): boolean };
   querySelectorAll(selector: string): Iterable<PageElement>;
 }
 declare const document: { getElementById(id: string): PageElement | null; querySelectorAll(selector: string): Iterable<PageElement> };
@@ -61,6 +63,44 @@ describe('Wyndor page and dashboard in Chromium', { skip: chromiumSkipReason() }
     await solveFor(500, '3600');
     assert.equal(await page.textContent('#doors'), '2');
     assert.equal(await page.textContent('#windows'), '6');
+  });
+
+  /** What the Wyndor form shows: its status line, and the answer (hidden or not, and its text, which must be gone too). */
+  async function wyndorShows(): Promise<{ status: string; error: boolean; hidden: boolean; objective: string; doors: string; rows: number }> {
+    return page.evaluate(() => ({
+      status: document.getElementById('wyndor-status')?.textContent ?? '',
+      error: document.getElementById('wyndor-status')?.classList?.contains('error') ?? false,
+      hidden: document.getElementById('wyndor-result')?.hidden ?? false,
+      objective: document.getElementById('objective')?.textContent ?? '',
+      doors: document.getElementById('doors')?.textContent ?? '',
+      rows: [...document.querySelectorAll('#usage tbody tr')].length,
+    }));
+  }
+
+  it('with the browser\'s validation bypassed, refuses an empty p (no p = 0) and a negative one: the old answer goes, the reason shows', async () => {
+    await solveFor(100, '1500');
+    // The attribute checks (required, min=0) are the browser's; a page must not depend on them alone.
+    await page.evaluate(() => {
+      document.getElementById('wyndor-form')!.noValidate = true;
+    });
+    await page.fill('#p', '');
+    await page.click('#wyndor-form button[type=submit]');
+    await page.waitForFunction(() => document.getElementById('wyndor-status')?.classList?.contains('error') === true, undefined, WAIT);
+    const empty = await wyndorShows();
+    assert.match(empty.status, /^p: enter the profit per window, a number of 0 or more$/);
+    assert.deepEqual({ ...empty, status: '' }, { status: '', error: true, hidden: true, objective: '', doors: '', rows: 0 });
+
+    // A value the page passes on is checked by the server's schema; its reason is shown the same way.
+    await solveFor(100, '1500');
+    await page.fill('#p', '-5');
+    await page.click('#wyndor-form button[type=submit]');
+    await page.waitForFunction(() => document.getElementById('wyndor-status')?.classList?.contains('error') === true, undefined, WAIT);
+    const negative = await wyndorShows();
+    assert.match(negative.status, /^400: arguments of 'wyndor\.solve' rejected: args\.0: .*>=0/);
+    assert.deepEqual({ ...negative, status: '' }, { status: '', error: true, hidden: true, objective: '', doors: '', rows: 0 });
+    await page.evaluate(() => {
+      document.getElementById('wyndor-form')!.noValidate = false;
+    });
   });
 
   it('shows the gateway\'s 400 reason for an invalid model, and "infeasible" for an infeasible one', async () => {

@@ -5,6 +5,7 @@
 // (400/404/413/401/503); revoke (waiting, and running with terminate).
 
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { runCli, stopProcess, tempDb, uniqueQueue, waitFor, type RunningWorker } from '../support/process.ts';
@@ -111,6 +112,41 @@ function apiSuite(engine: string, skip: string | false, setup: () => Promise<Eng
       assert.match(String(notArray.body['error']), /args/);
     });
 
+    it('refuses kwargs a tuple schema has no place for (400, naming kwargs); an object schema takes them by name', async () => {
+      const extra = await post(gateway.url, '/api/tasks/gw.add', { args: [1, 2], kwargs: { c: 3 } });
+      assert.equal(extra.status, 400, JSON.stringify(extra.body));
+      assert.equal(extra.body['code'], 'INVALID_ARGUMENTS');
+      assert.match(String(extra.body['error']), /kwargs: not accepted: this task takes positional arguments only/);
+      const empty = await post(gateway.url, '/api/tasks/gw.add', { args: [1, 2], kwargs: {} });
+      assert.equal(empty.status, 202, 'an empty kwargs object is no kwargs');
+
+      const ws = await connect(gateway.url);
+      try {
+        const named = await post(gateway.url, '/api/tasks/gw.greet', { kwargs: { name: 'Ada' } });
+        assert.equal(named.status, 202, JSON.stringify(named.body));
+        const id = named.body['id'] as string;
+        ws.send({ op: 'subscribe', ids: [id] });
+        const pushed = await ws.next(taskMessage(id, 'SUCCESS'), 'gw.greet succeeded');
+        assert.equal((pushed['task'] as Record<string, unknown>)['result'], 'hello Ada!');
+        // No schema: nothing to check against, so kwargs reach the task (as its trailing argument).
+        const free = await post(gateway.url, '/api/tasks/gw.sleep', { args: [1], kwargs: { why: 'no schema' } });
+        assert.equal(free.status, 202, JSON.stringify(free.body));
+        ws.send({ op: 'subscribe', ids: [free.body['id']] });
+        await ws.next(taskMessage(free.body['id'] as string, 'SUCCESS'), 'gw.sleep with kwargs succeeded');
+      } finally {
+        ws.close();
+      }
+      const wrongField = await post(gateway.url, '/api/tasks/gw.greet', { kwargs: { name: 5 } });
+      assert.equal(wrongField.status, 400);
+      assert.match(String(wrongField.body['error']), /kwargs\.name: .*string/);
+      const both = await post(gateway.url, '/api/tasks/gw.greet', { args: [1], kwargs: { name: 'Ada' } });
+      assert.equal(both.status, 400);
+      assert.match(String(both.body['error']), /args: not accepted: this task takes its arguments by name/);
+      const none = await post(gateway.url, '/api/tasks/gw.greet', {});
+      assert.equal(none.status, 400);
+      assert.match(String(none.body['error']), /kwargs: required/);
+    });
+
     it('answers 404 for a task that is not exposed and for one that does not exist, alike', async () => {
       const hidden = await post(gateway.url, '/api/tasks/gw.hidden', {});
       const unknown = await post(gateway.url, '/api/tasks/no.such.task', {});
@@ -149,11 +185,58 @@ function apiSuite(engine: string, skip: string | false, setup: () => Promise<Eng
         ws.send({ op: 'subscribe', ids: [id] });
         const revoked = await request(gateway.url, 'DELETE', `/api/tasks/${id}`);
         assert.equal(revoked.status, 202);
+        assert.equal(revoked.body['revoked'], true);
+        assert.equal(revoked.body['state'], 'REVOKED');
         await ws.next(taskMessage(id, 'REVOKED'), 'REVOKED pushed');
         assert.equal((await request(gateway.url, 'GET', `/api/tasks/${id}`)).body['state'], 'REVOKED');
+        // Revoked is a final state too: a second revoke says so instead of revoking again.
+        const again = await request(gateway.url, 'DELETE', `/api/tasks/${id}`);
+        assert.equal(again.status, 409);
+        assert.equal(again.body['state'], 'REVOKED');
       } finally {
         ws.close();
       }
+    });
+
+    it('answers 409 with the state to a revoke of a task that has finished, and leaves it as it was', async () => {
+      const ws = await connect(gateway.url);
+      try {
+        const added = await post(gateway.url, '/api/tasks/gw.add', { args: [2, 3] });
+        const failed = await post(gateway.url, '/api/tasks/gw.boom', { args: ['on purpose'] });
+        const addId = added.body['id'] as string;
+        const failId = failed.body['id'] as string;
+        ws.send({ op: 'subscribe', ids: [addId, failId] });
+        await ws.next(taskMessage(addId, 'SUCCESS'), 'gw.add succeeded');
+        await ws.next(taskMessage(failId, 'FAILURE'), 'gw.boom failed');
+        for (const [id, state] of [[addId, 'SUCCESS'], [failId, 'FAILURE']] as const) {
+          for (const query of ['', '?terminate=true']) {
+            const revoke = await request(gateway.url, 'DELETE', `/api/tasks/${id}${query}`);
+            assert.equal(revoke.status, 409, JSON.stringify(revoke.body));
+            assert.equal(revoke.body['code'], 'TASK_ALREADY_FINISHED');
+            assert.equal(revoke.body['state'], state);
+            assert.equal(revoke.body['id'], id);
+            assert.match(String(revoke.body['error']), new RegExp(`already finished \\(${state}\\)`));
+            assert.equal(revoke.body['revoked'], undefined);
+          }
+        }
+        const read = await request(gateway.url, 'GET', `/api/tasks/${addId}`);
+        assert.equal(read.body['state'], 'SUCCESS');
+        assert.equal(read.body['result'], 5);
+        assert.equal((await request(gateway.url, 'GET', `/api/tasks/${failId}`)).body['state'], 'FAILURE');
+      } finally {
+        ws.close();
+      }
+    });
+
+    it('revokes an id nothing is stored for (202), saying that it is PENDING and will be discarded if it arrives', async () => {
+      const id = randomUUID();
+      const revoke = await request(gateway.url, 'DELETE', `/api/tasks/${id}`);
+      assert.equal(revoke.status, 202, JSON.stringify(revoke.body));
+      assert.equal(revoke.body['revoked'], true);
+      assert.equal(revoke.body['previousState'], 'PENDING');
+      assert.equal(revoke.body['state'], 'REVOKED');
+      assert.match(String(revoke.body['note']), /nothing is stored for this id yet: the task may still be waiting in a queue \(a worker that receives it within \d+ s discards it\)/);
+      assert.equal((await request(gateway.url, 'GET', `/api/tasks/${id}`)).body['state'], 'REVOKED');
     });
 
     it('revokes a running task with ?terminate=true', async () => {
@@ -163,11 +246,27 @@ function apiSuite(engine: string, skip: string | false, setup: () => Promise<Eng
         const id = body['id'] as string;
         ws.send({ op: 'subscribe', ids: [id] });
         await ws.next((m) => taskMessage(id, 'STARTED')(m) || taskMessage(id, 'PROGRESS')(m), 'the task running');
-        assert.equal((await request(gateway.url, 'DELETE', `/api/tasks/${id}?terminate=true`)).status, 202);
+        const revoke = await request(gateway.url, 'DELETE', `/api/tasks/${id}?terminate=true`);
+        assert.equal(revoke.status, 202);
+        assert.equal(revoke.body['terminate'], true);
         await ws.next(taskMessage(id, 'REVOKED'), 'REVOKED pushed');
       } finally {
         ws.close();
       }
+    });
+
+    it('says a revoke without terminate does not stop a running task; ?terminate=true then still stops it', async () => {
+      const { body } = await post(gateway.url, '/api/tasks/gw.sleep', { args: [120_000] });
+      const id = body['id'] as string;
+      await waitFor(async () => (await request(gateway.url, 'GET', `/api/tasks/${id}`)).body['state'] === 'PROGRESS', 'the task running (PROGRESS stored)');
+      const revoke = await request(gateway.url, 'DELETE', `/api/tasks/${id}`);
+      assert.equal(revoke.status, 202, JSON.stringify(revoke.body));
+      assert.equal(revoke.body['previousState'], 'PROGRESS');
+      assert.match(String(revoke.body['note']), /the task is running: a revoke without \?terminate=true does not stop it/);
+      const terminate = await request(gateway.url, 'DELETE', `/api/tasks/${id}?terminate=true`);
+      assert.equal(terminate.status, 202, JSON.stringify(terminate.body));
+      assert.equal(terminate.body['previousState'], 'REVOKED');
+      await worker.waitForLine(new RegExp(`gw\\.sleep\\[${id}\\] terminated`));
     });
 
     it('serves /healthz, /metrics (fed from events) and the dashboard', async () => {

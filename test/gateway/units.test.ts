@@ -4,6 +4,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Fennel, RemoteTaskError } from '../../src/index.ts';
+import { z } from 'zod';
+import { checkArguments } from '../../src/gateway/arguments.ts';
 import { tokenCheck } from '../../src/gateway/auth.ts';
 import { GatewayMetrics } from '../../src/gateway/metrics.ts';
 import { Monitor } from '../../src/gateway/monitor.ts';
@@ -22,6 +24,33 @@ describe('resolveInside', () => {
     assert.equal(resolveInside('/srv/site', 'bad%zz.js'), undefined);
     assert.equal(resolveInside('/srv/site', 'nul\0.js'), undefined);
     assert.equal(resolveInside('/srv/site', '../site2/x.js'), undefined);
+  });
+});
+
+describe('checkArguments', () => {
+  const pair = z.tuple([z.number(), z.number()]);
+  const named = z.object({ name: z.string(), times: z.coerce.number().default(1) });
+
+  it('checks args against a tuple schema, with kwargs (if any) as the trailing object the task receives', () => {
+    assert.deepEqual(checkArguments(pair, [1, 2], undefined), { ok: true, args: [1, 2] });
+    assert.deepEqual(checkArguments(pair, [1, 2], {}), { ok: true, args: [1, 2] }); // {} is no kwargs
+    assert.deepEqual(checkArguments(pair, [1, 2], { c: 3 }), { ok: false, reason: 'kwargs: not accepted: this task takes positional arguments only (send them in args)' });
+    assert.match((checkArguments(pair, [1, 'x'], undefined) as { reason: string }).reason, /^args\.1: /);
+    const optionsLast = z.tuple([z.number(), z.object({ scale: z.number() }).optional()]);
+    assert.deepEqual(checkArguments(optionsLast, [1], { scale: 2 }), { ok: true, args: [1], kwargs: { scale: 2 } });
+    assert.match((checkArguments(optionsLast, [1], { scale: 'x' }) as { reason: string }).reason, /^kwargs\.scale: /);
+  });
+
+  it('reads an object schema as the one argument of a task that takes its arguments by name', () => {
+    assert.deepEqual(checkArguments(named, [], { name: 'a', times: '2' }), { ok: true, args: [], kwargs: { name: 'a', times: 2 } });
+    assert.deepEqual(checkArguments(named, [{ name: 'a' }], undefined), { ok: true, args: [{ name: 'a', times: 1 }] });
+    assert.match((checkArguments(named, [], { name: 5 }) as { reason: string }).reason, /^kwargs\.name: /);
+    assert.match((checkArguments(named, [], undefined) as { reason: string }).reason, /^kwargs: required: /);
+    assert.match((checkArguments(named, [1], { name: 'a' }) as { reason: string }).reason, /^args: not accepted: /);
+  });
+
+  it('passes args and kwargs on as sent for a task without a schema', () => {
+    assert.deepEqual(checkArguments(undefined, [1], { a: 1 }), { ok: true, args: [1], kwargs: { a: 1 } });
   });
 });
 

@@ -82,6 +82,24 @@ describe('Wyndor LP app over the gateway', () => {
     assert.equal(badP.status, 400);
   });
 
+  it('refuses an empty or missing p (never read as 0), a negative one and one past the limit, each with the reason', async () => {
+    const cases: Array<[string, unknown, RegExp]> = [
+      ['an empty string', { args: [''] }, /args\.0: .*expected number, received string/],
+      ['null', { args: [null] }, /args\.0: .*expected number/],
+      ['no argument', { args: [] }, /args: .*>=1 items/],
+      ['no body at all', {}, /args: .*>=1 items/],
+      ['a negative p', { args: [-5] }, /args\.0: .*>=0/],
+      ['a p past 1e9', { args: [2e9] }, /args\.0: .*<=1000000000/],
+      ['kwargs', { args: [500], kwargs: { p: 500 } }, /kwargs: not accepted/],
+    ];
+    for (const [what, body, reason] of cases) {
+      const answer = await post(gateway.url, '/api/tasks/wyndor.solve', body);
+      assert.equal(answer.status, 400, `${what}: ${JSON.stringify(answer.body)}`);
+      assert.equal(answer.body['code'], 'INVALID_ARGUMENTS', what);
+      assert.match(String(answer.body['error']), reason, what);
+    }
+  });
+
   it('serves the Wyndor page at /', async () => {
     const page = await fetch(`${gateway.url}/`);
     assert.equal(page.status, 200);

@@ -58,14 +58,48 @@ function setStatus(el, text, isError = false) {
 
 const fmt = (n) => (typeof n === 'number' ? String(Math.round(n * 1e6) / 1e6) : '—');
 
+// Each form shows the answer to its latest submission only. A submission first clears what the one before
+// showed, so a refused input never leaves an older answer on screen, and an answer that arrives after a newer
+// submission (a slow task) is dropped instead of being shown under the newer input.
+function latestOnly() {
+  let turn = 0;
+  return () => {
+    const mine = ++turn;
+    return () => mine === turn;
+  };
+}
+
 // Wyndor form
 const wyndorStatus = document.getElementById('wyndor-status');
+const wyndorResult = document.getElementById('wyndor-result');
+const wyndorTurn = latestOnly();
+
+function clearWyndorAnswer() {
+  wyndorResult.hidden = true;
+  for (const id of ['objective', 'doors', 'windows']) document.getElementById(id).textContent = '';
+  document.querySelector('#usage tbody').replaceChildren();
+}
+
+/**
+ * p as typed, or undefined if there is no number to send. The input's required and min attributes are the
+ * browser's checks, which a script or an old browser can bypass; Number('') would be 0, a valid p, so an empty
+ * field must be refused here. The range (0 to 1e9) is the task's schema's to check: the gateway answers 400.
+ */
+function readP() {
+  const text = document.getElementById('p').value.trim();
+  const p = Number(text);
+  return text !== '' && Number.isFinite(p) ? p : undefined;
+}
+
 document.getElementById('wyndor-form').addEventListener('submit', async (event) => {
   event.preventDefault();
-  const p = Number(document.getElementById('p').value);
-  document.getElementById('wyndor-result').hidden = true;
+  const current = wyndorTurn();
+  clearWyndorAnswer();
+  const p = readP();
+  if (p === undefined) return setStatus(wyndorStatus, 'p: enter the profit per window, a number of 0 or more', true);
   try {
-    const task = await run('wyndor.solve', [p], (t) => setStatus(wyndorStatus, `task ${t.id.slice(0, 8)}… ${t.state.toLowerCase()}`));
+    const task = await run('wyndor.solve', [p], (t) => current() && setStatus(wyndorStatus, `task ${t.id.slice(0, 8)}… ${t.state.toLowerCase()}`));
+    if (!current()) return;
     if (task.state !== 'SUCCESS') return setStatus(wyndorStatus, `${task.state}: ${task.error?.type}: ${task.error?.message}`, true);
     const solution = task.result;
     setStatus(wyndorStatus, `p = ${p}: ${solution.message} (GLPK ${solution.solveMs} ms)`);
@@ -82,9 +116,9 @@ document.getElementById('wyndor-form').addEventListener('submit', async (event) 
       return tr;
     });
     document.querySelector('#usage tbody').replaceChildren(...rows);
-    document.getElementById('wyndor-result').hidden = false;
+    wyndorResult.hidden = false;
   } catch (error) {
-    setStatus(wyndorStatus, error.message, true);
+    if (current()) setStatus(wyndorStatus, error.message, true);
   }
 });
 
@@ -103,9 +137,12 @@ const example = {
 document.getElementById('lp').value = JSON.stringify(example, null, 2);
 const lpStatus = document.getElementById('lp-status');
 const lpResult = document.getElementById('lp-result');
+const lpTurn = latestOnly();
 document.getElementById('lp-form').addEventListener('submit', async (event) => {
   event.preventDefault();
+  const current = lpTurn();
   lpResult.hidden = true;
+  lpResult.textContent = '';
   let model;
   try {
     model = JSON.parse(document.getElementById('lp').value);
@@ -113,13 +150,14 @@ document.getElementById('lp-form').addEventListener('submit', async (event) => {
     return setStatus(lpStatus, `not JSON: ${error.message}`, true);
   }
   try {
-    const task = await run('lp.solve', [model], (t) => setStatus(lpStatus, `task ${t.id.slice(0, 8)}… ${t.state.toLowerCase()}`));
+    const task = await run('lp.solve', [model], (t) => current() && setStatus(lpStatus, `task ${t.id.slice(0, 8)}… ${t.state.toLowerCase()}`));
+    if (!current()) return;
     if (task.state !== 'SUCCESS') return setStatus(lpStatus, `${task.state}: ${task.error?.type}: ${task.error?.message}`, true);
     setStatus(lpStatus, `${task.result.status}: ${task.result.message}`, task.result.status !== 'optimal');
     lpResult.textContent = JSON.stringify(task.result, null, 2);
     lpResult.hidden = false;
   } catch (error) {
-    setStatus(lpStatus, error.message, true);
+    if (current()) setStatus(lpStatus, error.message, true);
   }
 });
 

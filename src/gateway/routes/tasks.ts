@@ -5,7 +5,8 @@
 
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
-import type { CallOptions, Fennel } from '../../index.ts';
+import { READY_STATES, States, type CallOptions, type Fennel } from '../../index.ts';
+import { checkArguments, reasons } from '../arguments.ts';
 import { brokerDown, HttpError } from '../http-errors.ts';
 import type { Monitor } from '../monitor.ts';
 import { viewOfMeta } from '../views.ts';
@@ -38,11 +39,6 @@ export interface TaskRoutesOptions {
   publishTimeoutMs: number;
 }
 
-/** "args.1: Expected number, received string; kwargs: …" */
-function reasons(error: z.ZodError, prefix = ''): string {
-  return error.issues.map((i) => `${[prefix, ...i.path.map(String)].filter(Boolean).join('.') || '(body)'}: ${i.message}`).join('; ');
-}
-
 export function registerTaskRoutes(server: FastifyInstance, { app, monitor, publishTimeoutMs }: TaskRoutesOptions): void {
   server.post<{ Params: { name: string } }>('/api/tasks/:name', async (request, reply) => {
     const name = request.params.name;
@@ -50,15 +46,12 @@ export function registerTaskRoutes(server: FastifyInstance, { app, monitor, publ
     if (!task?.options.expose) throw new HttpError(404, `no task named '${name}' is exposed over HTTP`, 'TASK_NOT_FOUND');
     const parsed = submission.safeParse(request.body ?? {});
     if (!parsed.success) throw new HttpError(400, `invalid submission: ${reasons(parsed.error)}`, 'BAD_REQUEST');
-    let args: unknown[] = parsed.data.args;
-    if (task.options.schema) {
-      const checked = task.options.schema.safeParse(args);
-      if (!checked.success) throw new HttpError(400, `arguments of '${name}' rejected: ${reasons(checked.error, 'args')}`, 'INVALID_ARGUMENTS');
-      if (Array.isArray(checked.data)) args = checked.data as unknown[];
-    }
+    const checked = checkArguments(task.options.schema, parsed.data.args, parsed.data.kwargs);
+    if (!checked.ok) throw new HttpError(400, `arguments of '${name}' rejected: ${checked.reason}`, 'INVALID_ARGUMENTS');
+    const { args, kwargs } = checked;
     const { countdown, eta, expires, priority } = parsed.data.options;
     const call: CallOptions = {
-      ...(parsed.data.kwargs ? { kwargs: parsed.data.kwargs } : {}),
+      ...(kwargs ? { kwargs } : {}),
       ...(countdown !== undefined ? { countdown } : {}),
       ...(eta !== undefined ? { eta } : {}),
       ...(expires !== undefined ? { expires } : {}),
@@ -85,11 +78,43 @@ export function registerTaskRoutes(server: FastifyInstance, { app, monitor, publ
     return viewOfMeta(await app.asyncResult(id.data).refresh());
   });
 
+  // Revoking answers what happened. A task that has finished is not revoked (409 with its state): the answer
+  // must not say "revoked" while the task stays SUCCESS. An id nothing is stored for is revoked all the same,
+  // as Celery allows, since its message may still be waiting in a queue; the answer says so.
   server.delete<{ Params: { id: string }; Querystring: { terminate?: string } }>('/api/tasks/:id', async (request, reply) => {
     const id = taskId.safeParse(request.params.id);
     if (!id.success) throw new HttpError(400, 'a task id is 1 to 200 characters', 'BAD_REQUEST');
     const terminate = request.query.terminate === 'true' || request.query.terminate === '1';
+    const before = (await app.asyncResult(id.data).refresh()).status;
+    if (nothingToRevoke(before, terminate)) return reply.code(409).send(alreadyFinished(id.data, before));
     await app.revoke(id.data, { terminate });
-    return reply.code(202).send({ id: id.data, revoked: true, terminate });
+    // It may have finished between the read and the revoke: app.revoke() leaves a finished task's state alone.
+    const after = (await app.asyncResult(id.data).refresh()).status;
+    if (after !== States.REVOKED && READY_STATES.has(after)) return reply.code(409).send(alreadyFinished(id.data, after));
+    return reply.code(202).send({ id: id.data, revoked: true, terminate, state: after, previousState: before, ...revokeNote(before, terminate, app.config.revokeExpiresSec) });
   });
+}
+
+/**
+ * A final state leaves nothing to revoke, except REVOKED with terminate: a task revoked without terminate runs on
+ * (REVOKED is stored while it runs), and revoking it again with terminate is the only way left to stop it.
+ */
+function nothingToRevoke(state: string, terminate: boolean): boolean {
+  return READY_STATES.has(state) && !(state === States.REVOKED && terminate);
+}
+
+function alreadyFinished(id: string, state: string): { error: string; code: string; id: string; state: string } {
+  const why = state === States.REVOKED ? 'was revoked already (?terminate=true stops a run still in progress)' : `has already finished (${state}): there is nothing to revoke`;
+  return { error: `task ${id} ${why}`, code: 'TASK_ALREADY_FINISHED', id, state };
+}
+
+/** What a 202 cannot say by its state alone: a revocation that has not reached a task yet, or will not stop it. */
+function revokeNote(before: string, terminate: boolean, revokeExpiresSec: number): { note?: string } {
+  if (before === States.PENDING) {
+    return { note: `nothing is stored for this id yet: the task may still be waiting in a queue (a worker that receives it within ${revokeExpiresSec} s discards it), or may never have been sent` };
+  }
+  if (!terminate && (before === States.STARTED || before === States.PROGRESS)) {
+    return { note: 'the task is running: a revoke without ?terminate=true does not stop it, and its outcome replaces REVOKED when it ends' };
+  }
+  return {};
 }
