@@ -74,6 +74,18 @@ export function render(): string {
     '',
     ...schemesTable(),
     '',
+    'Every part of a URL is checked when the app is made, by the parser its engine uses, and a wrong one is a',
+    '`ConfigError` naming the setting (`option \'broker\'`, `environment variable FENNEL_BROKER_URL`, `--broker`), the',
+    'part and what is accepted: the port (1 to 65535), the Redis database (`/0`, `/1`, …: one number; one the server',
+    'does not have is a `ConfigError` on connect, never database 0), the AMQP vhost (one path segment, `/` written',
+    '`%2F`), and the query: `redis://`, `rediss://` and `sqlite://` take no parameters, `amqp://` takes `queueType`,',
+    '`maxPriority` and amqplib\'s `frameMax`, `channelMax`, `heartbeat`, `locale`, `maxFrameSize`. `rpc://` takes',
+    'nothing after it and needs an `amqp://` broker. Messages and logs show URLs with the password as `***`.',
+    '',
+    'A broker or backend that does not answer within `connectTimeoutMs` is a `BrokerUnavailableError` for a',
+    'producer (`result.sent`, `get()`, the CLI: one line, exit code 1); connections keep being retried in the',
+    'background, and a worker logs a warning, reconnects with backoff and logs when the server is back.',
+    '',
   ].join('\n');
 }
 

@@ -49,15 +49,17 @@ export class ProtocolError extends FennelError {
   }
 }
 
-/** `AsyncResult.get()` waited longer than `timeoutMs`. */
+/** `AsyncResult.get()` waited longer than `timeoutMs`; `hint` (also in the message) says why, when known. */
 export class TimeoutError extends FennelError {
   override readonly code = 'FENNEL_TIMEOUT';
   constructor(
     readonly taskId: string,
     readonly timeoutMs: number,
     readonly taskName?: string,
+    /** "no worker is consuming queue 'celery'; workers consume: math", when the broker can tell. */
+    readonly hint?: string,
   ) {
-    super(`task ${taskName ? `${taskName} ` : ''}${taskId} not ready after ${timeoutMs} ms`);
+    super(`task ${taskName ? `${taskName} ` : ''}${taskId} not ready after ${timeoutMs} ms${hint ? `: ${hint}` : ''}`);
     this.name = 'TimeoutError';
   }
 }
@@ -78,7 +80,11 @@ export class RemoteTaskError extends FennelError {
   }
 }
 
-/** The broker or result store cannot be reached, opened or written. */
+/**
+ * The broker or result store cannot be reached (within `connectTimeoutMs`), opened or written. `url` has its
+ * password masked. The message is `<url>: <reason>`; a reason that already starts with the URL (an engine
+ * re-wrapping its connection layer's error) is not prefixed twice.
+ */
 export class BrokerUnavailableError extends FennelError {
   override readonly code = 'FENNEL_BROKER_UNAVAILABLE';
   constructor(
@@ -86,7 +92,7 @@ export class BrokerUnavailableError extends FennelError {
     reason: string,
     options?: { cause?: unknown },
   ) {
-    super(`${url}: ${reason}`, options);
+    super(reason.startsWith(`${url}: `) ? reason : `${url}: ${reason}`, options);
     this.name = 'BrokerUnavailableError';
   }
 }

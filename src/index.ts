@@ -13,7 +13,7 @@ export type { FennelOptions, ResolvedConfig, Route } from './app/config.ts';
 export { States, READY_STATES } from './protocol/states.ts';
 export type { TaskState } from './protocol/states.ts';
 export type { TaskMeta } from './protocol/result.ts';
-export type { Transport, Delivery, DeadLetter, QueueStats, TransportCapabilities } from './transports/transport.ts';
+export type { Transport, Delivery, DeadLetter, QueueConsumers, QueueStats, TransportCapabilities } from './transports/transport.ts';
 export type { ResultBackend } from './backends/backend.ts';
 export { Worker } from './worker/worker.ts';
 export type { FennelEvent, EventBus, EventType, TaskEventType, WorkerEventType } from './events/events.ts';

@@ -1,20 +1,34 @@
 // App configuration: one table of options (name, environment variable, default, meaning), validated once at
 // construction. Precedence: constructor option, then environment, then default. An unknown option is an
 // error with a suggestion. docs/config.md is generated from OPTIONS (npm run docs:config).
+// The broker and backend URLs are checked here too, part by part, by the parsers their engines use
+// (transports/index.ts, backends/index.ts): a bad URL fails at `new Fennel()`, naming the setting it came from,
+// not at the first send, and never as another setting's error.
 
 import { z } from 'zod';
+import { checkBackendUrl } from '../backends/index.ts';
 import { ConfigError } from '../errors.ts';
+import { checkBrokerUrl } from '../transports/index.ts';
+import { DEFAULT_CONNECT_TIMEOUT_MS } from '../util/connection-state.ts';
+import { maskUrl } from '../util/url.ts';
 import { suggest } from './suggest.ts';
 
 const routeSchema = z.object({ queue: z.string().min(1), priority: z.number().int().min(0).max(255).optional() }).strict();
 export type Route = z.infer<typeof routeSchema>;
 
-const url = z.string().regex(/^[a-z][a-z0-9+.-]*:\/\//i, 'must be a URL such as sqlite://fennel.db or redis://127.0.0.1:6379/0');
+// Only the type here; every part is checked by the engine's parser (checkUrl below).
+const url = z.string();
 
 /** Every option: its schema, environment variable (if any), default and one line of documentation. */
 export const OPTIONS = {
   broker: { schema: url, env: 'FENNEL_BROKER_URL', default: 'sqlite://fennel.db', doc: 'Broker URL: sqlite://path (one machine), redis://host:port/db (many machines; Celery-compatible), memory:// (one process only).' },
   backend: { schema: url, env: 'FENNEL_RESULT_BACKEND', default: undefined, doc: 'Result backend URL. Defaults to the broker URL.' },
+  connectTimeoutMs: {
+    schema: z.number().int().positive(),
+    env: 'FENNEL_CONNECT_TIMEOUT_MS',
+    default: DEFAULT_CONNECT_TIMEOUT_MS,
+    doc: 'How long a connection attempt to the broker or result backend may take, and how long a call waits for one that is down (SQLite: for another process\'s lock), before it fails with BrokerUnavailableError: delay() and result.sent, get(), revoke(), the CLI. Workers keep reconnecting with backoff, logging it.',
+  },
   defaultQueue: { schema: z.string().min(1), env: 'FENNEL_DEFAULT_QUEUE', default: 'celery', doc: 'Queue for tasks with no route and no per-call queue (Celery\'s default name).' },
   routes: { schema: z.record(z.string(), routeSchema), env: undefined, default: {}, doc: "Task name pattern → { queue, priority }. '*' matches any run of characters; the first match wins; a per-call queue wins over all." },
   visibilityTimeoutSec: { schema: z.number().positive(), env: 'FENNEL_VISIBILITY_TIMEOUT_SEC', default: 30, doc: 'A message held by a worker that died becomes visible again after this many seconds. Live workers renew their leases, so long tasks are safe.' },
@@ -30,6 +44,29 @@ export const OPTIONS = {
 type Options = typeof OPTIONS;
 export type FennelOptions = { [K in keyof Options]?: z.input<Options[K]['schema']> };
 export type ResolvedConfig = { [K in keyof Options]: z.output<Options[K]['schema']> } & { backend: string };
+
+/** Where a value came from, for messages: the option, the environment variable or the default. */
+function sourceOf(name: keyof Options, given: unknown, envRaw: string | undefined): string {
+  const spec = OPTIONS[name];
+  if (given !== undefined) return `option '${name}'`;
+  if (envRaw !== undefined && envRaw !== '') return `environment variable ${spec.env}`;
+  return `default of '${name}'`;
+}
+
+/**
+ * Checks a broker or backend URL with its engine's parser; a problem is a ConfigError that names the setting
+ * (`source`: option 'broker', environment variable FENNEL_BROKER_URL, --broker …), then what is wrong.
+ * `broker` is the app's broker URL, which an rpc:// backend needs to be amqp://.
+ */
+export function checkUrl(name: 'broker' | 'backend', value: string, source: string, broker?: string): void {
+  try {
+    if (name === 'broker') checkBrokerUrl(value);
+    else checkBackendUrl(value, broker);
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    throw new ConfigError(`${source} is invalid: ${error.message}`, { cause: error });
+  }
+}
 
 function fromEnv(name: keyof Options, raw: string): unknown {
   const schema = OPTIONS[name].schema as z.ZodType;
@@ -48,20 +85,26 @@ export function resolveConfig(options: FennelOptions = {}, env: NodeJS.ProcessEn
     }
   }
   const out: Record<string, unknown> = {};
+  const sources: Partial<Record<keyof Options, string>> = {};
   for (const name of names) {
     const spec = OPTIONS[name];
     const given = (options as Record<string, unknown>)[name];
     const envRaw = spec.env ? env[spec.env] : undefined;
     const value = given !== undefined ? given : envRaw !== undefined && envRaw !== '' ? fromEnv(name, envRaw) : spec.default;
     if (value === undefined) continue;
+    const source = (sources[name] = sourceOf(name, given, envRaw));
     const parsed = (spec.schema as z.ZodType).safeParse(value);
     if (!parsed.success) {
-      const source = given !== undefined ? `option '${name}'` : envRaw !== undefined ? `environment variable ${spec.env}` : `default of '${name}'`;
-      throw new ConfigError(`${source} is invalid: ${parsed.error.issues.map((i) => i.message).join('; ')} (got ${JSON.stringify(value)})`);
+      const shown = spec.schema === url && typeof value === 'string' ? maskUrl(value) : value;
+      throw new ConfigError(`${source} is invalid: ${parsed.error.issues.map((i) => i.message).join('; ')} (got ${JSON.stringify(shown)})`);
     }
     out[name] = parsed.data;
   }
-  out['backend'] ??= out['broker'];
+  const broker = out['broker'] as string;
+  checkUrl('broker', broker, sources.broker!);
+  // A backend left unset is the broker's URL, checked as a result backend too (every broker scheme is one).
+  if (out['backend'] === undefined) out['backend'] = broker;
+  else checkUrl('backend', out['backend'] as string, sources.backend!, broker);
   return out as ResolvedConfig;
 }
 

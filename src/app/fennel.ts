@@ -10,13 +10,14 @@ import { bodyBytes, buildTaskMessage, type TaskCall, type WireMessage } from '..
 import type { EventBus } from '../events/events.ts';
 import { createEventBus } from '../events/index.ts';
 import { createTransport, schemeOf } from '../transports/index.ts';
+import { noConsumerHint } from '../transports/presence.ts';
 import type { Route as TransportRoute, Transport } from '../transports/transport.ts';
 import { compileRoutes, resolveConfig, type FennelOptions, type ResolvedConfig, type Route } from './config.ts';
 import { revokedMeta } from '../protocol/result.ts';
 import { isReady } from '../protocol/states.ts';
 import { STARMAP_TASK } from './canvas.ts';
 import { checkCallOptions, checkTaskOptions, timeLimits, toDate } from './options.ts';
-import { AsyncResult } from './result.ts';
+import { AsyncResult, type ResultOwner } from './result.ts';
 import { makeTask, type CallOptions, type RegisteredTask, type Task, type TaskFunction, type TaskOptions } from './task.ts';
 
 const APP_BRAND = Symbol.for('fennel.app');
@@ -83,7 +84,7 @@ export class Fennel {
 
   /** A handle on a task sent earlier (by id). */
   asyncResult<R = unknown>(id: string, taskName?: string): AsyncResult<R> {
-    return new AsyncResult<R>(id, this.backendFn, undefined, taskName, this.revokeFn);
+    return new AsyncResult<R>(id, this.backendFn, undefined, taskName, this.resultOwner);
   }
 
   /**
@@ -101,7 +102,11 @@ export class Fennel {
     }
   }
 
-  private readonly revokeFn = (id: string, options: { terminate?: boolean }): Promise<void> => this.revoke(id, options);
+  /** What the AsyncResults made here ask of this app: revoke, and the hint a timed-out get() adds; one for all of them. */
+  private readonly resultOwner: ResultOwner = {
+    revoke: (id, options) => this.revoke(id, options),
+    queueHint: (queue) => (this.closed ? Promise.resolve(undefined) : noConsumerHint(this.transport, queue)),
+  };
   /** The backend as the AsyncResults made here read it (lazily, so sending opens no backend); one for all of them. */
   private readonly backendFn = (): ResultBackend => this.backend;
 
@@ -113,7 +118,7 @@ export class Fennel {
   /** Worker and task events (Celery's event format), through the broker's engine: what monitors read. */
   get events(): EventBus {
     if (this.closed) throw new ClosedError('this Fennel app');
-    return (this.eventsInstance ??= createEventBus(this.config.broker));
+    return (this.eventsInstance ??= createEventBus(this.config.broker, { connectTimeoutMs: this.config.connectTimeoutMs }));
   }
 
   get backend(): ResultBackend {
@@ -136,7 +141,7 @@ export class Fennel {
     const sent = this.transport.publish(message, route);
     // The rejection is re-thrown by get() and by awaiting `result.sent`; this keeps it from being unhandled.
     sent.catch(() => {});
-    return new AsyncResult(message.headers['id'] as string, this.backendFn, sent, name, this.revokeFn);
+    return new AsyncResult(message.headers['id'] as string, this.backendFn, sent, name, this.resultOwner, route.queue);
   }
 
   /** Sends many calls of one task in one broker round trip (one transaction on SQLite). */
@@ -146,7 +151,7 @@ export class Fennel {
     const prepared = argsList.map((args) => this.prepare(name, args, call, task));
     const sent = this.transport.publishMany(prepared);
     sent.catch(() => {});
-    return prepared.map(([message]) => new AsyncResult(message.headers['id'] as string, this.backendFn, sent, name, this.revokeFn));
+    return prepared.map(([message, route]) => new AsyncResult(message.headers['id'] as string, this.backendFn, sent, name, this.resultOwner, route.queue));
   }
 
   /**
@@ -159,7 +164,7 @@ export class Fennel {
     const [message, route] = this.prepare(name, args, call, this.tasks.get(name)?.options ?? {}, wire);
     const sent = this.transport.publish(message, route);
     sent.catch(() => {});
-    return new AsyncResult(message.headers['id'] as string, this.backendFn, sent, name, this.revokeFn);
+    return new AsyncResult(message.headers['id'] as string, this.backendFn, sent, name, this.resultOwner, route.queue);
   }
 
   /** Checks a call's options where they are given; throws ConfigError naming the option and the accepted forms. */

@@ -50,6 +50,18 @@ function unsentSignal(sent: Promise<void>): AbortSignal {
 
 const ALREADY_SENT = Promise.resolve();
 
+/** What the AsyncResults an app makes ask of it: one object per app, shared by all of them. */
+export interface ResultOwner {
+  revoke(id: string, options: { terminate?: boolean }): Promise<void>;
+  /**
+   * Why a task sent to `queue` may not be running: "no worker is consuming queue 'celery'; workers consume: math",
+   * or undefined. Asked when get() times out; bounded in time (about 1 s), and never rejects.
+   */
+  queueHint?(queue: string): Promise<string | undefined>;
+}
+
+type Revoker = ResultOwner['revoke'];
+
 export class AsyncResult<T = unknown> implements PromiseLike<T> {
   /** The last meta read; undefined means PENDING (most results are only ever waited for). */
   private meta: TaskMeta | undefined;
@@ -60,7 +72,10 @@ export class AsyncResult<T = unknown> implements PromiseLike<T> {
     /** Resolves once the broker has the message; rejects if it could not be published. */
     readonly sent: Promise<void> = ALREADY_SENT,
     readonly taskName?: string,
-    private readonly revoker?: (id: string, options: { terminate?: boolean }) => Promise<void>,
+    /** The app that made it (or just the function that revokes, as before ResultOwner). */
+    private readonly owner?: ResultOwner | Revoker,
+    /** The queue the task was sent to, when this process sent it. */
+    readonly queue?: string,
   ) {
     watchPublish(sent);
   }
@@ -70,8 +85,8 @@ export class AsyncResult<T = unknown> implements PromiseLike<T> {
    * stopped (its pool slot killed). The state becomes REVOKED unless the task had already finished.
    */
   async revoke(options: { terminate?: boolean } = {}): Promise<void> {
-    if (!this.revoker) throw new FennelError('this AsyncResult was not made by a Fennel app; use app.revoke(id)');
-    await this.revoker(this.id, options);
+    if (!this.owner) throw new FennelError('this AsyncResult was not made by a Fennel app; use app.revoke(id)');
+    await (typeof this.owner === 'function' ? this.owner(this.id, options) : this.owner.revoke(this.id, options));
   }
 
   /** Reads the current state from the result store (PENDING if nothing is stored yet). */
@@ -107,10 +122,16 @@ export class AsyncResult<T = unknown> implements PromiseLike<T> {
     return (await this.status()) === States.FAILURE;
   }
 
-  /** Waits for the outcome: the task's return value, or a RemoteTaskError, or a TimeoutError. */
+  /**
+   * Waits for the outcome: the task's return value, or a RemoteTaskError, or a TimeoutError. A TimeoutError says
+   * so (its `hint`) when no live worker consumes the queue the task was sent to, if the broker can tell.
+   */
   async get(options: GetOptions = {}): Promise<T> {
     const meta = await this.waitWhileSending(options);
-    if (!meta) throw new TimeoutError(this.id, options.timeoutMs ?? 0, this.taskName);
+    if (!meta) {
+      const hint = this.queue !== undefined && typeof this.owner === 'object' ? await this.owner.queueHint?.(this.queue) : undefined;
+      throw new TimeoutError(this.id, options.timeoutMs ?? 0, this.taskName, hint);
+    }
     this.meta = meta;
     if (meta.status === States.SUCCESS) return meta.result as T;
     throw remoteError(meta);

@@ -4,10 +4,14 @@
 // before the subscription is not missed), and read every waited key again after a reconnect.
 
 import { readFileSync } from 'node:fs';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
+import { BrokerUnavailableError } from '../errors.ts';
 import { decodeMeta, encodeMeta, type TaskMeta } from '../protocol/result.ts';
 import { isReady, States } from '../protocol/states.ts';
-import { callScript, redisOptions } from '../transports/redis.ts';
+import { callScript } from '../transports/redis.ts';
+import { connectRedis } from '../transports/redis/client.ts';
+import { parseRedisUrl } from '../transports/redis/url.ts';
+import { DEFAULT_CONNECT_TIMEOUT_MS } from '../util/connection-state.ts';
 import { Batcher } from '../util/batcher.ts';
 import { decodeJson } from '../protocol/json.ts';
 import type { ChordJoin, ResultBackend, Revocation } from './backend.ts';
@@ -26,6 +30,8 @@ function chordKey(groupId: string): string {
 
 export interface RedisBackendOptions {
   resultExpiresSec?: number;
+  /** How long a command waits for a connection before it fails with BrokerUnavailableError (transports/redis/client.ts). */
+  connectTimeoutMs?: number;
 }
 
 export class RedisBackend implements ResultBackend {
@@ -46,16 +52,19 @@ export class RedisBackend implements ResultBackend {
   private readonly subscribes = new Batcher<string>(1000, (ids) => this.subscribeBatch(ids));
   private readonly unsubscribes = new Batcher<string>(1000, (ids) => this.unsubscribeBatch(ids).catch(() => {}));
 
-  constructor(
-    readonly url: string,
-    options: RedisBackendOptions = {},
-  ) {
+  /** The URL with any password masked: what errors and logs show. */
+  readonly url: string;
+
+  constructor(url: string, options: RedisBackendOptions = {}) {
+    const target = parseRedisUrl(url);
+    this.url = target.safeUrl;
     this.expiresSec = options.resultExpiresSec ?? 86_400;
-    this.client = new Redis(url, redisOptions());
-    this.client.on('error', () => {});
+    // As the transport's: reconnects for ever, commands wait for a connection at most connectTimeoutMs, a
+    // database the server lacks is a ConfigError. The subscriber (a duplicate) follows the same rules.
+    this.client = connectRedis(target, { role: 'result backend', connectTimeoutMs: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS, connectionName: `fennel:${process.pid}` });
     this.client.defineCommand('fennel_store', { lua: STORE });
     this.client.defineCommand('fennel_chord_join', { lua: CHORD_JOIN });
-    this.revokedChannel = `${REVOKED}.${this.client.options.db ?? 0}`;
+    this.revokedChannel = `${REVOKED}.${target.db}`;
   }
 
   store(meta: TaskMeta): Promise<void> {
@@ -130,14 +139,15 @@ export class RedisBackend implements ResultBackend {
     // No ready check: ioredis's INFO-based check is refused on a connection in subscriber mode, which tears
     // the reconnecting subscriber down again and again.
     const subscriber = this.client.duplicate({ enableReadyCheck: false });
-    subscriber.on('error', () => {});
     subscriber.on('message', (channel: string, text: string) => {
       if (channel === this.revokedChannel) this.onRevokedMessage(text);
       else this.wakeIfReady(channel.slice(PREFIX.length), text);
     });
     // After a reconnect ioredis subscribes again; results published while we were away are read back here.
+    // The revocation channel is subscribed here too: a worker that started while the server was away could not.
     subscriber.on('ready', () => {
       const channels = [...this.waiters.ids()].map((id) => `${PREFIX}${id}`);
+      if (this.revocationWatchers.size) channels.push(this.revokedChannel);
       void (channels.length ? subscriber.subscribe(...channels) : Promise.resolve())
         .catch(() => {})
         .then(() => this.recheck());
@@ -186,9 +196,18 @@ export class RedisBackend implements ResultBackend {
   async watchRevocations(onRevoke: (revocation: Revocation) => void): Promise<() => Promise<void>> {
     const subscriber = this.subscriberConnection();
     this.revocationWatchers.add(onRevoke);
-    if (this.revocationWatchers.size === 1) await subscriber.subscribe(this.revokedChannel);
-    // Subscribed first, then read: a revocation made in between arrives one way or the other.
-    await this.readRevocations([onRevoke]);
+    try {
+      if (this.revocationWatchers.size === 1) await subscriber.subscribe(this.revokedChannel);
+      // Subscribed first, then read: a revocation made in between arrives one way or the other.
+      await this.readRevocations([onRevoke]);
+    } catch (error) {
+      // The server is away: a worker starts anyway and waits for it. The subscriber's 'ready' subscribes and
+      // reads the revocations in force once it is back. Any other failure (a database it lacks) is the caller's.
+      if (!(error instanceof BrokerUnavailableError)) {
+        this.revocationWatchers.delete(onRevoke);
+        throw error;
+      }
+    }
     return async () => {
       this.revocationWatchers.delete(onRevoke);
       if (this.revocationWatchers.size === 0) await subscriber.unsubscribe(this.revokedChannel).catch(() => {});

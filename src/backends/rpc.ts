@@ -28,6 +28,8 @@ export interface RpcBackendOptions {
   /** The amqp:// broker URL the replies travel through (the app's broker). */
   broker: string;
   resultExpiresSec?: number;
+  /** Bounds each connection attempt, and how long a publish retries a broker that refuses it. Default 5000. */
+  connectTimeoutMs?: number | undefined;
   /** This instance's reply queue. Default: the reply queues of this process's producers (the app's oid). */
   replyQueue?: string;
   /**
@@ -63,7 +65,7 @@ export class RpcBackend implements ResultBackend {
     const broker = parseAmqpUrl(options.broker);
     this.safeUrl = broker.safeUrl;
     this.expiresSec = options.resultExpiresSec ?? 86_400;
-    this.connection = new AmqpConnection(broker.connectUrl, broker.safeUrl);
+    this.connection = new AmqpConnection(broker.connectUrl, broker.safeUrl, { connectTimeoutMs: options.connectTimeoutMs, role: 'result backend' });
     // A get() can start before its task (the first to name a reply queue) is published: consume each reply
     // queue as soon as it is declared while anyone waits.
     this.unfollow = options.replyQueue

@@ -14,6 +14,8 @@ export interface SqliteBackendOptions {
   /** Results older than this are deleted (Celery's `result_expires`). 0 keeps them for ever. */
   resultExpiresSec?: number;
   pollIntervalMs?: number;
+  /** How long a statement waits for another process's lock before it fails with BrokerUnavailableError. */
+  connectTimeoutMs?: number;
 }
 
 export class SqliteBackend implements ResultBackend {
@@ -33,7 +35,7 @@ export class SqliteBackend implements ResultBackend {
   ) {
     this.expiresMs = (options.resultExpiresSec ?? 86_400) * 1000;
     this.pollMs = options.pollIntervalMs ?? 250;
-    this.file = SqliteFile.acquire(sqlitePath(url), url);
+    this.file = SqliteFile.acquire(sqlitePath(url), url, { busyTimeoutMs: options.connectTimeoutMs });
     const db = this.file.db;
     this.sql = this.file.run(() => ({
       store: db.prepare(

@@ -1,6 +1,7 @@
 // `fennel call math.add 2 3 [--wait]`: send a task by name from the command line.
 
 import type { Command } from 'commander';
+import { noConsumerHint } from '../transports/presence.ts';
 import { appFrom, guard, parseArg, type AppFlags } from './common.ts';
 
 interface Flags extends AppFlags {
@@ -31,6 +32,10 @@ async function call(task: string, args: string[], flags: Flags): Promise<void> {
     ...(flags.countdown ? { countdown: Number(flags.countdown) } : {}),
   });
   await result.sent;
+  // A task sent to a queue no worker consumes waits for ever, silently: say so at once (a warning only: a worker
+  // may start later, and Python Celery workers on Redis cannot be seen). The exit status does not change.
+  const hint = result.queue === undefined ? undefined : await noConsumerHint(app.transport, result.queue);
+  if (hint) process.stderr.write(`fennel: warning: ${hint}\n`);
   if (!flags.wait) {
     process.stdout.write(`${result.id}\n`);
   } else {

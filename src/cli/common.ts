@@ -1,5 +1,6 @@
 // What the CLI commands share: building the app from --app or the environment, and failing with one line.
 
+import { checkUrl } from '../app/config.ts';
 import { Fennel } from '../app/fennel.ts';
 import { FennelError } from '../errors.ts';
 import { loadApp } from '../worker/load-app.ts';
@@ -18,10 +19,16 @@ export function fail(message: string, code = 2): never {
 
 /** The app of `--app`, or one configured from --broker/--backend and the environment. */
 export async function appFrom(flags: AppFlags): Promise<Fennel> {
+  // A URL typed on the command line is named as such when it is wrong (not as the option 'broker').
+  if (flags.broker) checkUrl('broker', flags.broker, '--broker');
+  if (flags.backend) checkUrl('backend', flags.backend, '--backend');
   if (flags.app) {
     const { app } = await loadApp(flags.app);
     if (!flags.broker && !flags.backend) return app;
-    return new Fennel({ ...app.config, ...(flags.broker ? { broker: flags.broker } : {}), ...(flags.backend ? { backend: flags.backend } : {}) });
+    const { config } = app;
+    // As with the environment: a backend that was the broker's URL (the default) follows a new broker.
+    const backend = flags.backend ?? (flags.broker && config.backend === config.broker ? flags.broker : config.backend);
+    return new Fennel({ ...config, ...(flags.broker ? { broker: flags.broker } : {}), backend });
   }
   return new Fennel({ ...(flags.broker ? { broker: flags.broker } : {}), ...(flags.backend ? { backend: flags.backend } : {}) });
 }

@@ -5,6 +5,7 @@
 import type { Command } from 'commander';
 import { createGateway } from '../gateway/gateway.ts';
 import { appFrom, fail, guard } from './common.ts';
+import { maskUrl } from '../util/url.ts';
 
 interface Flags {
   app?: string;
@@ -59,7 +60,7 @@ async function runGateway(flags: Flags): Promise<void> {
     throw error;
   }
   const auth = process.env['FENNEL_GATEWAY_TOKEN'] ? ' (bearer token required)' : '';
-  process.stdout.write(`gateway listening on ${url}${auth}; dashboard ${url}/dashboard/; broker ${app.config.broker}\n`);
+  process.stdout.write(`gateway listening on ${url}${auth}; dashboard ${url}/dashboard/; broker ${maskUrl(app.config.broker)}\n`);
   let stopping = false;
   const stop = (): void => {
     if (stopping) process.exit(130);

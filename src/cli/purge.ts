@@ -3,6 +3,7 @@
 import { createInterface } from 'node:readline/promises';
 import type { Command } from 'commander';
 import { appFrom, fail, guard, type AppFlags } from './common.ts';
+import { maskUrl } from '../util/url.ts';
 
 interface Flags extends AppFlags {
   queues?: string;
@@ -28,7 +29,7 @@ async function purge(flags: Flags): Promise<void> {
   if (!flags.force) {
     if (!process.stdin.isTTY) fail('purge asks for confirmation; pass -f to purge without asking');
     const rl = createInterface({ input: process.stdin, output: process.stdout });
-    const answer = await rl.question(`Delete ${total} message(s) from ${queues.join(', ')} on ${app.config.broker}? [y/N] `);
+    const answer = await rl.question(`Delete ${total} message(s) from ${queues.join(', ')} on ${maskUrl(app.config.broker)}? [y/N] `);
     rl.close();
     if (!/^y(es)?$/i.test(answer.trim())) {
       process.stdout.write('nothing purged\n');

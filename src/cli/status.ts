@@ -2,6 +2,7 @@
 
 import type { Command } from 'commander';
 import { appFrom, guard, type AppFlags } from './common.ts';
+import { maskUrl } from '../util/url.ts';
 
 export function registerStatus(program: Command): void {
   program
@@ -18,9 +19,9 @@ async function status(flags: AppFlags & { json?: boolean }): Promise<void> {
   const app = await appFrom(flags);
   const [queues, states, dead] = await Promise.all([app.transport.stats(), app.backend.countByState(), app.transport.listDeadLetters({ limit: 10_000 })]);
   if (flags.json) {
-    process.stdout.write(`${JSON.stringify({ broker: app.config.broker, queues, states, deadLetters: dead.length })}\n`);
+    process.stdout.write(`${JSON.stringify({ broker: maskUrl(app.config.broker), queues, states, deadLetters: dead.length })}\n`);
   } else {
-    const lines = [`broker ${app.config.broker}`, '', 'queue                     ready  scheduled    unacked'];
+    const lines = [`broker ${maskUrl(app.config.broker)}`, '', 'queue                     ready  scheduled    unacked'];
     for (const q of queues) lines.push(`${q.queue.padEnd(22)} ${String(q.ready).padStart(8)} ${String(q.scheduled).padStart(10)} ${String(q.unacked).padStart(10)}`);
     if (queues.length === 0) lines.push('(no messages)');
     lines.push('', 'tasks by state');

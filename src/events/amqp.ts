@@ -26,9 +26,12 @@ export class AmqpEventBus implements EventBus {
   private readonly pending = new Set<Promise<unknown>>();
   private closed = false;
 
-  constructor(readonly url: string) {
+  constructor(
+    readonly url: string,
+    options: { connectTimeoutMs?: number | undefined } = {},
+  ) {
     const config = parseAmqpUrl(url);
-    this.connection = new AmqpConnection(config.connectUrl, config.safeUrl);
+    this.connection = new AmqpConnection(config.connectUrl, config.safeUrl, { connectTimeoutMs: options.connectTimeoutMs });
     this.connection.onLost(() => {
       this.publishChannel = undefined;
       this.consuming = undefined;

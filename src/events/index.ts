@@ -10,16 +10,17 @@ import { SqliteEventBus } from './sqlite.ts';
 
 const local = new Map<string, LocalEventBus>();
 
-export function createEventBus(url: string, options: { pollIntervalMs?: number } = {}): EventBus {
+export function createEventBus(url: string, options: { pollIntervalMs?: number; connectTimeoutMs?: number } = {}): EventBus {
+  const { connectTimeoutMs } = options;
   switch (url.slice(0, url.indexOf(':')).toLowerCase()) {
     case 'sqlite':
-      return new SqliteEventBus(url, options);
+      return new SqliteEventBus(url, options.pollIntervalMs !== undefined ? { pollIntervalMs: options.pollIntervalMs } : {});
     case 'redis':
     case 'rediss':
-      return new RedisEventBus(url);
+      return new RedisEventBus(url, { connectTimeoutMs });
     case 'amqp':
     case 'amqps':
-      return new AmqpEventBus(url);
+      return new AmqpEventBus(url, { connectTimeoutMs });
     default: {
       // memory:// (and any engine without a cross-process bus yet): events stay in the process that sent them.
       let bus = local.get(url);

@@ -10,9 +10,10 @@
 // Pub/sub delivers to whoever is subscribed now and keeps nothing, which is what telemetry wants.
 
 import { randomUUID } from 'node:crypto';
-import { Redis } from 'ioredis';
 import { decodeEnvelope, encodeEnvelope } from '../protocol/envelope.ts';
-import { redisOptions } from '../transports/redis.ts';
+import { connectRedis, type FennelRedis } from '../transports/redis/client.ts';
+import { parseRedisUrl, type RedisUrl } from '../transports/redis/url.ts';
+import { DEFAULT_CONNECT_TIMEOUT_MS } from '../util/connection-state.ts';
 import { deliverEvent, parseEvent, type EventBus, type FennelEvent } from './events.ts';
 
 export const EVENT_EXCHANGE = 'celeryev';
@@ -23,16 +24,26 @@ export function eventChannelPrefix(db: number): string {
 }
 
 export class RedisEventBus implements EventBus {
-  private readonly publisher: Redis;
-  private subscriber: Redis | undefined;
+  private readonly target: RedisUrl;
+  private readonly connectTimeoutMs: number;
+  private readonly publisher: FennelRedis;
+  private subscriber: FennelRedis | undefined;
+  private subscribing: Promise<void> | undefined;
   private readonly handlers = new Set<(event: FennelEvent) => void>();
   private readonly prefix: string;
   private closed = false;
 
-  constructor(readonly url: string) {
-    this.publisher = new Redis(url, { ...redisOptions(), connectionName: `fennel-events:${process.pid}` });
-    this.publisher.on('error', () => {}); // reconnection is automatic; a lost event is only telemetry
-    this.prefix = eventChannelPrefix(this.publisher.options.db ?? 0);
+  /** The URL with any password masked. */
+  readonly url: string;
+
+  constructor(url: string, options: { connectTimeoutMs?: number | undefined } = {}) {
+    this.target = parseRedisUrl(url);
+    this.url = this.target.safeUrl;
+    this.connectTimeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+    // Reconnection is automatic and a lost event is only telemetry; the connection reports nothing (the
+    // broker's own connection does), but a database the server lacks fails here too, never database 0.
+    this.publisher = connectRedis(this.target, { connectTimeoutMs: this.connectTimeoutMs, connectionName: `fennel-events:${process.pid}` });
+    this.prefix = eventChannelPrefix(this.target.db);
   }
 
   publish(event: FennelEvent): void {
@@ -59,18 +70,34 @@ export class RedisEventBus implements EventBus {
 
   async subscribe(handler: (event: FennelEvent) => void): Promise<() => Promise<void>> {
     this.handlers.add(handler);
-    if (!this.subscriber) {
-      // A connection in subscriber mode can do nothing else, so subscribers get their own; ioredis
-      // re-subscribes by itself after a reconnect.
-      const subscriber = new Redis(this.url, { ...redisOptions(), connectionName: `fennel-events-sub:${process.pid}` });
-      subscriber.on('error', () => {});
-      subscriber.on('pmessage', (_pattern: string, _channel: string, raw: string) => this.dispatch(raw));
-      this.subscriber = subscriber;
-      await subscriber.psubscribe(`${this.prefix}*`);
+    try {
+      await (this.subscribing ??= this.openSubscriber());
+    } catch (error) {
+      this.handlers.delete(handler);
+      throw error;
     }
     return async () => {
       this.handlers.delete(handler);
     };
+  }
+
+  /**
+   * A connection in subscriber mode can do nothing else, so subscribers get their own; ioredis re-subscribes by
+   * itself after a reconnect, but only to what was subscribed once: if the first PSUBSCRIBE fails (the server is
+   * away for connectTimeoutMs), the connection is dropped, so the caller's next subscribe() starts again.
+   */
+  private async openSubscriber(): Promise<void> {
+    const subscriber = connectRedis(this.target, { connectTimeoutMs: this.connectTimeoutMs, connectionName: `fennel-events-sub:${process.pid}` });
+    subscriber.on('pmessage', (_pattern: string, _channel: string, raw: string) => this.dispatch(raw));
+    this.subscriber = subscriber;
+    try {
+      await subscriber.psubscribe(`${this.prefix}*`);
+    } catch (error) {
+      subscriber.disconnect();
+      if (this.subscriber === subscriber) this.subscriber = undefined;
+      this.subscribing = undefined;
+      throw error;
+    }
   }
 
   /** Bad input from the channel (anyone can PUBLISH) is dropped, never thrown. */

@@ -20,7 +20,7 @@ import { DELAY_PREFIX, DELIVER_EXCHANGE, LEVELS, delayRoutingKey, delayUnits, de
 import { noteOwnReplyQueue, noteReplyTo, releaseReplyTo, replyQueueOptions, replyToOf } from './amqp/replies.ts';
 import { parseAmqpUrl, type AmqpUrl } from './amqp/url.ts';
 import { fromAmqp, toAmqp } from './amqp/wire.ts';
-import { describeMessage, type ConsumeOptions, type DeadLetter, type Delivery, type QueueStats, type Route, type Subscription, type Transport } from './transport.ts';
+import { describeMessage, type ConsumeOptions, type DeadLetter, type Delivery, type QueueConsumers, type QueueStats, type Route, type Subscription, type Transport } from './transport.ts';
 
 export const DEAD_LETTER_QUEUE = 'fennel.dead_letters';
 /** The header a dead letter carries: { id, queue, reason, at (ms since the epoch) }. Removed on requeue. */
@@ -57,11 +57,12 @@ export class AmqpTransport implements Transport {
    */
   constructor(
     readonly url: string,
-    private readonly options: { rpcResults?: boolean; resultExpiresSec?: number } = {},
+    private readonly options: { rpcResults?: boolean; resultExpiresSec?: number; connectTimeoutMs?: number } = {},
   ) {
     this.config = parseAmqpUrl(url);
     this.capabilities = { delayedDelivery: true, priorities: this.config.maxPriority > 0, crossProcess: true };
-    this.connection = new AmqpConnection(this.config.connectUrl, this.config.safeUrl);
+    // connectTimeoutMs bounds each connection attempt and how long a publish retries a broker that refuses it.
+    this.connection = new AmqpConnection(this.config.connectUrl, this.config.safeUrl, { connectTimeoutMs: options.connectTimeoutMs, role: 'broker' });
   }
 
   check(): void {
@@ -276,6 +277,23 @@ export class AmqpTransport implements Transport {
     return rows;
   }
 
+  /**
+   * Presence as RabbitMQ reports it: the consumer count of a passive declare (checkQueue), a count without names,
+   * which counts Python Celery workers too. AMQP 0-9-1 cannot list a broker's queues (the management plugin can),
+   * so besides `queue` only the queues this transport has used are asked about. Workers announce nothing here.
+   */
+  async consumers(queue?: string): Promise<Map<string, QueueConsumers>> {
+    this.check();
+    const queues = [...new Set(queue === undefined ? this.known : [queue, ...this.known])];
+    const found = await Promise.all(queues.map((q) => this.probe((ch) => ch.checkQueue(q))));
+    const map = new Map<string, QueueConsumers>();
+    queues.forEach((q, i) => {
+      const count = found[i]?.consumerCount ?? 0;
+      if (count > 0 || q === queue) map.set(q, { count, names: [] });
+    });
+    return map;
+  }
+
   private async ensureDeadLetterQueue(ch: Channel): Promise<void> {
     await ch.assertQueue(DEAD_LETTER_QUEUE, { durable: true });
   }
@@ -384,8 +402,18 @@ class AmqpSubscription {
     private readonly onDelivery: (delivery: Delivery) => void,
   ) {}
 
+  /**
+   * Consumes, or, if RabbitMQ cannot be reached now, keeps trying in the background (a worker started before its
+   * broker waits for it, as on every engine). Anything else (a queue declared with other arguments, a refused
+   * login) is thrown.
+   */
   async start(): Promise<void> {
-    await this.open();
+    try {
+      await this.open();
+    } catch (error) {
+      if (!(error instanceof BrokerUnavailableError) && !isConnectionError(error)) throw error;
+      void this.reopen();
+    }
   }
 
   private async open(): Promise<void> {

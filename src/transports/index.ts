@@ -1,9 +1,13 @@
 // URL scheme → transport engine. The only place above the engines that names them.
 
 import { ConfigError } from '../errors.ts';
+import { maskUrl, notAUrl, schemeOf as urlScheme } from '../util/url.ts';
 import { AmqpTransport } from './amqp.ts';
+import { parseAmqpUrl } from './amqp/url.ts';
 import { MemoryTransport } from './memory.ts';
 import { RedisTransport } from './redis.ts';
+import { parseRedisUrl } from './redis/url.ts';
+import { sqlitePath } from './sqlite-file.ts';
 import { SqliteTransport } from './sqlite.ts';
 import type { Transport } from './transport.ts';
 
@@ -13,6 +17,8 @@ export interface TransportOptions {
   /** The app's result backend URL: with rpc://, the AMQP transport declares each task's reply queue before publishing it. */
   backend?: string;
   resultExpiresSec?: number;
+  /** How long a call waits for a broker that does not answer before it fails with BrokerUnavailableError. */
+  connectTimeoutMs?: number;
 }
 
 export const TRANSPORT_SCHEMES = ['sqlite', 'redis', 'rediss', 'amqp', 'amqps', 'memory'] as const;
@@ -24,7 +30,41 @@ export function schemeOf(url: string): string {
   return url.slice(0, url.indexOf(':')).toLowerCase();
 }
 
+function unknownScheme(url: string): ConfigError {
+  const scheme = urlScheme(url);
+  if (!scheme) return notAUrl(url);
+  const known = TRANSPORT_SCHEMES.map((s) => `${s}://`).join(', ');
+  // A scheme that is only a result backend's is named as such: the URL is in the wrong setting.
+  const hint = scheme === 'rpc' ? ' (rpc:// is a result backend, not a broker)' : '';
+  return new ConfigError(`no transport for ${maskUrl(url)}${hint}; a broker URL starts with one of ${known}`);
+}
+
+/**
+ * Checks every part of a broker URL (scheme, host, port, path, query) with the parser its engine uses, and
+ * throws the ConfigError that engine would: at an app's construction, before any connection is tried.
+ */
+export function checkBrokerUrl(url: string): void {
+  switch (urlScheme(url)) {
+    case 'sqlite':
+      sqlitePath(url);
+      return;
+    case 'redis':
+    case 'rediss':
+      parseRedisUrl(url);
+      return;
+    case 'amqp':
+    case 'amqps':
+      parseAmqpUrl(url);
+      return;
+    case 'memory':
+      return; // any suffix names an instance
+    default:
+      throw unknownScheme(url);
+  }
+}
+
 export function createTransport(url: string, options: TransportOptions): Transport {
+  const { connectTimeoutMs } = options;
   switch (schemeOf(url)) {
     case 'sqlite':
       return new SqliteTransport(url, options);
@@ -39,6 +79,7 @@ export function createTransport(url: string, options: TransportOptions): Transpo
         // rpc://, or the broker's own URL (an app with no backend of its own): results go back by rpc.
         rpcResults: options.backend !== undefined && ['rpc', 'amqp', 'amqps'].includes(schemeOf(options.backend)),
         ...(options.resultExpiresSec !== undefined ? { resultExpiresSec: options.resultExpiresSec } : {}),
+        ...(connectTimeoutMs !== undefined ? { connectTimeoutMs } : {}),
       });
     case 'memory': {
       let t = memory.get(url);
@@ -46,6 +87,6 @@ export function createTransport(url: string, options: TransportOptions): Transpo
       return t;
     }
     default:
-      throw new ConfigError(`no transport for ${url}; known schemes: ${TRANSPORT_SCHEMES.map((s) => `${s}://`).join(', ')}`);
+      throw unknownScheme(url);
   }
 }

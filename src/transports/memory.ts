@@ -4,7 +4,8 @@
 
 import { randomUUID } from 'node:crypto';
 import type { WireMessage } from '../protocol/message.ts';
-import { dedupeId, describeMessage, type ConsumeOptions, type DeadLetter, type Delivery, type QueueStats, type Route, type Subscription, type Transport } from './transport.ts';
+import { consumerMap } from './presence.ts';
+import { dedupeId, describeMessage, type ConsumeOptions, type DeadLetter, type Delivery, type QueueConsumers, type QueueStats, type Route, type Subscription, type Transport } from './transport.ts';
 
 interface Stored {
   seq: number;
@@ -28,7 +29,9 @@ export class MemoryTransport implements Transport {
   private readonly waiting: Stored[] = [];
   private readonly unacked = new Map<number, Stored>();
   private readonly dead = new Map<string, DeadLetter>();
-  private readonly consumers = new Set<Consumer>();
+  private readonly subscribers = new Set<Consumer>();
+  /** Announced consumers (presence): `<queue>\n<consumer>` → when the announcement expires (ms). */
+  private readonly announced = new Map<string, number>();
   private seq = 0;
   /** Task ids of pending deduplicated messages. */
   private readonly pendingIds = new Set<string>();
@@ -65,12 +68,12 @@ export class MemoryTransport implements Transport {
 
   async consume(options: ConsumeOptions, onDelivery: (delivery: Delivery) => void): Promise<Subscription> {
     const consumer: Consumer = { queues: options.queues, prefetch: options.prefetch, held: 0, active: true, onDelivery };
-    this.consumers.add(consumer);
+    this.subscribers.add(consumer);
     queueMicrotask(() => this.dispatch());
     return {
       cancel: async () => {
         consumer.active = false;
-        this.consumers.delete(consumer);
+        this.subscribers.delete(consumer);
       },
     };
   }
@@ -80,7 +83,7 @@ export class MemoryTransport implements Transport {
     if (this.closed) return;
     const now = Date.now();
     let nextVisible = Infinity;
-    for (const consumer of this.consumers) {
+    for (const consumer of this.subscribers) {
       while (consumer.active && consumer.held < consumer.prefetch) {
         let best = -1;
         for (let i = 0; i < this.waiting.length; i++) {
@@ -187,9 +190,31 @@ export class MemoryTransport implements Transport {
     return true;
   }
 
+  async announceConsumer(consumer: string, queues: readonly string[], ttlSec: number): Promise<void> {
+    const expiresAt = Date.now() + ttlSec * 1000;
+    for (const queue of queues) this.announced.set(`${queue}\n${consumer}`, expiresAt);
+  }
+
+  async withdrawConsumer(consumer: string, queues: readonly string[]): Promise<void> {
+    for (const queue of queues) this.announced.delete(`${queue}\n${consumer}`);
+  }
+
+  async consumers(queue?: string): Promise<Map<string, QueueConsumers>> {
+    const now = Date.now();
+    const live: Array<[string, string]> = [];
+    for (const [key, expiresAt] of this.announced) {
+      if (expiresAt <= now) this.announced.delete(key);
+      else {
+        const cut = key.lastIndexOf('\n');
+        live.push([key.slice(0, cut), key.slice(cut + 1)]);
+      }
+    }
+    return consumerMap(live, queue);
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     clearTimeout(this.timer);
-    this.consumers.clear();
+    this.subscribers.clear();
   }
 }

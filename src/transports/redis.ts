@@ -12,12 +12,16 @@
 
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { Redis, type RedisOptions } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { BrokerUnavailableError, ClosedError } from '../errors.ts';
 import { decodeEnvelope, encodeEnvelope } from '../protocol/envelope.ts';
 import type { WireMessage } from '../protocol/message.ts';
 import { Batcher } from '../util/batcher.ts';
-import { DEDUPE_HEADER, dedupeId, describeMessage, type ConsumeOptions, type DeadLetter, type Delivery, type QueueStats, type Route, type Subscription, type Transport } from './transport.ts';
+import { DEFAULT_CONNECT_TIMEOUT_MS } from '../util/connection-state.ts';
+import { connectRedis, gaveUp } from './redis/client.ts';
+import * as presence from './redis/consumers.ts';
+import { parseRedisUrl } from './redis/url.ts';
+import { DEDUPE_HEADER, dedupeId, describeMessage, type ConsumeOptions, type DeadLetter, type Delivery, type QueueConsumers, type QueueStats, type Route, type Subscription, type Transport } from './transport.ts';
 
 export const SEP = '\x06\x16';
 const PRIORITY_STEPS = [0, 3, 6, 9];
@@ -69,6 +73,8 @@ export interface RedisTransportOptions {
   visibilityTimeoutSec?: number;
   /** How long an idle consumer blocks before it looks again (for messages from producers that send no wake-up). */
   pollIntervalMs?: number;
+  /** How long a command waits for a connection before it fails with BrokerUnavailableError (redis/client.ts). */
+  connectTimeoutMs?: number;
 }
 
 /** Calls a script registered with `defineCommand` (no fixed key count: the count goes first). */
@@ -76,17 +82,6 @@ export function callScript(client: Redis, command: string, keys: string[], args:
   const fn = (client as unknown as Record<string, (...a: Array<string | number>) => Promise<unknown>>)[command];
   if (!fn) throw new Error(`script ${command} is not defined on this client`);
   return fn.call(client, keys.length, ...keys, ...args);
-}
-
-export function redisOptions(): RedisOptions {
-  return {
-    // Reconnect for ever, backing off to 2 s; a command sent while disconnected waits in the offline queue
-    // and rejects to its caller if the connection cannot be made again within its retries.
-    retryStrategy: (times) => Math.min(50 * 2 ** times, 2000),
-    maxRetriesPerRequest: 20,
-    lazyConnect: false,
-    connectionName: `fennel:${process.pid}`,
-  };
 }
 
 /** Messages read, and keys deleted, per call when purging. */
@@ -107,14 +102,18 @@ export class RedisTransport implements Transport {
   private readonly declared = new Set<string>();
   private closed = false;
 
-  constructor(
-    readonly url: string,
-    options: RedisTransportOptions = {},
-  ) {
+  /** The URL with any password masked: what errors and logs show. */
+  readonly url: string;
+
+  constructor(url: string, options: RedisTransportOptions = {}) {
+    // Every part of the URL is checked here (redis/url.ts); a bad one is a ConfigError before any connection.
+    const target = parseRedisUrl(url);
+    this.url = target.safeUrl;
     this.visibilityMs = (options.visibilityTimeoutSec ?? 30) * 1000;
     this.pollMs = options.pollIntervalMs ?? 250;
-    this.client = new Redis(url, redisOptions());
-    this.client.on('error', () => {}); // reconnection is automatic; failures surface on the commands
+    // Reconnects for ever; a command waits for a connection at most connectTimeoutMs; a database the server
+    // does not have is a ConfigError, never database 0. Its duplicate (the blocking connection) follows the same rules.
+    this.client = connectRedis(target, { role: 'broker', connectTimeoutMs: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS, connectionName: `fennel:${process.pid}` });
     for (const name of SCRIPTS) this.client.defineCommand(`fennel_${name}`, { lua: loadScript(name) });
   }
 
@@ -204,7 +203,8 @@ export class RedisTransport implements Transport {
         await step();
         return;
       } catch (error) {
-        const dropped = isConnectionError(error) || error instanceof BrokerUnavailableError;
+        // A client that gave up (the server away for connectTimeoutMs) is final: resending would only wait again.
+        const dropped = (isConnectionError(error) || error instanceof BrokerUnavailableError) && !gaveUp(error);
         if (this.closed || attempt >= PUBLISH_ATTEMPTS || !dropped) throw error instanceof BrokerUnavailableError || error instanceof ClosedError ? error : this.translate(error);
         await new Promise((resolve) => setTimeout(resolve, 100 * 2 ** attempt));
       }
@@ -323,6 +323,28 @@ export class RedisTransport implements Transport {
   async requeueDeadLetter(id: string): Promise<boolean> {
     this.check();
     return (await this.run('requeue_dead', [DEAD], [id, SEP, WAKE])) === 1;
+  }
+
+  /** Presence (redis/consumers.ts): `HSET fennel.consumers <queue>\n<consumer> <expiry ms>`, one field per queue. */
+  async announceConsumer(consumer: string, queues: readonly string[], ttlSec: number): Promise<void> {
+    await this.withPresence(() => presence.announceConsumer(this.client, consumer, queues, ttlSec));
+  }
+
+  async withdrawConsumer(consumer: string, queues: readonly string[]): Promise<void> {
+    await this.withPresence(() => presence.withdrawConsumer(this.client, consumer, queues));
+  }
+
+  consumers(queue?: string): Promise<Map<string, QueueConsumers>> {
+    return this.withPresence(() => presence.listConsumers(this.client, queue));
+  }
+
+  private async withPresence<T>(step: () => Promise<T>): Promise<T> {
+    this.check();
+    try {
+      return await step();
+    } catch (error) {
+      throw this.translate(error);
+    }
   }
 
   async close(): Promise<void> {

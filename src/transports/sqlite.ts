@@ -13,14 +13,18 @@ import type Database from 'better-sqlite3';
 import { ClosedError } from '../errors.ts';
 import { decodeEnvelope, encodeEnvelope } from '../protocol/envelope.ts';
 import type { WireMessage } from '../protocol/message.ts';
+import * as presence from './sqlite-consumers.ts';
 import { SqliteFile, sqlitePath } from './sqlite-file.ts';
-import { dedupeId, describeMessage, type ConsumeOptions, type DeadLetter, type Delivery, type QueueStats, type Route, type Subscription, type Transport } from './transport.ts';
+import { consumerMap } from './presence.ts';
+import { dedupeId, describeMessage, type ConsumeOptions, type DeadLetter, type Delivery, type QueueConsumers, type QueueStats, type Route, type Subscription, type Transport } from './transport.ts';
 
 export interface SqliteTransportOptions {
   /** A held message whose holder stops renewing becomes visible again after this long. */
   visibilityTimeoutSec?: number;
   /** How often consumers look for work when no change notification arrives (inotify missing, etas). */
   pollIntervalMs?: number;
+  /** How long a statement waits for another process's lock before it fails with BrokerUnavailableError. */
+  connectTimeoutMs?: number;
 }
 
 interface ClaimedRow {
@@ -47,7 +51,7 @@ export class SqliteTransport implements Transport {
   ) {
     this.visibilityMs = (options.visibilityTimeoutSec ?? 30) * 1000;
     this.pollMs = options.pollIntervalMs ?? 250;
-    this.file = SqliteFile.acquire(sqlitePath(url), url);
+    this.file = SqliteFile.acquire(sqlitePath(url), url, { busyTimeoutMs: options.connectTimeoutMs });
     this.sql = this.file.run(() => prepare(this.file.db));
   }
 
@@ -129,18 +133,32 @@ export class SqliteTransport implements Transport {
 
   async requeueDeadLetter(id: string): Promise<boolean> {
     this.check();
-    const moved = this.file.run(() =>
-      this.file.db.transaction(() => {
-        const row = this.sql.getDead.get(Number(id)) as { queue: string; envelope: string } | undefined;
-        if (!row) return false;
-        const priority = decodeEnvelope(row.envelope).properties.priority;
-        this.sql.insert.run(row.queue, typeof priority === 'number' ? priority : 0, Date.now(), row.envelope);
-        this.sql.deleteDead.run(Number(id));
-        return true;
-      })(),
-    );
-    if (moved) this.file.notify();
-    return moved;
+    // Through the group commit (BEGIN IMMEDIATE), as every write here: this transaction reads before it writes,
+    // and begun deferred it could not wait for a worker's lock (SQLite fails the upgrade at once, SQLITE_BUSY).
+    return this.file.write(() => {
+      const row = this.sql.getDead.get(Number(id)) as { queue: string; envelope: string } | undefined;
+      if (!row) return false;
+      const priority = decodeEnvelope(row.envelope).properties.priority;
+      this.sql.insert.run(row.queue, typeof priority === 'number' ? priority : 0, Date.now(), row.envelope);
+      this.sql.deleteDead.run(Number(id));
+      return true;
+    });
+  }
+
+  /** Presence (sqlite-consumers.ts): one upsert per queue into `fennel_consumers`, in the group commit. */
+  async announceConsumer(consumer: string, queues: readonly string[], ttlSec: number): Promise<void> {
+    this.check();
+    await presence.announceConsumer(this.file, consumer, queues, ttlSec);
+  }
+
+  async withdrawConsumer(consumer: string, queues: readonly string[]): Promise<void> {
+    this.check();
+    await presence.withdrawConsumer(this.file, consumer, queues);
+  }
+
+  async consumers(queue?: string): Promise<Map<string, QueueConsumers>> {
+    this.check();
+    return consumerMap(presence.liveConsumers(this.file), queue);
   }
 
   async close(): Promise<void> {

@@ -82,6 +82,17 @@ export interface QueueStats {
   unacked: number;
 }
 
+/** Who consumes one queue now, as far as the engine can tell (`Transport.consumers`). */
+export interface QueueConsumers {
+  /** Live consumers of the queue. */
+  count: number;
+  /**
+   * Their names (Fennel workers' node names), where the engine knows them: they announced themselves with
+   * `announceConsumer`. Empty when the broker reports only a count (AMQP: `count` may be above 0 here).
+   */
+  names: string[];
+}
+
 export interface Transport {
   readonly url: string;
   readonly capabilities: TransportCapabilities;
@@ -102,6 +113,21 @@ export interface Transport {
   listDeadLetters(options?: { limit?: number }): Promise<DeadLetter[]>;
   /** Publishes a dead letter's message again to its queue and removes the record. False if no such id. */
   requeueDeadLetter(id: string): Promise<boolean>;
+  /**
+   * Optional (presence). Records that `consumer` consumes `queues` for the next `ttlSec` seconds; announcing
+   * again renews it. A worker calls it at start and on every heartbeat. Engines whose broker knows its
+   * consumers itself (AMQP) do not implement it.
+   */
+  announceConsumer?(consumer: string, queues: readonly string[], ttlSec: number): Promise<void>;
+  /** Optional (presence). Removes what `announceConsumer` recorded, at once (a warm shutdown). */
+  withdrawConsumer?(consumer: string, queues: readonly string[]): Promise<void>;
+  /**
+   * Optional (presence). The live consumers of every queue the engine can see one on, by queue, plus an entry
+   * for `queue` when given (`count` 0 if none). Announced consumers count until their TTL passes; AMQP asks
+   * RabbitMQ (`consumer_count` of a passive declare) and can see only `queue` and the queues this transport has
+   * used. Read by `get()`'s timeout hint and `fennel call` (see docs/transports.md).
+   */
+  consumers?(queue?: string): Promise<Map<string, QueueConsumers>>;
   close(): Promise<void>;
 }
 

@@ -19,7 +19,7 @@ export interface ExecutorContext {
   app: Fennel;
   pool: Pool;
   log: Logger;
-  /** Celery-style node name, `fennel@host`, written into results. */
+  /** Celery-style node name (`fennel.<pid>@host` by default, or the `-n` name), written into results. */
   workerName: string;
   /** True once the worker has handed its messages back (shutdown past the grace period): store nothing more. */
   abandoned(): boolean;
@@ -40,6 +40,8 @@ export interface ExecutorContext {
 }
 
 const REQUEUE_PAUSE_MS = 1000;
+/** The longest pause between attempts to hand a delivery back while the broker is away. */
+const MAX_REQUEUE_PAUSE_MS = 30_000;
 
 /** Handles one delivery to the end. Never throws: every failure ends in an ack, a dead letter or a requeue. */
 export async function execute(delivery: Delivery, ctx: ExecutorContext): Promise<void> {
@@ -98,9 +100,28 @@ export async function execute(delivery: Delivery, ctx: ExecutorContext): Promise
     if (ctx.abandoned()) return;
     // The outcome could not be stored (or the message not settled): hand it back to run again, after a
     // pause, so a result store that is down does not turn into a hot loop of redeliveries.
-    ctx.log.error({ err: error, id: request?.id }, `could not complete ${request ? `task ${request.name}[${request.id}]` : 'a delivery'}; returning it to the queue in ${REQUEUE_PAUSE_MS} ms`);
-    await new Promise((resolve) => setTimeout(resolve, REQUEUE_PAUSE_MS));
-    await delivery.reject({ requeue: true }).catch(() => {});
+    const label = request ? `task ${request.name}[${request.id}]` : 'a delivery';
+    ctx.log.error({ err: error, id: request?.id }, `could not complete ${label}; returning it to the queue in ${REQUEUE_PAUSE_MS} ms`);
+    await handBack(delivery, label, ctx);
+  }
+}
+
+/**
+ * Returns a delivery to its queue after a failure, trying again with backoff for as long as the broker is away.
+ * A delivery that cannot be settled is still held: it fills a place of the prefetch window and its lease is
+ * renewed, so giving up here would leave the place taken, and the message unrun, for as long as the worker
+ * lives. It ends when the requeue succeeds, or when the worker has handed everything back (its shutdown).
+ */
+async function handBack(delivery: Delivery, label: string, ctx: ExecutorContext): Promise<void> {
+  for (let pause = REQUEUE_PAUSE_MS; ; pause = Math.min(pause * 2, MAX_REQUEUE_PAUSE_MS)) {
+    await new Promise((resolve) => setTimeout(resolve, pause));
+    if (ctx.abandoned()) return;
+    try {
+      await delivery.reject({ requeue: true });
+      return;
+    } catch (error) {
+      ctx.log.warn({ err: error }, `could not return ${label} to the queue (${(error as Error).message}); trying again in ${Math.min(pause * 2, MAX_REQUEUE_PAUSE_MS)} ms`);
+    }
   }
 }
 

@@ -59,6 +59,7 @@ describe('amqp://', { skip }, () => {
       return second;
     },
     routedProperties: ['delivery_info'],
+    presence: 'broker' as const,
   };
 
   transportSuite('amqp (classic queues, maxPriority=10)', () => open(`${RABBIT_URL}?maxPriority=10`), { delayedDelivery: true, priorities: true, crossProcess: true }, options);

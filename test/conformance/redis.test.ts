@@ -10,11 +10,12 @@
 // the suite is told that header is the broker's through `redeliveryHeaders`.
 
 import assert from 'node:assert/strict';
-import { after, before, describe } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import { RedisBackend } from '../../src/backends/redis.ts';
 import { RedisTransport } from '../../src/transports/redis.ts';
+import { CONSUMERS_KEY } from '../../src/transports/redis/consumers.ts';
 import type { Transport } from '../../src/transports/transport.ts';
-import { flushRedisDb, REDIS_DB, redisSkipReason, redisUrlForTest } from '../support/services.ts';
+import { flushRedisDb, REDIS_DB, redisSkipReason, redisUrlForTest, testRedisClient } from '../support/services.ts';
 import { backendSuite } from './backend.suite.ts';
 import { transportSuite, type TransportOpenOptions } from './transport.suite.ts';
 
@@ -51,6 +52,7 @@ describe('redis://', { skip }, () => {
       },
       priorityRank: kombuBucket,
       redeliveryHeaders: ['redelivered'],
+      presence: 'announced',
     },
   );
 
@@ -62,4 +64,25 @@ describe('redis://', { skip }, () => {
     },
     { peer: (backend) => new RedisBackend(backend.url) },
   );
+
+  // Engine-specific: the presence hash does not grow with the workers that died without withdrawing.
+  it('presence: deletes announcements past their TTL from fennel.consumers (consumers_prune.lua), never a live one', async () => {
+    await flushRedisDb(DB);
+    const dying = openTransport(URL, { visibilityTimeoutSec: 30 });
+    const next = openTransport(URL, { visibilityTimeoutSec: 30 });
+    const inspect = testRedisClient(DB);
+    try {
+      await dying.announceConsumer('dead@test', ['q1', 'q2'], 0.1);
+      await dying.announceConsumer('alive@test', ['q1'], 60);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      assert.equal(await inspect.hlen(CONSUMERS_KEY), 3, 'nothing has pruned yet: the lapsed entries are still stored');
+      // A connection prunes on its first announcement (and then at most once a minute).
+      await next.announceConsumer('new@test', ['q2'], 60);
+      assert.deepEqual(Object.keys(await inspect.hgetall(CONSUMERS_KEY)).sort(), ['q1\nalive@test', 'q2\nnew@test']);
+    } finally {
+      inspect.disconnect();
+      await dying.close();
+      await next.close();
+    }
+  });
 });

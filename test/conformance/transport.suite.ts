@@ -12,7 +12,7 @@ import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { decodeEnvelope } from '../../src/protocol/envelope.ts';
 import { buildTaskMessage, type TaskCall, type WireMessage } from '../../src/protocol/message.ts';
-import { DEDUPE_HEADER, type Delivery, type QueueStats, type Route, type Transport, type TransportCapabilities } from '../../src/transports/transport.ts';
+import { DEDUPE_HEADER, type Delivery, type QueueConsumers, type QueueStats, type Route, type Transport, type TransportCapabilities } from '../../src/transports/transport.ts';
 import { celeryA1, rawEnvelope } from '../fixtures/celery.ts';
 import { track } from '../support/process.ts';
 import { sleep, waitFor } from './helpers/wait.ts';
@@ -49,6 +49,12 @@ export interface TransportSuiteOptions {
    * `delivery_info` names the queue it was published to. Default: none (kombu's Redis envelope keeps them).
    */
   routedProperties?: readonly string[];
+  /**
+   * How the engine reports live consumers (`Transport.consumers`): `announced`, workers announce themselves
+   * (`announceConsumer` / `withdrawConsumer`, each announcement good for its TTL) and are listed by name;
+   * `broker`, the broker counts its live consumes itself (AMQP), without names. Default: no presence.
+   */
+  presence?: 'announced' | 'broker';
 }
 
 /** Pause before a negative check: long enough for several wake-ups and fallback polls of any engine. */
@@ -76,6 +82,13 @@ function idOf(delivery: Delivery): string {
 
 function withoutEnvelopeProperties(properties: Record<string, unknown>): Record<string, unknown> {
   return Object.fromEntries(Object.entries(properties).filter(([key]) => !ENVELOPE_PROPERTIES.has(key)));
+}
+
+/** The live consumers of one queue as the engine reports them (an entry is promised for the queue asked about). */
+async function consumersOf(transport: Transport, queue: string): Promise<QueueConsumers> {
+  const row = (await transport.consumers!(queue)).get(queue);
+  assert.ok(row, `consumers('${queue}') has an entry for '${queue}'`);
+  return row;
 }
 
 async function statsOf(transport: Transport, queue: string): Promise<QueueStats> {
@@ -666,6 +679,61 @@ export function transportSuite(name: string, factory: TransportFactory, capabili
         await s.consume(t, [q], 5, next);
         await next.waitForCount(3);
         assert.deepEqual(next.ids, [ids[1], ids[2], poke.id]);
+      }));
+    });
+
+    describe('presence (live consumers)', () => {
+      const announced = options.presence === 'announced';
+      const counted = options.presence === 'broker';
+
+      it('offers consumers() exactly when it reports presence, and announceConsumer / withdrawConsumer when workers announce', scoped(async (s) => {
+        const t = await s.open();
+        assert.equal(typeof t.consumers === 'function', options.presence !== undefined, 'consumers()');
+        assert.equal(typeof t.announceConsumer === 'function', announced, 'announceConsumer()');
+        assert.equal(typeof t.withdrawConsumer === 'function', announced, 'withdrawConsumer()');
+      }));
+
+      it('lists an announced consumer by name under each of its queues, and a queue nobody consumes with none', { skip: !announced && 'workers do not announce themselves on this engine' }, scoped(async (s) => {
+        const t = await s.open();
+        const [a, b, idle] = [queueName('a'), queueName('b'), queueName('idle')];
+        await t.announceConsumer!('w1@test', [a, b], 60);
+        await t.announceConsumer!('w2@test', [a], 60);
+        await t.announceConsumer!('w1@test', [a, b], 60); // renewing adds no second entry
+        assert.deepEqual(await consumersOf(t, a), { count: 2, names: ['w1@test', 'w2@test'] });
+        assert.deepEqual(await consumersOf(t, b), { count: 1, names: ['w1@test'] });
+        assert.deepEqual(await consumersOf(t, idle), { count: 0, names: [] });
+        const all = await t.consumers!();
+        assert.deepEqual(all.get(a), { count: 2, names: ['w1@test', 'w2@test'] });
+        assert.deepEqual(all.get(b), { count: 1, names: ['w1@test'] });
+        assert.equal(all.has(idle), false, 'without a queue asked about, only queues with a consumer are listed');
+        if (capabilities.crossProcess) {
+          const other = await s.reopen(t);
+          assert.deepEqual(await consumersOf(other, a), { count: 2, names: ['w1@test', 'w2@test'] }, 'another connection sees the announcements');
+        }
+      }));
+
+      it('does not list a consumer whose announcement is past its TTL, nor one that withdrew', { skip: !announced && 'workers do not announce themselves on this engine' }, scoped(async (s) => {
+        const t = await s.open();
+        const q = queueName();
+        await t.announceConsumer!('alive@test', [q], 60);
+        await t.announceConsumer!('lapsed@test', [q], 0.2);
+        await t.announceConsumer!('leaving@test', [q], 60);
+        await t.withdrawConsumer!('leaving@test', [q]);
+        assert.equal((await consumersOf(t, q)).names.includes('leaving@test'), false, 'withdrawn at once');
+        await sleep(200 + GRACE_MS);
+        assert.deepEqual(await consumersOf(t, q), { count: 1, names: ['alive@test'] });
+        assert.equal((await t.consumers!()).get(q)?.count, 1);
+      }));
+
+      it('counts a live consume on the queue, from any connection, until it is cancelled', { skip: !counted && 'the broker does not count consumers on this engine' }, scoped(async (s) => {
+        const t = await s.open();
+        const [q, idle] = [queueName(), queueName('idle')];
+        const other = await s.reopen(t);
+        const sub = await s.consume(other, [q], 1, new Inbox());
+        assert.deepEqual(await consumersOf(t, q), { count: 1, names: [] }, 'a count, without names');
+        assert.deepEqual(await consumersOf(t, idle), { count: 0, names: [] }, 'a queue that does not exist has none');
+        await sub.cancel();
+        assert.deepEqual(await consumersOf(t, q), { count: 0, names: [] });
       }));
     });
 

@@ -55,9 +55,8 @@ describe('configuration', () => {
     }
   });
 
-  it('refuses an unknown URL scheme when the engine is first used', () => {
-    const app = new Fennel({ broker: 'carrier-pigeon://coop' });
-    assert.throws(() => app.transport, /no transport for carrier-pigeon:\/\/coop/);
+  it('refuses an unknown URL scheme when the app is made (test/unit/app/urls.test.ts checks every part)', () => {
+    assert.throws(() => new Fennel({ broker: 'carrier-pigeon://coop' }), /option 'broker' is invalid: no transport for carrier-pigeon:\/\/coop/);
   });
 
   it('refuses two tasks with one name', () => {

@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
-import { BrokerUnavailableError, ClosedError } from '../../../src/errors.ts';
+import { BrokerUnavailableError, ClosedError, ConfigError } from '../../../src/errors.ts';
 import { buildTaskMessage } from '../../../src/protocol/message.ts';
 import { sqlitePath } from '../../../src/transports/sqlite-file.ts';
 import { SqliteTransport } from '../../../src/transports/sqlite.ts';
@@ -24,12 +24,15 @@ describe('sqlitePath', () => {
     assert.equal(sqlitePath('sqlite://fennel.db'), 'fennel.db');
     assert.equal(sqlitePath('sqlite://data/q.db'), 'data/q.db');
     assert.equal(sqlitePath('sqlite:///var/lib/fennel/q.db'), '/var/lib/fennel/q.db');
-    assert.equal(sqlitePath('sqlite:///var/lib/fennel/q.db?mode=wal'), '/var/lib/fennel/q.db');
     assert.equal(sqlitePath('sqlite://:memory:'), ':memory:');
   });
 
   it('defaults to fennel.db for a bare sqlite://', () => {
     assert.equal(sqlitePath('sqlite://'), 'fennel.db');
+  });
+
+  it('refuses a query parameter rather than ignore it (?mode=ro would not make the file read-only)', () => {
+    assert.throws(() => sqlitePath('sqlite:///var/lib/fennel/q.db?mode=wal'), (e: unknown) => e instanceof ConfigError && /unknown parameter 'mode'/.test(e.message));
   });
 });
 
