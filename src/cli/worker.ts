@@ -1,14 +1,21 @@
-// `fennel worker --app ./tasks.ts [-c N] [-Q q1,q2] [-P process|thread|async]`: run tasks until stopped.
+// `fennel worker --app ./tasks.ts [-c N] [-Q q1,q2] [-P process|thread|async] [-n name@%h] [-b URL]`: run tasks
+// until stopped. Logs are readable on a terminal (a banner, then one line per event) and JSON otherwise.
+// Flags, names and log formats: docs/worker.md.
 // SIGTERM or the first SIGINT: warm shutdown (finish within the grace period, exit 0).
 // A second SIGINT: cold shutdown (hand back what is held and exit at once, code 130).
 
 import type { Command } from 'commander';
 import { Worker, type PoolKind } from '../worker/worker.ts';
-import { loadApp } from '../worker/load-app.ts';
-import { fail, guard } from './common.ts';
+import { DEFAULT_NODENAME } from '../worker/hostname.ts';
+import { loadAppWithUrls } from '../worker/load-app-with-urls.ts';
+import { defaultLogFormat, LOG_FORMATS, type LogFormat } from '../worker/log.ts';
+import { maskUrl } from '../util/url.ts';
+import { checkUrl } from '../app/config.ts';
+import { fail, guard, type AppFlags } from './common.ts';
 
-interface Flags {
-  app?: string;
+interface Flags extends AppFlags {
+  hostname: string;
+  logFormat?: string;
   concurrency?: string;
   queues?: string;
   pool: string;
@@ -25,10 +32,14 @@ export function registerWorker(program: Command): void {
     .command('worker')
     .description('run a worker that consumes queues and runs tasks')
     .requiredOption('-A, --app <path>', 'tasks module that exports a Fennel app')
+    .option('-b, --broker <url>', "broker URL (default: the app's, from its code or $FENNEL_BROKER_URL)")
+    .option('--backend <url>', "result backend URL (default: the app's; with -b, the broker if the app's was)")
+    .option('-n, --hostname <name>', 'node name in events, results and the dashboard: %h hostname, %n its first label, %d its domain, %p pid, %% a %', DEFAULT_NODENAME)
     .option('-c, --concurrency <n>', 'tasks run at once (default: number of CPUs)')
     .option('-Q, --queues <list>', "comma-separated queues to consume (default: the app's default queue)")
     .option('-P, --pool <kind>', 'process | thread | async', 'process')
     .option('-l, --loglevel <level>', 'trace | debug | info | warn | error', 'info')
+    .option('--log-format <format>', 'pretty (a banner, then a line per event) | json (default: pretty on a terminal, else json)')
     .option('--grace <seconds>', 'on shutdown, how long running tasks may take to finish', '30')
     .option('--prefetch-multiplier <n>', 'deliveries held per slot', '4')
     .option('--max-tasks-per-child <n>', 'replace a process or thread slot after it has run n tasks')
@@ -45,9 +56,14 @@ async function runWorker(flags: Flags): Promise<void> {
   if (maxTasksPerChild !== undefined && (!Number.isInteger(maxTasksPerChild) || maxTasksPerChild < 1)) fail(`--max-tasks-per-child must be a positive integer (got '${flags.maxTasksPerChild}')`);
   const maxMemoryPerChildMb = flags.maxMemoryPerChild === undefined ? undefined : Number(flags.maxMemoryPerChild);
   if (maxMemoryPerChildMb !== undefined && !(maxMemoryPerChildMb > 0)) fail(`--max-memory-per-child must be a positive number of MB (got '${flags.maxMemoryPerChild}')`);
-  const { app, path } = await loadApp(flags.app!);
+  if (flags.logFormat !== undefined && !(LOG_FORMATS as readonly string[]).includes(flags.logFormat)) fail(`--log-format must be ${LOG_FORMATS.join(' or ')} (got '${flags.logFormat}')`);
+  // Named as the flag the user gave, before the URL travels on as FENNEL_BROKER_URL.
+  if (flags.broker) checkUrl('broker', flags.broker, '--broker');
+  const { app, path, keptByModule } = await loadAppWithUrls(flags.app!, { broker: flags.broker, backend: flags.backend });
   const worker = new Worker(app, {
     appPath: path,
+    hostname: flags.hostname,
+    logFormat: (flags.logFormat as LogFormat | undefined) ?? defaultLogFormat(),
     pool: flags.pool as PoolKind,
     ...(concurrency ? { concurrency } : {}),
     ...(flags.queues ? { queues: flags.queues.split(',').map((q) => q.trim()).filter(Boolean) } : {}),
@@ -77,5 +93,8 @@ async function runWorker(flags: Flags): Promise<void> {
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  for (const { setting, url } of keptByModule) {
+    worker.log.warn(`${flags.app} sets its ${setting} in code (${maskUrl(url)}): this worker uses ${maskUrl(app.config[setting])} as the command line says, but tasks that send tasks from their code use the module's app, and so ${maskUrl(url)}`);
+  }
   await worker.start();
 }

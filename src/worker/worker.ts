@@ -2,14 +2,19 @@
 // on stop, take no more work, let what is running finish within the grace period, hand back the rest.
 // The prefetch window is concurrency × prefetchMultiplier deliveries, as in Celery.
 
-import { cpus, hostname, loadavg } from 'node:os';
-import pino, { type Logger } from 'pino';
+import { cpus, loadavg } from 'node:os';
+import type { Logger } from 'pino';
 import type { Fennel } from '../app/fennel.ts';
 import { ConfigError } from '../errors.ts';
 import { FENNEL_VERSION } from '../version.ts';
 import { HEARTBEAT_SEC, type EventType, type FennelEvent } from '../events/events.ts';
 import type { Delivery, Subscription } from '../transports/transport.ts';
+import { maskUrl } from '../util/url.ts';
+import { renderBanner } from './banner.ts';
+import { logConnections } from './connection-log.ts';
 import { execute, type ExecutorContext } from './executor.ts';
+import { DEFAULT_NODENAME, nodeName } from './hostname.ts';
+import { workerLog, type LogFormat } from './log.ts';
 import { AsyncPool } from './pools/async.ts';
 import { RateLimiter } from './rate-limit.ts';
 import { RevokedSet } from './revoked.ts';
@@ -19,6 +24,8 @@ import { threadPool } from './pools/thread.ts';
 
 /** After the grace period, how long aborted tasks get to clean up before their slots are killed. */
 const ABORT_CLEANUP_MS = 250;
+/** How long one announcement of this worker's queues lasts (renewed every heartbeat): a few missed heartbeats. */
+const PRESENCE_TTL_SEC = 5 * HEARTBEAT_SEC;
 
 export type PoolKind = 'process' | 'thread' | 'async';
 
@@ -34,8 +41,12 @@ export interface WorkerOptions {
   prefetchMultiplier?: number;
   /** On stop, how long running tasks may take to finish before they are handed back. */
   graceSec?: number;
+  /** Node name, Celery's `-n`: `%h` hostname, `%n` its first label, `%d` its domain, `%p` pid, `%%` (see hostname.ts). */
+  hostname?: string;
   logger?: Logger;
   logLevel?: string;
+  /** json (default): pino's lines. pretty: a start banner, then one readable line per event (see log.ts). Ignored with `logger`. */
+  logFormat?: LogFormat;
   /** Replace a process or thread slot after it has run this many tasks (Celery's --max-tasks-per-child). */
   maxTasksPerChild?: number;
   /** Replace a process slot after a task that left it above this resident memory, in MB (--max-memory-per-child). */
@@ -45,11 +56,14 @@ export interface WorkerOptions {
 }
 
 export class Worker {
-  readonly name = `fennel@${hostname()}`;
+  /** `name@host`, in events, stored results and on the dashboard; default `fennel.<pid>@<hostname>`. */
+  readonly name: string;
   readonly queues: string[];
   readonly concurrency: number;
   readonly poolKind: PoolKind;
   readonly log: Logger;
+  /** Writes the start banner; only a worker that made its own pretty logger has one. */
+  private readonly print: ((text: string) => void) | undefined;
   private pool: Pool | undefined;
   private subscription: Subscription | undefined;
   /** Deliveries taken and not yet settled (execute() never throws, so each leaves exactly once). */
@@ -61,6 +75,8 @@ export class Worker {
   private stopping = false;
   private abandoned = false;
   private keepAlive: NodeJS.Timeout | undefined;
+  /** Stops logging broker and backend connection changes (connection-log.ts). */
+  private unwatchConnections: (() => void) | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
   private readonly revoked = new RevokedSet((taskId) => {
     if (this.pool?.terminate(taskId)) this.log.warn({ id: taskId }, `terminating task ${taskId} (revoked with terminate)`);
@@ -78,10 +94,30 @@ export class Worker {
     this.poolKind = options.pool ?? 'process';
     if (!['process', 'thread', 'async'].includes(this.poolKind)) throw new ConfigError(`pool must be process, thread or async (got '${this.poolKind}')`);
     if (this.poolKind !== 'async' && !options.appPath) throw new ConfigError(`the ${this.poolKind} pool needs appPath, the tasks module its slots load`);
-    this.log = options.logger ?? pino({ level: options.logLevel ?? 'info', base: { worker: this.name, pid: process.pid } });
+    this.name = nodeName(options.hostname ?? DEFAULT_NODENAME);
+    ({ log: this.log, print: this.print } = options.logger
+      ? { log: options.logger, print: undefined }
+      : workerLog({ name: this.name, level: options.logLevel ?? 'info', format: options.logFormat ?? 'json' }));
   }
 
   async start(): Promise<void> {
+    // Before anything can fail: whoever watches a worker that does not come up sees what it was trying to do.
+    this.print?.(
+      renderBanner({
+        name: this.name,
+        version: FENNEL_VERSION,
+        appPath: this.options.appPath,
+        broker: this.app.config.broker,
+        backend: this.app.config.backend,
+        pool: this.poolKind,
+        concurrency: this.concurrency,
+        taskEvents: this.options.taskEvents ?? false,
+        queues: this.queues,
+        tasks: this.app.registry.keys(),
+      }),
+    );
+    // From here on, a broker or backend that does not answer is a warning, and its return a line (it is retried).
+    this.unwatchConnections = logConnections(this.log);
     const data = { appPath: this.options.appPath ?? '' };
     const recycle = { maxTasksPerChild: this.options.maxTasksPerChild, maxMemoryPerChildMb: this.options.maxMemoryPerChildMb };
     this.pool =
@@ -104,13 +140,18 @@ export class Worker {
       };
       void execute(delivery, context).then(done, done);
     });
+    await this.announce();
     this.sendEvent('worker-online', this.workerFields());
-    this.heartbeat = setInterval(() => this.sendEvent('worker-heartbeat', this.workerFields()), HEARTBEAT_SEC * 1000);
+    this.heartbeat = setInterval(() => {
+      this.sendEvent('worker-heartbeat', this.workerFields());
+      void this.announce();
+    }, HEARTBEAT_SEC * 1000);
     this.heartbeat.unref();
-    // The ready line is printed at any log level: scripts and tests wait for it, as for Celery's banner.
+    // The ready line is printed at any log level and in both formats: scripts and tests wait for /worker ready/,
+    // as for Celery's "ready.". URLs are masked: log lines travel further than the worker's machine.
     this.log.child({}, { level: 'info' }).info(
-      { queues: this.queues, concurrency: this.concurrency, pool: this.poolKind, broker: this.app.config.broker, tasks: [...this.app.registry.keys()] },
-      `worker ready: ${this.poolKind} pool × ${this.concurrency}, queues ${this.queues.join(', ')}`,
+      { queues: this.queues, concurrency: this.concurrency, pool: this.poolKind, broker: maskUrl(this.app.config.broker), backend: maskUrl(this.app.config.backend), tasks: [...this.app.registry.keys()] },
+      `worker ready: ${this.name}, ${this.poolKind} pool × ${this.concurrency}, queues ${this.queues.join(', ')}`,
     );
   }
 
@@ -121,6 +162,28 @@ export class Worker {
       this.app.events.publish(event);
     } catch {
       // the app is closing
+    }
+  }
+
+  /**
+   * Tells the broker this worker consumes its queues for the next PRESENCE_TTL_SEC (Transport.announceConsumer),
+   * which producers read to say "no worker is consuming queue …" when a task waits in vain. Telemetry: a
+   * failure is ignored, and the next heartbeat tries again.
+   */
+  private async announce(): Promise<void> {
+    if (this.stopping) return;
+    try {
+      await this.app.transport.announceConsumer?.(this.name, this.queues, PRESENCE_TTL_SEC);
+    } catch {
+      // the broker is away or the app is closing
+    }
+  }
+
+  private async withdraw(): Promise<void> {
+    try {
+      await this.app.transport.withdrawConsumer?.(this.name, this.queues);
+    } catch {
+      // the announcement expires on its own
     }
   }
 
@@ -193,6 +256,8 @@ export class Worker {
     this.stopping = true;
     clearInterval(this.heartbeat);
     await this.subscription?.cancel();
+    // No longer consuming: withdrawn at once rather than left to expire (a cold shutdown leaves it to expire).
+    await this.withdraw();
     await this.revoked.stop();
     for (const waiter of this.slotWaiters.splice(0)) waiter(false);
     const drained = this.held.size === 0 ? Promise.resolve(true) : new Promise<true>((resolve) => (this.onDrained = () => resolve(true)));
@@ -213,6 +278,7 @@ export class Worker {
       await this.pool?.close();
     }
     clearInterval(this.keepAlive);
+    this.unwatchConnections?.();
     this.log.info('worker stopped');
   }
 

@@ -76,7 +76,7 @@ describe('states a caller sees', () => {
     await waitFor(async () => (await result.status()) === 'STARTED', 'state STARTED');
     const info = (await result.info()) as { pid?: unknown; hostname?: unknown };
     assert.equal(typeof info.pid, 'number', 'STARTED carries the pid');
-    assert.match(String(info.hostname), /^fennel@/);
+    assert.match(String(info.hostname), /^fennel\.\d+@/, 'the default worker name, fennel.<pid>@<host>');
     assert.equal(await result.get({ timeoutMs: 30_000 }), 2000);
     assert.equal(await result.status(), 'SUCCESS');
   });
