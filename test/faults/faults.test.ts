@@ -5,7 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { after, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
@@ -20,6 +20,7 @@ const SLEEP_MS = 5;
 const PRIVATE_PORT = 6392;
 const dir = makeTempDir('fennel-faults-');
 const LOCK_HOLD_MS = 8_000;
+const KEPT_BY_HAND = '<!-- Below this line: kept by hand when the report above is regenerated. -->';
 /** Takes SQLite's write lock on the file argv[1] (BEGIN EXCLUSIVE), says so, holds it argv[2] ms, then commits. */
 const LOCK_HOLDER = `
 const Database = require('better-sqlite3');
@@ -35,7 +36,12 @@ const amqpSkip = (await rabbitSkipReason()) || redisSkip;
 
 after(() => {
   const target = process.env['FENNEL_FAULTS_REPORT'];
-  if (target && reports.length) writeFileSync(target, faultsMarkdown(reports, 'npm run faults'));
+  if (target && reports.length) {
+    // What follows the marker in the report (repeated runs, written by a person) is kept when it is regenerated.
+    const previous = existsSync(target) ? readFileSync(target, 'utf8') : '';
+    const kept = previous.includes(KEPT_BY_HAND) ? previous.slice(previous.indexOf(KEPT_BY_HAND)) : '';
+    writeFileSync(target, `${faultsMarkdown(reports, 'npm run faults')}${kept ? `\n${kept}` : ''}`);
+  }
   for (const r of reports) process.stdout.write(`# faults ${r.engine}: enqueued ${r.enqueued}, completed ${r.completed}, lost ${r.lost}, run twice ${r.duplicates}, ${(r.totalMs / 1000).toFixed(1)} s\n`);
   dir.remove();
 });
