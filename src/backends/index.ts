@@ -1,9 +1,7 @@
 // URL scheme → result backend engine.
 
 import { ConfigError } from '../errors.ts';
-import { parseAmqpUrl } from '../transports/amqp/url.ts';
-import { parseRedisUrl } from '../transports/redis/url.ts';
-import { sqlitePath } from '../transports/sqlite-file.ts';
+import { checkEngineUrl } from '../transports/urls.ts';
 import { maskUrl, notAUrl, schemeOf } from '../util/url.ts';
 import type { ResultBackend } from './backend.ts';
 import { MemoryBackend } from './memory.ts';
@@ -42,26 +40,9 @@ function checkRpc(url: string, broker: string | undefined): void {
  * an amqp:// broker; throws the ConfigError the engine would, at an app's construction.
  */
 export function checkBackendUrl(url: string, broker?: string): void {
-  switch (schemeOf(url)) {
-    case 'sqlite':
-      sqlitePath(url);
-      return;
-    case 'redis':
-    case 'rediss':
-      parseRedisUrl(url);
-      return;
-    case 'rpc':
-      checkRpc(url, broker);
-      return;
-    case 'amqp':
-    case 'amqps':
-      parseAmqpUrl(url);
-      return;
-    case 'memory':
-      return;
-    default:
-      throw unknownScheme(url);
-  }
+  const scheme = schemeOf(url);
+  if (scheme === 'rpc') checkRpc(url, broker);
+  else if (!checkEngineUrl(url, scheme)) throw unknownScheme(url);
 }
 
 export function createBackend(url: string, options: BackendOptions): ResultBackend {

@@ -3,11 +3,9 @@
 import { ConfigError } from '../errors.ts';
 import { maskUrl, notAUrl, schemeOf as urlScheme } from '../util/url.ts';
 import { AmqpTransport } from './amqp.ts';
-import { parseAmqpUrl } from './amqp/url.ts';
 import { MemoryTransport } from './memory.ts';
 import { RedisTransport } from './redis.ts';
-import { parseRedisUrl } from './redis/url.ts';
-import { sqlitePath } from './sqlite-file.ts';
+import { checkEngineUrl } from './urls.ts';
 import { SqliteTransport } from './sqlite.ts';
 import type { Transport } from './transport.ts';
 
@@ -44,23 +42,7 @@ function unknownScheme(url: string): ConfigError {
  * throws the ConfigError that engine would: at an app's construction, before any connection is tried.
  */
 export function checkBrokerUrl(url: string): void {
-  switch (urlScheme(url)) {
-    case 'sqlite':
-      sqlitePath(url);
-      return;
-    case 'redis':
-    case 'rediss':
-      parseRedisUrl(url);
-      return;
-    case 'amqp':
-    case 'amqps':
-      parseAmqpUrl(url);
-      return;
-    case 'memory':
-      return; // any suffix names an instance
-    default:
-      throw unknownScheme(url);
-  }
+  if (!checkEngineUrl(url, urlScheme(url))) throw unknownScheme(url);
 }
 
 export function createTransport(url: string, options: TransportOptions): Transport {

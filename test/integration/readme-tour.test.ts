@@ -11,7 +11,7 @@ import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, sy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { ROOT, track, type RunningWorker } from '../support/process.ts';
+import { ROOT, track, watchLines, type RunningWorker } from '../support/process.ts';
 
 interface Block {
   lang: string;
@@ -51,25 +51,7 @@ const background: RunningWorker[] = [];
 function runInBackground(line: string): RunningWorker {
   // In a process group of its own, as a shell runs a job: stopping it (a terminal's Ctrl-C) reaches npx and the worker under it.
   const child = track(spawn('bash', ['-c', `exec ${line}`], { cwd: project, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true }), true);
-  const lines: string[] = [];
-  const onData = (chunk: Buffer): void => void lines.push(...chunk.toString().split('\n').filter(Boolean));
-  child.stdout.on('data', onData);
-  child.stderr.on('data', onData);
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
-  return {
-    child,
-    lines,
-    exited,
-    async waitForLine(pattern, timeoutMs = 60_000) {
-      const deadline = Date.now() + timeoutMs;
-      for (;;) {
-        const hit = lines.find((l) => pattern.test(l));
-        if (hit) return hit;
-        if (child.exitCode !== null || Date.now() > deadline) throw new Error(`'${line}' printed no line matching ${pattern}:\n${lines.join('\n')}`);
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    },
-  };
+  return watchLines(child);
 }
 
 function runToEnd(line: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
@@ -127,7 +109,7 @@ describe("the README's short tour, as printed", () => {
         if (line.startsWith('npx fennel worker')) {
           const worker = runInBackground(line);
           background.push(worker);
-          await worker.waitForLine(/worker ready/);
+          await worker.waitForLine(/worker ready/, 60_000);
           continue;
         }
         const run = await runToEnd(line);

@@ -84,14 +84,22 @@ function spawnCli(args: string[], env: Record<string, string>, detached: boolean
     }),
     detached,
   );
+  return watchLines(child);
+}
+
+/**
+ * Follows a started process (its stdout and stderr piped) line by line: what it has printed, a wait for a line,
+ * and its exit. Every process the tests run in the background is followed this way.
+ */
+export function watchLines(child: ChildProcess): RunningWorker {
   const lines: string[] = [];
   const listeners = new Set<() => void>();
   const onData = (chunk: Buffer): void => {
     for (const line of chunk.toString().split('\n')) if (line.trim()) lines.push(line);
     for (const l of listeners) l();
   };
-  child.stdout.on('data', onData);
-  child.stderr.on('data', onData);
+  child.stdout!.on('data', onData);
+  child.stderr!.on('data', onData);
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res) => child.once('exit', (code, signal) => res({ code, signal })));
   return {
     child,
