@@ -198,7 +198,9 @@ describe('interop with Python Celery 5 on RabbitMQ', { skip }, () => {
     it('the Celery worker runs it and replies to the reply queue; get() reads the Python result', async () => {
       celery = await startCeleryWorker(queue, 'rpc://');
       assert.equal(await app.asyncResult(firstId).get({ timeoutMs: 30_000 }), 42);
-      assert.ok(celery.lines.some((l) => l.includes(`Task py.add[${firstId}] received`)));
+      // The reply comes through RabbitMQ, the worker's log through a pipe: the log line may arrive after the reply.
+      const worker = celery;
+      await waitFor(() => worker.lines.some((l) => l.includes(`Task py.add[${firstId}] received`)), 'the Celery worker to log receiving it', 10_000);
     });
 
     it("a new producer's first get() waits before its reply queue exists, and still reads the result", async () => {
