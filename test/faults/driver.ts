@@ -267,7 +267,7 @@ export function faultsMarkdown(reports: FaultReport[], command: string): string 
     '',
     `- Command: \`${command}\``,
     `- Date: ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC`,
-    '- Workers: `fennel worker -P process -c 2 --grace 60`, two at a time, `FENNEL_VISIBILITY_TIMEOUT_SEC=3`; each task appends its id to a ledger file, then sleeps.',
+    '- Workers: `fennel worker -P process -c 2 --grace 60`, two at a time, `FENNEL_VISIBILITY_TIMEOUT_SEC=3`; each task appends its id to a ledger file, then sleeps. A fault every 200 runs; until the last has recovered, the driver keeps 500 tasks waiting, so how many are enqueued depends on how long the faults take (RabbitMQ\'s restart is the longest).',
     '',
     '| Engine | Enqueued | Completed | Lost | Run more than once | SIGTERMed worker | Total time |',
     '| --- | ---: | ---: | ---: | ---: | --- | ---: |',

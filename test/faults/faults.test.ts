@@ -17,7 +17,8 @@ import { faultsMarkdown, runFaultScenario, type FaultReport } from './driver.ts'
 
 const TASKS = 1000;
 const SLEEP_MS = 5;
-const PRIVATE_PORT = 6392;
+// FENNEL_FAULTS_REDIS_PORT moves it, so a repeated run of this file can go on beside the whole suite's.
+const PRIVATE_PORT = Number(process.env['FENNEL_FAULTS_REDIS_PORT'] ?? 6392);
 const dir = makeTempDir('fennel-faults-');
 const LOCK_HOLD_MS = 8_000;
 const KEPT_BY_HAND = '<!-- Below this line: kept by hand when the report above is regenerated. -->';
