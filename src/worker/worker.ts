@@ -140,6 +140,12 @@ export class Worker {
       };
       void execute(delivery, context).then(done, done);
     });
+    // Stopped while starting (a SIGTERM while the broker was still out of reach): stop() found no subscription to
+    // cancel, so this one goes at once, and the worker never says it is ready.
+    if (this.stopping) {
+      await this.subscription.cancel();
+      return;
+    }
     await this.announce();
     this.sendEvent('worker-online', this.workerFields());
     this.heartbeat = setInterval(() => {
