@@ -498,9 +498,12 @@ class AmqpSubscription {
     const replyTo = message.properties.reply_to;
     if (taskId && typeof replyTo === 'string' && replyTo !== '') noteReplyTo(taskId, replyTo);
     let settled = false;
-    const settle = async (fn: () => Promise<void> | void): Promise<void> => {
+    const settle = async (fn: () => Promise<void> | void, requeue = false): Promise<void> => {
       if (settled) return;
       if (!this.held.has(held)) {
+        // The channel it came on is gone, and RabbitMQ has put the message back in its queue already: a requeue
+        // asked for now is done (failing it would keep a worker's shutdown waiting for a hand-back that happened).
+        if (requeue) return;
         throw new BrokerUnavailableError(this.transport.config.safeUrl, 'the connection this delivery came on was lost; RabbitMQ hands the message out again');
       }
       await fn(); // if it throws the delivery stays held and can be settled again
@@ -518,7 +521,7 @@ class AmqpSubscription {
           if (requeue) return channel.nack(msg, false, true);
           await this.transport.deadLetter(message, msg.content, queue, reason ?? 'rejected');
           channel.ack(msg);
-        }),
+        }, requeue),
     });
   }
 

@@ -13,11 +13,14 @@
 // The visibility timeout does not apply: RabbitMQ hands back a dead connection's messages at once.
 
 import assert from 'node:assert/strict';
-import { after, describe } from 'node:test';
+import { after, describe, it } from 'node:test';
 import { randomUUID } from 'node:crypto';
 import { RpcBackend } from '../../src/backends/rpc.ts';
 import { AmqpTransport } from '../../src/transports/amqp.ts';
-import type { Transport } from '../../src/transports/transport.ts';
+import type { Delivery, Transport } from '../../src/transports/transport.ts';
+import { BrokerUnavailableError } from '../../src/errors.ts';
+import { buildTaskMessage } from '../../src/protocol/message.ts';
+import { waitFor } from './helpers/wait.ts';
 import { removeRabbitQueues } from '../support/rabbit.ts';
 import { RABBIT_URL, rabbitSkipReason } from '../support/services.ts';
 import { backendSuite } from './backend.suite.ts';
@@ -64,6 +67,29 @@ describe('amqp://', { skip }, () => {
 
   transportSuite('amqp (classic queues, maxPriority=10)', () => open(`${RABBIT_URL}?maxPriority=10`), { delayedDelivery: true, priorities: true, crossProcess: true }, options);
   transportSuite('amqp (quorum queues)', () => open(`${RABBIT_URL}?queueType=quorum`), { delayedDelivery: true, priorities: false, crossProcess: true }, options);
+
+  it('settles a delivery whose connection was lost: a requeue is done (RabbitMQ requeued it), an ack fails', async () => {
+    const t = open(RABBIT_URL);
+    const queue = `conformance-lost-${randomUUID()}`;
+    try {
+      await t.publish(buildTaskMessage({ id: randomUUID(), name: 'test.add', args: [1, 2], queue }), { queue });
+      const deliveries: Delivery[] = [];
+      const subscription = await t.consume({ queues: [queue], prefetch: 1 }, (d) => deliveries.push(d));
+      await waitFor(() => deliveries.length === 1, { what: 'the first delivery' });
+      // The connection goes (a broker restart, a dropped socket): RabbitMQ puts the unacked message back.
+      await (await t.connection.session()).model.close();
+      await assert.rejects(deliveries[0]!.ack(), BrokerUnavailableError, 'an ack on a lost channel cannot be done');
+      await deliveries[0]!.reject({ requeue: true }); // already done by RabbitMQ: resolves, so nobody waits on it
+      // The subscription consumes again on a new connection, and the message comes back, marked redelivered.
+      await waitFor(() => deliveries.length === 2, { what: 'the message handed out again', timeoutMs: 20_000 });
+      assert.equal(deliveries[1]!.redelivered, true);
+      await deliveries[1]!.ack();
+      await subscription.cancel();
+    } finally {
+      await t.close();
+      await removeRabbitQueues([queue], queue);
+    }
+  });
 
   backendSuite('rpc', () => rpcBackend(), {
     peer: (backend) => rpcBackend((backend as RpcBackend & { replyQueue: string }).replyQueue),
