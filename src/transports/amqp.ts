@@ -27,6 +27,8 @@ export const DEAD_LETTER_QUEUE = 'fennel.dead_letters';
 const DEAD_HEADER = 'x-fennel-dead-letter';
 /** How long a publish keeps trying on new connections (backing off to 2 s) before it rejects. */
 const PUBLISH_RETRY_MS = 15_000;
+/** The longest one publish attempt may take before its connection is taken for dead (withinAttemptBound). */
+const PUBLISH_ATTEMPT_MS = 30_000;
 /** Routing keys are short strings (255 bytes); the delay levels take 2 × LEVELS of them. */
 const MAX_DELAYED_QUEUE_BYTES = 255 - 2 * LEVELS;
 
@@ -50,6 +52,7 @@ export class AmqpTransport implements Transport {
   }
   private readonly subscriptions = new Set<AmqpSubscription>();
   private closed = false;
+  private readonly publishAttemptMs: number;
 
   /**
    * `rpcResults`: results go back by rpc:// (the app's result backend), so the reply queue a task names is
@@ -57,8 +60,9 @@ export class AmqpTransport implements Transport {
    */
   constructor(
     readonly url: string,
-    private readonly options: { rpcResults?: boolean; resultExpiresSec?: number; connectTimeoutMs?: number } = {},
+    private readonly options: { rpcResults?: boolean; resultExpiresSec?: number; connectTimeoutMs?: number; publishAttemptMs?: number } = {},
   ) {
+    this.publishAttemptMs = options.publishAttemptMs ?? PUBLISH_ATTEMPT_MS;
     this.config = parseAmqpUrl(url);
     this.capabilities = { delayedDelivery: true, priorities: this.config.maxPriority > 0, crossProcess: true };
     // connectTimeoutMs bounds each connection attempt and how long a publish retries a broker that refuses it.
@@ -168,7 +172,8 @@ export class AmqpTransport implements Transport {
     const deadline = Date.now() + PUBLISH_RETRY_MS;
     for (let attempt = 1; ; attempt++) {
       try {
-        await this.publishOnce(batch);
+        const session = await this.connection.session();
+        await this.withinAttemptBound(this.publishOnce(batch, session), session);
         return;
       } catch (error) {
         // A lost connection or a nack: nothing in this batch is known to be stored, so all of it is sent
@@ -181,8 +186,24 @@ export class AmqpTransport implements Transport {
     }
   }
 
-  private async publishOnce(batch: ReadonlyArray<readonly [WireMessage, Route]>): Promise<void> {
-    const session = await this.connection.session();
+  /**
+   * A publish attempt that neither completes nor fails within PUBLISH_ATTEMPT_MS is on a connection that has
+   * stopped answering (RabbitMQ confirms in milliseconds): the connection is dropped, which fails what waits on
+   * it and makes everyone reconnect, and the attempt counts as a lost connection (sent again). Without this
+   * bound, a publish right after a RabbitMQ restart was seen to wait for ever (the fault suite's feeder, 1 run in
+   * about 20) with nothing unconfirmed on the broker's side; what it waited on inside amqplib was not found.
+   */
+  private withinAttemptBound(attempt: Promise<void>, session: Session): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.connection.discard(session);
+        reject(new BrokerUnavailableError(this.config.safeUrl, `publish unconfirmed after ${this.publishAttemptMs} ms: the connection stopped answering; reconnecting`));
+      }, this.publishAttemptMs);
+      attempt.then(resolve, reject).finally(() => clearTimeout(timer));
+    });
+  }
+
+  private async publishOnce(batch: ReadonlyArray<readonly [WireMessage, Route]>, session: Session): Promise<void> {
     const now = Date.now();
     const items = batch.map(([message, route]) => {
       const units = delayUnits((route.delayUntil?.getTime() ?? 0) - now);

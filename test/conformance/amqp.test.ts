@@ -20,7 +20,7 @@ import { AmqpTransport } from '../../src/transports/amqp.ts';
 import type { Delivery, Transport } from '../../src/transports/transport.ts';
 import { BrokerUnavailableError } from '../../src/errors.ts';
 import { buildTaskMessage } from '../../src/protocol/message.ts';
-import { waitFor } from './helpers/wait.ts';
+import { waitFor, within } from './helpers/wait.ts';
 import { removeRabbitQueues } from '../support/rabbit.ts';
 import { RABBIT_URL, rabbitSkipReason } from '../support/services.ts';
 import { backendSuite } from './backend.suite.ts';
@@ -85,6 +85,24 @@ describe('amqp://', { skip }, () => {
       assert.equal(deliveries[1]!.redelivered, true);
       await deliveries[1]!.ack();
       await subscription.cancel();
+    } finally {
+      await t.close();
+      await removeRabbitQueues([queue], queue);
+    }
+  });
+
+  it('sends a publish again on a new connection when the one it went out on stops answering', async () => {
+    const t = new AmqpTransport(RABBIT_URL, { publishAttemptMs: 1_000 });
+    opened.push(t);
+    const queue = `conformance-wedged-${randomUUID()}`;
+    try {
+      await t.publish(buildTaskMessage({ id: randomUUID(), name: 'test.add', args: [1], queue }), { queue });
+      const first = await t.connection.session();
+      // Nothing written to the socket arrives any more, as on a connection that hangs: no confirm can come.
+      (first.model as unknown as { connection: { stream: { write: () => boolean } } }).connection.stream.write = () => true;
+      await within(t.publish(buildTaskMessage({ id: randomUUID(), name: 'test.add', args: [2], queue }), { queue }), 20_000, 'the publish on a wedged connection');
+      assert.notEqual((await t.connection.session()).generation, first.generation, 'it went out again on a new connection');
+      assert.equal(await t.depth(queue), 2, 'both messages are in the queue');
     } finally {
       await t.close();
       await removeRabbitQueues([queue], queue);

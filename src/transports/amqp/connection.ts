@@ -181,6 +181,18 @@ export class AmqpConnection {
     }
   }
 
+  /**
+   * Drops a session that has stopped answering: its socket is destroyed (a connection.close would wait for a
+   * reply that may never come), so amqplib fails what waits on it and 'close' tells every owner to reconnect.
+   */
+  discard(session: Session): void {
+    if (!session.alive) return;
+    const socket = (session.model as unknown as { connection?: { stream?: unknown } }).connection?.stream;
+    // With an error: amqplib watches the socket's 'error' and 'end', not its 'close'.
+    if (socket instanceof Socket) socket.destroy(new Error('the connection stopped answering (a publish went unconfirmed); dropped'));
+    else void session.model.close().catch(() => {});
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
