@@ -203,7 +203,10 @@ export class AmqpTransport implements Transport {
         this.connection.discard(session);
         reject(new BrokerUnavailableError(this.config.safeUrl, `publish unconfirmed after ${this.publishAttemptMs} ms: the connection stopped answering; reconnecting`));
       }, this.publishAttemptMs);
-      attempt.then(resolve, reject).finally(() => clearTimeout(timer));
+      attempt.then(
+        () => (clearTimeout(timer), resolve()),
+        (error: unknown) => (clearTimeout(timer), reject(error)),
+      );
     });
   }
 

@@ -7,7 +7,7 @@
 import type { QueueConsumers, Transport } from './transport.ts';
 
 /** How long a hint's lookup may take before it is given up (the caller then reports without a hint). */
-export const HINT_LOOKUP_MS = 1_000;
+const HINT_LOOKUP_MS = 1_000;
 
 /** Groups live (queue, consumer) entries by queue, with an entry for `queue` (count 0 if none). */
 export function consumerMap(entries: Iterable<readonly [queue: string, consumer: string]>, queue?: string): Map<string, QueueConsumers> {

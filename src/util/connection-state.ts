@@ -24,7 +24,7 @@ export function watchConnections(listener: (change: ConnectionChange) => void): 
   return () => listeners.delete(listener);
 }
 
-export function reportConnection(change: ConnectionChange): void {
+function reportConnection(change: ConnectionChange): void {
   for (const listener of [...listeners]) {
     try {
       listener(change);

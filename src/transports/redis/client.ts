@@ -54,7 +54,7 @@ function isSelectRefused(error: Error): boolean {
 }
 
 /** ioredis's options for a link: the URL's parts, reconnecting for ever, commands bounded by time (above), not by reconnects. */
-export function redisOptions(link: RedisLink): RedisOptions {
+function redisOptions(link: RedisLink): RedisOptions {
   const { url } = link;
   return {
     host: url.host,

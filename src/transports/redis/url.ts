@@ -20,7 +20,7 @@ export interface RedisUrl {
   safeUrl: string;
 }
 
-export const REDIS_DEFAULT_PORT = 6379;
+const REDIS_DEFAULT_PORT = 6379;
 
 export function parseRedisUrl(url: string): RedisUrl {
   const parts = splitUrl(url);
