@@ -25,9 +25,13 @@ function walk(dir) {
     } else if (name.endsWith('.test.ts')) files.push(full);
   }
 }
+// Arguments are folders or single test files under test/ (`unit`, `conformance/redis.test.ts`, `test/unit/app`).
 for (const folder of folders.length ? folders : readdirSync(root)) {
+  const path = join(root, folder.replace(/^test\//, ''));
   try {
-    if (statSync(join(root, folder)).isDirectory() && folder !== 'support') walk(join(root, folder));
+    const stat = statSync(path);
+    if (stat.isDirectory() && folder !== 'support') walk(path);
+    else if (stat.isFile() && path.endsWith('.test.ts')) files.push(path);
   } catch {}
 }
 

@@ -9,6 +9,7 @@ import { ClosedError, ConfigError, PayloadTooLargeError } from '../errors.ts';
 import { bodyBytes, buildTaskMessage, type TaskCall, type WireMessage } from '../protocol/message.ts';
 import type { EventBus } from '../events/events.ts';
 import { createEventBus } from '../events/index.ts';
+import { ReplyRoutes } from '../clients/amqp/replies.ts';
 import { createTransport, schemeOf } from '../transports/index.ts';
 import { noConsumerHint } from '../transports/presence.ts';
 import type { Route as TransportRoute, Transport } from '../transports/transport.ts';
@@ -110,9 +111,12 @@ export class Fennel {
   /** The backend as the AsyncResults made here read it (lazily, so sending opens no backend); one for all of them. */
   private readonly backendFn = (): ResultBackend => this.backend;
 
+  /** Shared by this app's AMQP transport and rpc:// backend: where each held task's result goes back to. */
+  private readonly replies = new ReplyRoutes();
+
   get transport(): Transport {
     if (this.closed) throw new ClosedError('this Fennel app');
-    return (this.transportInstance ??= createTransport(this.config.broker, this.config));
+    return (this.transportInstance ??= createTransport(this.config.broker, { ...this.config, replies: this.replies }));
   }
 
   /** Worker and task events (Celery's event format), through the broker's engine: what monitors read. */
@@ -123,7 +127,7 @@ export class Fennel {
 
   get backend(): ResultBackend {
     if (this.closed) throw new ClosedError('this Fennel app');
-    return (this.backendInstance ??= createBackend(this.config.backend, this.config));
+    return (this.backendInstance ??= createBackend(this.config.backend, { ...this.config, replies: this.replies }));
   }
 
   /** Picks the queue: the call's, then the route table's, then the task's, then the default. */

@@ -1,7 +1,8 @@
 // URL scheme → result backend engine.
 
 import { ConfigError } from '../errors.ts';
-import { checkEngineUrl } from '../transports/urls.ts';
+import type { ReplyRoutes } from '../clients/amqp/replies.ts';
+import { checkEngineUrl } from '../clients/urls.ts';
 import { maskUrl, notAUrl, schemeOf } from '../util/url.ts';
 import type { ResultBackend } from './backend.ts';
 import { MemoryBackend } from './memory.ts';
@@ -16,6 +17,8 @@ export interface BackendOptions {
   broker?: string;
   /** How long a call waits for a store that does not answer before it fails with BrokerUnavailableError. */
   connectTimeoutMs?: number;
+  /** Shared with the app's AMQP transport (clients/amqp/replies.ts). */
+  replies?: ReplyRoutes;
 }
 
 export const BACKEND_SCHEMES = ['sqlite', 'redis', 'rediss', 'rpc', 'memory'] as const;
@@ -47,7 +50,7 @@ export function checkBackendUrl(url: string, broker?: string): void {
 
 export function createBackend(url: string, options: BackendOptions): ResultBackend {
   const { connectTimeoutMs } = options;
-  const timeout = connectTimeoutMs !== undefined ? { connectTimeoutMs } : {};
+  const timeout = { ...(connectTimeoutMs !== undefined ? { connectTimeoutMs } : {}), ...(options.replies ? { replies: options.replies } : {}) };
   switch (url.slice(0, url.indexOf(':')).toLowerCase()) {
     case 'sqlite':
       return new SqliteBackend(url, options);

@@ -9,8 +9,8 @@ import { BrokerUnavailableError } from '../errors.ts';
 import { decodeMeta, encodeMeta, type TaskMeta } from '../protocol/result.ts';
 import { isReady, States } from '../protocol/states.ts';
 import { callScript } from '../transports/redis.ts';
-import { connectRedis } from '../transports/redis/client.ts';
-import { parseRedisUrl } from '../transports/redis/url.ts';
+import { connectRedis } from '../clients/redis/client.ts';
+import { parseRedisUrl } from '../clients/redis/url.ts';
 import { DEFAULT_CONNECT_TIMEOUT_MS } from '../util/connection-state.ts';
 import { Batcher } from '../util/batcher.ts';
 import { decodeJson } from '../protocol/json.ts';
@@ -30,7 +30,7 @@ function chordKey(groupId: string): string {
 
 export interface RedisBackendOptions {
   resultExpiresSec?: number;
-  /** How long a command waits for a connection before it fails with BrokerUnavailableError (transports/redis/client.ts). */
+  /** How long a command waits for a connection before it fails with BrokerUnavailableError (clients/redis/client.ts). */
   connectTimeoutMs?: number;
 }
 

@@ -5,16 +5,16 @@
 // results reach only the caller, which keeps the ones it has received in memory (bounded), so get() and
 // countByState() answer for this process's own tasks only, and there are no chords.
 // The broker is the app's amqp:// URL. Reply queues are declared by the AMQP transport before the task goes
-// out (transports/amqp/replies.ts), so a fast worker's reply always finds its queue.
+// out (clients/amqp/replies.ts), so a fast worker's reply always finds its queue.
 
 import { randomUUID } from 'node:crypto';
 import type { Channel, ConsumeMessage } from 'amqplib';
 import { BrokerUnavailableError, ClosedError, ConfigError } from '../errors.ts';
 import { decodeMeta, encodeMeta, type TaskMeta } from '../protocol/result.ts';
 import { isReady, States } from '../protocol/states.ts';
-import { AmqpConnection, isConnectionError } from '../transports/amqp/connection.ts';
-import { onOwnReplyQueue, ownReplyQueues, replyQueueOptions, replyToOf } from '../transports/amqp/replies.ts';
-import { parseAmqpUrl } from '../transports/amqp/url.ts';
+import { AmqpConnection, isConnectionError } from '../clients/amqp/connection.ts';
+import { ReplyRoutes, replyQueueOptions } from '../clients/amqp/replies.ts';
+import { parseAmqpUrl } from '../clients/amqp/url.ts';
 import type { ResultBackend } from './backend.ts';
 import { Waiters } from './waiters.ts';
 
@@ -37,6 +37,8 @@ export interface RpcBackendOptions {
    * Default: this instance's own reply queue, so a process that stores results of its own tasks reads them.
    */
   fallbackReplyTo?: string;
+  /** Reply addresses shared with the app's AMQP transport (clients/amqp/replies.ts). Default: its own, unshared. */
+  replies?: ReplyRoutes;
 }
 
 function sleep(ms: number): Promise<void> {
@@ -54,6 +56,7 @@ export class RpcBackend implements ResultBackend {
   private readonly consuming = new Set<string>();
   private closed = false;
   private readonly unfollow: () => void;
+  private readonly replies: ReplyRoutes;
 
   constructor(
     readonly url: string,
@@ -65,19 +68,20 @@ export class RpcBackend implements ResultBackend {
     const broker = parseAmqpUrl(options.broker);
     this.safeUrl = broker.safeUrl;
     this.expiresSec = options.resultExpiresSec ?? 86_400;
+    this.replies = options.replies ?? new ReplyRoutes();
     this.connection = new AmqpConnection(broker.connectUrl, broker.safeUrl, { connectTimeoutMs: options.connectTimeoutMs, role: 'result backend' });
     // A get() can start before its task (the first to name a reply queue) is published: consume each reply
     // queue as soon as it is declared while anyone waits.
     this.unfollow = options.replyQueue
       ? () => {}
-      : onOwnReplyQueue(() => {
+      : this.replies.onOwnReplyQueue(() => {
           if (!this.closed && this.waiters.size > 0) this.listen().catch(() => void this.relisten());
         });
   }
 
   /** The queues this instance reads: its own, or those its process's producers named as reply_to. */
   private replyQueues(): string[] {
-    return this.options.replyQueue ? [this.options.replyQueue] : [...ownReplyQueues()];
+    return this.options.replyQueue ? [this.options.replyQueue] : [...this.replies.ownReplyQueues()];
   }
 
   private check(): void {
@@ -86,7 +90,7 @@ export class RpcBackend implements ResultBackend {
 
   async store(meta: TaskMeta): Promise<void> {
     this.check();
-    const caller = replyToOf(meta.task_id);
+    const caller = this.replies.replyToOf(meta.task_id);
     const to = caller ?? this.options.fallbackReplyTo ?? this.replyQueues()[0];
     // No caller to tell (a task sent without reply_to): Celery's rpc backend has nowhere to send it either.
     if (!to) return;

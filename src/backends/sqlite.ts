@@ -5,7 +5,7 @@
 
 import { decodeMeta, encodeMeta, type TaskMeta } from '../protocol/result.ts';
 import { isReady } from '../protocol/states.ts';
-import { SqliteFile, sqlitePath } from '../transports/sqlite-file.ts';
+import { SqliteFile, sqlitePath } from '../clients/sqlite-file.ts';
 import { decodeJson } from '../protocol/json.ts';
 import type { ChordJoin, ResultBackend, Revocation } from './backend.ts';
 import { Waiters } from './waiters.ts';

@@ -8,8 +8,8 @@
 
 import { randomUUID } from 'node:crypto';
 import type { Channel, ConsumeMessage } from 'amqplib';
-import { AmqpConnection, type Session } from '../transports/amqp/connection.ts';
-import { parseAmqpUrl } from '../transports/amqp/url.ts';
+import { AmqpConnection, type Session } from '../clients/amqp/connection.ts';
+import { parseAmqpUrl } from '../clients/amqp/url.ts';
 import { deliverEvent, parseEvent, type EventBus, type FennelEvent } from './events.ts';
 
 export const EVENT_EXCHANGE = 'celeryev';

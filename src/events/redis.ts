@@ -11,8 +11,8 @@
 
 import { randomUUID } from 'node:crypto';
 import { decodeEnvelope, encodeEnvelope } from '../protocol/envelope.ts';
-import { connectRedis, type FennelRedis } from '../transports/redis/client.ts';
-import { parseRedisUrl, type RedisUrl } from '../transports/redis/url.ts';
+import { connectRedis, type FennelRedis } from '../clients/redis/client.ts';
+import { parseRedisUrl, type RedisUrl } from '../clients/redis/url.ts';
 import { DEFAULT_CONNECT_TIMEOUT_MS } from '../util/connection-state.ts';
 import { deliverEvent, parseEvent, type EventBus, type FennelEvent } from './events.ts';
 

@@ -1,14 +1,14 @@
 // The sqlite:// event bus: events are rows of a `fennel_events` table in the broker's own SQLite file, so every
 // process on the machine that opens the file (workers, the gateway) sees every other's events.
 //
-// Why a table: SQLite cannot push, but the shared handle (transports/sqlite-file.ts) already wakes each process
+// Why a table: SQLite cannot push, but the shared handle (clients/sqlite-file.ts) already wakes each process
 // when any process commits. A publisher appends through the handle's group commit, so a worker's events ride in
 // the same transaction as its acks and result stores; a subscriber keeps a rowid cursor and reads the rows past
 // it when woken. AUTOINCREMENT ids are never reused, so a cursor stays valid after old rows are trimmed.
 // The table is capped (MAX_ROWS): a monitor that falls further behind than that loses the oldest events,
 // which is the right trade for telemetry.
 
-import { SqliteFile, sqlitePath } from '../transports/sqlite-file.ts';
+import { SqliteFile, sqlitePath } from '../clients/sqlite-file.ts';
 import { deliverEvent, parseEvent, type EventBus, type FennelEvent } from './events.ts';
 
 const SCHEMA = `

@@ -15,10 +15,10 @@ import { randomUUID } from 'node:crypto';
 import type { Channel, ConsumeMessage, GetMessage } from 'amqplib';
 import { BrokerUnavailableError, ClosedError, ConfigError } from '../errors.ts';
 import type { WireMessage } from '../protocol/message.ts';
-import { AmqpConnection, isConnectionError, isNotFound, isPreconditionFailed, type Session } from './amqp/connection.ts';
+import { AmqpConnection, isConnectionError, isNotFound, isPreconditionFailed, type Session } from '../clients/amqp/connection.ts';
 import { DELAY_PREFIX, DELIVER_EXCHANGE, LEVELS, delayRoutingKey, delayUnits, delayableQueue, deliverPattern, levelExchange, levelQueue, levelQueuePattern, nextExchange, passPattern, topLevel, UNIT_MS } from './amqp/delay.ts';
-import { noteOwnReplyQueue, noteReplyTo, releaseReplyTo, replyQueueOptions, replyToOf } from './amqp/replies.ts';
-import { parseAmqpUrl, type AmqpUrl } from './amqp/url.ts';
+import { ReplyRoutes, replyQueueOptions } from '../clients/amqp/replies.ts';
+import { parseAmqpUrl, type AmqpUrl } from '../clients/amqp/url.ts';
 import { fromAmqp, toAmqp } from './amqp/wire.ts';
 import { describeMessage, type ConsumeOptions, type DeadLetter, type Delivery, type QueueConsumers, type QueueStats, type Route, type Subscription, type Transport } from './transport.ts';
 
@@ -56,6 +56,8 @@ export class AmqpTransport implements Transport {
   private readonly subscriptions = new Set<AmqpSubscription>();
   private closed = false;
   private readonly publishAttemptMs: number;
+  /** Reply addresses shared with the app's rpc:// backend (clients/amqp/replies.ts). */
+  readonly replies: ReplyRoutes;
 
   /**
    * `rpcResults`: results go back by rpc:// (the app's result backend), so the reply queue a task names is
@@ -63,8 +65,9 @@ export class AmqpTransport implements Transport {
    */
   constructor(
     readonly url: string,
-    private readonly options: { rpcResults?: boolean; resultExpiresSec?: number; connectTimeoutMs?: number; publishAttemptMs?: number } = {},
+    private readonly options: { rpcResults?: boolean; resultExpiresSec?: number; connectTimeoutMs?: number; publishAttemptMs?: number; replies?: ReplyRoutes } = {},
   ) {
+    this.replies = options.replies ?? new ReplyRoutes();
     this.publishAttemptMs = options.publishAttemptMs ?? PUBLISH_ATTEMPT_MS;
     this.config = parseAmqpUrl(url);
     this.capabilities = { delayedDelivery: true, priorities: this.config.maxPriority > 0, crossProcess: true };
@@ -120,7 +123,7 @@ export class AmqpTransport implements Transport {
     if (session.declared.has(name)) return;
     try {
       await this.connection.withChannel((ch) => ch.assertQueue(name, replyQueueOptions(this.options.resultExpiresSec ?? 86_400)));
-      noteOwnReplyQueue(name);
+      this.replies.noteOwnReplyQueue(name);
     } catch (error) {
       // Declared already with other arguments: a Python client's reply queue, which is not ours to read.
       if (!isPreconditionFailed(error)) throw error;
@@ -223,7 +226,7 @@ export class AmqpTransport implements Transport {
         // A message this process holds a delivery of (a retry, an early eta sent back to wait) names its
         // caller's reply queue, which that caller declared and reads: it is neither declared nor read here.
         const { taskId } = describeMessage(message);
-        if (typeof replyTo !== 'string' || replyTo === '' || (taskId && replyToOf(taskId) === replyTo)) continue;
+        if (typeof replyTo !== 'string' || replyTo === '' || (taskId && this.replies.replyToOf(taskId) === replyTo)) continue;
         await this.ensureReplyQueue(replyTo, session);
       }
     }
@@ -524,7 +527,7 @@ class AmqpSubscription {
     const key = this.transport.heldKey(queue);
     heldCounts.set(key, (heldCounts.get(key) ?? 0) + 1);
     const replyTo = message.properties.reply_to;
-    if (taskId && typeof replyTo === 'string' && replyTo !== '') noteReplyTo(taskId, replyTo);
+    if (taskId && typeof replyTo === 'string' && replyTo !== '') this.transport.replies.noteReplyTo(taskId, replyTo);
     let settled = false;
     const settle = async (fn: () => Promise<void> | void, requeue = false): Promise<void> => {
       if (settled) return;
@@ -560,7 +563,7 @@ class AmqpSubscription {
     const n = (heldCounts.get(key) ?? 1) - 1;
     if (n > 0) heldCounts.set(key, n);
     else heldCounts.delete(key);
-    if (held.taskId) releaseReplyTo(held.taskId);
+    if (held.taskId) this.transport.replies.releaseReplyTo(held.taskId);
   }
 
   private async closeChannel(): Promise<void> {

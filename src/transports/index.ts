@@ -1,11 +1,12 @@
 // URL scheme → transport engine. The only place above the engines that names them.
 
+import type { ReplyRoutes } from '../clients/amqp/replies.ts';
+import { checkEngineUrl } from '../clients/urls.ts';
 import { ConfigError } from '../errors.ts';
 import { maskUrl, notAUrl, schemeOf as urlScheme } from '../util/url.ts';
 import { AmqpTransport } from './amqp.ts';
 import { MemoryTransport } from './memory.ts';
 import { RedisTransport } from './redis.ts';
-import { checkEngineUrl } from './urls.ts';
 import { SqliteTransport } from './sqlite.ts';
 import type { Transport } from './transport.ts';
 
@@ -17,6 +18,8 @@ export interface TransportOptions {
   resultExpiresSec?: number;
   /** How long a call waits for a broker that does not answer before it fails with BrokerUnavailableError. */
   connectTimeoutMs?: number;
+  /** Shared with the app's rpc:// backend (clients/amqp/replies.ts). */
+  replies?: ReplyRoutes;
 }
 
 export const TRANSPORT_SCHEMES = ['sqlite', 'redis', 'rediss', 'amqp', 'amqps', 'memory'] as const;
@@ -62,6 +65,7 @@ export function createTransport(url: string, options: TransportOptions): Transpo
         rpcResults: options.backend !== undefined && ['rpc', 'amqp', 'amqps'].includes(schemeOf(options.backend)),
         ...(options.resultExpiresSec !== undefined ? { resultExpiresSec: options.resultExpiresSec } : {}),
         ...(connectTimeoutMs !== undefined ? { connectTimeoutMs } : {}),
+        ...(options.replies ? { replies: options.replies } : {}),
       });
     case 'memory': {
       let t = memory.get(url);

@@ -18,9 +18,9 @@ import { decodeEnvelope, encodeEnvelope } from '../protocol/envelope.ts';
 import type { WireMessage } from '../protocol/message.ts';
 import { Batcher } from '../util/batcher.ts';
 import { DEFAULT_CONNECT_TIMEOUT_MS } from '../util/connection-state.ts';
-import { connectRedis, gaveUp } from './redis/client.ts';
+import { connectRedis, gaveUp } from '../clients/redis/client.ts';
 import * as presence from './redis/consumers.ts';
-import { parseRedisUrl } from './redis/url.ts';
+import { parseRedisUrl } from '../clients/redis/url.ts';
 import { DEDUPE_HEADER, dedupeId, describeMessage, type ConsumeOptions, type DeadLetter, type Delivery, type QueueConsumers, type QueueStats, type Route, type Subscription, type Transport } from './transport.ts';
 
 export const SEP = '\x06\x16';

@@ -6,7 +6,7 @@
 // are right without the pruning.
 
 import type Database from 'better-sqlite3';
-import type { SqliteFile } from './sqlite-file.ts';
+import type { SqliteFile } from '../clients/sqlite-file.ts';
 
 const PRUNE_EVERY_MS = 60_000;
 

@@ -14,7 +14,7 @@ import { ClosedError } from '../errors.ts';
 import { decodeEnvelope, encodeEnvelope } from '../protocol/envelope.ts';
 import type { WireMessage } from '../protocol/message.ts';
 import * as presence from './sqlite-consumers.ts';
-import { SqliteFile, sqlitePath } from './sqlite-file.ts';
+import { SqliteFile, sqlitePath } from '../clients/sqlite-file.ts';
 import { consumerMap } from './presence.ts';
 import { dedupeId, describeMessage, type ConsumeOptions, type DeadLetter, type Delivery, type QueueConsumers, type QueueStats, type Route, type Subscription, type Transport } from './transport.ts';
 

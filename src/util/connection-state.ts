@@ -1,5 +1,5 @@
 // Whether this process can reach its broker and result backend, as the engines' connection layers see it
-// (transports/redis/client.ts, transports/amqp/connection.ts). They report each change of state here; a worker
+// (clients/redis/client.ts, clients/amqp/connection.ts). They report each change of state here; a worker
 // listens and logs it (worker/connection-log.ts): a warning when a server stops answering, a line when it is
 // back. Producers need no listener: their calls fail with BrokerUnavailableError once connectTimeoutMs passes.
 // Process-wide, as a process's engines are: no interface of Transport or ResultBackend has to change for it.

@@ -1,5 +1,5 @@
-// Broker and result backend URLs, read once per engine (transports/redis/url.ts, transports/amqp/url.ts,
-// transports/sqlite-file.ts) with the helpers here, so every engine checks each part the same way at
+// Broker and result backend URLs, read once per engine (clients/redis/url.ts, clients/amqp/url.ts,
+// clients/sqlite-file.ts) with the helpers here, so every engine checks each part the same way at
 // construction and a mistake is a ConfigError that names the part, what it was and what is accepted, instead of
 // a default used in silence (a port that does not parse, a database path with a typo, a query option nobody
 // reads). The WHATWG parser is not used for the authority: it only says "Invalid URL", never which part.

@@ -15,7 +15,7 @@ import Database from 'better-sqlite3';
 import type { ResultBackend } from '../../src/backends/backend.ts';
 import { SqliteBackend } from '../../src/backends/sqlite.ts';
 import { SqliteTransport } from '../../src/transports/sqlite.ts';
-import { SqliteFile, sqlitePath } from '../../src/transports/sqlite-file.ts';
+import { SqliteFile, sqlitePath } from '../../src/clients/sqlite-file.ts';
 import type { Delivery, Transport } from '../../src/transports/transport.ts';
 import type { WireMessage } from '../../src/protocol/message.ts';
 import { makeTempDir, type TempDir } from '../support/tmp.ts';

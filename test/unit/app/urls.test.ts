@@ -1,5 +1,5 @@
 // Broker and backend URLs are checked part by part when the app is made (src/app/config.ts with each engine's
-// parser: transports/redis/url.ts, transports/amqp/url.ts, transports/sqlite-file.ts, util/url.ts): a wrong
+// parser: clients/redis/url.ts, clients/amqp/url.ts, clients/sqlite-file.ts, util/url.ts): a wrong
 // scheme, host, port, database, vhost or query parameter is a ConfigError that names the setting it came from,
 // the part, and what is accepted; and a password never appears in a message.
 
@@ -7,8 +7,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { resolveConfig } from '../../../src/app/config.ts';
 import { ConfigError, Fennel } from '../../../src/index.ts';
-import { parseAmqpUrl } from '../../../src/transports/amqp/url.ts';
-import { parseRedisUrl } from '../../../src/transports/redis/url.ts';
+import { parseAmqpUrl } from '../../../src/clients/amqp/url.ts';
+import { parseRedisUrl } from '../../../src/clients/redis/url.ts';
 import { createTransport } from '../../../src/transports/index.ts';
 import { createBackend } from '../../../src/backends/index.ts';
 import { maskUrl } from '../../../src/util/url.ts';

@@ -8,7 +8,7 @@ import { afterEach, beforeEach, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { BrokerUnavailableError, ClosedError, ConfigError } from '../../../src/errors.ts';
 import { buildTaskMessage } from '../../../src/protocol/message.ts';
-import { sqlitePath } from '../../../src/transports/sqlite-file.ts';
+import { sqlitePath } from '../../../src/clients/sqlite-file.ts';
 import { SqliteTransport } from '../../../src/transports/sqlite.ts';
 import type { Delivery } from '../../../src/transports/transport.ts';
 import { waitFor } from '../../conformance/helpers/wait.ts';

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { describe, it } from 'node:test';
-import { AmqpConnection } from '../../../src/transports/amqp/connection.ts';
+import { AmqpConnection } from '../../../src/clients/amqp/connection.ts';
 import { RABBIT_URL, rabbitSkipReason } from '../../support/services.ts';
 
 const skip = await rabbitSkipReason();

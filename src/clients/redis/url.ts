@@ -4,7 +4,7 @@
 // Each part is checked here, so a typo is a ConfigError at construction rather than a default taken in
 // silence: ioredis reads an unparsable port as 6379 and any query parameter as a client option, and a
 // database number the server does not have (its `databases`, 16 by default) fails only at connect time,
-// which transports/redis/client.ts turns into a ConfigError too.
+// which clients/redis/client.ts turns into a ConfigError too.
 
 import { ConfigError } from '../../errors.ts';
 import { checkQuery, splitUrl } from '../../util/url.ts';
