@@ -107,6 +107,23 @@ export class ClosedError extends FennelError {
 }
 
 /**
+ * A channel subscriber fell behind: `bufferSize` messages were waiting unread when another arrived, and it
+ * subscribed with `overflow: 'error'` (the default). Its iterator throws this once and ends.
+ */
+export class ChannelOverflowError extends FennelError {
+  override readonly code = 'FENNEL_CHANNEL_OVERFLOW';
+  constructor(
+    readonly channel: string,
+    readonly bufferSize: number,
+  ) {
+    super(
+      `the subscriber of channel '${channel}' fell behind: ${bufferSize} messages were waiting unread (bufferSize) when another arrived; read faster, raise bufferSize, or subscribe with overflow: 'drop-oldest'`,
+    );
+    this.name = 'ChannelOverflowError';
+  }
+}
+
+/**
  * Control signal: thrown by `ctx.retry()` (or by user code) to run the task again later.
  * The worker republishes the message with `retries + 1` before acknowledging the current delivery.
  */
@@ -144,6 +161,7 @@ export const ERROR_CODES = {
   FENNEL_REMOTE_TASK: RemoteTaskError,
   FENNEL_BROKER_UNAVAILABLE: BrokerUnavailableError,
   FENNEL_CLOSED: ClosedError,
+  FENNEL_CHANNEL_OVERFLOW: ChannelOverflowError,
   FENNEL_RETRY: Retry,
   FENNEL_REJECT: Reject,
 } as const;

@@ -18,6 +18,8 @@ export type { ResultBackend } from './backends/backend.ts';
 export { Worker } from './worker/worker.ts';
 export type { FennelEvent, EventBus, EventType, TaskEventType, WorkerEventType } from './events/events.ts';
 export { HEARTBEAT_SEC } from './events/events.ts';
+export type { Channel, Subscription, ChannelOptions, SubscribeOptions, OverflowPolicy } from './channels/channel.ts';
+export type { ChannelEngine } from './channels/engine.ts';
 export type { WorkerOptions, PoolKind } from './worker/worker.ts';
 export {
   FennelError,
@@ -29,6 +31,7 @@ export {
   RemoteTaskError,
   BrokerUnavailableError,
   ClosedError,
+  ChannelOverflowError,
   Retry,
   Reject,
 } from './errors.ts';

@@ -5,6 +5,9 @@
 import { randomUUID } from 'node:crypto';
 import { createBackend } from '../backends/index.ts';
 import type { ResultBackend } from '../backends/backend.ts';
+import { ChannelHub, type Channel, type ChannelOptions } from '../channels/channel.ts';
+import type { ChannelEngine } from '../channels/engine.ts';
+import { createChannelEngine } from '../channels/index.ts';
 import { ClosedError, ConfigError, PayloadTooLargeError } from '../errors.ts';
 import { bodyBytes, buildTaskMessage, type TaskCall, type WireMessage } from '../protocol/message.ts';
 import type { EventBus } from '../events/events.ts';
@@ -38,6 +41,7 @@ export class Fennel {
   private readonly route: ReturnType<typeof compileRoutes>;
   private transportInstance: Transport | undefined;
   private eventsInstance: EventBus | undefined;
+  private channelHub: ChannelHub | undefined;
   private backendInstance: ResultBackend | undefined;
   private closed = false;
   /** This process's reply address, sent as `reply_to` on every message, as Celery's app.thread_oid. */
@@ -123,6 +127,30 @@ export class Fennel {
   get events(): EventBus {
     if (this.closed) throw new ClosedError('this Fennel app');
     return (this.eventsInstance ??= createEventBus(this.config.broker, { connectTimeoutMs: this.config.connectTimeoutMs }));
+  }
+
+  /**
+   * A publish/subscribe channel through the broker's engine: `await ch.publish(value)` reaches every subscription
+   * live at that moment, in any process on the broker; `for await (const v of ch.subscribe({ signal }))` reads
+   * them. At most once, in publish order per publisher; values go through the task arguments' JSON codec and
+   * checks. Opens nothing until used. See docs/patterns.md#channels.
+   */
+  channel<T = unknown>(name: string, options: ChannelOptions = {}): Channel<T> {
+    if (this.closed) throw new ClosedError('this Fennel app');
+    return this.channels.channel<T>(name, options);
+  }
+
+  /** The channels' engine (opened on first use): the broker's engine for publish/subscribe. */
+  get channelEngine(): ChannelEngine {
+    if (this.closed) throw new ClosedError('this Fennel app');
+    return this.channels.engine;
+  }
+
+  private get channels(): ChannelHub {
+    return (this.channelHub ??= new ChannelHub(
+      () => createChannelEngine(this.config.broker, { pollIntervalMs: this.config.pollIntervalMs, connectTimeoutMs: this.config.connectTimeoutMs }),
+      this.config.maxPayloadBytes,
+    ));
   }
 
   get backend(): ResultBackend {
@@ -217,6 +245,6 @@ export class Fennel {
   /** Closes the engines this app opened. Sending or reading results afterwards throws ClosedError. */
   async close(): Promise<void> {
     this.closed = true;
-    await Promise.all([this.transportInstance?.close(), this.backendInstance?.close(), this.eventsInstance?.close()]);
+    await Promise.all([this.transportInstance?.close(), this.backendInstance?.close(), this.eventsInstance?.close(), this.channelHub?.close()]);
   }
 }

@@ -82,6 +82,18 @@ CREATE TABLE IF NOT EXISTS fennel_consumers (
   expires_at  INTEGER NOT NULL,            -- ms since epoch
   PRIMARY KEY (queue, consumer)
 ) WITHOUT ROWID;
+
+-- Channel messages (channels/sqlite.ts): publish/subscribe, at most once. Subscribers follow the table with an id
+-- cursor per channel (AUTOINCREMENT: ids are never reused, so a cursor outlives the rows behind it); publishers
+-- delete rows older than a minute as they go.
+CREATE TABLE IF NOT EXISTS fennel_channel_messages (
+  id          INTEGER PRIMARY KEY AUTOINCREMENT,
+  channel     TEXT    NOT NULL,
+  payload     TEXT    NOT NULL,            -- the value as JSON, Fennel's tagged codec (protocol/json.ts)
+  created_at  INTEGER NOT NULL             -- ms since epoch: what expiry goes by
+);
+CREATE INDEX IF NOT EXISTS fennel_channel_messages_read ON fennel_channel_messages (channel, id);
+CREATE INDEX IF NOT EXISTS fennel_channel_messages_age ON fennel_channel_messages (created_at);
 `;
 
 /**
@@ -89,7 +101,7 @@ CREATE TABLE IF NOT EXISTS fennel_consumers (
  * to SCHEMA. Opening then only reads it. Running SCHEMA takes the write lock (its INSERT), so every process
  * opening the file, `fennel status` included, would queue behind the workers' writes to change nothing.
  */
-const SCHEMA_VERSION = 2;
+const SCHEMA_VERSION = 3;
 
 function ensureSchema(db: Database.Database): void {
   if ((db.pragma('user_version', { simple: true }) as number) >= SCHEMA_VERSION) return;
