@@ -1,25 +1,42 @@
 // ESLint flat config: typescript-eslint with type information (shared/STYLE.md "Lint and format"), plus the
-// layering rules of shared/DESIGN.md enforced mechanically with no-restricted-imports:
-//   - only src/transports/** and src/backends/** (and the event-bus engines src/events/{redis,amqp}.ts) import broker client libraries;
-//   - nothing under src/ except src/cli/** imports from src/cli (the CLI is an application of the core).
+// layering of docs/internals.md ("Layers") enforced mechanically with no-restricted-imports and import-x/no-cycle:
+//   - only src/clients/** imports a broker client library's values (engines may import its types);
+//   - clients import no Fennel layer above them; backends, event buses and channels never import transports,
+//     and transports never import backends, event buses or channels: engines share code through clients only;
+//   - nothing under src/ except src/cli/** imports from src/cli (the CLI is an application of the core);
+//   - no import cycles anywhere under src/.
 // Formatting is Prettier's job, not ESLint's. Run: npm run lint (eslint src test bench examples).
 
 import { defineConfig, globalIgnores } from 'eslint/config';
+import importX, { createNodeResolver } from 'eslint-plugin-import-x';
 import tseslint from 'typescript-eslint';
 
 const CLIENT_LIBRARIES = ['better-sqlite3', 'ioredis', 'amqplib'];
 
-/** Forbids the broker client libraries (and their subpaths). */
+/** Forbids the broker client libraries (and their subpaths), but for their types. */
 const clientLibraries = {
   group: CLIENT_LIBRARIES.flatMap((name) => [name, `${name}/*`]),
-  message: 'Only src/transports/** and src/backends/** may import a broker client library (shared/DESIGN.md, Layers).',
+  allowTypeImports: true,
+  message: 'Only src/clients/** may import a broker client library; engines use the clients layer (docs/internals.md, Layers).',
 };
 
 /** Forbids importing the CLI from the core, by relative path. */
 const cliFromCore = {
   regex: '^\\.{1,2}/(?:.*/)?cli(?:/|$)',
-  message: 'Nothing under src/ except src/cli/** may import from src/cli: arrows point down only (shared/DESIGN.md, Layers).',
+  message: 'Nothing under src/ except src/cli/** may import from src/cli: arrows point down only (docs/internals.md, Layers).',
 };
+
+/**
+ * Forbids importing one of the given sibling folders of src/ from a folder of src/.
+ * @param {string[]} names
+ * @param {string} why
+ */
+function layers(names, why) {
+  return { regex: `^\\.\\./(?:${names.join('|')})(?:/|$)`, message: `${why} (docs/internals.md, Layers).` };
+}
+const noTransports = layers(['transports'], 'Backends, event buses and channels share connection code through src/clients, never through a transport');
+const noOtherEngines = layers(['backends', 'events', 'channels'], 'A transport imports no other kind of engine; shared connection code lives in src/clients');
+const clientsBelowAll = layers(['app', 'worker', 'transports', 'backends', 'events', 'channels', 'gateway', 'canvas'], 'src/clients is the bottom layer: it imports only util, errors and protocol');
 
 export default defineConfig(
   // Browser pages (the dashboard, examples' public/ folders) are plain JS with no build step, outside the TS
@@ -75,15 +92,31 @@ export default defineConfig(
   // Layering. A later config object replaces (does not merge) a rule's options, so each folder gets the full list.
   {
     files: ['src/**/*.ts'],
-    ignores: ['src/transports/**', 'src/backends/**', 'src/events/redis.ts', 'src/events/amqp.ts', 'src/cli/**'],
+    ignores: ['src/clients/**', 'src/transports/**', 'src/backends/**', 'src/events/**', 'src/channels/**', 'src/cli/**'],
     rules: { 'no-restricted-imports': ['error', { patterns: [clientLibraries, cliFromCore] }] },
   },
   {
-    files: ['src/transports/**/*.ts', 'src/backends/**/*.ts', 'src/events/redis.ts', 'src/events/amqp.ts'],
-    rules: { 'no-restricted-imports': ['error', { patterns: [cliFromCore] }] },
+    files: ['src/clients/**/*.ts'],
+    rules: { 'no-restricted-imports': ['error', { patterns: [cliFromCore, clientsBelowAll] }] },
+  },
+  {
+    files: ['src/transports/**/*.ts'],
+    rules: { 'no-restricted-imports': ['error', { patterns: [clientLibraries, cliFromCore, noOtherEngines] }] },
+  },
+  {
+    files: ['src/backends/**/*.ts', 'src/events/**/*.ts', 'src/channels/**/*.ts'],
+    rules: { 'no-restricted-imports': ['error', { patterns: [clientLibraries, cliFromCore, noTransports] }] },
   },
   {
     files: ['src/cli/**/*.ts'],
     rules: { 'no-restricted-imports': ['error', { patterns: [clientLibraries] }] },
+  },
+  // No import cycles under src/. Type-only imports are not counted: they vanish when compiled (app/task.ts and
+  // app/fennel.ts name each other's types).
+  {
+    files: ['src/**/*.ts'],
+    plugins: { 'import-x': importX },
+    settings: { 'import-x/resolver-next': [createNodeResolver({ extensions: ['.ts', '.js'] })], 'import-x/extensions': ['.ts', '.js'], 'import-x/parsers': { '@typescript-eslint/parser': ['.ts'] } },
+    rules: { 'import-x/no-cycle': ['error', { ignoreExternal: true }] },
   },
 );

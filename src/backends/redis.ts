@@ -3,14 +3,13 @@
 // clients read Fennel's results and Fennel reads theirs. Waiters SUBSCRIBE, then GET (so a result stored
 // before the subscription is not missed), and read every waited key again after a reconnect.
 
-import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
 import { BrokerUnavailableError } from '../errors.ts';
 import { decodeMeta, encodeMeta, type TaskMeta } from '../protocol/result.ts';
 import { isReady, States } from '../protocol/states.ts';
-import { callScript } from '../transports/redis.ts';
 import { connectRedis } from '../clients/redis/client.ts';
 import { parseRedisUrl } from '../clients/redis/url.ts';
+import { chordJoinScript, storeScript } from './redis/scripts.ts';
 import { DEFAULT_CONNECT_TIMEOUT_MS } from '../util/connection-state.ts';
 import { Batcher } from '../util/batcher.ts';
 import { decodeJson } from '../protocol/json.ts';
@@ -20,8 +19,6 @@ import { Waiters } from './waiters.ts';
 const PREFIX = 'celery-task-meta-';
 /** Revoked ids: a zset scored by expiry (ms), read whole by a worker when it starts or reconnects. */
 const REVOKED = 'fennel.revoked';
-const STORE = readFileSync(new URL('./redis/store.lua', import.meta.url), 'utf8');
-const CHORD_JOIN = readFileSync(new URL('./redis/chord_join.lua', import.meta.url), 'utf8');
 
 /** A chord's join: hash of member index → result JSON (redis/chord_join.lua). */
 function chordKey(groupId: string): string {
@@ -62,8 +59,8 @@ export class RedisBackend implements ResultBackend {
     // As the transport's: reconnects for ever, commands wait for a connection at most connectTimeoutMs, a
     // database the server lacks is a ConfigError. The subscriber (a duplicate) follows the same rules.
     this.client = connectRedis(target, { role: 'result backend', connectTimeoutMs: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS, connectionName: `fennel:${process.pid}` });
-    this.client.defineCommand('fennel_store', { lua: STORE });
-    this.client.defineCommand('fennel_chord_join', { lua: CHORD_JOIN });
+    storeScript.install(this.client);
+    chordJoinScript.install(this.client);
     this.revokedChannel = `${REVOKED}.${target.db}`;
   }
 
@@ -78,13 +75,13 @@ export class RedisBackend implements ResultBackend {
     const last = new Map<string, number>();
     metas.forEach((meta, i) => last.set(meta.task_id, i));
     const keys: string[] = [];
-    const args: Array<string | number> = [this.expiresSec];
+    const args: Array<string | number> = [];
     metas.forEach((meta, i) => {
       if (last.get(meta.task_id) !== i && (meta.status === States.STARTED || meta.status === States.PROGRESS)) return;
       keys.push(`${PREFIX}${meta.task_id}`);
       args.push(meta.status, encodeMeta(meta));
     });
-    await callScript(this.client, 'fennel_store', keys, args);
+    await storeScript.run(this.client, { metaKeys: keys }, { expiresSec: this.expiresSec, statusAndMeta: args });
   }
 
   async get(taskId: string): Promise<TaskMeta | undefined> {
@@ -168,7 +165,7 @@ export class RedisBackend implements ResultBackend {
   }
 
   async chordJoin(groupId: string, index: number, size: number, resultJson: string, withResults = true): Promise<ChordJoin> {
-    const out = (await callScript(this.client, 'fennel_chord_join', [chordKey(groupId)], [index, resultJson, size, Math.max(this.expiresSec, 3600), withResults ? 1 : 0])) as Array<number | string>;
+    const out = (await chordJoinScript.run(this.client, { join: chordKey(groupId) }, { index, resultJson, size, expiresSec: Math.max(this.expiresSec, 3600), withResults: withResults ? 1 : 0 })) as Array<number | string>;
     if (out[0] !== 1) return { complete: false, first: false, results: [] };
     return { complete: true, first: out[1] === 1, results: out.slice(2).map((json) => decodeJson(String(json))) };
   }

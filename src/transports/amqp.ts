@@ -15,6 +15,7 @@ import { randomUUID } from 'node:crypto';
 import type { Channel, ConsumeMessage, GetMessage } from 'amqplib';
 import { BrokerUnavailableError, ClosedError, ConfigError } from '../errors.ts';
 import type { WireMessage } from '../protocol/message.ts';
+import { broadcastCopyQueue, DIRECT_EXCHANGE, directQueueNode } from '../protocol/queues.ts';
 import { AmqpConnection, isConnectionError, isNotFound, isPreconditionFailed, type Session } from '../clients/amqp/connection.ts';
 import { DELAY_PREFIX, DELIVER_EXCHANGE, LEVELS, delayRoutingKey, delayUnits, delayableQueue, deliverPattern, levelExchange, levelQueue, levelQueuePattern, nextExchange, passPattern, topLevel, UNIT_MS } from './amqp/delay.ts';
 import { ReplyRoutes, replyQueueOptions } from '../clients/amqp/replies.ts';
@@ -45,7 +46,7 @@ function sleep(ms: number): Promise<void> {
 }
 
 export class AmqpTransport implements Transport {
-  readonly capabilities: { delayedDelivery: boolean; priorities: boolean; crossProcess: boolean };
+  readonly capabilities: { delayedDelivery: boolean; priorities: boolean; crossProcess: boolean; broadcast: boolean };
   readonly config: AmqpUrl;
   readonly connection: AmqpConnection;
   /** Queues this transport published to or consumed: what stats() can report (AMQP cannot list queues). */
@@ -70,7 +71,7 @@ export class AmqpTransport implements Transport {
     this.replies = options.replies ?? new ReplyRoutes();
     this.publishAttemptMs = options.publishAttemptMs ?? PUBLISH_ATTEMPT_MS;
     this.config = parseAmqpUrl(url);
-    this.capabilities = { delayedDelivery: true, priorities: this.config.maxPriority > 0, crossProcess: true };
+    this.capabilities = { delayedDelivery: true, priorities: this.config.maxPriority > 0, crossProcess: true, broadcast: true };
     // connectTimeoutMs bounds each connection attempt and how long a publish retries a broker that refuses it.
     this.connection = new AmqpConnection(this.config.connectUrl, this.config.safeUrl, { connectTimeoutMs: options.connectTimeoutMs, role: 'broker' });
   }
@@ -111,12 +112,29 @@ export class AmqpTransport implements Transport {
         await ch.assertExchange(queue, 'direct', { durable: true });
         await ch.assertQueue(queue, { durable: true, arguments: this.queueArguments() });
         await ch.bindQueue(queue, queue, queue);
+        // A worker's direct queue is also bound as Celery's worker_direct binds it: exchange C.dq2, key = node name.
+        const node = directQueueNode(queue);
+        if (node !== undefined) {
+          await ch.assertExchange(DIRECT_EXCHANGE, 'direct', { durable: true });
+          await ch.bindQueue(queue, DIRECT_EXCHANGE, node);
+        }
       });
     } catch (error) {
       if (!isPreconditionFailed(error)) throw error;
       await this.connection.withChannel((ch) => ch.checkQueue(queue));
     }
     s.declared.add(queue);
+  }
+
+  /**
+   * Declares a broadcast queue's fanout exchange (kombu's `Broadcast(name)`: a fanout exchange named after it),
+   * once per session. Every consumer binds a queue of its own to it; a message reaches the queues bound now.
+   */
+  async ensureFanout(name: string, session: Session): Promise<void> {
+    const key = `fanout\n${name}`;
+    if (session.declared.has(key)) return;
+    await this.connection.withChannel((ch) => ch.assertExchange(name, 'fanout', { durable: true }));
+    session.declared.add(key);
   }
 
   private async ensureReplyQueue(name: string, session: Session): Promise<void> {
@@ -216,10 +234,12 @@ export class AmqpTransport implements Transport {
   private async publishOnce(batch: ReadonlyArray<readonly [WireMessage, Route]>, session: Session): Promise<void> {
     const now = Date.now();
     const items = batch.map(([message, route]) => {
-      const units = delayUnits((route.delayUntil?.getTime() ?? 0) - now);
-      return { queue: route.queue, units, out: toAmqp(message, { priority: route.priority ?? message.properties.priority, delayed: units > 0 }) };
+      // A broadcast goes out at once through its fanout exchange; an eta on it is kept by each worker's copy.
+      const units = route.broadcast ? 0 : delayUnits((route.delayUntil?.getTime() ?? 0) - now);
+      return { queue: route.queue, units, broadcast: route.broadcast === true, out: toAmqp(message, { priority: route.priority ?? message.properties.priority, delayed: units > 0 }) };
     });
-    for (const queue of new Set(items.map((i) => i.queue))) await this.ensureQueue(queue, session);
+    for (const queue of new Set(items.filter((i) => !i.broadcast).map((i) => i.queue))) await this.ensureQueue(queue, session);
+    for (const queue of new Set(items.filter((i) => i.broadcast).map((i) => i.queue))) await this.ensureFanout(queue, session);
     if (this.options.rpcResults) {
       for (const [message] of batch) {
         const replyTo = message.properties.reply_to;
@@ -233,12 +253,13 @@ export class AmqpTransport implements Transport {
     for (const item of items) if (item.units > 0) await this.ensureDelayQueues(item.queue, item.units, session);
     const { channel } = await this.connection.confirmChannel();
     const confirms: Array<Promise<void>> = [];
-    for (const { queue, units, out } of items) {
+    for (const { queue, units, out, broadcast } of items) {
       confirms.push(
         new Promise<void>((resolve, reject) => {
           const done = (error: unknown): void => (error ? reject(new Error(`RabbitMQ did not confirm the publish (nack): ${(error as Error).message ?? 'nack'}`)) : resolve());
           // amqplib buffers what the socket cannot take yet; a batch is bounded by its caller.
-          if (units > 0) channel.publish(levelExchange(LEVELS - 1), delayRoutingKey(units, queue), out.content, out.options, done);
+          if (broadcast) channel.publish(queue, '', out.content, out.options, done);
+          else if (units > 0) channel.publish(levelExchange(LEVELS - 1), delayRoutingKey(units, queue), out.content, out.options, done);
           else channel.publish('', queue, out.content, out.options, done);
         }),
       );
@@ -463,7 +484,7 @@ class AmqpSubscription {
     this.channel = channel;
     this.tags = [];
     try {
-      for (const queue of this.options.queues) {
+      for (const queue of [...this.options.queues, ...(await this.bindBroadcastQueues(channel, session))]) {
         const { consumerTag } = await channel.consume(queue, (msg) => this.onMessage(channel, queue, msg), { noAck: false });
         this.tags.push(consumerTag);
       }
@@ -472,6 +493,25 @@ class AmqpSubscription {
       throw error;
     }
     if (!this.active) await this.closeChannel();
+  }
+
+  /**
+   * For each broadcast queue: its fanout exchange, and this consumer's copy queue bound to it (protocol/queues.ts
+   * names it), exclusive to this connection and deleted with it, so a worker that is gone receives nothing later.
+   * Returns the copy queues, consumed like any queue.
+   */
+  private async bindBroadcastQueues(channel: Channel, session: Session): Promise<string[]> {
+    const broadcast = this.options.broadcast;
+    if (!broadcast) return [];
+    const copies: string[] = [];
+    for (const queue of broadcast.queues) {
+      await this.transport.ensureFanout(queue, session);
+      const copy = broadcastCopyQueue(queue, broadcast.consumer);
+      await channel.assertQueue(copy, { exclusive: true, autoDelete: true, durable: false });
+      await channel.bindQueue(copy, queue, '');
+      copies.push(copy);
+    }
+    return copies;
   }
 
   /** The channel or its connection is gone: RabbitMQ requeues what it held; consume again with backoff. */

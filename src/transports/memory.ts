@@ -4,7 +4,9 @@
 
 import { randomUUID } from 'node:crypto';
 import type { WireMessage } from '../protocol/message.ts';
+import { broadcastCopyQueue } from '../protocol/queues.ts';
 import { consumerMap } from './presence.ts';
+import { PullSubscriptions, type ClaimResult, type QueueStore } from './subscription.ts';
 import { dedupeId, describeMessage, type ConsumeOptions, type DeadLetter, type Delivery, type QueueConsumers, type QueueStats, type Route, type Subscription, type Transport } from './transport.ts';
 
 interface Stored {
@@ -16,26 +18,21 @@ interface Stored {
   delivered: boolean;
 }
 
-interface Consumer {
-  queues: readonly string[];
-  prefetch: number;
-  held: number;
-  active: boolean;
-  onDelivery: (delivery: Delivery) => void;
-}
-
 export class MemoryTransport implements Transport {
-  readonly capabilities = { delayedDelivery: true, priorities: true, crossProcess: false, deduplication: true };
+  readonly capabilities = { delayedDelivery: true, priorities: true, crossProcess: false, deduplication: true, broadcast: true };
   private readonly waiting: Stored[] = [];
   private readonly unacked = new Map<number, Stored>();
   private readonly dead = new Map<string, DeadLetter>();
-  private readonly subscribers = new Set<Consumer>();
+  private readonly subscriptions = new PullSubscriptions();
+  /** The pokes of idle consumers, called when a message may have become visible. */
+  private readonly watchers = new Set<() => void>();
+  /** Broadcast queue → its consumers now → how many of their subscriptions consume it. */
+  private readonly broadcastConsumers = new Map<string, Map<string, number>>();
   /** Announced consumers (presence): `<queue>\n<consumer>` → when the announcement expires (ms). */
   private readonly announced = new Map<string, number>();
   private seq = 0;
   /** Task ids of pending deduplicated messages. */
   private readonly pendingIds = new Set<string>();
-  private timer: NodeJS.Timeout | undefined;
   private closed = false;
 
   constructor(readonly url = 'memory://') {}
@@ -51,6 +48,11 @@ export class MemoryTransport implements Transport {
   }
 
   private insert(message: WireMessage, route: Route): void {
+    if (route.broadcast) {
+      // A copy for each consumer of the broadcast queue now, in its own copy queue.
+      for (const consumer of this.broadcastConsumers.get(route.queue)?.keys() ?? []) this.insert(message, { ...route, queue: broadcastCopyQueue(route.queue, consumer), broadcast: false });
+      return;
+    }
     if (route.deduplicate) {
       const id = dedupeId(message)!;
       if (this.pendingIds.has(id)) return;
@@ -67,80 +69,80 @@ export class MemoryTransport implements Transport {
   }
 
   async consume(options: ConsumeOptions, onDelivery: (delivery: Delivery) => void): Promise<Subscription> {
-    const consumer: Consumer = { queues: options.queues, prefetch: options.prefetch, held: 0, active: true, onDelivery };
-    this.subscribers.add(consumer);
-    queueMicrotask(() => this.dispatch());
-    return {
-      cancel: async () => {
-        consumer.active = false;
-        this.subscribers.delete(consumer);
-      },
+    const broadcast = options.broadcast;
+    const queues = broadcast ? [...options.queues, ...broadcast.queues.map((q) => broadcastCopyQueue(q, broadcast.consumer))] : options.queues;
+    const unregister = broadcast ? this.registerBroadcast(broadcast.consumer, broadcast.queues) : undefined;
+    return this.subscriptions.start(new MemoryQueueStore(this, queues, unregister), { ...options, queues, pollMs: 60_000 }, onDelivery);
+  }
+
+  /** Makes `consumer` a recipient of the broadcast queues' messages until the returned function is called. */
+  private registerBroadcast(consumer: string, queues: readonly string[]): () => void {
+    for (const queue of queues) {
+      let consumers = this.broadcastConsumers.get(queue);
+      if (!consumers) this.broadcastConsumers.set(queue, (consumers = new Map<string, number>()));
+      consumers.set(consumer, (consumers.get(consumer) ?? 0) + 1);
+    }
+    return () => {
+      for (const queue of queues) {
+        const consumers = this.broadcastConsumers.get(queue);
+        const n = (consumers?.get(consumer) ?? 1) - 1;
+        if (n > 0) consumers!.set(consumer, n);
+        else consumers?.delete(consumer);
+      }
     };
   }
 
-  /** Hands visible messages to consumers with room in their window: highest priority first, then FIFO. */
+  /** Tells idle consumers that a message may be visible now. */
   private dispatch(): void {
     if (this.closed) return;
-    const now = Date.now();
-    let nextVisible = Infinity;
-    for (const consumer of this.subscribers) {
-      while (consumer.active && consumer.held < consumer.prefetch) {
-        let best = -1;
-        for (let i = 0; i < this.waiting.length; i++) {
-          const m = this.waiting[i]!;
-          if (!consumer.queues.includes(m.queue)) continue;
-          if (m.visibleAt > now) {
-            nextVisible = Math.min(nextVisible, m.visibleAt);
-            continue;
-          }
-          const b = best >= 0 ? this.waiting[best]! : undefined;
-          if (!b || m.priority > b.priority || (m.priority === b.priority && m.seq < b.seq)) best = i;
-        }
-        if (best < 0) break;
-        const [stored] = this.waiting.splice(best, 1);
-        this.handOut(consumer, stored!);
-      }
-    }
-    clearTimeout(this.timer);
-    if (nextVisible !== Infinity) {
-      this.timer = setTimeout(() => this.dispatch(), Math.max(1, nextVisible - Date.now()));
-      this.timer.unref();
-    }
+    for (const poke of this.watchers) poke();
   }
 
-  private handOut(consumer: Consumer, stored: Stored): void {
-    consumer.held++;
-    this.unacked.set(stored.seq, stored);
-    const redelivered = stored.delivered;
-    stored.delivered = true;
-    let settled = false;
-    const settle = (): boolean => {
-      if (settled) return false;
-      settled = true;
-      consumer.held--;
-      this.unacked.delete(stored.seq);
-      queueMicrotask(() => this.dispatch());
-      return true;
-    };
-    consumer.onDelivery({
-      message: stored.message,
-      queue: stored.queue,
-      redelivered,
-      ack: async () => {
-        if (settle()) this.release(stored.message);
-      },
-      reject: async ({ requeue, reason }) => {
-        if (!settle()) return;
-        if (requeue) {
-          stored.visibleAt = 0;
-          this.waiting.push(stored);
-        } else {
-          this.release(stored.message);
-          const id = randomUUID();
-          this.dead.set(id, { id, queue: stored.queue, reason: reason ?? 'rejected', createdAt: new Date(), message: stored.message, ...describeMessage(stored.message) });
-        }
-      },
+  /** For MemoryQueueStore: calls `poke` on every publish and requeue. */
+  watch(poke: () => void): () => void {
+    this.watchers.add(poke);
+    return () => this.watchers.delete(poke);
+  }
+
+  /** For MemoryQueueStore: takes up to `max` visible messages of `queues`, highest priority first, then FIFO. */
+  claim(queues: readonly string[], max: number): ClaimResult<Stored> {
+    const now = Date.now();
+    let nextVisibleAt: number | undefined;
+    const eligible: number[] = [];
+    for (let i = 0; i < this.waiting.length; i++) {
+      const m = this.waiting[i]!;
+      if (!queues.includes(m.queue)) continue;
+      if (m.visibleAt > now) nextVisibleAt = Math.min(nextVisibleAt ?? m.visibleAt, m.visibleAt);
+      else eligible.push(i);
+    }
+    const rank = (i: number): Stored => this.waiting[i]!;
+    eligible.sort((a, b) => rank(b).priority - rank(a).priority || rank(a).seq - rank(b).seq);
+    const taken = eligible.slice(0, max);
+    const claimed = taken.map((i) => {
+      const stored = this.waiting[i]!;
+      this.unacked.set(stored.seq, stored);
+      const redelivered = stored.delivered;
+      stored.delivered = true;
+      return { handle: stored, message: stored.message, queue: stored.queue, redelivered };
     });
+    for (const i of taken.sort((a, b) => b - a)) this.waiting.splice(i, 1);
+    return { claimed, nextVisibleAt };
+  }
+
+  /** For MemoryQueueStore: settles a held message (ack, requeue or dead letter). */
+  settle(stored: Stored, outcome: { requeue: true } | { requeue: false; reason?: string }): void {
+    if (!this.unacked.delete(stored.seq)) return;
+    if (outcome.requeue) {
+      stored.visibleAt = 0;
+      this.waiting.push(stored);
+      this.dispatch();
+      return;
+    }
+    this.release(stored.message);
+    if (outcome.reason !== undefined) {
+      const id = randomUUID();
+      this.dead.set(id, { id, queue: stored.queue, reason: outcome.reason, createdAt: new Date(), message: stored.message, ...describeMessage(stored.message) });
+    }
   }
 
   private release(message: WireMessage): void {
@@ -213,8 +215,47 @@ export class MemoryTransport implements Transport {
   }
 
   async close(): Promise<void> {
+    await this.subscriptions.releaseAll();
     this.closed = true;
-    clearTimeout(this.timer);
-    this.subscribers.clear();
+    this.watchers.clear();
+  }
+}
+
+/** The memory primitives under the shared consumer (subscription.ts): no leases, nothing to renew. */
+class MemoryQueueStore implements QueueStore<Stored> {
+  constructor(
+    private readonly transport: MemoryTransport,
+    private readonly queues: readonly string[],
+    private readonly unregister: (() => void) | undefined,
+  ) {}
+
+  stop(): void {
+    this.unregister?.();
+  }
+
+  async claim(max: number): Promise<ClaimResult<Stored>> {
+    return this.transport.claim(this.queues, max);
+  }
+
+  async renew(): Promise<void> {}
+
+  async ack(stored: Stored): Promise<void> {
+    this.transport.settle(stored, { requeue: false });
+  }
+
+  async requeue(stored: Stored): Promise<void> {
+    this.transport.settle(stored, { requeue: true });
+  }
+
+  async deadLetter(stored: Stored, reason: string): Promise<void> {
+    this.transport.settle(stored, { requeue: false, reason });
+  }
+
+  async releaseAll(held: readonly Stored[]): Promise<void> {
+    for (const stored of held) this.transport.settle(stored, { requeue: true });
+  }
+
+  watch(poke: () => void): () => void {
+    return this.transport.watch(poke);
   }
 }

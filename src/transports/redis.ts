@@ -11,15 +11,17 @@
 // Priority: kombu's buckets, so 0 is served first and 9 last — the reverse of RabbitMQ and sqlite://.
 
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
 import { BrokerUnavailableError, ClosedError } from '../errors.ts';
 import { decodeEnvelope, encodeEnvelope } from '../protocol/envelope.ts';
 import type { WireMessage } from '../protocol/message.ts';
+import { broadcastCopyQueue, DIRECT_EXCHANGE, directQueueNode } from '../protocol/queues.ts';
 import { Batcher } from '../util/batcher.ts';
 import { DEFAULT_CONNECT_TIMEOUT_MS } from '../util/connection-state.ts';
 import { connectRedis, gaveUp } from '../clients/redis/client.ts';
 import * as presence from './redis/consumers.ts';
+import { ackScript, deadLetterScript, fetchScript, promoteScript, publishOnceScript, requeueDeadScript, restoreScript, TRANSPORT_SCRIPTS } from './redis/scripts.ts';
+import { PullSubscriptions, type ClaimResult, type QueueStore } from './subscription.ts';
 import { parseRedisUrl } from '../clients/redis/url.ts';
 import { DEDUPE_HEADER, dedupeId, describeMessage, type ConsumeOptions, type DeadLetter, type Delivery, type QueueConsumers, type QueueStats, type Route, type Subscription, type Transport } from './transport.ts';
 
@@ -49,14 +51,8 @@ function isConnectionError(error: unknown): boolean {
   return /AbortError|Connection is closed|ECONNRESET|ECONNREFUSED|EPIPE|ETIMEDOUT|max retries per request/i.test(text);
 }
 
-const SCRIPTS = ['fetch', 'ack', 'restore', 'dead_letter', 'requeue_dead', 'promote', 'publish_once'] as const;
 /** A deduplicated id whose message vanished without an ack or dead letter is freed after this (seconds). */
 const DEDUPE_SAFETY_SEC = 7 * 86_400;
-type ScriptName = (typeof SCRIPTS)[number];
-
-function loadScript(name: ScriptName): string {
-  return readFileSync(new URL(`./redis/${name}.lua`, import.meta.url), 'utf8');
-}
 
 /** The bucket a priority goes to: kombu's `steps[bisect(steps, p) - 1]`; bucket 0 is the bare queue name. */
 export function bucketFor(queue: string, priority = 0): string {
@@ -77,13 +73,6 @@ export interface RedisTransportOptions {
   connectTimeoutMs?: number;
 }
 
-/** Calls a script registered with `defineCommand` (no fixed key count: the count goes first). */
-export function callScript(client: Redis, command: string, keys: string[], args: Array<string | number>): Promise<unknown> {
-  const fn = (client as unknown as Record<string, (...a: Array<string | number>) => Promise<unknown>>)[command];
-  if (!fn) throw new Error(`script ${command} is not defined on this client`);
-  return fn.call(client, keys.length, ...keys, ...args);
-}
-
 /** Messages read, and keys deleted, per call when purging. */
 const PURGE_PAGE = 1_000;
 
@@ -94,11 +83,13 @@ function chunked<T>(items: readonly T[], size: number): T[][] {
 }
 
 export class RedisTransport implements Transport {
-  readonly capabilities = { delayedDelivery: true, priorities: true, crossProcess: true, deduplication: true };
+  readonly capabilities = { delayedDelivery: true, priorities: true, crossProcess: true, deduplication: true, broadcast: true };
+  /** The database number: kombu's fanout channels carry it, since pub/sub is server-wide. */
+  readonly db: number;
   readonly client: Redis;
   readonly visibilityMs: number;
   readonly pollMs: number;
-  private readonly subscriptions = new Set<RedisSubscription>();
+  private readonly subscriptions = new PullSubscriptions();
   private readonly declared = new Set<string>();
   private closed = false;
 
@@ -109,22 +100,23 @@ export class RedisTransport implements Transport {
     // Every part of the URL is checked here (redis/url.ts); a bad one is a ConfigError before any connection.
     const target = parseRedisUrl(url);
     this.url = target.safeUrl;
+    this.db = target.db;
     this.visibilityMs = (options.visibilityTimeoutSec ?? 30) * 1000;
     this.pollMs = options.pollIntervalMs ?? 250;
     // Reconnects for ever; a command waits for a connection at most connectTimeoutMs; a database the server
     // does not have is a ConfigError, never database 0. Its duplicate (the blocking connection) follows the same rules.
     this.client = connectRedis(target, { role: 'broker', connectTimeoutMs: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS, connectionName: `fennel:${process.pid}` });
-    for (const name of SCRIPTS) this.client.defineCommand(`fennel_${name}`, { lua: loadScript(name) });
+    for (const script of TRANSPORT_SCRIPTS) script.install(this.client);
   }
 
-  /** Runs one of the Lua scripts (ioredis sends EVALSHA and falls back to EVAL after a Redis restart). */
-  readonly run = async (name: ScriptName, keys: string[], args: Array<string | number>): Promise<unknown> => {
+  /** Waits for a command (a script, a transaction), translating a lost connection into BrokerUnavailableError. */
+  async call<T>(command: Promise<T>): Promise<T> {
     try {
-      return await callScript(this.client, `fennel_${name}`, keys, args);
+      return await command;
     } catch (error) {
       throw this.translate(error);
     }
-  };
+  }
 
   translate(error: unknown): Error {
     if (this.closed) return new ClosedError(`transport ${this.url}`);
@@ -152,17 +144,32 @@ export class RedisTransport implements Transport {
       const envelope = encodeEnvelope(message, 'base64', { delivery_tag: tag });
       const due = route.delayUntil?.getTime() ?? 0;
       const dedupe = route.deduplicate ? dedupeId(message) : undefined;
-      return { queue: route.queue, bucket: bucketFor(route.queue, route.priority), envelope, tag, due: due > now ? due : 0, dedupe };
+      return { queue: route.queue, bucket: bucketFor(route.queue, route.priority), envelope, tag, due: due > now ? due : 0, dedupe, broadcast: route.broadcast === true };
     });
+    // Broadcasts go to kombu's fanout channel of the queue (its exchange): every subscriber now gets one copy.
+    const broadcasts = all.filter((w) => w.broadcast);
+    if (broadcasts.length > 0) {
+      await this.withResend(async () => {
+        const multi = this.client.multi();
+        for (const w of broadcasts) multi.publish(fanoutChannel(this.db, w.queue), w.envelope);
+        await multi.exec();
+      });
+    }
     // Deduplicated messages go one by one through publish_once.lua (check and push in one step); the rest
     // in one transaction.
     for (const w of all) {
-      if (!w.dedupe) continue;
+      if (!w.dedupe || w.broadcast) continue;
       await this.withResend(() =>
-        this.run('publish_once', [`${DEDUPE}${w.dedupe}`, w.due ? SCHEDULED : w.bucket, `${WAKE}${w.queue}`, `_kombu.binding.${w.queue}`], [w.tag, w.due ? `${w.bucket}\n${w.envelope}` : w.envelope, w.due, `${w.queue}${SEP}${SEP}${w.queue}`, DEDUPE_SAFETY_SEC]),
+        this.call(
+          publishOnceScript.run(
+            this.client,
+            { dedupe: `${DEDUPE}${w.dedupe}`, target: w.due ? SCHEDULED : w.bucket, wake: `${WAKE}${w.queue}`, binding: `_kombu.binding.${w.queue}` },
+            { tag: w.tag, payload: w.due ? `${w.bucket}\n${w.envelope}` : w.envelope, dueMs: w.due, bindingMember: `${w.queue}${SEP}${SEP}${w.queue}`, safetySec: DEDUPE_SAFETY_SEC },
+          ),
+        ),
       );
     }
-    const writes = all.filter((w) => !w.dedupe);
+    const writes = all.filter((w) => !w.dedupe && !w.broadcast);
     if (writes.length === 0) return;
     await this.withResend(async () => {
       const multi = this.client.multi();
@@ -216,14 +223,17 @@ export class RedisTransport implements Transport {
     if (options.queues.length === 0) throw new RangeError('consume needs at least one queue');
     // Declare the queues the way kombu does, so a Python producer routing through the default exchange finds them.
     for (const q of options.queues) await this.client.sadd(`_kombu.binding.${q}`, `${q}${SEP}${SEP}${q}`).catch(() => {});
-    const sub = new RedisSubscription(this, options, onDelivery);
-    this.subscriptions.add(sub);
-    sub.start();
-    return { cancel: async () => sub.stop() };
-  }
-
-  forget(sub: RedisSubscription): void {
-    this.subscriptions.delete(sub);
+    // A worker's direct queue is also bound as Celery's worker_direct binds it: exchange C.dq2, key = node name.
+    for (const q of options.queues) {
+      const node = directQueueNode(q);
+      if (node !== undefined) await this.client.sadd(`_kombu.binding.${DIRECT_EXCHANGE}`, `${node}${SEP}${SEP}${q}`).catch(() => {});
+    }
+    const broadcast = options.broadcast;
+    const copies = broadcast ? broadcast.queues.map((q) => ({ queue: q, copyQueue: broadcastCopyQueue(q, broadcast.consumer) })) : [];
+    const queues = [...options.queues, ...copies.map((c) => c.copyQueue)];
+    // Subscribed before consume() returns, so a broadcast published after it reaches this consumer.
+    const listener = copies.length ? await BroadcastListener.open(this, copies) : undefined;
+    return this.subscriptions.start(new RedisQueueStore(this, queues, listener), { ...options, queues, pollMs: this.pollMs, renewEveryMs: this.visibilityMs / 3 }, onDelivery);
   }
 
   /**
@@ -285,7 +295,8 @@ export class RedisTransport implements Transport {
     const bindings = await this.client.keys('_kombu.binding.*');
     for (const key of bindings) {
       const queue = key.slice('_kombu.binding.'.length);
-      if (queue.includes('pidbox') || queue.startsWith('celeryev')) continue;
+      // Exchanges' bindings are not queues: Celery's pidbox and events, and the worker-direct exchange.
+      if (queue.includes('pidbox') || queue.startsWith('celeryev') || queue === DIRECT_EXCHANGE) continue;
       row(queue).ready = await this.readyCount(queue);
     }
     for (const member of await this.client.zrange(SCHEDULED, 0, -1)) {
@@ -322,7 +333,7 @@ export class RedisTransport implements Transport {
 
   async requeueDeadLetter(id: string): Promise<boolean> {
     this.check();
-    return (await this.run('requeue_dead', [DEAD], [id, SEP, WAKE])) === 1;
+    return (await this.call(requeueDeadScript.run(this.client, { deadLetters: DEAD }, { id, separator: SEP, wakePrefix: WAKE }))) === 1;
   }
 
   /** Presence (redis/consumers.ts): `HSET fennel.consumers <queue>\n<consumer> <expiry ms>`, one field per queue. */
@@ -349,208 +360,210 @@ export class RedisTransport implements Transport {
 
   async close(): Promise<void> {
     if (this.closed) return;
-    for (const sub of this.subscriptions) await sub.releaseAll();
-    this.subscriptions.clear();
+    await this.subscriptions.releaseAll();
     this.closed = true;
     await this.client.quit().catch(() => this.client.disconnect());
   }
 }
 
-/** One consume loop: fetch into the prefetch window, block on the wake markers when idle, renew leases. */
-class RedisSubscription {
-  /** The delivery tags handed out and not yet settled (each delivery knows its own queue). */
-  private readonly held = new Set<string>();
-  private active = false;
-  private looping = false;
+/** A held message: its delivery tag and what settling it needs. */
+interface HeldMessage {
+  readonly queue: string;
+  readonly tag: string;
+  /** The envelope as delivered (a dead letter keeps it). */
+  readonly raw: string;
+  readonly message: WireMessage;
+  /** The key that reserves its deduplicated id, freed when it is settled. */
+  readonly dedupeKey: string | undefined;
+}
+
+/**
+ * The Redis primitives under the shared consumer (subscription.ts), for one subscription: fetch.lua takes and
+ * leases, ack.lua (batched per turn), restore.lua, dead_letter.lua; an idle consumer blocks on the queues' wake
+ * markers on a connection of its own; due scheduled messages are promoted and lapsed leases restored now and then.
+ */
+class RedisQueueStore implements QueueStore<HeldMessage> {
   private blocker: Redis | undefined;
-  private renewTimer: NodeJS.Timeout | undefined;
   private nextPromote = 0;
   private nextRestore = 0;
-  private roomWaiter: (() => void) | undefined;
-  /**
-   * Acks settled in one event-loop turn go to Redis as one script call; the deliveries are released when it
-   * has run, before their callers' (shared) promise resolves.
-   */
-  private readonly acks = new Batcher<RedisDelivery>(MAX_ACK, async (deliveries) => {
-    await this.transport.run(
-      'ack',
-      [UNACKED, UNACKED_INDEX, LEASES, ...deliveries.flatMap((d) => (d.dedupeKey ? [d.dedupeKey] : []))],
-      deliveries.map((d) => d.tag),
-    );
-    for (const d of deliveries) this.release(d);
+  /** Acks settled in one event-loop turn go to Redis as one script call, resolved when it has run. */
+  private readonly acks = new Batcher<HeldMessage>(MAX_ACK, async (held) => {
+    await this.transport.call(ackScript.run(this.client, { unacked: UNACKED, unackedIndex: UNACKED_INDEX, leases: LEASES, dedupeKeys: held.flatMap((h) => (h.dedupeKey ? [h.dedupeKey] : [])) }, { tags: held.map((h) => h.tag) }));
   });
 
   constructor(
     private readonly transport: RedisTransport,
-    private readonly options: ConsumeOptions,
-    private readonly onDelivery: (delivery: Delivery) => void,
+    private readonly queues: readonly string[],
+    private readonly listener: BroadcastListener | undefined,
   ) {}
 
-  start(): void {
-    this.active = true;
-    // A separate connection for the blocking wait, so acks and stores never queue behind it.
-    this.blocker = this.transport.client.duplicate();
-    this.blocker.on('error', () => {});
-    this.renewTimer = setInterval(() => void this.renew(), Math.max(50, Math.floor(this.transport.visibilityMs / 3)));
-    this.renewTimer.unref();
-    void this.loop();
+  private get client(): Redis {
+    return this.transport.client;
   }
 
-  /** Pushes the delivery time of every held message forward (kombu's restore sweep reads these scores). */
-  private async renew(): Promise<void> {
-    if (this.held.size === 0) return;
-    const now = Date.now() / 1000;
-    const args: Array<string | number> = [];
-    for (const tag of this.held) args.push(now, tag);
-    // Both scores: kombu's sweep reads unacked_index, Fennel's reads fennel.leases.
-    await this.transport.client.multi().zadd(UNACKED_INDEX, 'XX', ...args).zadd(LEASES, 'XX', ...args).exec().catch(() => {});
-  }
-
-  private async loop(): Promise<void> {
-    if (this.looping) return;
-    this.looping = true;
-    let failures = 0;
-    while (this.active) {
-      try {
-        await this.housekeeping();
-        const room = this.options.prefetch - this.held.size;
-        if (room <= 0) {
-          await new Promise<void>((resolve) => (this.roomWaiter = resolve));
-          continue;
-        }
-        const got = await this.fetch(room);
-        failures = 0;
-        if (got === room) {
-          // There may be more: pass the wake-up on to other idle consumers.
-          const wake = this.transport.client.multi();
-          for (const q of this.options.queues) wake.zadd(`${WAKE}${q}`, 0, 'w');
-          await wake.exec();
-          continue;
-        }
-        if (got > 0) continue;
-        await this.waitForWork();
-      } catch {
-        // Redis is away: the client reconnects with backoff; look again shortly.
-        failures++;
-        await new Promise((resolve) => setTimeout(resolve, Math.min(100 * failures, 2000)));
+  async claim(max: number): Promise<ClaimResult<HeldMessage>> {
+    await this.housekeeping();
+    const buckets: string[] = [];
+    const bucketQueues: string[] = [];
+    for (const queue of this.queues) {
+      for (const bucket of bucketsOf(queue)) {
+        buckets.push(bucket);
+        bucketQueues.push(queue);
       }
     }
-    this.looping = false;
+    const out = (await this.transport.call(
+      fetchScript.run(this.client, { unacked: UNACKED, unackedIndex: UNACKED_INDEX, leases: LEASES, deadLetters: DEAD, deadLetterSeq: DEAD_SEQ, buckets }, { max: Math.min(max, MAX_FETCH), nowSec: Date.now() / 1000, bucketQueues }),
+    )) as string[];
+    const claimed = [];
+    for (let i = 0; i < out.length; i += 3) claimed.push(this.held(out[i]!, out[i + 1]!, out[i + 2]!));
+    if (claimed.length === max) {
+      // There may be more: pass the wake-up on to other idle consumers.
+      const wake = this.client.multi();
+      for (const q of this.queues) wake.zadd(`${WAKE}${q}`, 0, 'w');
+      await wake.exec();
+    }
+    return { claimed, nextVisibleAt: this.nextPromote };
+  }
+
+  /** Never throws: an envelope that named a tag but does not decode is handed out marked malformed, and the executor dead-letters it. */
+  private held(queue: string, tag: string, raw: string): ClaimResult<HeldMessage>['claimed'][number] {
+    const message = decodeEnvelope(raw);
+    const deduped = dedupeId(message);
+    const redelivered = message.headers['redelivered'] === true || (message.properties.delivery_info as { redelivered?: boolean } | undefined)?.redelivered === true;
+    return { handle: { queue, tag, raw, message, dedupeKey: deduped ? `${DEDUPE}${deduped}` : undefined }, message, queue, redelivered };
   }
 
   /** Moves due scheduled messages and restores messages whose holders died, now and then. */
   private async housekeeping(): Promise<void> {
     const now = Date.now();
+    const { pollMs, visibilityMs } = this.transport;
     if (now >= this.nextPromote) {
-      const next = Number(await this.transport.run('promote', [SCHEDULED], [now, 1000, WAKE]));
-      this.nextPromote = next < 0 ? now + this.transport.pollMs : Math.min(next, now + this.transport.pollMs);
+      const next = Number(await this.transport.call(promoteScript.run(this.client, { scheduled: SCHEDULED }, { nowMs: now, max: 1000, wakePrefix: WAKE })));
+      this.nextPromote = next < 0 ? now + pollMs : Math.min(next, now + pollMs);
     }
     if (now >= this.nextRestore) {
-      this.nextRestore = now + Math.max(250, Math.min(this.transport.visibilityMs / 2, 5000));
-      await this.transport.run('restore', [UNACKED, UNACKED_INDEX, UNACKED_MUTEX, LEASES], [(now - this.transport.visibilityMs) / 1000, 1000, '', SEP, WAKE]);
+      this.nextRestore = now + Math.max(250, Math.min(visibilityMs / 2, 5000));
+      await this.restore({ lapsedBeforeSec: (now - visibilityMs) / 1000, max: 1000, tag: '' });
     }
   }
 
-  private async fetch(room: number): Promise<number> {
-    const keys: string[] = [UNACKED, UNACKED_INDEX, LEASES, DEAD, DEAD_SEQ];
-    const queues: string[] = [];
-    for (const queue of this.options.queues) {
-      for (const bucket of bucketsOf(queue)) {
-        keys.push(bucket);
-        queues.push(queue);
-      }
-    }
-    const out = (await this.transport.run('fetch', keys, [Math.min(room, MAX_FETCH), Date.now() / 1000, ...queues])) as string[];
-    for (let i = 0; i < out.length; i += 3) this.deliver(out[i]!, out[i + 1]!, out[i + 2]!);
-    return out.length / 3;
+  private restore(what: { lapsedBeforeSec: number; max: number; tag: string }): Promise<unknown> {
+    return this.transport.call(restoreScript.run(this.client, { unacked: UNACKED, unackedIndex: UNACKED_INDEX, unackedMutex: UNACKED_MUTEX, leases: LEASES }, { ...what, separator: SEP, wakePrefix: WAKE }));
+  }
+
+  /** Pushes the delivery time of every held message forward (kombu's restore sweep reads these scores). */
+  async renew(held: readonly HeldMessage[]): Promise<void> {
+    const now = Date.now() / 1000;
+    const args: Array<string | number> = [];
+    for (const h of held) args.push(now, h.tag);
+    // Both scores: kombu's sweep reads unacked_index, Fennel's reads fennel.leases.
+    await this.client.multi().zadd(UNACKED_INDEX, 'XX', ...args).zadd(LEASES, 'XX', ...args).exec();
+  }
+
+  ack(held: HeldMessage): Promise<void> {
+    return this.acks.add(held);
+  }
+
+  async requeue(held: HeldMessage): Promise<void> {
+    await this.restore({ lapsedBeforeSec: 0, max: 0, tag: held.tag });
+  }
+
+  async deadLetter(held: HeldMessage, reason: string): Promise<void> {
+    const { taskId, taskName } = describeMessage(held.message);
+    await this.transport.call(
+      deadLetterScript.run(
+        this.client,
+        { unacked: UNACKED, unackedIndex: UNACKED_INDEX, leases: LEASES, deadLetters: DEAD, deadLetterSeq: DEAD_SEQ, dedupeKey: held.dedupeKey ? [held.dedupeKey] : [] },
+        { tag: held.tag, reason, nowSec: Date.now() / 1000, taskId: taskId ?? '', taskName: taskName ?? '', queue: held.queue, envelope: held.raw },
+      ),
+    );
+  }
+
+  async releaseAll(held: readonly HeldMessage[]): Promise<void> {
+    await Promise.all(held.map((h) => this.requeue(h).catch(() => {})));
   }
 
   /** Blocks on the wake markers until a Fennel producer publishes, a scheduled message is due, or the poll interval passes. */
-  private async waitForWork(): Promise<void> {
-    const timeoutMs = Math.max(10, Math.min(this.transport.pollMs, this.nextPromote - Date.now()));
-    const keys = this.options.queues.map((q) => `${WAKE}${q}`);
-    await this.blocker!.bzpopmin(...keys, (timeoutMs / 1000).toFixed(2));
-  }
-
-  private deliver(queue: string, tag: string, raw: string): void {
-    this.held.add(tag);
-    // Never throws: an envelope that named a tag but does not decode is handed out marked malformed, and
-    // the executor dead-letters it with the reason.
-    this.onDelivery(new RedisDelivery(this, queue, tag, raw));
-  }
-
-  /** Acknowledges a held delivery (batched with the others of this turn). */
-  ack(delivery: RedisDelivery): Promise<void> {
-    return this.acks.add(delivery);
-  }
-
-  /** Rejects a held delivery: back to its queue at once, or to the dead letters. */
-  async reject(delivery: RedisDelivery, requeue: boolean, reason: string | undefined): Promise<void> {
-    const { tag, dedupeKey, queue, message } = delivery;
-    if (requeue) await this.transport.run('restore', [UNACKED, UNACKED_INDEX, UNACKED_MUTEX, LEASES], [0, 0, tag, SEP, WAKE]);
-    else {
-      const { taskId, taskName } = describeMessage(message);
-      await this.transport.run('dead_letter', [UNACKED, UNACKED_INDEX, LEASES, DEAD, DEAD_SEQ, ...(dedupeKey ? [dedupeKey] : [])], [tag, reason ?? 'rejected', Date.now() / 1000, taskId ?? '', taskName ?? '', queue, delivery.raw]);
+  async waitForWork(until: number): Promise<void> {
+    // A connection of its own for the blocking wait, so acks and stores never queue behind it.
+    if (!this.blocker) {
+      this.blocker = this.client.duplicate();
+      this.blocker.on('error', () => {});
     }
-    this.release(delivery);
-  }
-
-  /** A delivery is settled: its place in the prefetch window is free. (If settling failed it stays held and leased, and can be settled again.) */
-  private release(delivery: RedisDelivery): void {
-    delivery.settled = true;
-    this.held.delete(delivery.tag);
-    this.roomWaiter?.();
-    this.roomWaiter = undefined;
-    if (!this.active && this.held.size === 0) this.finish();
+    const timeoutMs = Math.max(10, Math.min(this.transport.pollMs, until - Date.now()));
+    await this.blocker.bzpopmin(...this.queues.map((q) => `${WAKE}${q}`), (timeoutMs / 1000).toFixed(2));
   }
 
   stop(): void {
-    this.active = false;
-    this.roomWaiter?.();
     this.blocker?.disconnect();
-    if (this.held.size === 0) this.finish();
-  }
-
-  private finish(): void {
-    clearInterval(this.renewTimer);
-    this.transport.forget(this);
-  }
-
-  /** Hands every held message back for immediate redelivery (transport close). */
-  async releaseAll(): Promise<void> {
-    this.stop();
-    await Promise.all([...this.held].map((tag) => this.transport.run('restore', [UNACKED, UNACKED_INDEX, UNACKED_MUTEX, LEASES], [0, 0, tag, SEP, WAKE]).catch(() => {})));
-    this.held.clear();
-    this.finish();
+    this.listener?.close();
   }
 }
 
-/** One message handed to the consumer, held (and leased) until it is acknowledged or rejected once. */
-class RedisDelivery implements Delivery {
-  readonly message: WireMessage;
-  readonly redelivered: boolean;
-  /** The key that reserves its deduplicated id, freed when it is settled. */
-  readonly dedupeKey: string | undefined;
-  settled = false;
+/** kombu's fanout channel for exchange `queue` on database `db` (transport/redis.py `keyprefix_fanout`: `/{db}.`). */
+export function fanoutChannel(db: number, queue: string): string {
+  return `/${db}.${queue}`;
+}
 
-  constructor(
-    private readonly subscription: RedisSubscription,
-    readonly queue: string,
-    readonly tag: string,
-    readonly raw: string,
-  ) {
-    const message = decodeEnvelope(raw);
-    const deduped = dedupeId(message);
-    this.message = message;
-    this.dedupeKey = deduped ? `${DEDUPE}${deduped}` : undefined;
-    this.redelivered = message.headers['redelivered'] === true || (message.properties.delivery_info as { redelivered?: boolean } | undefined)?.redelivered === true;
+/** Escapes the glob characters of PSUBSCRIBE, so a queue name is matched as written. */
+function globEscape(text: string): string {
+  return text.replace(/[*?[\]\\]/g, '\\$&');
+}
+
+/**
+ * One consumer's side of broadcast queues on Redis: subscribed to each queue's fanout channel (kombu's layout, so
+ * Python Celery producers' `Broadcast` messages arrive too), it pushes every message it hears into the consumer's
+ * copy queue, with a delivery tag of its own (a tag names one held message in the shared unacked hash), and wakes
+ * the consumer. From there a copy is claimed, leased and acknowledged like any message. Pub/sub keeps nothing: a
+ * message published while this connection is down is not received (at most once up to the copy queue).
+ */
+class BroadcastListener {
+  /** Set by close(): a message the closing connection still reads is for a consumer that has stopped. */
+  private closed = false;
+
+  private constructor(private readonly subscriber: Redis) {}
+
+  static async open(transport: RedisTransport, copies: ReadonlyArray<{ queue: string; copyQueue: string }>): Promise<BroadcastListener> {
+    const subscriber = transport.client.duplicate();
+    subscriber.on('error', () => {});
+    const byChannel = new Map<string, string>();
+    for (const { queue, copyQueue } of copies) byChannel.set(fanoutChannel(transport.db, queue), copyQueue);
+    let listener: BroadcastListener | undefined;
+    subscriber.on('pmessage', (_pattern: string, channel: string, raw: string) => {
+      if (listener?.closed) return;
+      // With kombu's fanout_patterns a routing key may follow the exchange: `/{db}.{exchange}/{routing key}`.
+      const slash = channel.indexOf('/', 1);
+      const copyQueue = byChannel.get(slash < 0 ? channel : channel.slice(0, slash));
+      if (!copyQueue) return;
+      const multi = transport.client.multi();
+      multi.lpush(copyQueue, retag(raw));
+      multi.zadd(`${WAKE}${copyQueue}`, 0, 'w');
+      multi.exec().catch(() => {}); // the server went away between the message and the copy: at most once
+    });
+    const patterns = [...byChannel.keys()].flatMap((channel) => [globEscape(channel), `${globEscape(channel)}/*`]);
+    try {
+      await transport.call(subscriber.psubscribe(...patterns));
+    } catch (error) {
+      subscriber.disconnect();
+      throw error;
+    }
+    return (listener = new BroadcastListener(subscriber));
   }
 
-  ack(): Promise<void> {
-    return this.settled ? Promise.resolve() : this.subscription.ack(this);
+  close(): void {
+    this.closed = true;
+    this.subscriber.disconnect();
   }
+}
 
-  reject({ requeue, reason }: { requeue: boolean; reason?: string }): Promise<void> {
-    return this.settled ? Promise.resolve() : this.subscription.reject(this, requeue, reason);
+/** The envelope with a fresh delivery tag; text that is not an envelope is kept as it is (fetch dead-letters it). */
+function retag(raw: string): string {
+  try {
+    const envelope = JSON.parse(raw) as { properties?: Record<string, unknown> };
+    if (envelope === null || typeof envelope !== 'object' || typeof envelope.properties !== 'object' || envelope.properties === null) return raw;
+    envelope.properties.delivery_tag = randomUUID();
+    return JSON.stringify(envelope);
+  } catch {
+    return raw;
   }
 }

@@ -13,9 +13,11 @@ import type Database from 'better-sqlite3';
 import { ClosedError } from '../errors.ts';
 import { decodeEnvelope, encodeEnvelope } from '../protocol/envelope.ts';
 import type { WireMessage } from '../protocol/message.ts';
+import { broadcastCopyQueue } from '../protocol/queues.ts';
 import * as presence from './sqlite-consumers.ts';
 import { SqliteFile, sqlitePath } from '../clients/sqlite-file.ts';
 import { consumerMap } from './presence.ts';
+import { PullSubscriptions, type ClaimResult, type QueueStore } from './subscription.ts';
 import { dedupeId, describeMessage, type ConsumeOptions, type DeadLetter, type Delivery, type QueueConsumers, type QueueStats, type Route, type Subscription, type Transport } from './transport.ts';
 
 export interface SqliteTransportOptions {
@@ -36,11 +38,11 @@ interface ClaimedRow {
 }
 
 export class SqliteTransport implements Transport {
-  readonly capabilities = { delayedDelivery: true, priorities: true, crossProcess: true, deduplication: true };
+  readonly capabilities = { delayedDelivery: true, priorities: true, crossProcess: true, deduplication: true, broadcast: true };
   private readonly file: SqliteFile;
   private readonly visibilityMs: number;
   private readonly pollMs: number;
-  private readonly subscriptions = new Set<SqliteSubscription>();
+  private readonly subscriptions = new PullSubscriptions();
   private closed = false;
   /** Prepared statements, shared with this transport's subscriptions. */
   readonly sql: Record<StatementName, Database.Statement>;
@@ -74,6 +76,14 @@ export class SqliteTransport implements Transport {
 
   private insert(message: WireMessage, route: Route, now: number): void {
     const visibleAt = Math.max(now, route.delayUntil?.getTime() ?? 0);
+    if (route.broadcast) {
+      // One row per consumer of the broadcast queue announced now, in its own copy queue, in this transaction.
+      const envelope = encodeEnvelope(message, 'utf-8');
+      for (const [consumer] of this.sql.broadcastConsumers.all(route.queue, now) as Array<[string]>) {
+        this.sql.insert.run(broadcastCopyQueue(route.queue, consumer), route.priority ?? 0, visibleAt, envelope);
+      }
+      return;
+    }
     const taskId = route.deduplicate ? dedupeId(message) : undefined;
     // In the publish transaction: the id is taken if its entry points at a message row that still exists.
     if (taskId && this.sql.dedupeTaken.get(taskId)) return;
@@ -83,20 +93,15 @@ export class SqliteTransport implements Transport {
 
   async consume(options: ConsumeOptions, onDelivery: (delivery: Delivery) => void): Promise<Subscription> {
     this.check();
-    if (options.queues.length === 0) throw new RangeError('consume needs at least one queue');
-    const sub = new SqliteSubscription(this, this.file, options, onDelivery, this.visibilityMs, this.pollMs);
-    this.subscriptions.add(sub);
-    sub.start();
-    return {
-      cancel: async () => {
-        sub.stop();
-      },
-    };
-  }
-
-  /** Called by a subscription once it is stopped and holds nothing. */
-  forget(sub: SqliteSubscription): void {
-    this.subscriptions.delete(sub);
+    const broadcast = options.broadcast;
+    const queues = broadcast ? [...options.queues, ...broadcast.queues.map((q) => broadcastCopyQueue(q, broadcast.consumer))] : options.queues;
+    // A broadcast reaches the consumers announced when it is published: announce before the first claim, and
+    // keep the announcement alive while the subscription lasts (the store renews it, and withdraws it on stop).
+    const presence = broadcast?.queues.length ? new BroadcastPresence(this.file, broadcast.consumer, broadcast.queues) : undefined;
+    await presence?.start();
+    const store = new SqliteQueueStore(this.sql, this.file, queues, this.visibilityMs, this.pollMs, presence);
+    // Refill at half the window, not after every settle: one claim transaction then takes many messages.
+    return this.subscriptions.start(store, { ...options, queues, pollMs: this.pollMs, renewEveryMs: this.visibilityMs / 3, refillAt: Math.floor(options.prefetch / 2) }, onDelivery);
   }
 
   async purge(queue: string): Promise<number> {
@@ -164,18 +169,18 @@ export class SqliteTransport implements Transport {
   async close(): Promise<void> {
     if (this.closed) return;
     // Held deliveries are handed back at once rather than waiting out their visibility timeout.
-    for (const sub of this.subscriptions) sub.releaseAll();
-    this.subscriptions.clear();
+    await this.subscriptions.releaseAll();
     this.closed = true;
     this.file.release();
   }
 }
 
-type StatementName = 'dedupeTaken' | 'dedupeTake' | 'dedupeRelease' | 'insert' | 'claim' | 'nextVisible' | 'renew' | 'ack' | 'requeue' | 'releaseAll' | 'toDead' | 'purge' | 'depth' | 'stats' | 'listDead' | 'getDead' | 'deleteDead';
+type StatementName = 'broadcastConsumers' | 'dedupeTaken' | 'dedupeTake' | 'dedupeRelease' | 'insert' | 'claim' | 'nextVisible' | 'renew' | 'ack' | 'requeue' | 'releaseAll' | 'toDead' | 'purge' | 'depth' | 'stats' | 'listDead' | 'getDead' | 'deleteDead';
 
 function prepare(db: Database.Database): Record<StatementName, Database.Statement> {
   return {
     insert: db.prepare('INSERT INTO fennel_messages (queue, priority, visible_at, envelope) VALUES (?, ?, ?, ?)'),
+    broadcastConsumers: db.prepare('SELECT consumer FROM fennel_consumers WHERE queue = ? AND expires_at > ?').raw(),
     dedupeTaken: db.prepare('SELECT 1 FROM fennel_dedupe d JOIN fennel_messages m ON m.id = d.message_id WHERE d.task_id = ?'),
     dedupeTake: db.prepare('INSERT INTO fennel_dedupe (task_id, message_id) VALUES (?, ?) ON CONFLICT (task_id) DO UPDATE SET message_id = excluded.message_id'),
     dedupeRelease: db.prepare('DELETE FROM fennel_dedupe WHERE task_id = ? AND message_id = ?'),
@@ -210,192 +215,129 @@ function prepare(db: Database.Database): Record<StatementName, Database.Statemen
   };
 }
 
-/** One consume loop: claims into a prefetch window, renews the leases it holds, settles deliveries. */
-class SqliteSubscription {
+/** A held row: what ack, requeue and dead-letter need. */
+interface HeldRow {
+  id: number;
+  message: WireMessage;
+  /** The deduplicated task id the row reserves, freed when it is settled. */
+  dedupedId: string | undefined;
+}
+
+/**
+ * The SQLite primitives under the shared consumer (subscription.ts), for one lease holder. Claims, settles and
+ * renewals go through the file's group commit, so they share a transaction with the stores of the same turn.
+ */
+class SqliteQueueStore implements QueueStore<HeldRow> {
   private readonly lease = randomUUID();
-  private held = 0;
-  private active = false;
-  private scheduled = false;
-  private filling = false;
-  private wakeAgain = false;
-  private timer: NodeJS.Timeout | undefined;
-  private renewTimer: NodeJS.Timeout | undefined;
-  private unsubscribe: (() => void) | undefined;
 
   constructor(
-    private readonly transport: SqliteTransport,
+    private readonly sql: Record<StatementName, Database.Statement>,
     private readonly file: SqliteFile,
-    private readonly options: ConsumeOptions,
-    private readonly onDelivery: (delivery: Delivery) => void,
+    private readonly queues: readonly string[],
     private readonly visibilityMs: number,
     private readonly pollMs: number,
+    private readonly presence: BroadcastPresence | undefined,
   ) {}
 
-  start(): void {
-    this.active = true;
-    this.unsubscribe = this.file.onChange(() => this.wake(), this.pollMs);
-    // Renew well inside the timeout so one slow tick cannot let a lease lapse.
-    this.renewTimer = setInterval(() => this.renew(), Math.max(50, Math.floor(this.visibilityMs / 3)));
-    this.renewTimer.unref();
-    this.wake();
-  }
-
-  private renew(): void {
-    if (this.held === 0) return;
-    try {
-      this.file.run(() => this.transport.sql.renew.run(Date.now() + this.visibilityMs, this.lease));
-    } catch {
-      // The next tick tries again; the lease has two more ticks of slack before it lapses.
-    }
-  }
-
-  private wake(): void {
-    if (!this.active) return;
-    if (this.filling) {
-      this.wakeAgain = true; // a change arrived while a claim was in flight: look again after it
-      return;
-    }
-    if (this.scheduled) return;
-    this.scheduled = true;
-    setImmediate(() => {
-      this.scheduled = false;
-      this.fill();
-    });
-  }
-
-  /**
-   * Claims as many messages as the window has room for, queue by queue in the order given. The claim goes
-   * through the file's group commit, so it shares a transaction with the acks and stores of the same turn.
-   */
-  private fill(): void {
-    if (!this.active || this.filling) return;
-    clearTimeout(this.timer);
-    const room = this.options.prefetch - this.held;
-    if (room <= 0) return;
+  async claim(max: number): Promise<ClaimResult<HeldRow>> {
     const now = Date.now();
-    this.filling = true;
-    this.wakeAgain = false;
-    this.file
-      .write(() => {
+    const { rows, nextVisibleAt } = await this.file.write(
+      () => {
         const out: ClaimedRow[] = [];
-        for (const queue of this.options.queues) {
-          if (out.length >= room) break;
-          const got = this.transport.sql.claim.all(this.lease, now + this.visibilityMs, queue, now, room - out.length) as ClaimedRow[];
+        for (const queue of this.queues) {
+          if (out.length >= max) break;
+          const got = this.sql.claim.all(this.lease, now + this.visibilityMs, queue, now, max - out.length) as ClaimedRow[];
           got.sort((a, b) => b.priority - a.priority || a.id - b.id);
           out.push(...got);
         }
-        return out;
-      }, { quiet: true })
-      .then(
-        (rows) => {
-          this.filling = false;
-          if (!this.active) {
-            // Cancelled while the claim was in flight: these were never handed out, so they go straight back.
-            try {
-              for (const row of rows) this.file.run(() => this.transport.sql.requeue.run(row.id, this.lease));
-            } catch {
-              // The file is closed or busy: these leases lapse on their own after the visibility timeout.
-            }
-            if (this.held === 0) this.finish();
-            return;
+        // Not a full window: when is the earliest scheduled message (an eta, another consumer's lease) due?
+        let next: number | undefined;
+        if (out.length < max) {
+          for (const queue of this.queues) {
+            const t = (this.sql.nextVisible.get(queue, now) as { t: number | null }).t;
+            if (t !== null) next = Math.min(next ?? t, t);
           }
-          this.held += rows.length;
-          for (const row of rows) this.deliver(row);
-          if (this.wakeAgain || rows.length === room) this.wake();
-          else this.scheduleNextVisible(now);
-        },
-        () => {
-          // A busy or failing database: try again after a poll interval instead of crashing the worker.
-          this.filling = false;
-          if (this.active) this.scheduleAt(Date.now() + this.pollMs);
-        },
-      );
-  }
-
-  /** Sleeps until the earliest scheduled message (eta, or another consumer's lease expiring) is due. */
-  private scheduleNextVisible(now: number): void {
-    let next = Infinity;
-    try {
-      for (const queue of this.options.queues) {
-        const t = (this.transport.sql.nextVisible.get(queue, now) as { t: number | null }).t;
-        if (t !== null) next = Math.min(next, t);
-      }
-    } catch {
-      next = now + this.pollMs; // busy: look again after a poll interval
-    }
-    if (next !== Infinity) this.scheduleAt(next);
-  }
-
-  private scheduleAt(when: number): void {
-    clearTimeout(this.timer);
-    this.timer = setTimeout(() => this.wake(), Math.max(1, when - Date.now()));
-    this.timer.unref();
-  }
-
-  private deliver(row: ClaimedRow): void {
-    let settled = false;
-    const settle = async (fn: () => void): Promise<void> => {
-      if (settled) return;
-      // If the statement fails (a busy database), the delivery stays held and leased, and the caller's
-      // error path can settle it again; marking it settled first would leave it leased for ever.
-      await this.file.write(fn);
-      if (settled) return;
-      settled = true;
-      this.held--;
-      // Refill at half the window, not after every settle: one claim transaction then takes many messages.
-      if (this.active && this.held <= Math.floor(this.options.prefetch / 2)) this.wake();
-      else if (this.held === 0) this.finish();
+        }
+        return { rows: out, nextVisibleAt: next };
+      },
+      { quiet: true },
+    );
+    return {
+      nextVisibleAt,
+      claimed: rows.map((row) => {
+        const message = decodeEnvelope(row.envelope);
+        return { handle: { id: row.id, message, dedupedId: dedupeId(message) }, message, queue: row.queue, redelivered: row.deliveries > 1 };
+      }),
     };
-    const message = decodeEnvelope(row.envelope);
-    const dedupedId = dedupeId(message);
-    const release = (): void => {
-      if (dedupedId) this.transport.sql.dedupeRelease.run(dedupedId, row.id);
-    };
-    this.onDelivery({
-      message,
-      queue: row.queue,
-      redelivered: row.deliveries > 1,
-      ack: () =>
-        settle(() => {
-          this.transport.sql.ack.run(row.id, this.lease);
-          release();
-        }),
-      reject: ({ requeue, reason }) =>
-        settle(() => {
-          if (requeue) {
-            this.transport.sql.requeue.run(row.id, this.lease);
-            return;
-          }
-          const { taskId, taskName } = describeMessage(message);
-          this.transport.sql.toDead.run(reason ?? 'rejected', taskId, taskName, Date.now(), row.id, this.lease);
-          this.transport.sql.ack.run(row.id, this.lease);
-          release();
-        }),
+  }
+
+  async renew(): Promise<void> {
+    this.file.run(() => this.sql.renew.run(Date.now() + this.visibilityMs, this.lease));
+  }
+
+  private release(row: HeldRow): void {
+    if (row.dedupedId) this.sql.dedupeRelease.run(row.dedupedId, row.id);
+  }
+
+  ack(row: HeldRow): Promise<void> {
+    return this.file.write(() => {
+      this.sql.ack.run(row.id, this.lease);
+      this.release(row);
     });
   }
 
-  /** Stops claiming; held deliveries keep their leases until they are settled. */
+  requeue(row: HeldRow): Promise<void> {
+    return this.file.write(() => void this.sql.requeue.run(row.id, this.lease));
+  }
+
+  deadLetter(row: HeldRow, reason: string): Promise<void> {
+    return this.file.write(() => {
+      const { taskId, taskName } = describeMessage(row.message);
+      this.sql.toDead.run(reason, taskId, taskName, Date.now(), row.id, this.lease);
+      this.sql.ack.run(row.id, this.lease);
+      this.release(row);
+    });
+  }
+
+  async releaseAll(): Promise<void> {
+    this.file.run(() => this.sql.releaseAll.run(this.lease));
+  }
+
+  /** Every commit to the file, by any process, may be new work (and every poll interval, if inotify is missing). */
+  watch(poke: () => void): () => void {
+    return this.file.onChange(poke, this.pollMs);
+  }
+
   stop(): void {
-    this.active = false;
-    clearTimeout(this.timer);
-    this.unsubscribe?.();
-    this.unsubscribe = undefined;
-    if (this.held === 0 && !this.filling) this.finish();
+    this.presence?.stop();
+  }
+}
+
+/** How long a broadcast subscriber's announcement lasts, renewed at a third of it while it consumes. */
+const BROADCAST_PRESENCE_SEC = 10;
+
+/**
+ * A broadcast subscriber's presence in `fennel_consumers` (sqlite-consumers.ts), which is where a broadcast
+ * publish looks for the consumers to copy a message to. Renewed while the subscription consumes; withdrawn when
+ * it stops, so a broadcast sent after that makes no copy for it. If the process dies, the entry lapses.
+ */
+class BroadcastPresence {
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly file: SqliteFile,
+    private readonly consumer: string,
+    private readonly queues: readonly string[],
+  ) {}
+
+  async start(): Promise<void> {
+    await presence.announceConsumer(this.file, this.consumer, this.queues, BROADCAST_PRESENCE_SEC);
+    this.timer = setInterval(() => void presence.announceConsumer(this.file, this.consumer, this.queues, BROADCAST_PRESENCE_SEC).catch(() => {}), (BROADCAST_PRESENCE_SEC * 1000) / 3);
+    this.timer.unref();
   }
 
-  private finish(): void {
-    clearInterval(this.renewTimer);
-    this.transport.forget(this);
-  }
-
-  /** Hands every held message back for immediate redelivery (transport close). */
-  releaseAll(): void {
-    this.stop();
-    try {
-      this.file.run(() => this.transport.sql.releaseAll.run(this.lease));
-    } catch {
-      // If this fails the leases lapse on their own after the visibility timeout.
-    }
-    clearInterval(this.renewTimer);
+  stop(): void {
+    clearInterval(this.timer);
+    presence.withdrawConsumer(this.file, this.consumer, this.queues).catch(() => {});
   }
 }

@@ -13,6 +13,8 @@ export interface TransportCapabilities {
   crossProcess: boolean;
   /** `Route.deduplicate` is honoured atomically. */
   deduplication?: boolean;
+  /** `Route.broadcast` and `ConsumeOptions.broadcast`: one copy of a message for every consumer online. */
+  broadcast?: boolean;
 }
 
 export interface Route {
@@ -26,6 +28,12 @@ export interface Route {
    * Only on engines with the `deduplication` capability. The message carries the header `fennel_dedupe`.
    */
   deduplicate?: boolean;
+  /**
+   * `queue` is a broadcast queue: every consumer consuming it now (`ConsumeOptions.broadcast`) gets a copy of the
+   * message, acknowledged on its own; a consumer that starts later gets none (Celery's `Broadcast` queues). Only on
+   * engines with the `broadcast` capability; not with `deduplicate`.
+   */
+  broadcast?: boolean;
 }
 
 /** Marks a message published with `deduplicate`, so its consumer releases the id when it settles it. */
@@ -55,6 +63,12 @@ export interface ConsumeOptions {
   queues: readonly string[];
   /** At most this many deliveries are held (handed out and not yet acked or rejected) at once. */
   prefetch: number;
+  /**
+   * Broadcast queues this consumer receives a copy of every message of, while it consumes (`Route.broadcast`),
+   * and its name (the worker's node name). A copy is a delivery like any other, inside the same prefetch window;
+   * its `queue` is the consumer's own copy queue on engines that keep one (protocol/queues.ts).
+   */
+  broadcast?: { queues: readonly string[]; consumer: string } | undefined;
 }
 
 export interface Subscription {

@@ -65,8 +65,8 @@ describe('amqp://', { skip }, () => {
     presence: 'broker' as const,
   };
 
-  transportSuite('amqp (classic queues, maxPriority=10)', () => open(`${RABBIT_URL}?maxPriority=10`), { delayedDelivery: true, priorities: true, crossProcess: true }, options);
-  transportSuite('amqp (quorum queues)', () => open(`${RABBIT_URL}?queueType=quorum`), { delayedDelivery: true, priorities: false, crossProcess: true }, options);
+  transportSuite('amqp (classic queues, maxPriority=10)', () => open(`${RABBIT_URL}?maxPriority=10`), { delayedDelivery: true, priorities: true, crossProcess: true, broadcast: true }, options);
+  transportSuite('amqp (quorum queues)', () => open(`${RABBIT_URL}?queueType=quorum`), { delayedDelivery: true, priorities: false, crossProcess: true, broadcast: true }, options);
 
   it('settles a delivery whose connection was lost: a requeue is done (RabbitMQ requeued it), an ack fails', async () => {
     const t = open(RABBIT_URL);

@@ -7,6 +7,6 @@ import { MemoryTransport } from '../../src/transports/memory.ts';
 import { backendSuite } from './backend.suite.ts';
 import { transportSuite } from './transport.suite.ts';
 
-transportSuite('memory', () => new MemoryTransport(`memory://${randomUUID()}`), { delayedDelivery: true, priorities: true, crossProcess: false, deduplication: true }, { presence: 'announced' });
+transportSuite('memory', () => new MemoryTransport(`memory://${randomUUID()}`), { delayedDelivery: true, priorities: true, crossProcess: false, deduplication: true, broadcast: true }, { presence: 'announced' });
 
 backendSuite('memory', () => new MemoryBackend(`memory://${randomUUID()}`));

@@ -43,7 +43,7 @@ describe('redis://', { skip }, () => {
       await flushRedisDb(DB);
       return openTransport(URL, opts);
     },
-    { delayedDelivery: true, priorities: true, crossProcess: true, deduplication: true },
+    { delayedDelivery: true, priorities: true, crossProcess: true, deduplication: true, broadcast: true },
     {
       reopen: (transport: Transport, opts) => {
         const second = openTransport(transport.url, opts);

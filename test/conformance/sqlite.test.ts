@@ -46,7 +46,7 @@ function openTransport(url: string, opts: TransportOpenOptions): SqliteTransport
   return new SqliteTransport(url, { visibilityTimeoutSec: opts.visibilityTimeoutSec, pollIntervalMs: POLL_MS });
 }
 
-transportSuite('sqlite', (opts) => openTransport(freshUrl(), opts), { delayedDelivery: true, priorities: true, crossProcess: true, deduplication: true }, {
+transportSuite('sqlite', (opts) => openTransport(freshUrl(), opts), { delayedDelivery: true, priorities: true, crossProcess: true, deduplication: true, broadcast: true }, {
   reopen: (transport: Transport, opts) => {
     const second = openTransport(otherPathTo(transport.url), opts);
     assert.notEqual(second.sql.insert.database, (transport as SqliteTransport).sql.insert.database, 'the second transport has its own connection');

@@ -6,16 +6,16 @@
 // consumers_prune.lua, which compares and deletes in one step, so an entry renewed meanwhile is never lost.
 // Python Celery workers do not announce themselves here: a queue only they consume looks unconsumed.
 
-import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
+import { defineScript } from '../../clients/redis/scripts.ts';
 import { consumerMap } from '../presence.ts';
 import type { QueueConsumers } from '../transport.ts';
 
 export const CONSUMERS_KEY = 'fennel.consumers';
 const PRUNE_EVERY_MS = 60_000;
-const PRUNE_COMMAND = 'fennel_consumers_prune';
 
-const pruneScript = readFileSync(new URL('./consumers_prune.lua', import.meta.url), 'utf8');
+/** Deletes the entries whose expiry has passed, comparing and deleting in one step (consumers_prune.lua). */
+const pruneScript = defineScript('consumers_prune', new URL('./consumers_prune.lua', import.meta.url), { keys: ['consumers'], args: ['nowMs'] });
 /** When each connection may prune next (the script is defined on it the first time). */
 const nextPrune = new WeakMap<Redis, number>();
 
@@ -26,9 +26,9 @@ function field(queue: string, consumer: string): string {
 async function maybePrune(client: Redis, now: number): Promise<void> {
   const due = nextPrune.get(client);
   if (due !== undefined && now < due) return;
-  if (due === undefined) client.defineCommand(PRUNE_COMMAND, { numberOfKeys: 1, lua: pruneScript });
+  if (due === undefined) pruneScript.install(client);
   nextPrune.set(client, now + PRUNE_EVERY_MS);
-  await (client as unknown as Record<string, (key: string, now: number) => Promise<number>>)[PRUNE_COMMAND]!(CONSUMERS_KEY, now);
+  await pruneScript.run(client, { consumers: CONSUMERS_KEY }, { nowMs: now });
 }
 
 export async function announceConsumer(client: Redis, consumer: string, queues: readonly string[], ttlSec: number): Promise<void> {

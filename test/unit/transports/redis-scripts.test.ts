@@ -2,7 +2,8 @@
 // this file and flushed before each test): what a publish, fetch, ack, restore, dead letter and countdown
 // leave in Redis must be kombu's layout (CELERY-WIRE.md 2.2), and results Celery's (2.4), so Python Celery
 // clients and workers can share the server. Scripts are driven through the transport where it has an API,
-// and run directly (transport.run) where a test needs one step on its own (a sweep at a chosen time).
+// and run directly (their typed wrappers in src/transports/redis/scripts.ts) where a test needs one step on its
+// own (a sweep at a chosen time).
 
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
@@ -12,6 +13,7 @@ import { RedisBackend } from '../../../src/backends/redis.ts';
 import { buildTaskMessage, type WireMessage } from '../../../src/protocol/message.ts';
 import type { TaskMeta } from '../../../src/protocol/result.ts';
 import { REDIS_KEYS, RedisTransport, SEP } from '../../../src/transports/redis.ts';
+import { fetchScript, restoreScript } from '../../../src/transports/redis/scripts.ts';
 import { DEDUPE_HEADER, type Delivery } from '../../../src/transports/transport.ts';
 import { sleep, waitFor } from '../../conformance/helpers/wait.ts';
 import { celeryA1, rawEnvelope } from '../../fixtures/celery.ts';
@@ -87,13 +89,13 @@ describe('redis:// layout (kombu and Celery keys)', { skip }, () => {
   }
 
   // The two helpers below run one script step on its own, with the KEYS and ARGV the transport passes
-  // (see the header of each .lua file); keep them in step with src/transports/redis.ts.
+  // (named by the wrappers in src/transports/redis/scripts.ts, after the header of each .lua file).
 
   /** One fetch step on its own (no consumer loop, so no lease renewal and no sweep). Returns the delivery tags. */
   async function fetchOnce(t: RedisTransport, queue: string, max = 10): Promise<string[]> {
     const buckets = [queue, `${queue}${SEP}3`, `${queue}${SEP}6`, `${queue}${SEP}9`];
-    const keys = [UNACKED, UNACKED_INDEX, LEASES, 'fennel.dead_letters', 'fennel.dead_letters.seq', ...buckets];
-    const out = (await t.run('fetch', keys, [max, Date.now() / 1000, ...buckets.map(() => queue)])) as string[];
+    const keys = { unacked: UNACKED, unackedIndex: UNACKED_INDEX, leases: LEASES, deadLetters: 'fennel.dead_letters', deadLetterSeq: 'fennel.dead_letters.seq', buckets };
+    const out = (await fetchScript.run(t.client, keys, { max, nowSec: Date.now() / 1000, bucketQueues: buckets.map(() => queue) })) as string[];
     const tags: string[] = [];
     for (let i = 0; i < out.length; i += 3) tags.push(out[i + 1]!);
     return tags;
@@ -101,7 +103,7 @@ describe('redis:// layout (kombu and Celery keys)', { skip }, () => {
 
   /** The visibility sweep as a consumer runs it: restore every tag whose lease was last renewed at or before `cutoffSec`. */
   function sweep(t: RedisTransport, cutoffSec: number): Promise<unknown> {
-    return t.run('restore', [UNACKED, UNACKED_INDEX, UNACKED_MUTEX, LEASES], [cutoffSec, 1000, '', SEP, WAKE]);
+    return restoreScript.run(t.client, { unacked: UNACKED, unackedIndex: UNACKED_INDEX, unackedMutex: UNACKED_MUTEX, leases: LEASES }, { lapsedBeforeSec: cutoffSec, max: 1000, tag: '', separator: SEP, wakePrefix: WAKE });
   }
 
   /** Makes a held message look delivered (and its lease last renewed) at `atSec`, as when its holder died then. */

@@ -1,0 +1,17 @@
+// The result backend's Lua scripts (headers in each .lua file), with their KEYS and ARGV named.
+
+import { defineScript } from '../../clients/redis/scripts.ts';
+
+/** Stores metas in order, never replacing a SUCCESS (store.lua). ARGV[2..]: per key, its status then its meta. */
+export const storeScript = defineScript('store', new URL('./store.lua', import.meta.url), {
+  keys: [],
+  restKeys: 'metaKeys',
+  args: ['expiresSec'],
+  restArgs: 'statusAndMeta',
+});
+
+/** A chord member's result joins its group; the last member learns the chord is complete (chord_join.lua). */
+export const chordJoinScript = defineScript('chord_join', new URL('./chord_join.lua', import.meta.url), {
+  keys: ['join'],
+  args: ['index', 'resultJson', 'size', 'expiresSec', 'withResults'],
+});
