@@ -3,6 +3,8 @@
 
 export { Fennel, isFennelApp } from './app/fennel.ts';
 export { AsyncResult } from './app/result.ts';
+export { BroadcastResult, type BroadcastOutcome } from './app/broadcast.ts';
+export { directQueue } from './protocol/queues.ts';
 export { chain, group, chord, Signature, Chain, Group, Chord, GroupResult } from './app/canvas.ts';
 export type { CanvasNode, SignatureDict, SignatureOptions } from './app/canvas.ts';
 export type { GetOptions } from './app/result.ts';

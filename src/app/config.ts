@@ -30,6 +30,7 @@ export const OPTIONS = {
     doc: 'How long a connection attempt to the broker or result backend may take, and how long a call waits for one that is down (SQLite: for another process\'s lock), before it fails with BrokerUnavailableError: delay() and result.sent, get(), revoke(), the CLI. Workers keep reconnecting with backoff, logging it.',
   },
   defaultQueue: { schema: z.string().min(1), env: 'FENNEL_DEFAULT_QUEUE', default: 'celery', doc: 'Queue for tasks with no route and no per-call queue (Celery\'s default name).' },
+  broadcastQueue: { schema: z.string().min(1), env: 'FENNEL_BROADCAST_QUEUE', default: 'fennel.broadcast', doc: "Broadcast queue for broadcast calls with no queue of their own; every worker receives a copy of each message sent to it (Celery's Broadcast)." },
   routes: { schema: z.record(z.string(), routeSchema), env: undefined, default: {}, doc: "Task name pattern → { queue, priority }. '*' matches any run of characters; the first match wins; a per-call queue wins over all." },
   visibilityTimeoutSec: { schema: z.number().positive(), env: 'FENNEL_VISIBILITY_TIMEOUT_SEC', default: 30, doc: 'A message held by a worker that died becomes visible again after this many seconds. Live workers renew their leases, so long tasks are safe.' },
   maxPayloadBytes: { schema: z.number().int().positive(), env: 'FENNEL_MAX_PAYLOAD_BYTES', default: 10 * 1024 * 1024, doc: 'Calls whose encoded arguments are larger are refused with PayloadTooLargeError.' },

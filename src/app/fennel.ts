@@ -13,6 +13,8 @@ import { bodyBytes, buildTaskMessage, type TaskCall, type WireMessage } from '..
 import type { EventBus } from '../events/events.ts';
 import { createEventBus } from '../events/index.ts';
 import { ReplyRoutes } from '../clients/amqp/replies.ts';
+import { directQueue } from '../protocol/queues.ts';
+import { BroadcastResult } from './broadcast.ts';
 import { createTransport, schemeOf } from '../transports/index.ts';
 import { noConsumerHint } from '../transports/presence.ts';
 import type { Route as TransportRoute, Transport } from '../transports/transport.ts';
@@ -65,7 +67,9 @@ export class Fennel {
   }
 
   /** Registers a task. The name is what travels on the wire; it must be unique in this app. */
-  task<A extends unknown[], R>(name: string, fn: TaskFunction<A, R>, options: TaskOptions = {}): Task<A, R> {
+  task<A extends unknown[], R>(name: string, fn: TaskFunction<A, R>, options: TaskOptions & { broadcast: true }): Task<A, R, true>;
+  task<A extends unknown[], R>(name: string, fn: TaskFunction<A, R>, options?: TaskOptions): Task<A, R>;
+  task<A extends unknown[], R>(name: string, fn: TaskFunction<A, R>, options: TaskOptions = {}): Task<A, R, boolean> {
     if (this.tasks.has(name)) throw new ConfigError(`a task named '${name}' is already registered`);
     if (typeof fn !== 'function') throw new ConfigError(`task '${name}' needs a function`);
     checkTaskOptions(name, options);
@@ -83,8 +87,10 @@ export class Fennel {
   }
 
   /** Sends a task by name, from a process that need not have its code (a web server, say). */
-  sendTask<R = unknown>(name: string, args: readonly unknown[] = [], options: CallOptions = {}): AsyncResult<R> {
-    return this.send(name, args, options, this.tasks.get(name)?.options ?? {}) as AsyncResult<R>;
+  sendTask<R = unknown>(name: string, args: readonly unknown[], options: CallOptions & { broadcast: true }): BroadcastResult<R>;
+  sendTask<R = unknown>(name: string, args?: readonly unknown[], options?: CallOptions): AsyncResult<R>;
+  sendTask<R = unknown>(name: string, args: readonly unknown[] = [], options: CallOptions = {}): AsyncResult<R> | BroadcastResult<R> {
+    return this.send(name, args, options, this.tasks.get(name)?.options ?? {}) as AsyncResult<R> | BroadcastResult<R>;
   }
 
   /** A handle on a task sent earlier (by id). */
@@ -110,7 +116,7 @@ export class Fennel {
   /** What the AsyncResults made here ask of this app: revoke, and the hint a timed-out get() adds; one for all of them. */
   private readonly resultOwner: ResultOwner = {
     revoke: (id, options) => this.revoke(id, options),
-    queueHint: (queue) => (this.closed ? Promise.resolve(undefined) : noConsumerHint(this.transport, queue)),
+    queueHint: (queue) => (this.closed ? Promise.resolve(undefined) : noConsumerHint(this.transport, queue, undefined, [this.config.broadcastQueue])),
   };
   /** The backend as the AsyncResults made here read it (lazily, so sending opens no backend); one for all of them. */
   private readonly backendFn = (): ResultBackend => this.backend;
@@ -163,17 +169,40 @@ export class Fennel {
     return this.pickQueue(call, task, this.route(name));
   }
 
-  private pickQueue(call: { queue?: string }, task: TaskOptions, route: Route | undefined): string {
+  private pickQueue(call: { queue?: string; worker?: string; broadcast?: boolean }, task: TaskOptions, route: Route | undefined): string {
+    if (call.worker !== undefined) return directQueue(call.worker);
+    // A broadcast goes to a broadcast queue: the call's, the task's, or the app's; never the route table's work queues.
+    if (call.broadcast ?? task.broadcast) return call.queue ?? task.queue ?? this.config.broadcastQueue;
     return call.queue ?? route?.queue ?? task.queue ?? this.config.defaultQueue;
   }
 
-  private send(name: string, args: readonly unknown[], call: CallOptions, task: TaskOptions): AsyncResult<unknown> {
+  private send(name: string, args: readonly unknown[], call: CallOptions, task: TaskOptions): AsyncResult<unknown> | BroadcastResult<unknown> {
     this.checkCall(name, call);
     const [message, route] = this.prepare(name, args, call, task);
+    if (route.broadcast) return this.sendBroadcast(name, message, route);
     const sent = this.transport.publish(message, route);
     // The rejection is re-thrown by get() and by awaiting `result.sent`; this keeps it from being unhandled.
     sent.catch(() => {});
     return new AsyncResult(message.headers['id'] as string, this.backendFn, sent, name, this.resultOwner, route.queue);
+  }
+
+  /**
+   * Sends a broadcast: first looks up who consumes its queue now (the workers it will reach, where the engine
+   * knows their names), then publishes. Each worker's outcome is read under its own result id (BroadcastResult).
+   */
+  private sendBroadcast(name: string, message: WireMessage, route: TransportRoute): BroadcastResult<unknown> {
+    const transport = this.transport;
+    const recipients = (async (): Promise<string[] | undefined> => {
+      // Engines whose workers announce themselves (sqlite, redis, memory) name them; amqp:// only counts its consumers.
+      if (!transport.announceConsumer || !transport.consumers) return undefined;
+      const entry = (await transport.consumers(route.queue).catch(() => undefined))?.get(route.queue);
+      return entry ? entry.names : undefined;
+    })();
+    const sent = recipients.then(() => transport.publish(message, route));
+    sent.catch(() => {});
+    recipients.catch(() => {});
+    const id = message.headers['id'] as string;
+    return new BroadcastResult(id, sent, recipients, (resultId) => new AsyncResult(resultId, this.backendFn, sent, name, this.resultOwner, route.queue));
   }
 
   /** Sends many calls of one task in one broker round trip (one transaction on SQLite). */
@@ -202,6 +231,9 @@ export class Fennel {
   /** Checks a call's options where they are given; throws ConfigError naming the option and the accepted forms. */
   private checkCall(name: string, call: CallOptions): void {
     checkCallOptions(name, call);
+    if ((call.broadcast || this.tasks.get(name)?.options.broadcast) && !this.transport.capabilities.broadcast) {
+      throw new ConfigError(`call of '${name}': broadcast is not supported by ${schemeOf(this.config.broker)}://`);
+    }
     if (call.deduplicate && !this.transport.capabilities.deduplication) {
       throw new ConfigError(`call of '${name}': deduplicate is not supported by ${schemeOf(this.config.broker)}:// (it has no atomic check-and-publish); engines with it: sqlite://, redis://, memory://`);
     }
@@ -232,6 +264,8 @@ export class Fennel {
     };
     if (call.kwargs) fields.kwargs = call.kwargs;
     if (call.deduplicate) fields.deduplicate = true;
+    const broadcast = call.broadcast ?? task.broadcast ?? false;
+    if (broadcast) fields.broadcast = true;
     if (wire) Object.assign(fields, wire);
     const message = buildTaskMessage(fields);
     // UTF-8 takes at most 3 bytes per UTF-16 code unit: a body that short cannot be over the limit, and is not measured.
@@ -239,6 +273,7 @@ export class Fennel {
       const size = bodyBytes(message);
       if (size > this.config.maxPayloadBytes) throw new PayloadTooLargeError(size, this.config.maxPayloadBytes);
     }
+    if (broadcast) return [message, { queue, priority, delayUntil: eta, broadcast: true }];
     return [message, call.deduplicate ? { queue, priority, delayUntil: eta, deduplicate: true } : { queue, priority, delayUntil: eta }];
   }
 

@@ -44,6 +44,7 @@ const TASK_CHECKS: Record<keyof TaskOptions, Check> = {
   timeLimitSec: positive,
   softTimeLimitSec: positive,
   ignoreResult: bool,
+  broadcast: bool,
   expose: bool,
   schema: anything,
 };
@@ -62,6 +63,8 @@ const CALL_CHECKS: Record<keyof CallOptions, Check> = {
   timeLimitSec: positive,
   softTimeLimitSec: positive,
   kwargs: (v) => (v !== null && typeof v === 'object' && !Array.isArray(v) ? undefined : 'an object'),
+  worker: name,
+  broadcast: bool,
 };
 
 function check(what: string, given: object, checks: Record<string, Check>): void {
@@ -95,6 +98,9 @@ export function checkCallOptions(taskName: string, options: CallOptions): void {
   check(`call of '${taskName}'`, options, CALL_CHECKS);
   if (options.deduplicate && !options.taskId) throw new ConfigError(`call of '${taskName}': deduplicate needs a taskId (the id that makes two calls the same)`);
   if (options.eta !== undefined && options.countdown !== undefined) throw new ConfigError(`call of '${taskName}': give eta or countdown, not both`);
+  if (options.worker !== undefined && options.queue !== undefined) throw new ConfigError(`call of '${taskName}': give worker or queue, not both (a worker's own queue is <worker>.dq2)`);
+  if (options.worker !== undefined && options.broadcast) throw new ConfigError(`call of '${taskName}': give worker or broadcast, not both`);
+  if (options.broadcast && options.deduplicate) throw new ConfigError(`call of '${taskName}': a broadcast cannot be deduplicated (each worker gets its own copy)`);
 }
 
 /** A Date from a Date or an ISO 8601 string with a zone; undefined if it does not parse. */

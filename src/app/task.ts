@@ -7,6 +7,7 @@ import type { ZodType } from 'zod';
 import { ConfigError } from '../errors.ts';
 import { Group, Signature, STARMAP_TASK } from './canvas.ts';
 import type { Fennel } from './fennel.ts';
+import type { BroadcastResult } from './broadcast.ts';
 import type { AsyncResult } from './result.ts';
 import { makeContext, runInContext } from './context.ts';
 
@@ -42,6 +43,17 @@ export interface CallOptions {
   softTimeLimitSec?: number;
   /** Keyword arguments, for tasks a Python worker runs. A Fennel task receives them as a trailing object. */
   kwargs?: Record<string, unknown>;
+  /**
+   * Send to the worker with this node name only (`fennel@host1`), through its own queue `<name>.dq2` (Celery's
+   * worker_direct). The message waits there if that worker is not running. Not with `queue` or `broadcast`.
+   */
+  worker?: string;
+  /**
+   * Every worker online runs this call once (Celery's Broadcast queues): sent to `queue` (default: the app's
+   * `broadcastQueue`) as a broadcast; the handle is a BroadcastResult with one result per worker. A worker that
+   * starts later does not run it.
+   */
+  broadcast?: boolean;
 }
 
 /** Defaults a task carries for every call, set at `app.task(name, fn, options)`. */
@@ -61,6 +73,8 @@ export interface TaskOptions {
   timeLimitSec?: number;
   softTimeLimitSec?: number;
   ignoreResult?: boolean;
+  /** Every call is a broadcast (CallOptions.broadcast): every worker online runs it once; `delay()` returns a BroadcastResult. */
+  broadcast?: boolean;
   /** Callable over HTTP through the gateway (`fennel gateway`); tasks are not exposed unless they say so. */
   expose?: boolean;
   /** A zod schema for the positional arguments (e.g. `z.tuple([z.number()])`); the gateway answers 400 with its reasons. */
@@ -69,14 +83,18 @@ export interface TaskOptions {
 
 export type TaskFunction<A extends unknown[] = never[], R = unknown> = (...args: A) => R;
 
-export interface Task<A extends unknown[], R> {
+/** What sending returns: an AsyncResult, or for a broadcast (every worker runs it) a BroadcastResult. */
+export type Sent<R, Broadcast extends boolean> = Broadcast extends true ? BroadcastResult<R> : AsyncResult<R>;
+
+export interface Task<A extends unknown[], R, Broadcast extends boolean = false> {
   /** Runs the function here and now, in this process (no broker involved). */
   (...args: A): R;
   readonly taskName: string;
   readonly options: Readonly<TaskOptions>;
-  /** Sends the call to a worker; the AsyncResult is returned at once. */
-  delay(...args: A): AsyncResult<Awaited<R>>;
-  applyAsync(args: A, options?: CallOptions): AsyncResult<Awaited<R>>;
+  /** Sends the call to a worker (to every worker online for a broadcast task); the handle is returned at once. */
+  delay(...args: A): Sent<Awaited<R>, Broadcast>;
+  applyAsync(args: A, options: CallOptions & { broadcast: true }): BroadcastResult<Awaited<R>>;
+  applyAsync(args: A, options?: CallOptions): Sent<Awaited<R>, Broadcast>;
   /** Sends many calls in one broker round trip; one AsyncResult per call, in order. */
   delayMany(argsList: ReadonlyArray<A>, options?: Omit<CallOptions, 'taskId'>): Array<AsyncResult<Awaited<R>>>;
   /** A signature: this call written down, for chain/group/chord. In a chain the previous result is prepended to `args`. */
@@ -99,19 +117,19 @@ export interface RegisteredTask {
 
 interface Producer {
   readonly app: () => Fennel;
-  send(name: string, args: readonly unknown[], call: CallOptions, task: TaskOptions): AsyncResult<unknown>;
+  send(name: string, args: readonly unknown[], call: CallOptions, task: TaskOptions): AsyncResult<unknown> | BroadcastResult<unknown>;
   sendMany(name: string, argsList: ReadonlyArray<readonly unknown[]>, call: Omit<CallOptions, 'taskId'>): Array<AsyncResult<unknown>>;
 }
 
 /** The signal of an in-process call: nothing aborts it (its controller is not kept). */
 const NEVER_ABORTED = new AbortController().signal;
 
-export function makeTask<A extends unknown[], R>(name: string, fn: TaskFunction<A, R>, options: TaskOptions, producer: Producer): Task<A, R> {
+export function makeTask<A extends unknown[], R, B extends boolean>(name: string, fn: TaskFunction<A, R>, options: TaskOptions, producer: Producer): Task<A, R, B> {
   const local = ((...args: A): R => {
     // An in-process call still gets a context, so task code can call currentTask() either way.
     const context = makeContext({ id: randomUUID(), name, retries: 0, queue: null, signal: () => NEVER_ABORTED, progress: async () => {} });
     return runInContext(context, fn, ...args);
-  }) as Task<A, R>;
+  }) as Task<A, R, B>;
   Object.defineProperties(local, {
     name: { value: name },
     taskName: { value: name, enumerable: true },

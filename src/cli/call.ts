@@ -34,7 +34,7 @@ async function call(task: string, args: string[], flags: Flags): Promise<void> {
   await result.sent;
   // A task sent to a queue no worker consumes waits for ever, silently: say so at once (a warning only: a worker
   // may start later, and Python Celery workers on Redis cannot be seen). The exit status does not change.
-  const hint = result.queue === undefined ? undefined : await noConsumerHint(app.transport, result.queue);
+  const hint = result.queue === undefined ? undefined : await noConsumerHint(app.transport, result.queue, undefined, [app.config.broadcastQueue]);
   if (hint) process.stderr.write(`fennel: warning: ${hint}\n`);
   if (!flags.wait) {
     process.stdout.write(`${result.id}\n`);

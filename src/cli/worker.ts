@@ -18,6 +18,7 @@ interface Flags extends AppFlags {
   logFormat?: string;
   concurrency?: string;
   queues?: string;
+  broadcastQueues?: string;
   pool: string;
   loglevel: string;
   grace: string;
@@ -37,6 +38,7 @@ export function registerWorker(program: Command): void {
     .option('-n, --hostname <name>', 'node name in events, results and the dashboard: %h hostname, %n its first label, %d its domain, %p pid, %% a %', DEFAULT_NODENAME)
     .option('-c, --concurrency <n>', 'tasks run at once (default: number of CPUs)')
     .option('-Q, --queues <list>', "comma-separated queues to consume (default: the app's default queue)")
+    .option('--broadcast-queues <list>', "comma-separated broadcast queues to receive a copy of every message of (default: the app's broadcastQueue and its broadcast tasks' queues; '' for none)")
     .option('-P, --pool <kind>', 'process | thread | async', 'process')
     .option('-l, --loglevel <level>', 'trace | debug | info | warn | error', 'info')
     .option('--log-format <format>', 'pretty (a banner, then a line per event) | json (default: pretty on a terminal, else json)')
@@ -67,6 +69,7 @@ async function runWorker(flags: Flags): Promise<void> {
     pool: flags.pool as PoolKind,
     ...(concurrency ? { concurrency } : {}),
     ...(flags.queues ? { queues: flags.queues.split(',').map((q) => q.trim()).filter(Boolean) } : {}),
+    ...(flags.broadcastQueues !== undefined ? { broadcastQueues: flags.broadcastQueues.split(',').map((q) => q.trim()).filter(Boolean) } : {}),
     logLevel: flags.loglevel,
     graceSec: Number(flags.grace),
     prefetchMultiplier: Number(flags.prefetchMultiplier),

@@ -69,6 +69,11 @@ export interface TaskCall {
   crashes?: number;
   /** Published with deduplicate: the header `fennel_dedupe` tells its consumer to free the id when settled. */
   deduplicate?: boolean;
+  /**
+   * A broadcast (every worker online runs it): the header `fennel_broadcast` tells a Fennel worker to store its
+   * outcome under its own result id (protocol/queues.ts `broadcastResultId`), so each worker's result is kept.
+   */
+  broadcast?: boolean;
 }
 
 /** A validated task message, as the worker sees it. */
@@ -145,6 +150,7 @@ export function buildTaskMessage(call: TaskCall): WireMessage {
     stamps: {},
     ...(call.crashes ? { fennel_crashes: call.crashes } : {}),
     ...(call.deduplicate ? { fennel_dedupe: true } : {}),
+    ...(call.broadcast ? { fennel_broadcast: true } : {}),
   };
   const properties: WireProperties = {
     correlation_id: call.id,

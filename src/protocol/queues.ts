@@ -26,3 +26,15 @@ export function directQueueNode(queue: string): string | undefined {
 export function broadcastCopyQueue(queue: string, consumer: string): string {
   return `bcast.${queue}.${consumer}`;
 }
+
+/** The header that marks a broadcast sent by Fennel: each worker stores its outcome under `broadcastResultId`. */
+export const BROADCAST_HEADER = 'fennel_broadcast';
+
+/**
+ * Where the worker named `worker` stores its outcome of broadcast `taskId`: one result per worker, read by
+ * `BroadcastResult` (a broadcast from a Python producer carries no such header, and its results share the task id,
+ * as with Celery).
+ */
+export function broadcastResultId(taskId: string, worker: string): string {
+  return `${taskId}/${worker}`;
+}

@@ -4,6 +4,7 @@
 // `fennel call`). A hint is a diagnosis, never a verdict: it is looked up only after something already went
 // wrong or right after a send, and a lookup that fails or is slow gives no hint rather than an error.
 
+import { directQueueNode } from '../protocol/queues.ts';
 import type { QueueConsumers, Transport } from './transport.ts';
 
 /** How long a hint's lookup may take before it is given up (the caller then reports without a hint). */
@@ -27,10 +28,10 @@ export function consumerMap(entries: Iterable<readonly [queue: string, consumer:
 /**
  * "no worker is consuming queue 'celery'; workers consume: math" when the transport can tell and no live
  * consumer has `queue`; undefined when one has, when the engine keeps no presence, or when the lookup fails or
- * takes longer than `timeoutMs`. The other queues are those the engine can see a consumer on (AMQP: only the
+ * takes longer than `timeoutMs`. Direct queues and `broadcastQueues` are not listed. The other queues are those the engine can see a consumer on (AMQP: only the
  * queues this transport has used).
  */
-export async function noConsumerHint(transport: Transport, queue: string, timeoutMs = HINT_LOOKUP_MS): Promise<string | undefined> {
+export async function noConsumerHint(transport: Transport, queue: string, timeoutMs = HINT_LOOKUP_MS, broadcastQueues: readonly string[] = []): Promise<string | undefined> {
   if (!transport.consumers) return undefined;
   let timer: NodeJS.Timeout | undefined;
   try {
@@ -38,7 +39,9 @@ export async function noConsumerHint(transport: Transport, queue: string, timeou
     lookup.catch(() => {}); // a lookup that fails after the time is up is nobody's error
     const found = await Promise.race([lookup, new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), timeoutMs)))]);
     if (!found || (found.get(queue)?.count ?? 0) > 0) return undefined;
-    const others = [...found].filter(([q, row]) => q !== queue && row.count > 0).map(([q]) => q).sort();
+    // Every worker also consumes its own direct queue and the broadcast queues: listing those would only hide the work queues.
+    const listed = (q: string): boolean => q !== queue && directQueueNode(q) === undefined && !broadcastQueues.includes(q);
+    const others = [...found].filter(([q, row]) => listed(q) && row.count > 0).map(([q]) => q).sort();
     return `no worker is consuming queue '${queue}'${others.length > 0 ? `; workers consume: ${others.join(', ')}` : ''}`;
   } catch {
     return undefined;

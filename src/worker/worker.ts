@@ -10,6 +10,7 @@ import { FENNEL_VERSION } from '../version.ts';
 import { HEARTBEAT_SEC, type EventType, type FennelEvent } from '../events/events.ts';
 import type { Delivery, Subscription } from '../transports/transport.ts';
 import { maskUrl } from '../util/url.ts';
+import { BROADCAST_HEADER, broadcastResultId, directQueue } from '../protocol/queues.ts';
 import { renderBanner } from './banner.ts';
 import { logConnections } from './connection-log.ts';
 import { execute, type ExecutorContext } from './executor.ts';
@@ -53,12 +54,24 @@ export interface WorkerOptions {
   maxMemoryPerChildMb?: number;
   /** Send task events (received, started, succeeded, …) for monitors, as Celery's `-E`. Worker events are always sent. */
   taskEvents?: boolean;
+  /**
+   * Broadcast queues this worker receives a copy of every message of (Celery's `Broadcast`), on engines with the
+   * `broadcast` capability. Default: the app's `broadcastQueue` and the queues of its tasks registered with
+   * `broadcast: true`. `[]`: none.
+   */
+  broadcastQueues?: string[];
+  /** Consume this worker's own queue, `<node name>.dq2` (Celery's worker_direct), where `applyAsync(args, { worker })` sends. Default true. */
+  directQueue?: boolean;
 }
 
 export class Worker {
   /** `name@host`, in events, stored results and on the dashboard; default `fennel.<pid>@<hostname>`. */
   readonly name: string;
   readonly queues: string[];
+  /** This worker's own queue (`<name>.dq2`), consumed before the others; undefined with `directQueue: false`. */
+  readonly directQueue: string | undefined;
+  /** The broadcast queues this worker receives a copy of every message of. */
+  readonly broadcastQueues: string[];
   readonly concurrency: number;
   readonly poolKind: PoolKind;
   readonly log: Logger;
@@ -95,6 +108,8 @@ export class Worker {
     if (!['process', 'thread', 'async'].includes(this.poolKind)) throw new ConfigError(`pool must be process, thread or async (got '${this.poolKind}')`);
     if (this.poolKind !== 'async' && !options.appPath) throw new ConfigError(`the ${this.poolKind} pool needs appPath, the tasks module its slots load`);
     this.name = nodeName(options.hostname ?? DEFAULT_NODENAME);
+    this.directQueue = options.directQueue === false ? undefined : directQueue(this.name);
+    this.broadcastQueues = options.broadcastQueues ?? [...new Set([app.config.broadcastQueue, ...[...app.registry.values()].filter((t) => t.options.broadcast).map((t) => t.options.queue ?? app.config.broadcastQueue)])];
     ({ log: this.log, print: this.print } = options.logger
       ? { log: options.logger, print: undefined }
       : workerLog({ name: this.name, level: options.logLevel ?? 'info', format: options.logFormat ?? 'json' }));
@@ -112,7 +127,7 @@ export class Worker {
         pool: this.poolKind,
         concurrency: this.concurrency,
         taskEvents: this.options.taskEvents ?? false,
-        queues: this.queues,
+        queues: [...this.queues, ...(this.directQueue ? [`${this.directQueue} (direct: this worker only)`] : []), ...this.broadcastQueues.map((q) => `${q} (broadcast)`)],
         tasks: this.app.registry.keys(),
       }),
     );
@@ -131,7 +146,10 @@ export class Worker {
     // Engines unref their timers (a producer must be able to exit); a consuming worker must not.
     this.keepAlive = setInterval(() => {}, 1 << 30);
     const context = this.executorContext(this.pool);
-    this.subscription = await this.app.transport.consume({ queues: this.queues, prefetch: this.concurrency * (this.options.prefetchMultiplier ?? 4) }, (delivery) => {
+    const broadcast = this.broadcastQueues.length && this.app.transport.capabilities.broadcast ? { queues: this.broadcastQueues, consumer: this.name } : undefined;
+    const queues = this.directQueue ? [this.directQueue, ...this.queues.filter((q) => q !== this.directQueue)] : this.queues;
+    this.subscription = await this.app.transport.consume({ queues, prefetch: this.concurrency * (this.options.prefetchMultiplier ?? 4), broadcast }, (received) => {
+      const delivery = this.ownCopy(received);
       this.held.add(delivery);
       const done = (): void => {
         this.processed++;
@@ -156,9 +174,32 @@ export class Worker {
     // The ready line is printed at any log level and in both formats: scripts and tests wait for /worker ready/,
     // as for Celery's "ready.". URLs are masked: log lines travel further than the worker's machine.
     this.log.child({}, { level: 'info' }).info(
-      { queues: this.queues, concurrency: this.concurrency, pool: this.poolKind, broker: maskUrl(this.app.config.broker), backend: maskUrl(this.app.config.backend), tasks: [...this.app.registry.keys()] },
+      { queues: this.queues, directQueue: this.directQueue, broadcastQueues: this.broadcastQueues, concurrency: this.concurrency, pool: this.poolKind, broker: maskUrl(this.app.config.broker), backend: maskUrl(this.app.config.backend), tasks: [...this.app.registry.keys()] },
       `worker ready: ${this.name}, ${this.poolKind} pool × ${this.concurrency}, queues ${this.queues.join(', ')}`,
     );
+  }
+
+  /**
+   * A broadcast sent by Fennel (header `fennel_broadcast`) is run by every worker: each stores its outcome under
+   * its own result id (`broadcastResultId`), so the sender's BroadcastResult sees one result per worker. Any other
+   * delivery is returned as it is.
+   */
+  private ownCopy(delivery: Delivery): Delivery {
+    const { headers } = delivery.message;
+    if (headers[BROADCAST_HEADER] !== true || typeof headers['id'] !== 'string') return delivery;
+    const id = broadcastResultId(headers['id'], this.name);
+    return {
+      message: { ...delivery.message, headers: { ...headers, id }, properties: { ...delivery.message.properties, correlation_id: id } },
+      queue: delivery.queue,
+      redelivered: delivery.redelivered,
+      ack: () => delivery.ack(),
+      reject: (options) => delivery.reject(options),
+    };
+  }
+
+  /** Every queue this worker consumes, as announced to the broker (presence): its own, the named ones, the broadcast ones. */
+  private get consumedQueues(): string[] {
+    return [...(this.directQueue ? [this.directQueue] : []), ...this.queues, ...this.broadcastQueues];
   }
 
   /** Publishes one event, Celery's common fields first. Events are telemetry: a failure to send is ignored. */
@@ -179,7 +220,7 @@ export class Worker {
   private async announce(): Promise<void> {
     if (this.stopping) return;
     try {
-      await this.app.transport.announceConsumer?.(this.name, this.queues, PRESENCE_TTL_SEC);
+      await this.app.transport.announceConsumer?.(this.name, this.consumedQueues, PRESENCE_TTL_SEC);
     } catch {
       // the broker is away or the app is closing
     }
@@ -187,7 +228,7 @@ export class Worker {
 
   private async withdraw(): Promise<void> {
     try {
-      await this.app.transport.withdrawConsumer?.(this.name, this.queues);
+      await this.app.transport.withdrawConsumer?.(this.name, this.consumedQueues);
     } catch {
       // the announcement expires on its own
     }

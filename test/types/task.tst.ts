@@ -1,7 +1,7 @@
 // Type-level tests: compiled by `tsc -p tsconfig.json` (the first step of `npm test`), never run.
 // Each @ts-expect-error line must fail to compile; if it ever compiles, tsc reports the unused directive.
 
-import { chain, chord, Fennel, group, type AsyncResult, type GroupResult } from 'fennel';
+import { chain, chord, Fennel, group, type AsyncResult, type BroadcastResult, type GroupResult } from 'fennel';
 
 const app = new Fennel({ broker: 'memory://types' });
 const add = app.task('math.add', (a: number, b: number) => a + b);
@@ -36,6 +36,20 @@ export async function checks(): Promise<void> {
   expectType<Equal<typeof many, Array<AsyncResult<number>>>>(true);
   // @ts-expect-error each element of delayMany is an argument tuple
   add.delayMany([[1, 'x']]);
+
+  // A broadcast call (or a task registered as a broadcast) returns a BroadcastResult: one result per worker.
+  const everywhere = add.applyAsync([1, 2], { broadcast: true });
+  expectType<Equal<typeof everywhere, BroadcastResult<number>>>(true);
+  const once = add.applyAsync([1, 2], { worker: 'fennel@host1' });
+  expectType<Equal<typeof once, AsyncResult<number>>>(true);
+  const reload = app.task('cache.reload', (key: string) => key.length, { broadcast: true });
+  expectType<Equal<ReturnType<typeof reload.delay>, BroadcastResult<number>>>(true);
+  const perWorker = await reload.delay('k').collect({ timeoutMs: 10 });
+  expectType<Equal<typeof perWorker.results, Map<string, number>>>(true);
+  // @ts-expect-error a broadcast handle is not one result
+  const _notOne: AsyncResult<number> = reload.delay('k');
+  // @ts-expect-error worker takes a node name
+  add.applyAsync([1, 2], { worker: 1 });
 
   // In-process calls return what the function returns.
   const local = add(2, 3);
