@@ -280,7 +280,7 @@ export class AmqpTransport implements Transport {
       await sub.cancel();
       throw this.translate(error);
     }
-    return { cancel: () => sub.cancel() };
+    return { cancel: () => sub.cancel(), live: sub.live };
   }
 
   forget(sub: AmqpSubscription): void {
@@ -447,12 +447,17 @@ class AmqpSubscription {
   private readonly held = new Set<Held>();
   private tags: string[] = [];
   private reopening = false;
+  /** Resolves once a consume succeeded, or at cancel (Subscription.live). */
+  readonly live: Promise<void>;
+  private markLive!: () => void;
 
   constructor(
     private readonly transport: AmqpTransport,
     private readonly options: ConsumeOptions,
     private readonly onDelivery: (delivery: Delivery) => void,
-  ) {}
+  ) {
+    this.live = new Promise<void>((resolve) => (this.markLive = resolve));
+  }
 
   /**
    * Consumes, or, if RabbitMQ cannot be reached now, keeps trying in the background (a worker started before its
@@ -492,6 +497,7 @@ class AmqpSubscription {
       await this.closeChannel();
       throw error;
     }
+    this.markLive();
     if (!this.active) await this.closeChannel();
   }
 
@@ -616,6 +622,7 @@ class AmqpSubscription {
   async cancel(): Promise<void> {
     if (!this.active) return;
     this.active = false;
+    this.markLive();
     const channel = this.channel;
     // basic.cancel per consumer; what is in flight meanwhile is nacked back in onMessage.
     if (channel) await Promise.all(this.tags.map((tag) => channel.cancel(tag).catch(() => {})));

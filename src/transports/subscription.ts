@@ -84,6 +84,9 @@ export class PullSubscription<H> implements Subscription {
   private readonly unwatch: (() => void) | undefined;
   private readonly renewTimer: NodeJS.Timeout | undefined;
   private readonly loopDone: Promise<void>;
+  /** Resolves after the first claim that succeeded, or at cancel (Subscription.live). */
+  readonly live: Promise<void>;
+  private markLive!: () => void;
 
   constructor(
     private readonly store: QueueStore<H>,
@@ -91,6 +94,7 @@ export class PullSubscription<H> implements Subscription {
     private readonly onDelivery: (delivery: Delivery) => void,
     private readonly onFinished: () => void = () => {},
   ) {
+    this.live = new Promise<void>((resolve) => (this.markLive = resolve));
     this.refillAt = Math.max(0, Math.min(options.refillAt ?? options.prefetch - 1, options.prefetch - 1));
     this.unwatch = store.watch?.(() => this.poke());
     if (options.renewEveryMs !== undefined) {
@@ -148,6 +152,7 @@ export class PullSubscription<H> implements Subscription {
       try {
         result = await this.store.claim(room);
         failures = 0;
+        this.markLive();
       } catch {
         // The broker is away or the file is locked: back off and look again rather than fail the worker.
         failures++;
@@ -206,6 +211,7 @@ export class PullSubscription<H> implements Subscription {
   async cancel(): Promise<void> {
     if (!this.active) return;
     this.active = false;
+    this.markLive();
     this.unwatch?.();
     this.store.stop?.();
     this.wake();

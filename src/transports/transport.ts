@@ -74,6 +74,12 @@ export interface ConsumeOptions {
 export interface Subscription {
   /** Stops handing out new deliveries. Held deliveries stay valid, and their leases are kept, until settled. */
   cancel(): Promise<void>;
+  /**
+   * Resolves once the subscription has reached the broker (its first claim, or its consume, succeeded), or once it
+   * is cancelled, whichever comes first; never rejects. A consumer started while its broker is away keeps trying
+   * in the background: this says when it is really consuming (a worker says "ready" then).
+   */
+  readonly live?: Promise<void>;
 }
 
 export interface DeadLetter {

@@ -158,6 +158,9 @@ export class Worker {
       };
       void execute(delivery, context).then(done, done);
     });
+    // Ready means consuming: a worker started while its broker is away says so once it reaches it (stop() cancels
+    // the subscription, which ends this wait too).
+    await this.subscription.live;
     // Stopped while starting (a SIGTERM while the broker was still out of reach): stop() found no subscription to
     // cancel, so this one goes at once, and the worker never says it is ready.
     if (this.stopping) {

@@ -238,9 +238,12 @@ describe('a worker, when its broker cannot be reached', () => {
     const app = new Fennel({ broker: url });
     try {
       await worker.waitForLine(/broker redis:\/\/127\.0\.0\.1:\d+\/0 unreachable/, 20_000);
+      // Nothing is listening on the port yet: the worker cannot be consuming, so it must not say it is ready.
+      assert.ok(!worker.lines.some((l) => /worker ready/.test(l)), `"worker ready" while the broker is unreachable:\n${worker.lines.join('\n')}`);
       const server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
       servers.push(server);
       await worker.waitForLine(/broker redis:\/\/127\.0\.0\.1:\d+\/0 reachable again/, 30_000);
+      await worker.waitForLine(/worker ready/, 30_000);
       assert.equal(await app.sendTask('test.add', [2, 3]).get({ timeoutMs: 30_000 }), 5);
       worker.child.kill('SIGTERM');
       assert.deepEqual(await worker.exited, { code: 0, signal: null });
