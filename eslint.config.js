@@ -4,6 +4,7 @@
 //   - clients import no Fennel layer above them; backends, event buses and channels never import transports,
 //     and transports never import backends, event buses or channels: engines share code through clients only;
 //   - nothing under src/ except src/cli/** imports from src/cli (the CLI is an application of the core);
+//   - the worker reaches the canvas's internals (src/app/canvas.ts) only through src/worker/workflow.ts;
 //   - no import cycles anywhere under src/.
 // Formatting is Prettier's job, not ESLint's. Run: npm run lint (eslint src test bench examples).
 
@@ -36,6 +37,11 @@ function layers(names, why) {
 }
 const noTransports = layers(['transports'], 'Backends, event buses and channels share connection code through src/clients, never through a transport');
 const noOtherEngines = layers(['backends', 'events', 'channels'], 'A transport imports no other kind of engine; shared connection code lives in src/clients');
+/** The canvas's internals reach the worker through one adapter, src/worker/workflow.ts. */
+const canvasFromWorker = {
+  regex: '^\\.\\./app/canvas(?:\\.ts)?$',
+  message: 'The worker reaches the canvas only through src/worker/workflow.ts, its one adapter (docs/internals.md, Layers).',
+};
 const clientsBelowAll = layers(['app', 'worker', 'transports', 'backends', 'events', 'channels', 'gateway', 'canvas'], 'src/clients is the bottom layer: it imports only util, errors and protocol');
 
 export default defineConfig(
@@ -94,6 +100,11 @@ export default defineConfig(
     files: ['src/**/*.ts'],
     ignores: ['src/clients/**', 'src/transports/**', 'src/backends/**', 'src/events/**', 'src/channels/**', 'src/cli/**'],
     rules: { 'no-restricted-imports': ['error', { patterns: [clientLibraries, cliFromCore] }] },
+  },
+  {
+    files: ['src/worker/**/*.ts'],
+    ignores: ['src/worker/workflow.ts'],
+    rules: { 'no-restricted-imports': ['error', { patterns: [clientLibraries, cliFromCore, canvasFromWorker] }] },
   },
   {
     files: ['src/clients/**/*.ts'],

@@ -4,7 +4,7 @@
 // masked. The JSON format has no banner: its "worker ready" line carries the same facts as fields.
 
 import { relative } from 'node:path';
-import { STARMAP_TASK } from '../app/canvas.ts';
+import { STARMAP_TASK } from './workflow.ts';
 import { maskUrl } from '../util/url.ts';
 
 export interface BannerFacts {

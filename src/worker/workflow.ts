@@ -22,6 +22,9 @@ import { States } from '../protocol/states.ts';
 import type { Delivery } from '../transports/transport.ts';
 import type { Outcome } from './pools/pool.ts';
 
+/** The built-in task behind `chunks()`: a worker runs it like any task; the banner leaves it out. */
+export { STARMAP_TASK } from '../app/canvas.ts';
+
 /** True if the message is part of a workflow (there is something to do after it). */
 export function inWorkflow(request: TaskRequest): boolean {
   const { embed } = request;
