@@ -33,6 +33,8 @@ const PUBLISH_RETRY_MS = 15_000;
  * than PUBLISH_RETRY_MS, so the batch still goes out again on a new connection within the publish's budget.
  */
 const PUBLISH_ATTEMPT_MS = 10_000;
+/** How long a worker's direct queue is kept once nothing uses it (RabbitMQ's x-expires): a day. */
+const DIRECT_QUEUE_EXPIRES_MS = 86_400_000;
 /** Routing keys are short strings (255 bytes); the delay levels take 2 × LEVELS of them. */
 const MAX_DELAYED_QUEUE_BYTES = 255 - 2 * LEVELS;
 
@@ -110,10 +112,13 @@ export class AmqpTransport implements Transport {
     try {
       await this.connection.withChannel(async (ch) => {
         await ch.assertExchange(queue, 'direct', { durable: true });
-        await ch.assertQueue(queue, { durable: true, arguments: this.queueArguments() });
+        const node = directQueueNode(queue);
+        // A worker's direct queue outlives it by a day at most once unused (x-expires): node names carry a pid by
+        // default, and every run would otherwise leave a durable queue behind. Messages for it wait that long.
+        const args = node === undefined ? this.queueArguments() : { ...this.queueArguments(), 'x-expires': DIRECT_QUEUE_EXPIRES_MS };
+        await ch.assertQueue(queue, { durable: true, arguments: args });
         await ch.bindQueue(queue, queue, queue);
         // A worker's direct queue is also bound as Celery's worker_direct binds it: exchange C.dq2, key = node name.
-        const node = directQueueNode(queue);
         if (node !== undefined) {
           await ch.assertExchange(DIRECT_EXCHANGE, 'direct', { durable: true });
           await ch.bindQueue(queue, DIRECT_EXCHANGE, node);
