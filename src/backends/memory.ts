@@ -50,7 +50,8 @@ export class MemoryBackend implements ResultBackend {
   async chordJoin(groupId: string, index: number, size: number, resultJson: string, withResults = true): Promise<ChordJoin> {
     let join = this.joins.get(groupId);
     if (!join) this.joins.set(groupId, (join = { parts: new Map(), fired: false }));
-    join.parts.set(index, resultJson);
+    // A member recorded again (its message redelivered) keeps the result stored first, as on sqlite and redis.
+    if (!join.parts.has(index)) join.parts.set(index, resultJson);
     if (join.parts.size < size) return { complete: false, first: false, results: [] };
     const first = !join.fired;
     join.fired = true;

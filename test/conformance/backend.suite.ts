@@ -6,11 +6,14 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { describe, it } from 'node:test';
-import type { ResultBackend } from '../../src/backends/backend.ts';
+import { isDeepStrictEqual } from 'node:util';
+import type { ChordJoin, ResultBackend, Revocation } from '../../src/backends/backend.ts';
 import type { TaskMeta } from '../../src/protocol/result.ts';
 import { isReady, States } from '../../src/protocol/states.ts';
 import { celeryA4Results } from '../fixtures/celery.ts';
-import { sleep, within } from './helpers/wait.ts';
+import { joinedResults, memberResult, scrambled } from './helpers/chord.ts';
+import { spawnHelperProcess, type Child } from './helpers/child.ts';
+import { sleep, waitFor, within } from './helpers/wait.ts';
 import { CleanupScope, scopedWith } from './helpers/scope.ts';
 
 export type BackendFactory = () => Promise<ResultBackend> | ResultBackend;
@@ -24,6 +27,12 @@ export interface BackendSuiteOptions {
    * so reads go through the first instance only. Default false: every instance reads one shared store.
    */
   callerOnly?: boolean;
+  /**
+   * The store is shared across processes: a child process that opens `backend.url` (createBackend) reaches the
+   * same store (SQLite's file, a Redis database). The suite then records chord members and revocations from
+   * child processes too. Default false.
+   */
+  crossProcess?: boolean;
 }
 
 /** Pause before checking that a wait has *not* resolved: several wake-ups and fallback polls of any engine. */
@@ -39,6 +48,19 @@ function meta(taskId: string, status: string, result: unknown = null, extra: Par
     task_id: taskId,
     ...extra,
   };
+}
+
+/** What a join call returns while members are still missing. */
+const INCOMPLETE: ChordJoin = { complete: false, first: false, results: [] };
+
+/** Member `index`'s chordJoin call, recording memberResult(index) (the helpers' result, so children agree on it). */
+function joinAs(backend: ResultBackend, group: string, index: number, size: number, withResults?: boolean): Promise<ChordJoin> {
+  return backend.chordJoin!(group, index, size, JSON.stringify(memberResult(index)), withResults);
+}
+
+/** A revocation as reported, checked field for field against the one stored (`terminate` only where asked). */
+function reportedAs(seen: readonly Revocation[], stored: Revocation, fields: ReadonlyArray<keyof Revocation> = ['taskId', 'terminate', 'expiresAt']): boolean {
+  return seen.some((r) => fields.every((field) => isDeepStrictEqual(r[field], stored[field])));
 }
 
 /** Tracks whether a promise has settled, without awaiting it. */
@@ -67,6 +89,20 @@ export function backendSuite(name: string, factory: BackendFactory, options: Bac
       return second;
     }
 
+    /** Follows `backend`'s revocations until the test ends (or `stop`): `seen` is what it was told, in order. */
+    async watchRevocations(backend: ResultBackend): Promise<{ seen: Revocation[]; stop: () => Promise<void> }> {
+      const seen: Revocation[] = [];
+      const stop = await backend.watchRevocations!((r) => seen.push(r));
+      this.cleanups.push(() => stop());
+      return { seen, stop };
+    }
+
+    /** A child process running test/conformance/helpers/<script>, killed when the test ends. */
+    spawnHelper(script: string, args: string[]): Child {
+      const child = spawnHelperProcess(script, args);
+      this.cleanups.push(() => child.kill('SIGKILL'));
+      return child;
+    }
   }
 
   const scoped = scopedWith(() => new Scope());
@@ -287,6 +323,167 @@ export function backendSuite(name: string, factory: BackendFactory, options: Bac
         const waiting = b.wait(randomUUID(), { timeoutMs: 3_000, signal: AbortSignal.abort(reason) });
         const outcome = await within(waiting.then((value) => ({ value }), (error: unknown) => ({ error })), 20_000, 'aborted wait');
         assert.deepEqual(outcome, { error: reason });
+      }));
+    });
+
+    // Chords and revocations need one store every worker shares; rpc:// (callerOnly) has none and offers neither.
+    const unshared = options.callerOnly && 'results are the caller’s alone (rpc://): no shared store';
+
+    it('offers chord joins, once-only claims and revocations exactly when its store is shared', scoped(async (s) => {
+      const b = await s.open();
+      for (const method of ['chordJoin', 'chordResults', 'claimOnce', 'revoke', 'watchRevocations'] as const) {
+        assert.equal(typeof b[method] === 'function', !options.callerOnly, `${method}()`);
+      }
+    }));
+
+    describe('chord join', { skip: unshared }, () => {
+      it('200 members joined at once through several instances: exactly one call sees the join complete, with every result in index order', scoped(async (s) => {
+        const b = await s.open();
+        const instances = [b, await s.peer(b), await s.peer(b), await s.peer(b)];
+        const group = randomUUID();
+        const size = 200;
+        const joins = await within(Promise.all(scrambled(size).map((index, k) => joinAs(instances[k % instances.length]!, group, index, size))), 60_000, 'the joins');
+        const complete = joins.filter((j) => j.complete);
+        assert.equal(complete.length, 1, 'exactly one call sees the join complete');
+        assert.deepEqual(complete[0], { complete: true, first: true, results: joinedResults(size) });
+        assert.deepEqual(joins.filter((j) => !j.complete).filter((j) => !isDeepStrictEqual(j, INCOMPLETE)), [], 'the other calls see it incomplete');
+        for (const reader of instances) assert.deepEqual(await reader.chordResults!(group, size), joinedResults(size));
+        assert.equal(await b.chordResults!(group, size + 1), undefined, 'the join holds 200 members, not more');
+      }));
+
+      it('a member recorded again (redelivered) counts once and changes nothing, before the join completes and after', scoped(async (s) => {
+        const b = await s.open();
+        const other = await s.peer(b);
+        const group = randomUUID();
+        const size = 10;
+        for (let i = 0; i < size - 1; i++) assert.deepEqual(await joinAs(b, group, i, size), INCOMPLETE);
+        // Each member in so far, recorded again through the other instance, with another result (a task run again
+        // need not return the same): still one member short.
+        for (let i = 0; i < size - 1; i++) assert.deepEqual(await other.chordJoin!(group, i, size, JSON.stringify({ again: i })), INCOMPLETE, `member ${i} recorded again`);
+        assert.equal(await b.chordResults!(group, size), undefined, 'one member is still missing');
+        assert.deepEqual(await joinAs(other, group, size - 1, size), { complete: true, first: true, results: joinedResults(size) }, 'the last member completes the join, with the results first recorded');
+        // Redelivered after the join completed: it sees the join complete, and is not the call that completed it.
+        for (const i of [0, size - 1]) {
+          assert.deepEqual(await b.chordJoin!(group, i, size, JSON.stringify({ late: i })), { complete: true, first: false, results: joinedResults(size) }, `member ${i} recorded after completion`);
+        }
+        for (const reader of [b, other]) assert.deepEqual(await reader.chordResults!(group, size), joinedResults(size));
+      }));
+
+      it('every member recorded twice at once, through different instances: exactly one call is first, and each call that sees the join complete gets every result in order', scoped(async (s) => {
+        const b = await s.open();
+        const instances = [b, await s.peer(b), await s.peer(b)];
+        const group = randomUUID();
+        const size = 100;
+        const calls = scrambled(size).flatMap((index, k) => [joinAs(instances[k % 3]!, group, index, size), joinAs(instances[(k + 1) % 3]!, group, index, size)]);
+        const joins = await within(Promise.all(calls), 60_000, 'the joins');
+        const first = joins.filter((j) => j.first);
+        assert.equal(first.length, 1, 'exactly one call completed the join');
+        assert.equal(first[0]!.complete, true);
+        for (const j of joins) assert.deepEqual(j, j.complete ? { complete: true, first: j.first, results: joinedResults(size) } : INCOMPLETE);
+        assert.deepEqual(await b.chordResults!(group, size), joinedResults(size));
+      }));
+
+      it('without results asked for, the completing call carries none, and chordResults reads them back in index order', scoped(async (s) => {
+        const b = await s.open();
+        const other = await s.peer(b);
+        const group = randomUUID();
+        const size = 5;
+        const order = scrambled(size);
+        for (const [k, index] of order.slice(0, -1).entries()) assert.deepEqual(await joinAs(k % 2 ? b : other, group, index, size, false), INCOMPLETE);
+        assert.equal(await other.chordResults!(group, size), undefined, 'not complete yet');
+        assert.deepEqual(await joinAs(b, group, order[size - 1]!, size, false), { complete: true, first: true, results: [] });
+        for (const reader of [b, other]) assert.deepEqual(await reader.chordResults!(group, size), joinedResults(size));
+        assert.deepEqual(await joinAs(other, group, 0, size, true), { complete: true, first: false, results: joinedResults(size) }, 'a redelivered member asking for them gets them');
+      }));
+
+      it('claimOnce is true for exactly one of 50 calls with one key made at once through several instances, and false for that key after', scoped(async (s) => {
+        const b = await s.open();
+        const instances = [b, await s.peer(b), await s.peer(b)];
+        const key = `chord-failed-${randomUUID()}`;
+        const claims = await within(Promise.all(Array.from({ length: 50 }, (_, k) => instances[k % 3]!.claimOnce!(key))), 30_000, 'the claims');
+        assert.equal(claims.filter(Boolean).length, 1);
+        for (const instance of instances) assert.equal(await instance.claimOnce!(key), false);
+        assert.equal(await b.claimOnce!(`chord-failed-${randomUUID()}`), true, 'another key is claimed on its own');
+      }));
+    });
+
+    describe('revocations', { skip: unshared }, () => {
+      it('a revocation stored through one instance reaches a watcher on another, with its terminate flag and expiry; a stopped watcher hears no more', scoped(async (s) => {
+        const b = await s.open();
+        const other = await s.peer(b);
+        const { seen, stop } = await s.watchRevocations(b);
+        const plain: Revocation = { taskId: randomUUID(), terminate: false, expiresAt: new Date(Date.now() + 3_600_000) };
+        const terminate: Revocation = { taskId: randomUUID(), terminate: true, expiresAt: new Date(Date.now() + 600_000) };
+        await other.revoke!(plain);
+        await other.revoke!(terminate);
+        await waitFor(() => [plain, terminate].every((r) => seen.some((x) => x.taskId === r.taskId)), { timeoutMs: 20_000, what: 'both revocations to be reported' });
+        for (const r of [plain, terminate]) assert.ok(reportedAs(seen, r), `${JSON.stringify(r)} is reported as stored; reported: ${JSON.stringify(seen)}`);
+        await stop();
+        const after = seen.length;
+        await other.revoke!({ taskId: randomUUID(), terminate: false, expiresAt: new Date(Date.now() + 3_600_000) });
+        await sleep(GRACE_MS);
+        assert.equal(seen.length, after, 'nothing is reported after the watch was stopped');
+      }));
+
+      it('an instance opened after a revocation was stored reports it as soon as it starts watching, and not one that has expired', scoped(async (s) => {
+        const b = await s.open();
+        const kept: Revocation = { taskId: randomUUID(), terminate: false, expiresAt: new Date(Date.now() + 3_600_000) };
+        const lapsed: Revocation = { taskId: randomUUID(), terminate: false, expiresAt: new Date(Date.now() + 300) };
+        await b.revoke!(kept);
+        await b.revoke!(lapsed);
+        await waitFor(() => Date.now() > lapsed.expiresAt.getTime() + 50, { what: 'the short revocation to expire' });
+        const later = await s.peer(b);
+        const { seen } = await s.watchRevocations(later);
+        await waitFor(() => seen.some((r) => r.taskId === kept.taskId), { timeoutMs: 20_000, what: 'the revocation in force to be reported' });
+        assert.ok(reportedAs(seen, kept), `reported as stored; reported: ${JSON.stringify(seen)}`);
+        await sleep(GRACE_MS);
+        assert.equal(seen.some((r) => r.taskId === lapsed.taskId), false, 'an expired revocation is not reported');
+      }));
+    });
+
+    describe('across processes', { skip: (!options.crossProcess && 'the store is not shared across processes') || unshared }, () => {
+      it('300 chord members recorded at once by three processes, each member by two of them: exactly one call completes the join, every complete call with every result in order', scoped(async (s) => {
+        const b = await s.open();
+        const group = randomUUID();
+        const size = 300;
+        const children = [0, 1, 2].map((p) => {
+          const indexes = scrambled(size).filter((i) => i % 3 === p || i % 3 === (p + 1) % 3);
+          return s.spawnHelper('backend-peer.ts', [b.url, 'chord-join', group, String(size), indexes.join(',')]);
+        });
+        for (const c of children) await c.waitForLine('READY');
+        for (const c of children) c.send('GO');
+        for (const c of children) await c.waitForLine('DONE', 60_000);
+        // Each child checked the results a call returned against joinedResults(size): "in order", or "none".
+        const joins = children.flatMap((c) => c.linesAfter('JOIN ').map((line) => JSON.parse(line) as { index: number; complete: boolean; first: boolean; results: unknown }));
+        assert.equal(joins.length, 2 * size);
+        const first = joins.filter((j) => j.first);
+        assert.equal(first.length, 1, 'exactly one call completed the join');
+        for (const { index, ...j } of joins) assert.deepEqual(j, j.complete ? { complete: true, first: j.first, results: 'in order' } : { complete: false, first: false, results: 'none' }, `member ${index}`);
+        assert.deepEqual(await b.chordResults!(group, size), joinedResults(size));
+        for (const c of children) await c.exited;
+        assert.deepEqual(children.map((c) => c.exit), children.map(() => ({ code: 0, signal: null })));
+      }));
+
+      it('a revocation stored by another process reaches a watcher here, and a process started after a revocation reports it', scoped(async (s) => {
+        const b = await s.open();
+        const { seen } = await s.watchRevocations(b);
+        const there: Revocation = { taskId: randomUUID(), terminate: true, expiresAt: new Date(Date.now() + 3_600_000) };
+        const revoker = s.spawnHelper('backend-peer.ts', [b.url, 'revoke', there.taskId, '1', String(there.expiresAt.getTime())]);
+        await revoker.waitForLine('REVOKED');
+        await waitFor(() => seen.some((r) => r.taskId === there.taskId), { timeoutMs: 20_000, what: 'the revocation from the other process' });
+        assert.ok(reportedAs(seen, there), `reported as stored; reported: ${JSON.stringify(seen)}`);
+
+        const here: Revocation = { taskId: randomUUID(), terminate: false, expiresAt: new Date(Date.now() + 600_000) };
+        await b.revoke!(here);
+        const watcher = s.spawnHelper('backend-peer.ts', [b.url, 'watch']);
+        await watcher.waitForLine('READY');
+        const reported = (): Revocation[] =>
+          watcher.linesAfter('REVOKED ').map((line) => {
+            const r = JSON.parse(line) as { taskId: string; terminate: boolean; expiresAt: number };
+            return { ...r, expiresAt: new Date(r.expiresAt) };
+          });
+        await waitFor(() => [here, there].every((r) => reported().some((x) => x.taskId === r.taskId)), { timeoutMs: 20_000, what: 'the later process to report both revocations in force' });
+        for (const r of [here, there]) assert.ok(reportedAs(reported(), r, ['taskId', 'expiresAt']), `${JSON.stringify(r)} reported; reported: ${JSON.stringify(reported())}`);
       }));
     });
   });

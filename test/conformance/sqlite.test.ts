@@ -57,6 +57,7 @@ transportSuite('sqlite', (opts) => openTransport(freshUrl(), opts), { delayedDel
 
 backendSuite('sqlite', () => new SqliteBackend(freshUrl(), { pollIntervalMs: POLL_MS }), {
   peer: (backend: ResultBackend) => new SqliteBackend(otherPathTo(backend.url), { pollIntervalMs: POLL_MS }),
+  crossProcess: true,
 });
 
 // Every write waits for the lock. Workers, producers and the CLI share the file, so any write may find another

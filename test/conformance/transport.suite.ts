@@ -5,16 +5,13 @@
 // arrives") first pauses for a grace period, so a slow machine can only make it pass more easily, not fail.
 
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { createInterface } from 'node:readline';
 import { describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { decodeEnvelope } from '../../src/protocol/envelope.ts';
 import { buildTaskMessage, type TaskCall, type WireMessage } from '../../src/protocol/message.ts';
 import { DEDUPE_HEADER, type Delivery, type QueueConsumers, type QueueStats, type Route, type Transport, type TransportCapabilities } from '../../src/transports/transport.ts';
 import { celeryA1, rawEnvelope } from '../fixtures/celery.ts';
-import { track } from '../support/process.ts';
+import { spawnHelperProcess, type Child } from './helpers/child.ts';
 import { sleep, waitFor } from './helpers/wait.ts';
 import { CleanupScope, scopedWith } from './helpers/scope.ts';
 
@@ -62,8 +59,6 @@ const GRACE_MS = 700;
 /** Properties an envelope may add on the way through a broker (kombu puts these in `properties` too). */
 const ENVELOPE_PROPERTIES = new Set(['body_encoding', 'delivery_tag']);
 const DEFAULT_OPEN: TransportOpenOptions = { visibilityTimeoutSec: 30 };
-const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const HELPERS = fileURLToPath(new URL('./helpers/', import.meta.url));
 
 function queueName(label = 'q'): string {
   return `conformance-${label}-${randomUUID()}`;
@@ -101,15 +96,18 @@ class Inbox {
   readonly deliveries: Delivery[] = [];
   readonly receivedAt: number[] = [];
   readonly errors: unknown[] = [];
+  /** Task ids whose ack resolved, and those whose automatic reject with requeue did. */
+  readonly acked: string[] = [];
+  readonly requeued: string[] = [];
   private readonly settled = new Set<Delivery>();
   maxHeld = 0;
-  private autoAck = false;
+  private auto: 'ack' | 'requeue-first' | undefined;
 
   readonly onDelivery = (delivery: Delivery): void => {
     this.deliveries.push(delivery);
     this.receivedAt.push(Date.now());
     this.maxHeld = Math.max(this.maxHeld, this.held);
-    if (this.autoAck) setImmediate(() => void this.ack(delivery));
+    if (this.auto) setImmediate(() => void this.settleAuto(delivery));
   };
 
   get held(): number {
@@ -125,6 +123,7 @@ class Inbox {
     this.settled.add(delivery);
     try {
       await delivery.ack();
+      this.acked.push(idOf(delivery));
     } catch (error) {
       this.errors.push(error);
     }
@@ -137,8 +136,25 @@ class Inbox {
 
   /** Acks every delivery held now and, from here on, each one as it arrives (on a later turn, as a worker would). */
   async drain(): Promise<void> {
-    this.autoAck = true;
+    this.auto = 'ack';
     await Promise.all(this.deliveries.map((d) => this.ack(d)));
+  }
+
+  /** From here on, as each delivery arrives (on a later turn): rejects it with requeue unless it is marked redelivered, else acks it. */
+  requeueFirstTime(): void {
+    this.auto = 'requeue-first';
+  }
+
+  private async settleAuto(delivery: Delivery): Promise<void> {
+    if (this.auto !== 'requeue-first' || delivery.redelivered) return this.ack(delivery);
+    if (this.settled.has(delivery)) return;
+    this.settled.add(delivery);
+    try {
+      await delivery.reject({ requeue: true });
+      this.requeued.push(idOf(delivery));
+    } catch (error) {
+      this.errors.push(error);
+    }
   }
 
   async waitForCount(n: number, timeoutMs = 10_000): Promise<void> {
@@ -146,35 +162,36 @@ class Inbox {
   }
 }
 
-/** A helper script run as a real child process, with its stdout read line by line. */
-class Child {
-  readonly lines: string[] = [];
-  private stderr = '';
-  exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
-  readonly exited: Promise<void>;
+/**
+ * One consumer in a claim-once test, in this process or in a child process (compete-consumer.ts): what it was
+ * handed, what it settled, and anything that went wrong with it.
+ */
+interface Competitor {
+  readonly where: 'here' | 'process';
+  stopped: boolean;
+  /** Every hand-out so far, in order: task id and the redelivered mark. */
+  handedOut(): Array<{ id: string; redelivered: boolean }>;
+  /** Task ids whose ack resolved. */
+  acked(): string[];
+  /** Task ids whose reject with requeue resolved. */
+  requeued(): string[];
+  /** Stops it as a worker's warm shutdown does: cancel, then settle what it holds (a child then exits). Idempotent. */
+  stop(): Promise<void>;
+  /** A settle that failed, a child that did not stop cleanly. */
+  problems(): string[];
+}
 
-  constructor(readonly proc: ChildProcess) {
-    createInterface({ input: proc.stdout! }).on('line', (line) => this.lines.push(line));
-    proc.stderr!.on('data', (chunk: Buffer) => (this.stderr += chunk.toString()));
-    this.exited = new Promise((resolve) =>
-      proc.once('exit', (code, signal) => {
-        this.exit = { code, signal };
-        resolve();
-      }),
-    );
+/** The hand-outs of each message among `competitors`: task id → their redelivered marks, in no particular order. */
+function handOuts(competitors: readonly Competitor[]): Map<string, boolean[]> {
+  const byId = new Map<string, boolean[]>();
+  for (const c of competitors) {
+    for (const { id, redelivered } of c.handedOut()) {
+      const marks = byId.get(id);
+      if (marks) marks.push(redelivered);
+      else byId.set(id, [redelivered]);
+    }
   }
-
-  async waitForLine(prefix: string, timeoutMs = 30_000): Promise<string> {
-    await waitFor(() => this.exit !== undefined || this.lines.some((l) => l.startsWith(prefix)), { timeoutMs, what: `a "${prefix}" line from pid ${this.proc.pid}` });
-    const line = this.lines.find((l) => l.startsWith(prefix));
-    if (line === undefined) throw new Error(`child exited (${JSON.stringify(this.exit)}) before printing "${prefix}"; stderr:\n${this.stderr}`);
-    return line;
-  }
-
-  async kill(signal: NodeJS.Signals): Promise<void> {
-    if (this.exit === undefined) this.proc.kill(signal);
-    await this.exited;
-  }
+  return byId;
 }
 
 export function transportSuite(name: string, factory: TransportFactory, capabilities: TransportCapabilities, options: TransportSuiteOptions = {}): void {
@@ -221,15 +238,67 @@ export function transportSuite(name: string, factory: TransportFactory, capabili
     }
 
     spawnHelper(script: string, args: string[]): Child {
-      const proc = track(
-        spawn(process.execPath, ['--conditions=development', '--import', 'tsx', `${HELPERS}${script}`, ...args], {
-          cwd: REPO_ROOT,
-          stdio: ['ignore', 'pipe', 'pipe'],
-        }),
-      );
-      const child = new Child(proc);
+      const child = spawnHelperProcess(script, args);
       this.cleanups.push(() => child.kill('SIGKILL'));
       return child;
+    }
+
+    /**
+     * A consumer of `queue` in this process, on a connection of its own where the engine has connections (else
+     * on `transport`), settling each delivery on a later turn: `ack` acks it, `requeue-first` rejects it with
+     * requeue unless it is marked redelivered (then acks it).
+     */
+    async competeHere(transport: Transport, queue: string, prefetch: number, mode: 'ack' | 'requeue-first'): Promise<Competitor> {
+      const own = capabilities.crossProcess ? await this.reopen(transport) : transport;
+      const inbox = new Inbox();
+      if (mode === 'ack') await inbox.drain();
+      else inbox.requeueFirstTime();
+      const subscription = await this.consume(own, [queue], prefetch, inbox);
+      const competitor: Competitor = {
+        where: 'here',
+        stopped: false,
+        handedOut: () => inbox.deliveries.map((d) => ({ id: idOf(d), redelivered: d.redelivered })),
+        acked: () => inbox.acked,
+        requeued: () => inbox.requeued,
+        stop: async () => {
+          if (competitor.stopped) return;
+          competitor.stopped = true;
+          await subscription.cancel();
+          const settled = (): number => inbox.acked.length + inbox.requeued.length + inbox.errors.length;
+          await waitFor(() => settled() >= inbox.deliveries.length, { timeoutMs: 30_000, what: `the held deliveries to be settled (${settled()} of ${inbox.deliveries.length})` });
+        },
+        problems: () => inbox.errors.map((error) => `settle failed here: ${String(error)}`),
+      };
+      return competitor;
+    }
+
+    /** The same, in a child process of its own (compete-consumer.ts); stop() sends it SIGTERM and waits for it to exit. */
+    async competeInProcess(transport: Transport, queue: string, prefetch: number, mode: 'ack' | 'requeue-first'): Promise<Competitor> {
+      const child = this.spawnHelper('compete-consumer.ts', [transport.url, queue, String(prefetch), mode]);
+      await child.waitForLine('READY');
+      const competitor: Competitor = {
+        where: 'process',
+        stopped: false,
+        handedOut: () =>
+          child.linesAfter('DELIVERED ').map((rest) => {
+            const [id, redelivered] = rest.split(' ');
+            return { id: id!, redelivered: redelivered === '1' };
+          }),
+        acked: () => child.linesAfter('ACKED '),
+        requeued: () => child.linesAfter('REQUEUED '),
+        stop: async () => {
+          competitor.stopped = true;
+          await child.kill('SIGTERM');
+        },
+        problems: () => {
+          const pid = child.proc.pid;
+          const problems = child.linesAfter('SETTLEFAIL ').map((rest) => `settle failed in pid ${pid}: ${rest}`);
+          const clean = child.exit === undefined ? !competitor.stopped : child.exit.code === 0 && child.lines.includes('STOPPED');
+          if (!clean) problems.push(`pid ${pid} did not stop cleanly (${JSON.stringify(child.exit)}): ${child.errors}`);
+          return problems;
+        },
+      };
+      return competitor;
     }
   }
 
@@ -680,6 +749,41 @@ export function transportSuite(name: string, factory: TransportFactory, capabili
         await next.waitForCount(3);
         assert.deepEqual(next.ids, [ids[1], ids[2], poke.id]);
       }));
+
+      it('hands out nothing once cancel() has resolved, when it is called while messages stream in; the rest go to the next consumer, each once', scoped(async (s) => {
+        const t = await s.open();
+        const q = queueName();
+        const published: string[] = [];
+        const inboxes: Inbox[] = [];
+        const handedOutByCancel: number[] = [];
+        // Five consumers in turn, each cancelled once it has been handed 50 (seen by a poll, so at any point of its
+        // claim cycle: a claim may be on its way). Each round adds 500 messages: a fast engine hands out a few
+        // hundred between two polls, and the queue must not run dry before the cancel.
+        for (let round = 0; round < 5; round++) {
+          const batch = Array.from({ length: 500 }, () => task(q));
+          published.push(...batch.map((m) => m.id));
+          await t.publishMany(batch.map(({ message }) => [message, { queue: q }] as const));
+          const inbox = new Inbox();
+          await inbox.drain();
+          inboxes.push(inbox);
+          const sub = await s.consume(t, [q], 10, inbox);
+          await inbox.waitForCount(50, 30_000);
+          await sub.cancel();
+          handedOutByCancel.push(inbox.deliveries.length);
+        }
+        const last = new Inbox();
+        await last.drain();
+        inboxes.push(last);
+        await s.consume(t, [q], 10, last);
+        const total = (): number => inboxes.reduce((n, i) => n + i.deliveries.length, 0);
+        await waitFor(() => total() >= published.length, { timeoutMs: 60_000, what: `${published.length} deliveries (have ${total()})` });
+        await sleep(GRACE_MS);
+        assert.deepEqual(handedOutByCancel.map((n, i) => inboxes[i]!.deliveries.length - n), [0, 0, 0, 0, 0], 'deliveries after cancel() resolved, per cancelled consumer');
+        assert.deepEqual(inboxes.flatMap((i) => i.errors), [], 'what was held at the cancel could be acked');
+        const ids = inboxes.flatMap((i) => i.ids);
+        assert.equal(ids.length, published.length, 'no message is delivered twice');
+        assert.deepEqual(new Set(ids), new Set(published));
+      }));
     });
 
     describe('presence (live consumers)', () => {
@@ -818,6 +922,87 @@ export function transportSuite(name: string, factory: TransportFactory, capabili
         assert.deepEqual(new Set(all), new Set(batch.map((m) => m.id)));
         assert.equal(await t.depth(q), 0);
         assert.equal((await statsOf(t, q)).unacked, 0);
+      }));
+    });
+
+    // Several consumers compete for one queue: here on connections of their own and, where the engine is shared
+    // across processes, in child processes too. Nobody dies, so every message is handed out exactly once (or,
+    // rejected with requeue, exactly once more). What a consumer was handed is counted in its callback, before
+    // it settles anything.
+    describe('claim once', () => {
+      const where = capabilities.crossProcess ? 'on their own connections and in other processes' : 'on one transport';
+
+      it(`hands out each of 2,000 messages exactly once among competing consumers ${where}, while consumers stop and new ones start mid-stream`, scoped(async (s) => {
+        const t = await s.open();
+        const q = queueName();
+        const batches = Array.from({ length: 20 }, () => Array.from({ length: 100 }, () => task(q)));
+        const ids = batches.flat().map((m) => m.id);
+        const competitors: Competitor[] = [];
+        const start = async (at: 'here' | 'process'): Promise<void> => {
+          competitors.push(at === 'here' ? await s.competeHere(t, q, 10, 'ack') : await s.competeInProcess(t, q, 10, 'ack'));
+        };
+        const handedOut = (): number => competitors.reduce((n, c) => n + c.handedOut().length, 0);
+        await start('here');
+        await start('here');
+        if (capabilities.crossProcess) {
+          await start('process');
+          await start('process');
+        }
+        let published = 0;
+        for (const [b, batch] of batches.entries()) {
+          await t.publishMany(batch.map(({ message }) => [message, { queue: q }] as const));
+          published += batch.length;
+          // Mid-stream, with up to two batches waiting or held: the oldest consumer still running here (and, every
+          // fifth batch, the oldest in another process) stops as a warm shutdown does, while a new one starts beside it.
+          for (const at of capabilities.crossProcess && b % 5 === 4 ? (['here', 'process'] as const) : (['here'] as const)) {
+            const oldest = competitors.find((c) => c.where === at && !c.stopped)!;
+            await Promise.all([oldest.stop(), start(at)]);
+          }
+          // The next batch goes out once the consumers are at most one batch behind, so the stops and starts
+          // above always happen while messages are being handed out.
+          await waitFor(() => handedOut() >= published - 100, { timeoutMs: 60_000, what: `the consumers to catch up (${handedOut()} of ${published} handed out)` });
+        }
+        await waitFor(() => handedOut() >= ids.length, { timeoutMs: 60_000, what: `${ids.length} hand-outs (have ${handedOut()})` });
+        await sleep(GRACE_MS);
+        for (const c of competitors) await c.stop();
+        assert.deepEqual(competitors.flatMap((c) => c.problems()), [], 'no consumer died or failed to settle');
+        const byId = handOuts(competitors);
+        assert.deepEqual([...byId].filter(([, marks]) => marks.length > 1).map(([id, marks]) => `${id} handed out ${marks.length} times`), [], 'no message is handed out twice');
+        assert.deepEqual(ids.filter((id) => !byId.has(id)), [], 'no message is missing');
+        assert.equal(byId.size, ids.length, 'nothing else is handed out');
+        const acked = competitors.flatMap((c) => c.acked());
+        const ackedOnce = new Set(acked);
+        assert.deepEqual(ids.filter((id) => !ackedOnce.has(id)), [], 'every message handed out was acked before its consumer stopped (one left unsettled would be handed out again after the visibility timeout)');
+        assert.equal(acked.length, ids.length, 'and acked once');
+        assert.equal(await t.depth(q), 0);
+        await waitFor(async () => (await statsOf(t, q)).unacked === 0, { what: 'no unacked messages' });
+      }));
+
+      it(`a message rejected with requeue by one of several competing consumers ${where} is handed out again exactly once more, marked redelivered`, scoped(async (s) => {
+        const t = await s.open();
+        const q = queueName();
+        // Every consumer gives back what it is handed the first time and acks what comes back marked redelivered.
+        const competitors = [await s.competeHere(t, q, 10, 'requeue-first'), await s.competeHere(t, q, 10, 'requeue-first')];
+        if (capabilities.crossProcess) competitors.push(await s.competeInProcess(t, q, 10, 'requeue-first'), await s.competeInProcess(t, q, 10, 'requeue-first'));
+        const batch = Array.from({ length: 500 }, () => task(q));
+        const ids = batch.map((m) => m.id);
+        await t.publishMany(batch.map(({ message }) => [message, { queue: q }] as const));
+        const acked = (): number => competitors.reduce((n, c) => n + c.acked().length, 0);
+        await waitFor(() => acked() >= ids.length, { timeoutMs: 60_000, what: `${ids.length} acks (have ${acked()})` });
+        await sleep(GRACE_MS);
+        for (const c of competitors) await c.stop();
+        assert.deepEqual(competitors.flatMap((c) => c.problems()), [], 'no consumer died or failed to settle');
+        const byId = handOuts(competitors);
+        const handedOutOtherwise = ids.flatMap((id) => {
+          const marks = (byId.get(id) ?? []).map((r) => (r ? 'redelivered' : 'new')).sort();
+          return marks.join() === 'new,redelivered' ? [] : [`${id}: ${marks.join(', ') || 'never'}`];
+        });
+        assert.deepEqual(handedOutOtherwise, [], 'each message is handed out twice: once new, once more marked redelivered');
+        assert.equal(byId.size, ids.length, 'nothing else is handed out');
+        assert.deepEqual(competitors.flatMap((c) => c.requeued()).sort(), [...ids].sort(), 'each was rejected with requeue once');
+        assert.deepEqual(competitors.flatMap((c) => c.acked()).sort(), [...ids].sort(), 'each was acked once');
+        assert.equal(await t.depth(q), 0);
+        await waitFor(async () => (await statsOf(t, q)).unacked === 0, { what: 'no unacked messages' });
       }));
     });
   });
