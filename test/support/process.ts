@@ -229,3 +229,13 @@ export function pidAlive(pid: number): boolean {
     return true; // no /proc (not Linux): the signal check above is all there is
   }
 }
+
+/** Runs a TypeScript script of the repository (an example's main.ts) to its end, tracked; its exit code and output. */
+export function runScriptToEnd(script: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = track(spawn(process.execPath, [...NODE_ARGS, join(ROOT, script), ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] }));
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  return new Promise((resolve) => child.once('exit', (code) => resolve({ code, stdout, stderr })));
+}
