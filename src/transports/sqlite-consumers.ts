@@ -14,6 +14,7 @@ interface Statements {
   upsert: Database.Statement;
   remove: Database.Statement;
   prune: Database.Statement;
+  pruneCopies: Database.Statement;
   live: Database.Statement;
   /** When this handle may prune next. */
   nextPrune: number;
@@ -29,6 +30,11 @@ function sql(file: SqliteFile): Statements {
       upsert: db.prepare('INSERT INTO fennel_consumers (queue, consumer, expires_at) VALUES (?, ?, ?) ON CONFLICT (queue, consumer) DO UPDATE SET expires_at = excluded.expires_at'),
       remove: db.prepare('DELETE FROM fennel_consumers WHERE queue = ? AND consumer = ?'),
       prune: db.prepare('DELETE FROM fennel_consumers WHERE expires_at <= ?'),
+      // The broadcast copies made for consumers that are gone, before their presence is: their copy queues are
+      // `bcast.<queue>.<consumer>` (protocol/queues.ts broadcastCopyQueue); nobody will consume them again.
+      pruneCopies: db.prepare(
+        "DELETE FROM fennel_messages WHERE queue IN (SELECT 'bcast.' || queue || '.' || consumer FROM fennel_consumers WHERE expires_at <= ?) AND (lease IS NULL OR visible_at <= ?)",
+      ),
       live: db.prepare('SELECT queue, consumer FROM fennel_consumers WHERE expires_at > ?').raw(),
       nextPrune: 0,
     }));
@@ -48,6 +54,7 @@ export async function announceConsumer(file: SqliteFile, consumer: string, queue
       for (const queue of queues) s.upsert.run(queue, consumer, expiresAt);
       if (now >= s.nextPrune) {
         s.nextPrune = now + PRUNE_EVERY_MS;
+        s.pruneCopies.run(now, now);
         s.prune.run(now);
       }
     },

@@ -319,18 +319,31 @@ const BROADCAST_PRESENCE_SEC = 10;
 /**
  * A broadcast subscriber's presence in `fennel_consumers` (sqlite-consumers.ts), which is where a broadcast
  * publish looks for the consumers to copy a message to. Renewed while the subscription consumes; withdrawn when
- * it stops, so a broadcast sent after that makes no copy for it. If the process dies, the entry lapses.
+ * it stops, so a broadcast sent after that makes no copy for it. If the process dies, the entry lapses after
+ * BROADCAST_PRESENCE_SEC; a broadcast sent meanwhile still makes a copy, which the next subscription under that name
+ * discards when it starts, and the presence pruning deletes if none does (sqlite-consumers.ts).
  */
 class BroadcastPresence {
   private timer: NodeJS.Timeout | undefined;
+
+  private readonly discardStale: Database.Statement;
 
   constructor(
     private readonly file: SqliteFile,
     private readonly consumer: string,
     private readonly queues: readonly string[],
-  ) {}
+  ) {
+    // Not held by a live lease: waiting copies, and copies whose holder died.
+    this.discardStale = file.run(() => file.db.prepare('DELETE FROM fennel_messages WHERE queue = ? AND (lease IS NULL OR visible_at <= ?)'));
+  }
 
   async start(): Promise<void> {
+    // Copies waiting from before this subscription were sent while it was not consuming (an earlier process under
+    // the same name, killed while its presence still counted): a consumer that starts later gets none.
+    await this.file.write(() => {
+      const now = Date.now();
+      for (const queue of this.queues) this.discardStale.run(broadcastCopyQueue(queue, this.consumer), now);
+    });
     await presence.announceConsumer(this.file, this.consumer, this.queues, BROADCAST_PRESENCE_SEC);
     this.timer = setInterval(() => void presence.announceConsumer(this.file, this.consumer, this.queues, BROADCAST_PRESENCE_SEC).catch(() => {}), (BROADCAST_PRESENCE_SEC * 1000) / 3);
     this.timer.unref();

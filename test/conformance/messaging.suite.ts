@@ -162,6 +162,22 @@ export function messagingSuite(name: string, options: MessagingSuiteOptions): vo
         if (s.durableCopies) assert.equal(await t.depth(broadcastCopyQueue(q, leaver)), 0, 'no copy was made for the consumer that had stopped');
       }));
 
+      it('a consumer that starts under the name of one that died gets none of the copies sent meanwhile', scoped(async (s) => {
+        const t = await s.open();
+        const q = s.queue('bcast');
+        const node = `reborn-${randomUUID()}@host`;
+        // A consumer that died without withdrawing: its announcement still counts (for up to its TTL).
+        await t.announceConsumer?.(node, [q], 60);
+        await t.publish(message(q).message, { queue: q, broadcast: true });
+        const reborn = new Inbox();
+        await s.consume(await s.peer(t), [s.queue('work')], reborn, { queues: [q], consumer: node });
+        const m = message(q);
+        await t.publish(m.message, { queue: q, broadcast: true });
+        await reborn.waitForCount(1, 'the broadcast sent after it started');
+        await sleep(GRACE_MS);
+        assert.deepEqual(reborn.ids, [m.id], 'only the broadcast sent while it consumed');
+      }));
+
       it('a consumer of the queue by its plain name is not a broadcast subscriber', scoped(async (s) => {
         const t = await s.open();
         const q = s.queue('bcast');
