@@ -19,11 +19,11 @@ import { redisChannelName } from '../../src/channels/redis.ts';
 import { MESSAGE_TTL_MS, type SqliteChannelEngine } from '../../src/channels/sqlite.ts';
 import { sqlitePath } from '../../src/clients/sqlite-file.ts';
 import { makeTempDir, type TempDir } from '../support/tmp.ts';
-import { RABBIT_URL, rabbitSkipReason, redisSkipReason, redisUrlForTest, testRedisClient } from '../support/services.ts';
+import { RABBIT_URL, rabbitSkipReason, REDIS_DB, redisSkipReason, redisUrlForTest, testRedisClient } from '../support/services.ts';
 import { channelSuite } from './channel.suite.ts';
 import { waitFor } from './helpers/wait.ts';
 
-const REDIS_CHANNEL_DB = 3;
+const REDIS_CHANNEL_DB = REDIS_DB.channels; // and the next one, REDIS_DB.channelsOther, for the database-isolation case
 const REDIS_URL = redisUrlForTest(REDIS_CHANNEL_DB);
 const [redisSkip, rabbitSkip] = await Promise.all([redisSkipReason(), rabbitSkipReason()]);
 
@@ -68,7 +68,7 @@ describe('redis://', { skip: redisSkip }, () => {
 
   it("puts the database number in the channel's pub/sub name, so apps on other databases do not receive", async () => {
     const app = new Fennel({ broker: REDIS_URL });
-    const elsewhere = new Fennel({ broker: redisUrlForTest(REDIS_CHANNEL_DB + 1) });
+    const elsewhere = new Fennel({ broker: redisUrlForTest(REDIS_DB.channelsOther) });
     const raw = testRedisClient(REDIS_CHANNEL_DB);
     const name = `layout-${process.pid}`;
     try {
