@@ -141,7 +141,9 @@ export class RedisTransport implements Transport {
     const now = Date.now();
     const all = batch.map(([message, route]) => {
       const tag = randomUUID();
-      const envelope = encodeEnvelope(message, 'base64', { delivery_tag: tag });
+      // A broadcast carries kombu's delivery_info for its fanout exchange, so a Python worker that puts it back
+      // (kombu's restore) puts it where it came from.
+      const envelope = encodeEnvelope(message, 'base64', route.broadcast ? { delivery_tag: tag, delivery_info: { exchange: route.queue, routing_key: BROADCAST_ROUTING_KEY } } : { delivery_tag: tag });
       const due = route.delayUntil?.getTime() ?? 0;
       const dedupe = route.deduplicate ? dedupeId(message) : undefined;
       return { queue: route.queue, bucket: bucketFor(route.queue, route.priority), envelope, tag, due: due > now ? due : 0, dedupe, broadcast: route.broadcast === true };
@@ -151,7 +153,7 @@ export class RedisTransport implements Transport {
     if (broadcasts.length > 0) {
       await this.withResend(async () => {
         const multi = this.client.multi();
-        for (const w of broadcasts) multi.publish(fanoutChannel(this.db, w.queue), w.envelope);
+        for (const w of broadcasts) multi.publish(fanoutChannel(this.db, w.queue, BROADCAST_ROUTING_KEY), w.envelope);
         await multi.exec();
       });
     }
@@ -500,10 +502,20 @@ class RedisQueueStore implements QueueStore<HeldMessage> {
   }
 }
 
-/** kombu's fanout channel for exchange `queue` on database `db` (transport/redis.py `keyprefix_fanout`: `/{db}.`). */
-export function fanoutChannel(db: number, queue: string): string {
-  return `/${db}.${queue}`;
+/**
+ * kombu's fanout channel for exchange `queue` on database `db` (transport/redis.py `_get_publish_topic`, with
+ * Celery's defaults fanout_prefix `/{db}.` and fanout_patterns on): `/{db}.{exchange}`, then `/{routing key}` if any.
+ */
+export function fanoutChannel(db: number, queue: string, routingKey = ''): string {
+  return routingKey ? `/${db}.${queue}/${routingKey}` : `/${db}.${queue}`;
 }
+
+/**
+ * The routing key a broadcast is published with on Redis: Celery gives a `Broadcast` queue of its `task_queues`
+ * the default routing key (task_default_routing_key, which is task_default_queue, `celery`), and with fanout_patterns
+ * a Python worker subscribes to `/{db}.{exchange}/celery` only. Fennel's workers listen to both forms.
+ */
+export const BROADCAST_ROUTING_KEY = 'celery';
 
 /** Escapes the glob characters of PSUBSCRIBE, so a queue name is matched as written. */
 function globEscape(text: string): string {
@@ -527,7 +539,11 @@ class BroadcastListener {
     const subscriber = transport.client.duplicate();
     subscriber.on('error', () => {});
     const byChannel = new Map<string, string>();
-    for (const { queue, copyQueue } of copies) byChannel.set(fanoutChannel(transport.db, queue), copyQueue);
+    const queueOf = new Map<string, string>();
+    for (const { queue, copyQueue } of copies) {
+      byChannel.set(fanoutChannel(transport.db, queue), copyQueue);
+      queueOf.set(copyQueue, queue);
+    }
     let listener: BroadcastListener | undefined;
     subscriber.on('pmessage', (_pattern: string, channel: string, raw: string) => {
       if (listener?.closed) return;
@@ -536,7 +552,7 @@ class BroadcastListener {
       const copyQueue = byChannel.get(slash < 0 ? channel : channel.slice(0, slash));
       if (!copyQueue) return;
       const multi = transport.client.multi();
-      multi.lpush(copyQueue, retag(raw));
+      multi.lpush(copyQueue, retag(raw, queueOf.get(copyQueue)!));
       multi.zadd(`${WAKE}${copyQueue}`, 0, 'w');
       multi.exec().catch(() => {}); // the server went away between the message and the copy: at most once
     });
@@ -556,12 +572,16 @@ class BroadcastListener {
   }
 }
 
-/** The envelope with a fresh delivery tag; text that is not an envelope is kept as it is (fetch dead-letters it). */
-function retag(raw: string): string {
+/**
+ * The envelope with a fresh delivery tag, and routed to the broadcast queue it came through (so the task sees that
+ * queue, whatever routing key the fanout carried); text that is not an envelope is kept as it is (fetch dead-letters it).
+ */
+function retag(raw: string, queue: string): string {
   try {
     const envelope = JSON.parse(raw) as { properties?: Record<string, unknown> };
     if (envelope === null || typeof envelope !== 'object' || typeof envelope.properties !== 'object' || envelope.properties === null) return raw;
     envelope.properties.delivery_tag = randomUUID();
+    envelope.properties.delivery_info = { exchange: queue, routing_key: queue };
     return JSON.stringify(envelope);
   } catch {
     return raw;
