@@ -78,18 +78,23 @@ async function runWorker(flags: Flags): Promise<void> {
     ...(maxMemoryPerChildMb ? { maxMemoryPerChildMb } : {}),
   });
   let signals = 0;
+  // Once a cold shutdown has begun, it decides the exit (130): the warm one it cut short may finish first (the
+  // abort ends the running tasks, which drains the worker) and must not exit 0 before it.
+  let cold = false;
   const onSignal = (signal: NodeJS.Signals): void => {
     signals++;
     if (signals === 1) {
       worker.log.info(`${signal}: warm shutdown (press Ctrl-C again to exit at once)`);
       worker.stop().then(
-        () => process.exit(0),
+        () => cold || process.exit(0),
         (error: unknown) => {
+          if (cold) return;
           worker.log.error({ err: error }, 'error during shutdown');
           process.exit(1);
         },
       );
     } else if (signal === 'SIGINT') {
+      cold = true;
       worker.log.warn(`${signal} again: cold shutdown; ${worker.holding} unfinished task(s) will be delivered again`);
       void worker.abort().finally(() => process.exit(130));
     }

@@ -92,6 +92,7 @@ export class RedisTransport implements Transport {
   private readonly subscriptions = new PullSubscriptions();
   private readonly declared = new Set<string>();
   private closed = false;
+  private closing: Promise<void> | undefined;
 
   /** The URL with any password masked: what errors and logs show. */
   readonly url: string;
@@ -360,11 +361,13 @@ export class RedisTransport implements Transport {
     }
   }
 
-  async close(): Promise<void> {
-    if (this.closed) return;
-    await this.subscriptions.releaseAll();
-    this.closed = true;
-    await this.client.quit().catch(() => this.client.disconnect());
+  /** Closing twice (a warm shutdown and a cold one racing) waits for the one close. */
+  close(): Promise<void> {
+    return (this.closing ??= (async () => {
+      await this.subscriptions.releaseAll();
+      this.closed = true;
+      await this.client.quit().catch(() => this.client.disconnect());
+    })());
   }
 }
 

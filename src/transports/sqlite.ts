@@ -44,6 +44,7 @@ export class SqliteTransport implements Transport {
   private readonly pollMs: number;
   private readonly subscriptions = new PullSubscriptions();
   private closed = false;
+  private closing: Promise<void> | undefined;
   /** Prepared statements, shared with this transport's subscriptions. */
   readonly sql: Record<StatementName, Database.Statement>;
 
@@ -166,12 +167,14 @@ export class SqliteTransport implements Transport {
     return consumerMap(presence.liveConsumers(this.file), queue);
   }
 
-  async close(): Promise<void> {
-    if (this.closed) return;
-    // Held deliveries are handed back at once rather than waiting out their visibility timeout.
-    await this.subscriptions.releaseAll();
-    this.closed = true;
-    this.file.release();
+  /** Closing twice (a warm shutdown and a cold one racing) waits for the one close: the file is released once. */
+  close(): Promise<void> {
+    return (this.closing ??= (async () => {
+      // Held deliveries are handed back at once rather than waiting out their visibility timeout.
+      await this.subscriptions.releaseAll();
+      this.closed = true;
+      this.file.release();
+    })());
   }
 }
 
