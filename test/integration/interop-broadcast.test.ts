@@ -22,18 +22,18 @@
 // Redis, RabbitMQ or Celery skips with one line, except on CI (CI=true), where it fails.
 
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { Fennel } from 'fennel';
-import { fileLines, runCli, stopProcess, track, uniqueQueue, waitFor, type RunningWorker } from '../support/process.ts';
+import { fileLines, runCli, stopProcess, uniqueQueue, waitFor, type RunningWorker } from '../support/process.ts';
+import { PYTHON, startPython as startPythonIn, stopPython, type PythonProcess } from '../support/python.ts';
 import { removeRabbitQueues } from '../support/rabbit.ts';
 import { flushRedisDb, RABBIT_URL, rabbitSkipReason, REDIS_DB, redisSkipReason, redisUrlForTest } from '../support/services.ts';
 import { makeTempDir, type TempDir } from '../support/tmp.ts';
 
-const PYTHON = '/usr/bin/python3';
 const FIXTURES = join(import.meta.dirname, 'fixtures/interop-broadcast');
 const TASKS = join(FIXTURES, 'bcast_tasks.ts');
 const DB = REDIS_DB.interopBroadcast;
@@ -73,36 +73,10 @@ const ENGINES: Engine[] = [
   { name: 'RabbitMQ', skip: rabbitSkip, fennelBroker: RABBIT_URL, pythonBroker: PY_AMQP_URL },
 ];
 
-/** A Python process whose output lines are collected. */
-interface Proc {
-  child: ChildProcess;
-  lines: string[];
-  exited: Promise<number | null>;
-}
+type Proc = PythonProcess;
 
 function startPython(args: string[], env: Record<string, string>): Proc {
-  const child = track(spawn(PYTHON, args, { cwd: FIXTURES, env: { ...process.env, PYTHONPATH: FIXTURES, PYTHONDONTWRITEBYTECODE: '1', ...env }, stdio: ['ignore', 'pipe', 'pipe'] }));
-  const lines: string[] = [];
-  const onData = (chunk: Buffer): void => {
-    for (const line of chunk.toString().split('\n')) if (line.trim()) lines.push(line);
-  };
-  child.stdout.on('data', onData);
-  child.stderr.on('data', onData);
-  // If this test process ends without its after() hooks, the Python process must not outlive it.
-  const kill = (): void => void child.kill('SIGKILL');
-  process.once('exit', kill);
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  void exited.then(() => process.off('exit', kill));
-  return { child, lines, exited };
-}
-
-/** SIGTERM (Celery's warm shutdown), then SIGKILL if it has not exited within 10 s. */
-async function stopPython(proc: Proc | undefined): Promise<void> {
-  if (!proc || proc.child.exitCode !== null || proc.child.signalCode !== null) return;
-  proc.child.kill('SIGTERM');
-  const timer = setTimeout(() => proc.child.kill('SIGKILL'), 10_000);
-  await proc.exited;
-  clearTimeout(timer);
+  return startPythonIn(args, { cwd: FIXTURES, env: { ...process.env, PYTHONPATH: FIXTURES, ...env } });
 }
 
 /** Environment of bcast_celery.py for one broadcast queue on one engine; results always go to the Redis database. */

@@ -6,16 +6,16 @@
 // deleted at the end. Missing RabbitMQ, Redis or Celery skips with one line, except on CI, where it fails.
 
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { delimiter, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { connect } from 'amqplib';
 import { Fennel, RemoteTaskError } from 'fennel';
-import { runCli, stopProcess, track, uniqueQueue, waitFor, type RunningWorker } from '../support/process.ts';
+import { runCli, stopProcess, uniqueQueue, waitFor, type RunningWorker } from '../support/process.ts';
+import { PYTHON, startPython as startPythonIn, stopPython, type PythonProcess } from '../support/python.ts';
 import { removeRabbitQueues } from '../support/rabbit.ts';
 import { flushRedisDb, RABBIT_URL, rabbitSkipReason, REDIS_DB, redisSkipReason, redisUrlForTest } from '../support/services.ts';
 
-const PYTHON = '/usr/bin/python3';
 const FIXTURES = join(import.meta.dirname, 'fixtures/interop-amqp');
 const PY_TASKS = join(import.meta.dirname, 'fixtures/interop');
 const TASKS = join(import.meta.dirname, 'fixtures/interop/tasks.ts');
@@ -47,36 +47,12 @@ function queueFor(label: string): string {
   return q;
 }
 
-interface Proc {
-  child: ChildProcess;
-  lines: string[];
-  exited: Promise<number | null>;
-}
+type Proc = PythonProcess;
 
 function startPython(args: string[], resultBackend: string): Proc {
   // The Celery tasks are the Redis interop test's (fixtures/interop/celery_tasks.py); the client is this test's own.
-  const env = { ...process.env, PYTHONPATH: [FIXTURES, PY_TASKS].join(delimiter), PYTHONDONTWRITEBYTECODE: '1', INTEROP_BROKER_URL: PY_AMQP_URL, INTEROP_RESULT_BACKEND: resultBackend };
-  const child = track(spawn(PYTHON, args, { cwd: FIXTURES, env, stdio: ['ignore', 'pipe', 'pipe'] }));
-  const lines: string[] = [];
-  const onData = (chunk: Buffer): void => {
-    for (const line of chunk.toString().split('\n')) if (line.trim()) lines.push(line);
-  };
-  child.stdout.on('data', onData);
-  child.stderr.on('data', onData);
-  // If this test process ends without its after() hooks, the Python process must not outlive it.
-  const kill = (): void => void child.kill('SIGKILL');
-  process.once('exit', kill);
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  void exited.then(() => process.off('exit', kill));
-  return { child, lines, exited };
-}
-
-async function stopPython(proc: Proc | undefined): Promise<void> {
-  if (!proc || proc.child.exitCode !== null || proc.child.signalCode !== null) return;
-  proc.child.kill('SIGTERM');
-  const timer = setTimeout(() => proc.child.kill('SIGKILL'), 10_000);
-  await proc.exited;
-  clearTimeout(timer);
+  const env = { ...process.env, PYTHONPATH: [FIXTURES, PY_TASKS].join(delimiter), INTEROP_BROKER_URL: PY_AMQP_URL, INTEROP_RESULT_BACKEND: resultBackend };
+  return startPythonIn(args, { cwd: FIXTURES, env });
 }
 
 /** Runs client_amqp.py to its end and parses its JSON report. */

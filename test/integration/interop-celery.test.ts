@@ -5,16 +5,16 @@
 // after; every queue name is unique. Missing Redis or Celery skips with one line, except on CI, where it fails.
 
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { Fennel, RemoteTaskError, type Delivery } from 'fennel';
-import { startWorker, stopProcess, track, uniqueQueue, waitFor, type RunningWorker } from '../support/process.ts';
+import { startWorker, stopProcess, uniqueQueue, waitFor, type RunningWorker } from '../support/process.ts';
+import { PYTHON, startPython as startPythonIn, stopPython, type PythonProcess } from '../support/python.ts';
 
 const DB = 14;
 const REDIS_URL = `redis://127.0.0.1:6379/${DB}`;
-const PYTHON = '/usr/bin/python3';
 const FIXTURES = join(import.meta.dirname, 'fixtures/interop');
 const TASKS = join(FIXTURES, 'tasks.ts');
 const SEP = '\x06\x16'; // kombu's priority-bucket and binding separator
@@ -41,47 +41,10 @@ async function missing(): Promise<string | false> {
 const reason = await missing();
 const ON_CI = process.env['CI'] === 'true';
 
-/** A process whose output lines are collected, with a wait for the first line matching a pattern. */
-interface Proc {
-  child: ChildProcess;
-  lines: string[];
-  waitForLine(pattern: RegExp, timeoutMs?: number): Promise<string>;
-  exited: Promise<number | null>;
-}
+type Proc = PythonProcess;
 
 function startPython(args: string[]): Proc {
-  const child = track(spawn(PYTHON, args, { cwd: FIXTURES, env: PY_ENV, stdio: ['ignore', 'pipe', 'pipe'] }));
-  const lines: string[] = [];
-  const onData = (chunk: Buffer): void => {
-    for (const line of chunk.toString().split('\n')) if (line.trim()) lines.push(line);
-  };
-  child.stdout.on('data', onData);
-  child.stderr.on('data', onData);
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  let done = false;
-  void exited.then(() => (done = true));
-  return {
-    child,
-    lines,
-    exited,
-    async waitForLine(pattern, timeoutMs = 30_000) {
-      await waitFor(() => done || lines.some((l) => pattern.test(l)), `a line matching ${pattern}`, timeoutMs).catch((error: Error) => {
-        throw new Error(`${error.message}; output:\n${lines.slice(-30).join('\n')}`);
-      });
-      const hit = lines.find((l) => pattern.test(l));
-      if (!hit) throw new Error(`python exited before printing ${pattern}; output:\n${lines.slice(-30).join('\n')}`);
-      return hit;
-    },
-  };
-}
-
-/** SIGTERM (Celery's warm shutdown), then SIGKILL if it has not exited within 10 s. */
-async function stopPython(proc: Proc | undefined): Promise<void> {
-  if (!proc || proc.child.exitCode !== null || proc.child.signalCode !== null) return;
-  proc.child.kill('SIGTERM');
-  const timer = setTimeout(() => proc.child.kill('SIGKILL'), 10_000);
-  await proc.exited;
-  clearTimeout(timer);
+  return startPythonIn(args, { cwd: FIXTURES, env: PY_ENV });
 }
 
 /** Runs a Python fixture script to its end; its stdout's last line. */

@@ -1,0 +1,52 @@
+// Python processes for the Celery interop tests: Debian's /usr/bin/python3 running a fixture (a Celery worker, a
+// client script), tracked so none outlives the test file, with its output kept line by line.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { track, waitFor } from './process.ts';
+
+/** Debian's Python, where python3-celery is installed (not a pyenv shim on PATH). */
+export const PYTHON = '/usr/bin/python3';
+
+export interface PythonProcess {
+  child: ChildProcess;
+  /** Its stdout and stderr, line by line, as they arrive. */
+  lines: string[];
+  /** Resolves with a line matching `pattern` once one arrives; rejects (with the output) if it exits first or the time runs out. */
+  waitForLine(pattern: RegExp, timeoutMs?: number): Promise<string>;
+  exited: Promise<number | null>;
+}
+
+export function startPython(args: string[], options: { cwd: string; env: NodeJS.ProcessEnv }): PythonProcess {
+  const child = track(spawn(PYTHON, args, { cwd: options.cwd, env: { PYTHONDONTWRITEBYTECODE: '1', ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] }));
+  const lines: string[] = [];
+  const onData = (chunk: Buffer): void => {
+    for (const line of chunk.toString().split('\n')) if (line.trim()) lines.push(line);
+  };
+  child.stdout.on('data', onData);
+  child.stderr.on('data', onData);
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  let done = false;
+  void exited.then(() => (done = true));
+  return {
+    child,
+    lines,
+    exited,
+    async waitForLine(pattern, timeoutMs = 30_000) {
+      await waitFor(() => done || lines.some((l) => pattern.test(l)), `a line matching ${pattern}`, timeoutMs).catch((error: Error) => {
+        throw new Error(`${error.message}; output:\n${lines.slice(-30).join('\n')}`);
+      });
+      const hit = lines.find((l) => pattern.test(l));
+      if (!hit) throw new Error(`python exited before printing ${pattern}; output:\n${lines.slice(-30).join('\n')}`);
+      return hit;
+    },
+  };
+}
+
+/** SIGTERM (Celery's warm shutdown), then SIGKILL if it has not exited within 10 s. */
+export async function stopPython(proc: PythonProcess | undefined): Promise<void> {
+  if (!proc || proc.child.exitCode !== null || proc.child.signalCode !== null) return;
+  proc.child.kill('SIGTERM');
+  const timer = setTimeout(() => proc.child.kill('SIGKILL'), 10_000);
+  await proc.exited;
+  clearTimeout(timer);
+}
