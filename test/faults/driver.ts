@@ -46,6 +46,8 @@ export interface FaultReport {
   duplicates: number;
   recoveries: Array<{ fault: string; recoverMs: number }>;
   sigtermExit: string;
+  /** The SIGTERMed worker's last lines of output, to say why when it did not exit 0. */
+  sigtermOutput: string[];
   notApplicable: string[];
   totalMs: number;
 }
@@ -106,6 +108,7 @@ export async function runFaultScenario(setup: EngineSetup, options: { tasks: num
   };
   const app = new Fennel({ broker: setup.brokerUrl, backend: setup.backendUrl, pollIntervalMs: 100 });
   let sigtermExit = 'not reached';
+  let sigtermOutput: string[] = [];
   const processFaults: Fault[] = [
     {
       label: 'SIGKILL a worker process (another started)',
@@ -134,6 +137,7 @@ export async function runFaultScenario(setup: EngineSetup, options: { tasks: num
       victim.child.kill('SIGTERM');
       const exit = await victim.exited;
       sigtermExit = exit.signal ? `signal ${exit.signal}` : `code ${exit.code}`;
+      sigtermOutput = victim.lines.slice(-20);
       await c.startWorker();
     },
   };
@@ -190,6 +194,7 @@ export async function runFaultScenario(setup: EngineSetup, options: { tasks: num
       duplicates: runs.length - distinct.size,
       recoveries,
       sigtermExit,
+      sigtermOutput,
       notApplicable: setup.notApplicable,
       totalMs,
     };

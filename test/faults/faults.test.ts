@@ -51,7 +51,7 @@ function check(report: FaultReport): void {
   reports.push(report);
   assert.equal(report.lost, 0, `${report.lost} task(s) lost on ${report.engine}`);
   assert.equal(report.completed, report.enqueued);
-  assert.equal(report.sigtermExit, 'code 0', 'the SIGTERMed worker drained and exited cleanly');
+  assert.equal(report.sigtermExit, 'code 0', `the SIGTERMed worker drained and exited cleanly; its last output:\n${report.sigtermOutput.join('\n')}`);
 }
 
 describe('fault injection', () => {

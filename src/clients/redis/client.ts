@@ -72,6 +72,9 @@ function redisOptions(link: RedisLink): RedisOptions {
   };
 }
 
+/** Commands ioredis sends again by itself after a reconnect, without handling their failure. */
+const SUBSCRIBE_COMMANDS = new Set(['subscribe', 'psubscribe', 'ssubscribe']);
+
 export class FennelRedis extends Redis {
   private readonly link: RedisLink;
   private readonly reporter: ConnectionReporter | undefined;
@@ -96,6 +99,11 @@ export class FennelRedis extends Redis {
   }
 
   override sendCommand(command: Command, stream?: Parameters<Redis['sendCommand']>[1]): unknown {
+    // ioredis subscribes again by itself after a reconnect (event_handler's readyHandler) and drops the promise, so
+    // a failure of that resubscribe (the connection closed before the answer, or refused here) would be an
+    // unhandled rejection, which ends a Node process with code 1. Marked handled here; a caller's own subscribe
+    // still sees its rejection.
+    if (SUBSCRIBE_COMMANDS.has(command.name)) command.promise.catch(() => {});
     // While a connection is being set up ('connect'), its handshake goes through; commands then wait for it.
     const refusal = this.misconfigured ?? (this.unavailable && this.status !== 'ready' && this.status !== 'connect' ? this.unavailable : undefined);
     if (refusal) {
