@@ -541,21 +541,18 @@ class BroadcastListener {
   static async open(transport: RedisTransport, copies: ReadonlyArray<{ queue: string; copyQueue: string }>): Promise<BroadcastListener> {
     const subscriber = transport.client.duplicate();
     subscriber.on('error', () => {});
-    const byChannel = new Map<string, string>();
-    const queueOf = new Map<string, string>();
-    for (const { queue, copyQueue } of copies) {
-      byChannel.set(fanoutChannel(transport.db, queue), copyQueue);
-      queueOf.set(copyQueue, queue);
-    }
+    const byChannel = new Map<string, { queue: string; copyQueue: string }>();
+    for (const copy of copies) byChannel.set(fanoutChannel(transport.db, copy.queue), copy);
     let listener: BroadcastListener | undefined;
     subscriber.on('pmessage', (_pattern: string, channel: string, raw: string) => {
       if (listener?.closed) return;
       // With kombu's fanout_patterns a routing key may follow the exchange: `/{db}.{exchange}/{routing key}`.
       const slash = channel.indexOf('/', 1);
-      const copyQueue = byChannel.get(slash < 0 ? channel : channel.slice(0, slash));
-      if (!copyQueue) return;
+      const copy = byChannel.get(slash < 0 ? channel : channel.slice(0, slash));
+      if (!copy) return;
+      const { queue, copyQueue } = copy;
       const multi = transport.client.multi();
-      multi.lpush(copyQueue, retag(raw, queueOf.get(copyQueue)!));
+      multi.lpush(copyQueue, retag(raw, queue));
       multi.zadd(`${WAKE}${copyQueue}`, 0, 'w');
       multi.exec().catch(() => {}); // the server went away between the message and the copy: at most once
     });

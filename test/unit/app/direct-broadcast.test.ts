@@ -35,8 +35,6 @@ describe('direct calls (applyAsync({ worker }))', () => {
   it('run on the named worker only, through its queue <name>.dq2', async () => {
     const make = appsOn(...urls(), (app) => app.task('where', () => currentTask().queue));
     const app = make();
-    const where = app.task('where2', () => 0);
-    void where;
     await withWorkers(make, ['a@test', 'b@test'], async () => {
       const results = Array.from({ length: 6 }, () => app.sendTask<string>('where', [], { worker: 'b@test' }));
       for (const r of results) assert.equal(await r.get({ timeoutMs: 5000 }), 'b@test.dq2');
@@ -65,8 +63,6 @@ describe('broadcast calls', () => {
       }, { broadcast: true }),
     );
     const app = make();
-    const ping = app.task('ping.sender', (n: number) => n, { broadcast: true });
-    void ping;
     await withWorkers(make, ['w1@test', 'w2@test', 'w3@test'], async () => {
       const handle = app.sendTask<number>('ping', [21], { broadcast: true });
       assert.ok(handle instanceof BroadcastResult);
