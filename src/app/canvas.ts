@@ -235,22 +235,24 @@ export class GroupResult<T = unknown> implements PromiseLike<T[]> {
 // Applying a workflow: used by the producer (applyAsync) and by workers continuing one.
 
 /** Assigns every id a workflow needs (task ids, group ids), in place, and returns the dict. */
-export function freeze(dict: SignatureDict): SignatureDict {
+// `newId` makes the ids: random by default; beat derives them from the schedule and due time, so that a fire
+// sent again (by a new leader) is the same workflow, with the same ids, in the same order.
+export function freeze(dict: SignatureDict, newId: () => string = randomUUID): SignatureDict {
   switch (dict.subtask_type) {
     case null:
-      dict.options.task_id ??= randomUUID();
+      dict.options.task_id ??= newId();
       break;
     case 'chain':
-      for (const step of chainSteps(dict)) freeze(step);
+      for (const step of chainSteps(dict)) freeze(step, newId);
       break;
     case 'group':
-      dict.options.group_id ??= randomUUID();
-      for (const member of groupMembers(dict)) freeze(member);
+      dict.options.group_id ??= newId();
+      for (const member of groupMembers(dict)) freeze(member, newId);
       break;
     case 'chord':
-      dict.options.group_id ??= randomUUID();
-      for (const member of chordParts(dict).header) freeze(member);
-      freeze(chordParts(dict).body);
+      dict.options.group_id ??= newId();
+      for (const member of chordParts(dict).header) freeze(member, newId);
+      freeze(chordParts(dict).body, newId);
       break;
   }
   return dict;
@@ -321,6 +323,18 @@ export interface StepContext {
   rootId?: string | null | undefined;
   /** Publish with deduplicate (a chord callback: sent once however many members try). */
   once?: boolean | undefined;
+  /** Options for the workflow's first messages only (those sent now, not by workers later): beat's fires. */
+  firstCall?: Pick<CallOptions, 'deduplicate' | 'expires'> | undefined;
+}
+
+/**
+ * Sends a frozen workflow with `firstCall` on each message sent now (a chain's first step, a group's members, a
+ * chord's header); resolves once all are in the broker. Beat's fires: deduplicated, expiring.
+ */
+export function sendFrozen(app: Fennel, dict: SignatureDict, firstCall: StepContext['firstCall']): Promise<void> {
+  const sends: Array<Promise<void>> = [];
+  applyStep(app, dict, { firstCall }, sends);
+  return Promise.all(sends).then(() => {});
 }
 
 /** Applies a workflow dict (freezing it first) and returns the handle on its outcome. */
@@ -353,7 +367,7 @@ export function applyStep(app: Fennel, dict: SignatureDict, ctx: StepContext, se
     case 'group': {
       const members = groupMembers(dict);
       const groupId = dict.options.group_id ?? randomUUID();
-      members.forEach((member, index) => applyStep(app, member, { prepend: ctx.prepend, group: { id: groupId, index }, ...(ctx.chord ? { chord: ctx.chord } : {}), parentId: ctx.parentId, rootId: ctx.rootId }, sends));
+      members.forEach((member, index) => applyStep(app, member, { prepend: ctx.prepend, group: { id: groupId, index }, ...(ctx.chord ? { chord: ctx.chord } : {}), parentId: ctx.parentId, rootId: ctx.rootId, firstCall: ctx.firstCall }, sends));
       // A group followed by more steps is a chord (normaliseChain); a trailing group ends its chain.
       return;
     }
@@ -365,7 +379,7 @@ export function applyStep(app: Fennel, dict: SignatureDict, ctx: StepContext, se
         : body;
       const withSize = { ...callback, chord_size: header.length };
       const groupId = dict.options.group_id ?? randomUUID();
-      header.forEach((member, index) => applyStep(app, member, { prepend: ctx.prepend, group: { id: groupId, index }, chord: withSize, parentId: ctx.parentId, rootId: ctx.rootId }, sends));
+      header.forEach((member, index) => applyStep(app, member, { prepend: ctx.prepend, group: { id: groupId, index }, chord: withSize, parentId: ctx.parentId, rootId: ctx.rootId, firstCall: ctx.firstCall }, sends));
       return;
     }
   }
@@ -386,6 +400,7 @@ function sendTask(app: Fennel, dict: SignatureDict, ctx: StepContext, sends: Arr
   if (options.countdown !== undefined && options.countdown > 0) call.countdown = options.countdown;
   if (Object.keys(dict.kwargs).length) call.kwargs = dict.kwargs;
   if (ctx.once && app.transport.capabilities.deduplication) call.deduplicate = true;
+  if (ctx.firstCall) Object.assign(call, ctx.firstCall);
   const result = app.sendWorkflowStep(dict.task, args, call, {
     embed: {
       // Celery's order: the next step is the last element.

@@ -21,7 +21,8 @@ import type { Route as TransportRoute, Transport } from '../transports/transport
 import { compileRoutes, resolveConfig, type FennelOptions, type ResolvedConfig, type Route } from './config.ts';
 import { revokedMeta } from '../protocol/result.ts';
 import { isReady } from '../protocol/states.ts';
-import { STARMAP_TASK } from './canvas.ts';
+import { STARMAP_TASK, type CanvasNode } from './canvas.ts';
+import { defineSchedule, type Schedule, type ScheduleOptions, type ScheduleSpec } from '../beat/schedule.ts';
 import { checkCallOptions, checkTaskOptions, timeLimits, toDate } from './options.ts';
 import { AsyncResult, type ResultOwner } from './result.ts';
 import { makeTask, type CallOptions, type RegisteredTask, type Task, type TaskFunction, type TaskOptions } from './task.ts';
@@ -40,6 +41,7 @@ export class Fennel {
   readonly [APP_BRAND] = true;
   readonly config: ResolvedConfig;
   private readonly tasks = new Map<string, RegisteredTask>();
+  private readonly scheduleTable = new Map<string, Schedule>();
   private readonly route: ReturnType<typeof compileRoutes>;
   private transportInstance: Transport | undefined;
   private eventsInstance: EventBus | undefined;
@@ -79,6 +81,41 @@ export class Fennel {
       send: (n, args, call, taskOptions) => this.send(n, args, call, taskOptions),
       sendMany: (n, argsList, call) => this.sendMany(n, argsList, call),
     });
+  }
+
+  /**
+   * Registers a periodic schedule, which `fennel beat` (or `fennel worker --beat`) fires: a task with arguments,
+   * a task by name (one a Python worker runs), or a workflow. `spec`: `{ cron, tz? }` or `{ every }` (seconds, or
+   * '5s', '10m', '1h'). Each fire is an ordinary task message. A bad spec, option or duplicate name is a
+   * ConfigError naming the schedule. See docs/beat.md.
+   */
+  schedule<A extends unknown[]>(name: string, spec: ScheduleSpec, task: Task<A, unknown, boolean>, args?: A, options?: ScheduleOptions): this;
+  schedule(name: string, spec: ScheduleSpec, task: string, args?: readonly unknown[], options?: ScheduleOptions): this;
+  schedule(name: string, spec: ScheduleSpec, workflow: CanvasNode<unknown>, args?: readonly [], options?: ScheduleOptions): this;
+  schedule(name: string, spec: ScheduleSpec, target: Task<unknown[], unknown, boolean> | string | CanvasNode<unknown>, args: readonly unknown[] = [], options: ScheduleOptions = {}): this {
+    if (this.scheduleTable.has(name)) throw new ConfigError(`a schedule named '${name}' is already registered`);
+    let entry: Schedule;
+    if (typeof target === 'string' && target !== '') entry = defineSchedule(name, spec, { task: target, args }, options);
+    else if (typeof target === 'function' && typeof (target as { taskName?: unknown }).taskName === 'string') entry = defineSchedule(name, spec, { task: target.taskName, args }, options);
+    else if (target !== null && typeof target === 'object' && typeof (target).toJSON === 'function') {
+      if (args.length) throw new ConfigError(`schedule '${name}': a workflow takes no args (they are in its signatures)`);
+      const taskName = ((): string => {
+        const dict = (target).toJSON();
+        // The first task of the workflow, by walking to it (its id is unset, so firstTaskId cannot find it by id).
+        for (let node: typeof dict | undefined = dict; node; node = ((node.kwargs['tasks'] ?? node.kwargs['header']) as Array<typeof dict> | undefined)?.[0]) {
+          if (node.subtask_type === null) return node.task;
+        }
+        throw new ConfigError(`schedule '${name}': the workflow sends no task`);
+      })();
+      entry = defineSchedule(name, spec, { workflow: target, taskName }, options);
+    } else throw new ConfigError(`schedule '${name}': give a task (from app.task), a task name or a workflow (chain, group, chord, signature)`);
+    this.scheduleTable.set(name, entry);
+    return this;
+  }
+
+  /** The registered schedules, by name. */
+  get schedules(): ReadonlyMap<string, Schedule> {
+    return this.scheduleTable;
   }
 
   /** The registered tasks, by name. */
@@ -263,7 +300,8 @@ export class Fennel {
       replyTo: this.oid,
     };
     if (call.kwargs) fields.kwargs = call.kwargs;
-    if (call.deduplicate) fields.deduplicate = true;
+    // Only the pending-mode id is freed by its consumer (the header); a ttl id lapses on its own.
+    if (call.deduplicate === true) fields.deduplicate = true;
     const broadcast = call.broadcast ?? task.broadcast ?? false;
     if (broadcast) fields.broadcast = true;
     if (wire) Object.assign(fields, wire);
@@ -274,7 +312,8 @@ export class Fennel {
       if (size > this.config.maxPayloadBytes) throw new PayloadTooLargeError(size, this.config.maxPayloadBytes);
     }
     if (broadcast) return [message, { queue, priority, delayUntil: eta, broadcast: true }];
-    return [message, call.deduplicate ? { queue, priority, delayUntil: eta, deduplicate: true } : { queue, priority, delayUntil: eta }];
+    if (!call.deduplicate) return [message, { queue, priority, delayUntil: eta }];
+    return [message, { queue, priority, delayUntil: eta, deduplicate: call.deduplicate === true ? true : { ttlMs: call.deduplicate.ttlSec * 1000 } }];
   }
 
   /** Closes the engines this app opened. Sending or reading results afterwards throws ClosedError. */

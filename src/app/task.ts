@@ -29,8 +29,10 @@ export interface CallOptions {
    * With `taskId`: enqueue at most once per id while the first such call is still waiting or running
    * (BullMQ's jobId semantics); a duplicate is dropped by the broker and its AsyncResult is the first call's
    * (same id). Needs an engine that checks atomically: sqlite://, redis://, memory://.
+   * `{ ttlSec }`: at most once per id within `ttlSec` of the first such call, whether or not it has run since
+   * (BullMQ's throttle mode; beat's fires).
    */
-  deduplicate?: boolean;
+  deduplicate?: boolean | { ttlSec: number };
   /** Store no result (get() would wait for ever). */
   ignoreResult?: boolean;
   /** Kill the task after this many milliseconds (hard limit): its pool slot is replaced, the task FAILS with TimeLimitExceeded. */

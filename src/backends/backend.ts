@@ -19,6 +19,12 @@ export interface ChordJoin {
   results: unknown[];
 }
 
+/** Who leads until when: one holder at a time (beat's leader). */
+export interface Lease {
+  holder: string;
+  expiresAt: Date;
+}
+
 export interface ResultBackend {
   readonly url: string;
   /**
@@ -58,6 +64,20 @@ export interface ResultBackend {
   chordResults?(groupId: string, size: number): Promise<unknown[] | undefined>;
   /** True the first time it is called with `key` (kept as long as results are), false after: a once-only marker. */
   claimOnce?(key: string): Promise<boolean>;
+  /**
+   * Takes the lease `name` for `holder` for `ttlMs` if nobody holds it, its holder's time has lapsed, or `holder`
+   * holds it already (a renewal); otherwise changes nothing. Returns the lease as it stands after the call: the
+   * caller leads if its holder is the caller. Atomic across every process sharing the store. Absent on rpc://.
+   */
+  acquireLease?(name: string, holder: string, ttlMs: number): Promise<Lease>;
+  /** Gives the lease up if `holder` holds it, so another can take it at once. */
+  releaseLease?(name: string, holder: string): Promise<void>;
+  /** The lease as it stands, or undefined if nobody holds it (or its time has lapsed). */
+  readLease?(name: string): Promise<Lease | undefined>;
+  /** Stores a small durable record (JSON text) under `table` and `key`, replacing the one there (beat's state). */
+  putRecord?(table: string, key: string, json: string): Promise<void>;
+  /** Every record of `table`, by key. */
+  readRecords?(table: string): Promise<Map<string, string>>;
   /** Number of stored results per state, for `fennel status`. */
   countByState(): Promise<Record<string, number>>;
   close(): Promise<void>;

@@ -3,7 +3,7 @@
 import type { TaskMeta } from '../protocol/result.ts';
 import { isReady, States } from '../protocol/states.ts';
 import { decodeJson } from '../protocol/json.ts';
-import type { ChordJoin, ResultBackend, Revocation } from './backend.ts';
+import type { ChordJoin, Lease, ResultBackend, Revocation } from './backend.ts';
 import { Waiters } from './waiters.ts';
 
 export class MemoryBackend implements ResultBackend {
@@ -71,6 +71,37 @@ export class MemoryBackend implements ResultBackend {
     if (this.claims.has(key)) return false;
     this.claims.add(key);
     return true;
+  }
+
+  private readonly leases = new Map<string, { holder: string; expiresAt: number }>();
+  private readonly records = new Map<string, Map<string, string>>();
+
+  async acquireLease(name: string, holder: string, ttlMs: number): Promise<Lease> {
+    const now = Date.now();
+    const current = this.leases.get(name);
+    if (!current || current.expiresAt <= now || current.holder === holder) this.leases.set(name, { holder, expiresAt: now + ttlMs });
+    const lease = this.leases.get(name)!;
+    return { holder: lease.holder, expiresAt: new Date(lease.expiresAt) };
+  }
+
+  async releaseLease(name: string, holder: string): Promise<void> {
+    if (this.leases.get(name)?.holder === holder) this.leases.delete(name);
+  }
+
+  async readLease(name: string): Promise<Lease | undefined> {
+    const lease = this.leases.get(name);
+    return lease && lease.expiresAt > Date.now() ? { holder: lease.holder, expiresAt: new Date(lease.expiresAt) } : undefined;
+  }
+
+  async putRecord(table: string, key: string, json: string): Promise<void> {
+    let rows = this.records.get(table);
+    if (!rows) this.records.set(table, (rows = new Map<string, string>()));
+    rows.set(key, json);
+  }
+
+  async readRecords(table: string): Promise<Map<string, string>> {
+    const rows = this.records.get(table);
+    return rows ? new Map(rows) : new Map<string, string>();
   }
 
   async forget(taskId: string): Promise<void> {

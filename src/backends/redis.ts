@@ -9,16 +9,21 @@ import { decodeMeta, encodeMeta, type TaskMeta } from '../protocol/result.ts';
 import { isReady, States } from '../protocol/states.ts';
 import { connectRedis } from '../clients/redis/client.ts';
 import { parseRedisUrl } from '../clients/redis/url.ts';
-import { chordJoinScript, storeScript } from './redis/scripts.ts';
+import { chordJoinScript, leaseReleaseScript, leaseScript, storeScript } from './redis/scripts.ts';
 import { DEFAULT_CONNECT_TIMEOUT_MS } from '../util/connection-state.ts';
 import { Batcher } from '../util/batcher.ts';
 import { decodeJson } from '../protocol/json.ts';
-import type { ChordJoin, ResultBackend, Revocation } from './backend.ts';
+import type { ChordJoin, Lease, ResultBackend, Revocation } from './backend.ts';
 import { Waiters } from './waiters.ts';
 
 const PREFIX = 'celery-task-meta-';
 /** Revoked ids: a zset scored by expiry (ms), read whole by a worker when it starts or reconnects. */
 const REVOKED = 'fennel.revoked';
+
+/** A lease (redis/lease.lua): a string holding its holder, expiring with the lease. */
+const LEASE_PREFIX = 'fennel.lease.';
+/** A table of records (putRecord): a hash of key → JSON, kept until deleted. */
+const RECORDS_PREFIX = 'fennel.records.';
 
 /** A chord's join: hash of member index → result JSON (redis/chord_join.lua). */
 function chordKey(groupId: string): string {
@@ -61,6 +66,8 @@ export class RedisBackend implements ResultBackend {
     this.client = connectRedis(target, { role: 'result backend', connectTimeoutMs: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS, connectionName: `fennel:${process.pid}` });
     storeScript.install(this.client);
     chordJoinScript.install(this.client);
+    leaseScript.install(this.client);
+    leaseReleaseScript.install(this.client);
     this.revokedChannel = `${REVOKED}.${target.db}`;
   }
 
@@ -178,6 +185,28 @@ export class RedisBackend implements ResultBackend {
 
   async claimOnce(key: string): Promise<boolean> {
     return (await this.client.set(`fennel.claim.${key}`, '1', 'EX', Math.max(this.expiresSec, 3600), 'NX')) === 'OK';
+  }
+
+  async acquireLease(name: string, holder: string, ttlMs: number): Promise<Lease> {
+    const [current, remainingMs] = (await leaseScript.run(this.client, { lease: `${LEASE_PREFIX}${name}` }, { holder, ttlMs: Math.ceil(ttlMs) })) as [string, number];
+    return { holder: current, expiresAt: new Date(Date.now() + Math.max(0, remainingMs)) };
+  }
+
+  async releaseLease(name: string, holder: string): Promise<void> {
+    await leaseReleaseScript.run(this.client, { lease: `${LEASE_PREFIX}${name}` }, { holder });
+  }
+
+  async readLease(name: string): Promise<Lease | undefined> {
+    const [holder, remainingMs] = (await this.client.multi().get(`${LEASE_PREFIX}${name}`).pttl(`${LEASE_PREFIX}${name}`).exec())!.map(([, value]) => value) as [string | null, number];
+    return holder !== null && remainingMs > 0 ? { holder, expiresAt: new Date(Date.now() + remainingMs) } : undefined;
+  }
+
+  async putRecord(table: string, key: string, json: string): Promise<void> {
+    await this.client.hset(`${RECORDS_PREFIX}${table}`, key, json);
+  }
+
+  async readRecords(table: string): Promise<Map<string, string>> {
+    return new Map(Object.entries(await this.client.hgetall(`${RECORDS_PREFIX}${table}`)));
   }
 
   async revoke(revocation: Revocation): Promise<void> {

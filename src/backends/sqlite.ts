@@ -7,7 +7,7 @@ import { decodeMeta, encodeMeta, type TaskMeta } from '../protocol/result.ts';
 import { isReady } from '../protocol/states.ts';
 import { SqliteFile, sqlitePath } from '../clients/sqlite-file.ts';
 import { decodeJson } from '../protocol/json.ts';
-import type { ChordJoin, ResultBackend, Revocation } from './backend.ts';
+import type { ChordJoin, Lease, ResultBackend, Revocation } from './backend.ts';
 import { Waiters } from './waiters.ts';
 
 export interface SqliteBackendOptions {
@@ -60,6 +60,16 @@ export class SqliteBackend implements ResultBackend {
       expireClaims: db.prepare('DELETE FROM fennel_claims WHERE created_at < ?'),
       revoke: db.prepare('INSERT INTO fennel_revoked (task_id, terminate, expires_at) VALUES (?, ?, ?)'),
       pruneRevoked: db.prepare('DELETE FROM fennel_revoked WHERE expires_at < ?'),
+      // Taken when free, lapsed or already the holder's; RETURNING gives nothing when another holds it.
+      takeLease: db.prepare(
+        `INSERT INTO fennel_leases (name, holder, expires_at) VALUES (?, ?, ?)
+         ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+         WHERE fennel_leases.holder = excluded.holder OR fennel_leases.expires_at <= ?`,
+      ),
+      readLease: db.prepare('SELECT holder, expires_at FROM fennel_leases WHERE name = ? AND expires_at > ?'),
+      releaseLease: db.prepare('DELETE FROM fennel_leases WHERE name = ? AND holder = ?'),
+      putRecord: db.prepare('INSERT INTO fennel_records (tbl, key, value, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT (tbl, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at'),
+      readRecords: db.prepare('SELECT key, value FROM fennel_records WHERE tbl = ?'),
       revokedSince: db.prepare('SELECT seq, task_id, terminate, expires_at FROM fennel_revoked WHERE seq > ? AND expires_at > ? ORDER BY seq'),
     }));
   }
@@ -184,6 +194,33 @@ export class SqliteBackend implements ResultBackend {
     read();
     const unsubscribe = this.file.onChange(read, this.pollMs);
     return async () => unsubscribe();
+  }
+
+  async acquireLease(name: string, holder: string, ttlMs: number): Promise<Lease> {
+    return this.file.write(() => {
+      const now = Date.now();
+      this.sql.takeLease.run(name, holder, now + ttlMs, now);
+      const row = this.sql.readLease.get(name, now) as { holder: string; expires_at: number };
+      return { holder: row.holder, expiresAt: new Date(row.expires_at) };
+    });
+  }
+
+  async releaseLease(name: string, holder: string): Promise<void> {
+    await this.file.write(() => void this.sql.releaseLease.run(name, holder));
+  }
+
+  async readLease(name: string): Promise<Lease | undefined> {
+    const row = this.file.run(() => this.sql.readLease.get(name, Date.now()) as { holder: string; expires_at: number } | undefined);
+    return row ? { holder: row.holder, expiresAt: new Date(row.expires_at) } : undefined;
+  }
+
+  async putRecord(table: string, key: string, json: string): Promise<void> {
+    await this.file.write(() => void this.sql.putRecord.run(table, key, json, Date.now()));
+  }
+
+  async readRecords(table: string): Promise<Map<string, string>> {
+    const rows = this.file.run(() => this.sql.readRecords.all(table) as Array<{ key: string; value: string }>);
+    return new Map(rows.map((r) => [r.key, r.value]));
   }
 
   async forget(taskId: string): Promise<void> {

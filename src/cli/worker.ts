@@ -26,6 +26,7 @@ interface Flags extends AppFlags {
   events?: boolean;
   maxTasksPerChild?: string;
   maxMemoryPerChild?: string;
+  beat?: boolean;
 }
 
 export function registerWorker(program: Command): void {
@@ -46,6 +47,7 @@ export function registerWorker(program: Command): void {
     .option('--prefetch-multiplier <n>', 'deliveries held per slot', '4')
     .option('--max-tasks-per-child <n>', 'replace a process or thread slot after it has run n tasks')
     .option('--max-memory-per-child <mb>', 'replace a process slot after a task that leaves it above this resident memory (MB)')
+    .option('-B, --beat', "also run a beat that fires the app's schedules (Celery's -B); any number may run, one leads")
     .option('-E, --events', 'send task events (received, started, succeeded, failed, …) for monitors such as the dashboard')
     .action((flags: Flags) => guard(() => runWorker(flags)));
 }
@@ -76,6 +78,7 @@ async function runWorker(flags: Flags): Promise<void> {
     taskEvents: flags.events ?? false,
     ...(maxTasksPerChild ? { maxTasksPerChild } : {}),
     ...(maxMemoryPerChildMb ? { maxMemoryPerChildMb } : {}),
+    ...(flags.beat ? { beat: true } : {}),
   });
   let signals = 0;
   // Once a cold shutdown has begun, it decides the exit (130): the warm one it cut short may finish first (the

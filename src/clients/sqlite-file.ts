@@ -94,6 +94,30 @@ CREATE TABLE IF NOT EXISTS fennel_channel_messages (
 );
 CREATE INDEX IF NOT EXISTS fennel_channel_messages_read ON fennel_channel_messages (channel, id);
 CREATE INDEX IF NOT EXISTS fennel_channel_messages_age ON fennel_channel_messages (created_at);
+
+-- Task ids published with deduplicate: { ttlSec } (transports/sqlite.ts): taken until keep_until, whether or not
+-- the message has run since (beat's fires: one due time, one message). Publishers delete lapsed rows as they go.
+CREATE TABLE IF NOT EXISTS fennel_dedupe_ttl (
+  task_id     TEXT    PRIMARY KEY,
+  keep_until  INTEGER NOT NULL             -- ms since epoch
+);
+
+-- Leases (backends/sqlite.ts): "holder leads until expires_at", taken when free or lapsed, renewed by its holder
+-- (beat's leader). One machine shares the file, so every process reads the same clock.
+CREATE TABLE IF NOT EXISTS fennel_leases (
+  name        TEXT    PRIMARY KEY,
+  holder      TEXT    NOT NULL,
+  expires_at  INTEGER NOT NULL             -- ms since epoch
+);
+
+-- Small durable records by table and key (backends/sqlite.ts): beat's last fire per schedule.
+CREATE TABLE IF NOT EXISTS fennel_records (
+  tbl         TEXT    NOT NULL,
+  key         TEXT    NOT NULL,
+  value       TEXT    NOT NULL,            -- JSON
+  updated_at  INTEGER NOT NULL,
+  PRIMARY KEY (tbl, key)
+);
 `;
 
 /**
@@ -101,7 +125,7 @@ CREATE INDEX IF NOT EXISTS fennel_channel_messages_age ON fennel_channel_message
  * to SCHEMA. Opening then only reads it. Running SCHEMA takes the write lock (its INSERT), so every process
  * opening the file, `fennel status` included, would queue behind the workers' writes to change nothing.
  */
-const SCHEMA_VERSION = 3;
+const SCHEMA_VERSION = 4;
 
 function ensureSchema(db: Database.Database): void {
   if ((db.pragma('user_version', { simple: true }) as number) >= SCHEMA_VERSION) return;

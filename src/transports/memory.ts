@@ -7,7 +7,7 @@ import type { WireMessage } from '../protocol/message.ts';
 import { broadcastCopyQueue } from '../protocol/queues.ts';
 import { consumerMap } from './presence.ts';
 import { PullSubscriptions, type ClaimResult, type QueueStore } from './subscription.ts';
-import { dedupeId, describeMessage, type ConsumeOptions, type DeadLetter, type Delivery, type QueueConsumers, type QueueStats, type Route, type Subscription, type Transport } from './transport.ts';
+import { dedupeId, dedupeTtl, describeMessage, type ConsumeOptions, type DeadLetter, type Delivery, type QueueConsumers, type QueueStats, type Route, type Subscription, type Transport } from './transport.ts';
 
 interface Stored {
   seq: number;
@@ -33,6 +33,8 @@ export class MemoryTransport implements Transport {
   private seq = 0;
   /** Task ids of pending deduplicated messages. */
   private readonly pendingIds = new Set<string>();
+  /** Task ids published with `deduplicate: { ttlMs }`, and until when each is taken (ms). */
+  private readonly ttlIds = new Map<string, number>();
   private closed = false;
 
   constructor(readonly url = 'memory://') {}
@@ -53,7 +55,11 @@ export class MemoryTransport implements Transport {
       for (const consumer of this.broadcastConsumers.get(route.queue)?.keys() ?? []) this.insert(message, { ...route, queue: broadcastCopyQueue(route.queue, consumer), broadcast: false });
       return;
     }
-    if (route.deduplicate) {
+    const ttl = dedupeTtl(message, route);
+    if (ttl) {
+      if ((this.ttlIds.get(ttl.id) ?? 0) > Date.now()) return;
+      this.ttlIds.set(ttl.id, Date.now() + ttl.ttlMs);
+    } else if (route.deduplicate) {
       const id = dedupeId(message)!;
       if (this.pendingIds.has(id)) return;
       this.pendingIds.add(id);

@@ -23,7 +23,7 @@ import * as presence from './redis/consumers.ts';
 import { ackScript, deadLetterScript, fetchScript, promoteScript, publishOnceScript, requeueDeadScript, restoreScript, TRANSPORT_SCRIPTS } from './redis/scripts.ts';
 import { PullSubscriptions, type ClaimResult, type QueueStore } from './subscription.ts';
 import { parseRedisUrl } from '../clients/redis/url.ts';
-import { DEDUPE_HEADER, dedupeId, describeMessage, type ConsumeOptions, type DeadLetter, type Delivery, type QueueConsumers, type QueueStats, type Route, type Subscription, type Transport } from './transport.ts';
+import { DEDUPE_HEADER, dedupeId, dedupeTtl, describeMessage, type ConsumeOptions, type DeadLetter, type Delivery, type QueueConsumers, type QueueStats, type Route, type Subscription, type Transport } from './transport.ts';
 
 export const SEP = '\x06\x16';
 const PRIORITY_STEPS = [0, 3, 6, 9];
@@ -146,8 +146,11 @@ export class RedisTransport implements Transport {
       // (kombu's restore) puts it where it came from.
       const envelope = encodeEnvelope(message, 'base64', route.broadcast ? { delivery_tag: tag, delivery_info: { exchange: route.queue, routing_key: BROADCAST_ROUTING_KEY } } : { delivery_tag: tag });
       const due = route.delayUntil?.getTime() ?? 0;
-      const dedupe = route.deduplicate ? dedupeId(message) : undefined;
-      return { queue: route.queue, bucket: bucketFor(route.queue, route.priority), envelope, tag, due: due > now ? due : 0, dedupe, broadcast: route.broadcast === true };
+      // A deduplicate-ttl id is kept by the key's own expiry: its message has no header, so no ack frees it.
+      const ttl = dedupeTtl(message, route);
+      const dedupe = ttl ? ttl.id : route.deduplicate ? dedupeId(message) : undefined;
+      const dedupeSec = ttl ? Math.max(1, Math.ceil(ttl.ttlMs / 1000)) : DEDUPE_SAFETY_SEC;
+      return { queue: route.queue, bucket: bucketFor(route.queue, route.priority), envelope, tag, due: due > now ? due : 0, dedupe, dedupeSec, broadcast: route.broadcast === true };
     });
     // Broadcasts go to kombu's fanout channel of the queue (its exchange): every subscriber now gets one copy.
     const broadcasts = all.filter((w) => w.broadcast);
@@ -167,7 +170,7 @@ export class RedisTransport implements Transport {
           publishOnceScript.run(
             this.client,
             { dedupe: `${DEDUPE}${w.dedupe}`, target: w.due ? SCHEDULED : w.bucket, wake: `${WAKE}${w.queue}`, binding: `_kombu.binding.${w.queue}` },
-            { tag: w.tag, payload: w.due ? `${w.bucket}\n${w.envelope}` : w.envelope, dueMs: w.due, bindingMember: `${w.queue}${SEP}${SEP}${w.queue}`, safetySec: DEDUPE_SAFETY_SEC },
+            { tag: w.tag, payload: w.due ? `${w.bucket}\n${w.envelope}` : w.envelope, dueMs: w.due, bindingMember: `${w.queue}${SEP}${SEP}${w.queue}`, safetySec: w.dedupeSec },
           ),
         ),
       );

@@ -18,7 +18,7 @@ import * as presence from './sqlite-consumers.ts';
 import { SqliteFile, sqlitePath } from '../clients/sqlite-file.ts';
 import { consumerMap } from './presence.ts';
 import { PullSubscriptions, type ClaimResult, type QueueStore } from './subscription.ts';
-import { dedupeId, describeMessage, type ConsumeOptions, type DeadLetter, type Delivery, type QueueConsumers, type QueueStats, type Route, type Subscription, type Transport } from './transport.ts';
+import { dedupeId, dedupeTtl, describeMessage, type ConsumeOptions, type DeadLetter, type Delivery, type QueueConsumers, type QueueStats, type Route, type Subscription, type Transport } from './transport.ts';
 
 export interface SqliteTransportOptions {
   /** A held message whose holder stops renewing becomes visible again after this long. */
@@ -44,6 +44,8 @@ export class SqliteTransport implements Transport {
   private readonly pollMs: number;
   private readonly subscriptions = new PullSubscriptions();
   private closed = false;
+  /** When lapsed deduplicate-ttl entries were last deleted (ms). */
+  private lastTtlPrune = 0;
   private closing: Promise<void> | undefined;
   /** Prepared statements, shared with this transport's subscriptions. */
   readonly sql: Record<StatementName, Database.Statement>;
@@ -83,6 +85,17 @@ export class SqliteTransport implements Transport {
       for (const [consumer] of this.sql.broadcastConsumers.all(route.queue, now) as Array<[string]>) {
         this.sql.insert.run(broadcastCopyQueue(route.queue, consumer), route.priority ?? 0, visibleAt, envelope);
       }
+      return;
+    }
+    const ttl = dedupeTtl(message, route);
+    if (ttl) {
+      // Taken unless its entry has lapsed; a lapsed entry is taken over in the same statement.
+      if (this.sql.dedupeTtlTake.run(ttl.id, now + ttl.ttlMs, now).changes === 0) return;
+      if (now - this.lastTtlPrune > 60_000) {
+        this.lastTtlPrune = now;
+        this.sql.dedupeTtlPrune.run(now);
+      }
+      this.sql.insert.run(route.queue, route.priority ?? 0, visibleAt, encodeEnvelope(message, 'utf-8'));
       return;
     }
     const taskId = route.deduplicate ? dedupeId(message) : undefined;
@@ -178,12 +191,14 @@ export class SqliteTransport implements Transport {
   }
 }
 
-type StatementName = 'broadcastConsumers' | 'dedupeTaken' | 'dedupeTake' | 'dedupeRelease' | 'insert' | 'claim' | 'nextVisible' | 'renew' | 'ack' | 'requeue' | 'releaseAll' | 'toDead' | 'purge' | 'depth' | 'stats' | 'listDead' | 'getDead' | 'deleteDead';
+type StatementName = 'broadcastConsumers' | 'dedupeTtlTake' | 'dedupeTtlPrune' | 'dedupeTaken' | 'dedupeTake' | 'dedupeRelease' | 'insert' | 'claim' | 'nextVisible' | 'renew' | 'ack' | 'requeue' | 'releaseAll' | 'toDead' | 'purge' | 'depth' | 'stats' | 'listDead' | 'getDead' | 'deleteDead';
 
 function prepare(db: Database.Database): Record<StatementName, Database.Statement> {
   return {
     insert: db.prepare('INSERT INTO fennel_messages (queue, priority, visible_at, envelope) VALUES (?, ?, ?, ?)'),
     broadcastConsumers: db.prepare('SELECT consumer FROM fennel_consumers WHERE queue = ? AND expires_at > ?').raw(),
+    dedupeTtlTake: db.prepare('INSERT INTO fennel_dedupe_ttl (task_id, keep_until) VALUES (?, ?) ON CONFLICT (task_id) DO UPDATE SET keep_until = excluded.keep_until WHERE fennel_dedupe_ttl.keep_until <= ?'),
+    dedupeTtlPrune: db.prepare('DELETE FROM fennel_dedupe_ttl WHERE keep_until <= ?'),
     dedupeTaken: db.prepare('SELECT 1 FROM fennel_dedupe d JOIN fennel_messages m ON m.id = d.message_id WHERE d.task_id = ?'),
     dedupeTake: db.prepare('INSERT INTO fennel_dedupe (task_id, message_id) VALUES (?, ?) ON CONFLICT (task_id) DO UPDATE SET message_id = excluded.message_id'),
     dedupeRelease: db.prepare('DELETE FROM fennel_dedupe WHERE task_id = ? AND message_id = ?'),

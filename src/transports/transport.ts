@@ -26,8 +26,10 @@ export interface Route {
    * Publish only if no message with this task id, published with `deduplicate`, is still pending (waiting,
    * scheduled or held); otherwise do nothing. The id is released when that message is acked or dead-lettered.
    * Only on engines with the `deduplication` capability. The message carries the header `fennel_dedupe`.
+   * `{ ttlMs }`: publish only if no message with this task id was published so within `ttlMs`, whether or not it
+   * has run since (the id is not freed when the message settles; the message carries no header). Beat's fires.
    */
-  deduplicate?: boolean;
+  deduplicate?: boolean | { ttlMs: number };
   /**
    * `queue` is a broadcast queue: every consumer consuming it now (`ConsumeOptions.broadcast`) gets a copy of the
    * message, acknowledged on its own; a consumer that starts later gets none (Celery's `Broadcast` queues). Only on
@@ -38,6 +40,12 @@ export interface Route {
 
 /** Marks a message published with `deduplicate`, so its consumer releases the id when it settles it. */
 export const DEDUPE_HEADER = 'fennel_dedupe';
+
+/** The task id a message published with `deduplicate: { ttlMs }` takes for that long. */
+export function dedupeTtl(message: WireMessage, route: Route): { id: string; ttlMs: number } | undefined {
+  const id = message.headers['id'];
+  return typeof route.deduplicate === 'object' && typeof id === 'string' ? { id, ttlMs: route.deduplicate.ttlMs } : undefined;
+}
 
 /** The task id a deduplicated message holds, or undefined for an ordinary message. */
 export function dedupeId(message: WireMessage): string | undefined {

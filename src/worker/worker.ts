@@ -11,6 +11,7 @@ import { HEARTBEAT_SEC, type EventType, type FennelEvent } from '../events/event
 import type { Delivery, Subscription } from '../transports/transport.ts';
 import { maskUrl } from '../util/url.ts';
 import { BROADCAST_HEADER, broadcastResultId, directQueue } from '../protocol/queues.ts';
+import { Beat, type BeatOptions } from '../beat/beat.ts';
 import { renderBanner } from './banner.ts';
 import { logConnections } from './connection-log.ts';
 import { execute, type ExecutorContext } from './executor.ts';
@@ -62,6 +63,11 @@ export interface WorkerOptions {
   broadcastQueues?: string[];
   /** Consume this worker's own queue, `<node name>.dq2` (Celery's worker_direct), where `applyAsync(args, { worker })` sends. Default true. */
   directQueue?: boolean;
+  /**
+   * Run a beat in this worker too (Celery's `-B`): it fires the app's schedules while it leads (any number of
+   * beats may run; one leads). `true`, or the beat's options. Its name is `<node name>/beat`.
+   */
+  beat?: boolean | Omit<BeatOptions, 'logger' | 'logLevel' | 'logFormat'>;
 }
 
 export class Worker {
@@ -113,7 +119,12 @@ export class Worker {
     ({ log: this.log, print: this.print } = options.logger
       ? { log: options.logger, print: undefined }
       : workerLog({ name: this.name, level: options.logLevel ?? 'info', format: options.logFormat ?? 'json' }));
+    // Made here, so that a backend that cannot hold the beat's lease is an error before anything starts.
+    if (options.beat) this.beat = new Beat(app, { name: `${this.name}/beat`, ...(options.beat === true ? {} : options.beat), logger: this.log });
   }
+
+  /** The beat this worker runs (WorkerOptions.beat), if any. */
+  readonly beat: Beat | undefined;
 
   async start(): Promise<void> {
     // Before anything can fail: whoever watches a worker that does not come up sees what it was trying to do.
@@ -180,6 +191,7 @@ export class Worker {
       { queues: this.queues, directQueue: this.directQueue, broadcastQueues: this.broadcastQueues, concurrency: this.concurrency, pool: this.poolKind, broker: maskUrl(this.app.config.broker), backend: maskUrl(this.app.config.backend), tasks: [...this.app.registry.keys()] },
       `worker ready: ${this.name}, ${this.poolKind} pool × ${this.concurrency}, queues ${this.queues.join(', ')}`,
     );
+    await this.beat?.start();
   }
 
   /**
@@ -305,6 +317,8 @@ export class Worker {
     if (this.stopping) return;
     this.stopping = true;
     clearInterval(this.heartbeat);
+    // First: the lease is given up at once, so another beat takes over while this worker drains.
+    await this.beat?.stop();
     await this.subscription?.cancel();
     // No longer consuming: withdrawn at once rather than left to expire (a cold shutdown leaves it to expire).
     await this.withdraw();

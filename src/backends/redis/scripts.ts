@@ -15,3 +15,15 @@ export const chordJoinScript = defineScript('chord_join', new URL('./chord_join.
   keys: ['join'],
   args: ['index', 'resultJson', 'size', 'expiresSec', 'withResults'],
 });
+
+/** Takes or renews a lease; returns its holder and remaining ms (lease.lua). */
+export const leaseScript = defineScript('lease', new URL('./lease.lua', import.meta.url), {
+  keys: ['lease'],
+  args: ['holder', 'ttlMs'],
+});
+
+/** Gives a lease up if the holder holds it (lease_release.lua). */
+export const leaseReleaseScript = defineScript('lease_release', new URL('./lease_release.lua', import.meta.url), {
+  keys: ['lease'],
+  args: ['holder'],
+});
