@@ -31,6 +31,12 @@ export const OPTIONS = {
   },
   defaultQueue: { schema: z.string().min(1), env: 'FENNEL_DEFAULT_QUEUE', default: 'celery', doc: 'Queue for tasks with no route and no per-call queue (Celery\'s default name).' },
   broadcastQueue: { schema: z.string().min(1), env: 'FENNEL_BROADCAST_QUEUE', default: 'fennel.broadcast', doc: "Broadcast queue for broadcast calls with no queue of their own; every worker receives a copy of each message sent to it (Celery's Broadcast)." },
+  beatGroup: {
+    schema: z.string().min(1),
+    env: 'FENNEL_BEAT_GROUP',
+    default: 'default',
+    doc: "The beats of this app: they share one leader lease and one record of last fires, kept in the result backend. Apps on one broker with different schedules need different groups (RedBeat's key prefix).",
+  },
   routes: { schema: z.record(z.string(), routeSchema), env: undefined, default: {}, doc: "Task name pattern → { queue, priority }. '*' matches any run of characters; the first match wins; a per-call queue wins over all." },
   visibilityTimeoutSec: { schema: z.number().positive(), env: 'FENNEL_VISIBILITY_TIMEOUT_SEC', default: 30, doc: 'A message held by a worker that died becomes visible again after this many seconds. Live workers renew their leases, so long tasks are safe.' },
   maxPayloadBytes: { schema: z.number().int().positive(), env: 'FENNEL_MAX_PAYLOAD_BYTES', default: 10 * 1024 * 1024, doc: 'Calls whose encoded arguments are larger are refused with PayloadTooLargeError.' },

@@ -21,10 +21,10 @@ import { workerLog, type LogFormat } from '../worker/log.ts';
 import { planStart, planTick } from './plan.ts';
 import { fireId, type Schedule } from './schedule.ts';
 
-/** The lease every beat of a broker competes for. */
-export const BEAT_LEASE = 'fennel.beat';
-/** The records table of the last fire per schedule. */
-export const BEAT_STATE = 'fennel.beat';
+/** The lease the beats of an app's beat group compete for, and the records table of its last fire per schedule. */
+export function beatKeys(app: Fennel): { lease: string; state: string } {
+  return { lease: `beat.${app.config.beatGroup}`, state: `beat.${app.config.beatGroup}` };
+}
 export const DEFAULT_LEASE_MS = 10_000;
 
 /** What the state table holds per schedule. */
@@ -101,6 +101,7 @@ export class Beat {
   readonly log: Logger;
   private readonly leaseMs: number;
   private readonly backend: ReturnType<typeof beatBackend>;
+  private readonly keys: { lease: string; state: string };
   private leading = false;
   /** While leading: fires stop at this time (ms) unless the lease is renewed first. */
   private leadUntil = 0;
@@ -123,6 +124,7 @@ export class Beat {
     if (!(this.leaseMs >= 100)) throw new ConfigError(`beat: leaseMs must be at least 100 (got ${options.leaseMs})`);
     this.log = options.logger ?? workerLog({ name: this.name, level: options.logLevel ?? 'info', format: options.logFormat ?? 'json' }).log;
     this.backend = beatBackend(app);
+    this.keys = beatKeys(app);
   }
 
   get isLeader(): boolean {
@@ -135,7 +137,7 @@ export class Beat {
     if (schedules.length === 0) this.log.warn('beat: the app registers no schedules (app.schedule): nothing to fire');
     this.log.child({}, { level: 'info' }).info(
       { beat: this.name, schedules: schedules.map((s) => ({ name: s.name, when: s.timetable.description, task: s.taskName, catchUp: s.catchUp })), leaseMs: this.leaseMs },
-      `beat ready: ${this.name}, ${schedules.length} schedule(s), lease ${this.leaseMs / 1000} s`,
+      `beat ready: ${this.name}, group ${this.app.config.beatGroup}, ${schedules.length} schedule(s), lease ${this.leaseMs / 1000} s`,
     );
     await this.leaseStep();
   }
@@ -149,7 +151,7 @@ export class Beat {
     const wasLeading = this.leading;
     this.leading = false;
     await Promise.all(this.sending.values());
-    if (wasLeading) await this.backend.releaseLease(BEAT_LEASE, this.name).catch((error: unknown) => this.log.warn({ err: error }, 'beat: could not give the lease up; it lapses on its own'));
+    if (wasLeading) await this.backend.releaseLease(this.keys.lease, this.name).catch((error: unknown) => this.log.warn({ err: error }, 'beat: could not give the lease up; it lapses on its own'));
   }
 
   private get renewMs(): number {
@@ -162,7 +164,7 @@ export class Beat {
     const askedAt = Date.now();
     let delayMs = this.renewMs;
     try {
-      const lease = await this.backend.acquireLease(BEAT_LEASE, this.name, this.leaseMs);
+      const lease = await this.backend.acquireLease(this.keys.lease, this.name, this.leaseMs);
       if (this.stopped) return;
       if (this.leaseFailing) this.log.info('beat: the result backend answers again');
       this.leaseFailing = false;
@@ -193,7 +195,7 @@ export class Beat {
     this.followed = undefined;
     let records: Map<string, string>;
     try {
-      records = await this.backend.readRecords(BEAT_STATE);
+      records = await this.backend.readRecords(this.keys.state);
     } catch (error) {
       this.stepDown(`its state could not be read (${(error as Error).message})`);
       return;
@@ -296,7 +298,7 @@ export class Beat {
       `Scheduler: Sending due task ${schedule.name} (${schedule.taskName})`,
     );
     const state: ScheduleState = { lastDueMs: dueMs, lastSentAtMs: sentAtMs, lastTaskId: taskId, beat: this.name };
-    await this.backend.putRecord(BEAT_STATE, schedule.name, JSON.stringify(state)).catch((error: unknown) => this.log.warn({ err: error, schedule: schedule.name }, `beat: ${schedule.name}: its last fire could not be recorded (${(error as Error).message})`));
+    await this.backend.putRecord(this.keys.state, schedule.name, JSON.stringify(state)).catch((error: unknown) => this.log.warn({ err: error, schedule: schedule.name }, `beat: ${schedule.name}: its last fire could not be recorded (${(error as Error).message})`));
     this.options.onFire?.({ schedule: schedule.name, dueMs, sentAtMs, taskId, caughtUp });
   }
 }

@@ -2,7 +2,7 @@
 // which beat leads. Read from the engine (the lease and the state records), so it is the same from any process.
 
 import type { Fennel } from '../app/fennel.ts';
-import { BEAT_LEASE, BEAT_STATE, beatBackend, parseState } from './beat.ts';
+import { beatBackend, beatKeys, parseState } from './beat.ts';
 
 export interface ScheduleStatus {
   name: string;
@@ -29,7 +29,8 @@ export interface BeatStatus {
 
 export async function beatStatus(app: Fennel, now = Date.now()): Promise<BeatStatus> {
   const backend = beatBackend(app);
-  const [lease, records] = await Promise.all([backend.readLease(BEAT_LEASE), backend.readRecords(BEAT_STATE)]);
+  const keys = beatKeys(app);
+  const [lease, records] = await Promise.all([backend.readLease(keys.lease), backend.readRecords(keys.state)]);
   const iso = (ms: number | undefined): string | null => (ms === undefined ? null : new Date(ms).toISOString());
   const schedules = [...app.schedules.values()].map((s): ScheduleStatus => {
     const state = parseState(records.get(s.name));
