@@ -4,6 +4,7 @@
 // blocks the event loop: every broker and store call is awaited, and nothing waits for a task to run.
 //
 //   /api/tasks/:name  POST submit        /api/tasks/:id  GET state · DELETE revoke        /api/ws  push
+//   /api/schedules    GET the schedules, their last and next fires, the leading beat
 //   /dashboard/       the live monitor   /metrics        Prometheus                       /healthz liveness + broker
 //   /                 the application's own pages, with --site <dir>
 
@@ -16,6 +17,7 @@ import { tokenCheck } from './auth.ts';
 import { HttpError, toHttp } from './http-errors.ts';
 import { GatewayMetrics } from './metrics.ts';
 import { Monitor } from './monitor.ts';
+import { registerScheduleRoutes } from './routes/schedules.ts';
 import { registerTaskRoutes } from './routes/tasks.ts';
 import { serveFolder } from './static.ts';
 import { safeStringify } from './views.ts';
@@ -86,6 +88,7 @@ export async function createGateway(app: Fennel, options: GatewayOptions = {}): 
   server.get('/api/ws', { websocket: true }, (socket) => hub.accept(socket));
 
   registerTaskRoutes(server, { app, monitor, publishTimeoutMs: options.publishTimeoutMs ?? 10_000 });
+  registerScheduleRoutes(server, { app });
 
   server.get('/metrics', async (_request, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
 

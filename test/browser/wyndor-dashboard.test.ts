@@ -115,6 +115,9 @@ describe('Wyndor page and dashboard in Chromium', { skip: chromiumSkipReason() }
   it('dashboard: shows the worker online and the solve succeeded; a click shows the task\'s detail', async () => {
     await page.goto(`${gateway.url}/dashboard/`);
     await page.waitForSelector(`#workers tr[data-pid="${worker.child.pid}"][data-status="online"]`, WAIT);
+    // The Wyndor app registers no schedules: once read, the Schedules panel stays hidden.
+    await page.waitForSelector('#schedules-section[data-loaded="true"]', { ...WAIT, state: 'hidden' });
+    assert.equal(await page.evaluate(() => document.getElementById('schedules-section')?.hidden), true);
     const row = await page.waitForSelector('#tasks tr[data-state="SUCCESS"]', WAIT);
     assert.match((await row.textContent()) ?? '', /wyndor\.solve|lp\.solve/);
     await page.fill('#filter', 'wyndor.solve');

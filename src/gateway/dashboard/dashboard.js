@@ -1,12 +1,17 @@
 // The Fennel dashboard: a live view of the cluster from the gateway's WebSocket feed ({"op":"subscribe","all":true}):
 // a snapshot first, then task changes in batches and workers/queues/throughput every second. Plain DOM, no build
 // step. Every value from the cluster is shown with textContent (task arguments are user input: never HTML).
+// The schedules (app.schedule) are not in events: they are read from GET /api/schedules every few seconds.
 // A token, if the gateway wants one, comes from the URL: /dashboard/#token=…
 
 const token = new URLSearchParams(location.hash.slice(1)).get('token');
 const MAX_ROWS = 300;
 
-const state = { workers: [], queues: [], throughput: [], tasks: new Map(), selected: null };
+const SCHEDULES_POLL_MS = 5000;
+
+const state = { workers: [], queues: [], throughput: [], tasks: new Map(), selected: null, schedules: null };
+
+const authHeaders = () => (token ? { authorization: `Bearer ${token}` } : {});
 
 const $ = (id) => document.getElementById(id);
 
@@ -54,6 +59,90 @@ function renderWorkers() {
   $('workers').tBodies[0].replaceChildren(...rows);
   $('workers-count').textContent = `${state.workers.filter((w) => w.online).length} online`;
 }
+
+/** "in 4 s", "12 min ago", "in 5 h": a time relative to now, rounded to one unit. */
+function relative(ms) {
+  const diff = ms - Date.now();
+  const s = Math.round(Math.abs(diff) / 1000);
+  const amount = s < 60 ? `${s} s` : s < 3600 ? `${Math.round(s / 60)} min` : s < 48 * 3600 ? `${Math.round(s / 3600)} h` : `${Math.round(s / 86400)} d`;
+  return diff >= 0 ? `in ${amount}` : `${amount} ago`;
+}
+
+/** A fire time: relative, then the local clock time (with the date when it is not today); the ISO time on hover. */
+function fireCell(iso, dueLabel) {
+  if (!iso) return cell('never', 'muted');
+  const date = new Date(iso);
+  const ms = date.getTime();
+  const today = date.toDateString() === new Date().toDateString();
+  const clock = today ? date.toLocaleTimeString() : date.toLocaleString();
+  const td = cell(dueLabel && ms <= Date.now() ? `due now · ${clock}` : `${relative(ms)} · ${clock}`);
+  td.title = iso;
+  return td;
+}
+
+function renderSchedules() {
+  const status = state.schedules;
+  const section = $('schedules-section');
+  if (!status) return;
+  // An app without schedules has nothing to show here (no beat can lead for it either).
+  const shown = status.schedules.length > 0 || status.leader !== null || Boolean(status.reason) || Boolean(status.error);
+  section.hidden = !shown;
+  section.dataset.loaded = 'true';
+  if (!shown) return;
+  const leader = $('schedules-leader');
+  leader.dataset.leader = status.leader ? status.leader.beat : '';
+  leader.textContent = status.leader ? `led by ${status.leader.beat}` : 'no beat running';
+  leader.title = status.leader ? `its lease runs until ${status.leader.leaseUntil} unless renewed` : 'no beat holds the lease: nothing fires until one starts';
+  const reason = $('schedules-reason');
+  reason.hidden = !(status.reason || status.error);
+  reason.textContent = status.error ? `could not read the schedules: ${status.error}` : (status.reason ?? '');
+  reason.classList.toggle('error', Boolean(status.error));
+  const rows = status.schedules.map((s) => {
+    const tr = document.createElement('tr');
+    tr.dataset.schedule = s.name;
+    tr.dataset.lastDue = s.lastDue ?? '';
+    const last = fireCell(s.lastDue, false);
+    if (s.lastDue) last.title = `due ${s.lastDue}, sent ${s.lastSentAt} by ${s.lastBeat} as task ${s.lastTaskId}`;
+    tr.append(cell(s.name), cell(s.when), cell(s.task), cell(s.catchUp), last, fireCell(s.next, true));
+    return tr;
+  });
+  // The reason (an rpc:// backend) says why the list is empty; a table saying so too would add nothing.
+  $('schedules').hidden = rows.length === 0 && Boolean(status.reason);
+  if (rows.length === 0) {
+    const tr = document.createElement('tr');
+    const td = cell('no schedules', 'muted');
+    td.colSpan = 6;
+    tr.append(td);
+    rows.push(tr);
+  }
+  $('schedules').tBodies[0].replaceChildren(...rows);
+}
+
+let schedulesTimer;
+let schedulesBusy = false;
+/** Reads GET /api/schedules, then again in SCHEDULES_POLL_MS while the page is visible. */
+async function refreshSchedules() {
+  if (schedulesBusy) return;
+  schedulesBusy = true;
+  clearTimeout(schedulesTimer);
+  try {
+    const response = await fetch('/api/schedules', { headers: authHeaders() });
+    const body = await response.json();
+    if (response.ok) state.schedules = body;
+    else state.schedules = { ...(state.schedules ?? { leader: null, schedules: [] }), error: `${response.status}: ${body.error ?? response.statusText}` };
+  } catch (error) {
+    state.schedules = { ...(state.schedules ?? { leader: null, schedules: [] }), error: error.message };
+  } finally {
+    schedulesBusy = false;
+    renderSchedules();
+    schedulesTimer = setTimeout(() => {
+      if (!document.hidden) void refreshSchedules();
+    }, SCHEDULES_POLL_MS);
+  }
+}
+document.addEventListener('visibilitychange', () => {
+  if (!document.hidden) void refreshSchedules();
+});
 
 function renderQueues() {
   const rows = state.queues.map((q) => {
@@ -136,7 +225,7 @@ async function showDetail(id) {
   renderDetailEvents();
   $('detail-stored').textContent = '…';
   try {
-    const response = await fetch(`/api/tasks/${encodeURIComponent(id)}`, { headers: token ? { authorization: `Bearer ${token}` } : {} });
+    const response = await fetch(`/api/tasks/${encodeURIComponent(id)}`, { headers: authHeaders() });
     const body = await response.json();
     if (state.selected === id) $('detail-stored').textContent = JSON.stringify(body, null, 2);
   } catch (error) {
@@ -199,6 +288,10 @@ function connect() {
   });
 }
 
-// "last heartbeat … ago" moves on between updates.
-setInterval(renderWorkers, 1000);
+// "last heartbeat … ago" and the schedules' "in … s" move on between updates.
+setInterval(() => {
+  renderWorkers();
+  renderSchedules();
+}, 1000);
 connect();
+void refreshSchedules();
