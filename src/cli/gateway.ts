@@ -10,6 +10,7 @@ import { maskUrl } from '../util/url.ts';
 interface Flags {
   app?: string;
   broker?: string;
+  backend?: string;
   port: string;
   host: string;
   site?: string;
@@ -25,6 +26,7 @@ export function registerGateway(program: Command): void {
     .description('serve exposed tasks over HTTP + WebSocket, the live dashboard (/dashboard) and Prometheus metrics (/metrics)')
     .requiredOption('-A, --app <path>', 'tasks module that exports a Fennel app (tasks with expose: true are callable)')
     .option('-b, --broker <url>', 'broker URL (default: the app\'s, or FENNEL_BROKER_URL)')
+    .option('--backend <url>', "result backend URL (default: the app's; with -b, the broker if the app's was): where task states, and beat's schedules, are read")
     .option('-p, --port <n>', 'port to listen on (0: any free port)', '8888')
     .option('-H, --host <address>', 'interface to bind (0.0.0.0 to accept other machines)', '127.0.0.1')
     .option('--site <dir>', 'a folder of static pages to serve at /')
@@ -40,7 +42,7 @@ async function runGateway(flags: Flags): Promise<void> {
   if (!Number.isInteger(port) || port < 0 || port > 65535) fail(`--port must be 0 to 65535 (got '${flags.port}')`);
   const bodyLimit = Number(flags.bodyLimit);
   if (!Number.isInteger(bodyLimit) || bodyLimit < 1) fail(`--body-limit must be a positive number of bytes (got '${flags.bodyLimit}')`);
-  const app = await appFrom({ app: flags.app!, ...(flags.broker ? { broker: flags.broker } : {}) });
+  const app = await appFrom({ app: flags.app!, ...(flags.broker ? { broker: flags.broker } : {}), ...(flags.backend ? { backend: flags.backend } : {}) });
   const gateway = await createGateway(app, {
     host: flags.host,
     port,
