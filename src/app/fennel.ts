@@ -89,7 +89,7 @@ export class Fennel {
    * '5s', '10m', '1h'). Each fire is an ordinary task message. A bad spec, option or duplicate name is a
    * ConfigError naming the schedule. See docs/beat.md.
    */
-  schedule<A extends unknown[]>(name: string, spec: ScheduleSpec, task: Task<A, unknown, boolean>, args?: A, options?: ScheduleOptions): this;
+  schedule<A extends unknown[]>(name: string, spec: ScheduleSpec, task: Task<A, unknown, boolean>, ...rest: [] extends A ? [args?: A, options?: ScheduleOptions] : [args: A, options?: ScheduleOptions]): this;
   schedule(name: string, spec: ScheduleSpec, task: string, args?: readonly unknown[], options?: ScheduleOptions): this;
   schedule(name: string, spec: ScheduleSpec, workflow: CanvasNode<unknown>, args?: readonly [], options?: ScheduleOptions): this;
   schedule(name: string, spec: ScheduleSpec, target: Task<unknown[], unknown, boolean> | string | CanvasNode<unknown>, args: readonly unknown[] = [], options: ScheduleOptions = {}): this {

@@ -56,7 +56,7 @@ const CALL_CHECKS: Record<keyof CallOptions, Check> = {
   expires: expiresCheck,
   priority,
   taskId: name,
-  deduplicate: (v) => (typeof v === 'boolean' || (v !== null && typeof v === 'object' && Object.keys(v).length === 1 && typeof (v as { ttlSec?: unknown }).ttlSec === 'number' && (v as { ttlSec: number }).ttlSec > 0) ? undefined : 'true, false or { ttlSec: a positive number }'),
+  deduplicate: (v) => (typeof v === 'boolean' || (v !== null && typeof v === 'object' && Object.keys(v).length === 1 && typeof (v as { ttlSec?: unknown }).ttlSec === 'number' && Number.isFinite((v as { ttlSec: number }).ttlSec) && (v as { ttlSec: number }).ttlSec > 0) ? undefined : 'true, false or { ttlSec: a positive number }'),
   ignoreResult: bool,
   timeLimitMs: positive,
   softTimeLimitMs: positive,

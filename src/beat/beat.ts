@@ -18,7 +18,7 @@ import { firstTaskId, freeze, sendFrozen } from '../app/canvas.ts';
 import type { ResultBackend } from '../backends/backend.ts';
 import { ConfigError } from '../errors.ts';
 import { workerLog, type LogFormat } from '../worker/log.ts';
-import { planStart, planTick } from './plan.ts';
+import { ON_TIME_MS, planStart, planTick } from './plan.ts';
 import { fireId, type Schedule } from './schedule.ts';
 
 /** The lease the beats of an app's beat group compete for, and the records table of its last fire per schedule. */
@@ -93,6 +93,9 @@ function dedupeTtlSec(schedule: Schedule): number {
   return Math.ceil(Math.max(floorSec, (2 * schedule.timetable.periodMs) / 1000));
 }
 
+/** A follower asks for the lease at least this often (half the on-time window: a handover misses nothing). */
+const FOLLOW_POLL_MS = ON_TIME_MS / 2;
+
 /** Never arm a timer further ahead than this (setTimeout's limit is 24.8 days; a shorter step costs nothing). */
 const MAX_TIMER_MS = 60_000;
 
@@ -112,6 +115,8 @@ export class Beat {
   private leaseTimer: NodeJS.Timeout | undefined;
   private fireTimer: NodeJS.Timeout | undefined;
   private stopped = false;
+  /** The lease step on its way, if any. */
+  private stepping: Promise<void> | undefined;
   private leaseFailing = false;
   private followed: string | undefined;
 
@@ -139,7 +144,7 @@ export class Beat {
       { beat: this.name, schedules: schedules.map((s) => ({ name: s.name, when: s.timetable.description, task: s.taskName, catchUp: s.catchUp })), leaseMs: this.leaseMs },
       `beat ready: ${this.name}, group ${this.app.config.beatGroup}, ${schedules.length} schedule(s), lease ${this.leaseMs / 1000} s`,
     );
-    await this.leaseStep();
+    await (this.stepping = this.leaseStep());
   }
 
   /** Stops firing, waits for the fires being sent, and gives the lease up so that a follower takes over at once. */
@@ -150,6 +155,8 @@ export class Beat {
     clearTimeout(this.fireTimer);
     const wasLeading = this.leading;
     this.leading = false;
+    // A lease step on its way gives back what it takes (leaseStep); wait for it, then for the fires being sent.
+    await this.stepping;
     await Promise.all(this.sending.values());
     if (wasLeading) await this.backend.releaseLease(this.keys.lease, this.name).catch((error: unknown) => this.log.warn({ err: error }, 'beat: could not give the lease up; it lapses on its own'));
   }
@@ -165,7 +172,11 @@ export class Beat {
     let delayMs = this.renewMs;
     try {
       const lease = await this.backend.acquireLease(this.keys.lease, this.name, this.leaseMs);
-      if (this.stopped) return;
+      if (this.stopped) {
+        // Stopped while this attempt was on its way: a lease it took is given back, not left to lapse.
+        if (lease.holder === this.name) await this.backend.releaseLease(this.keys.lease, this.name).catch(() => {});
+        return;
+      }
       if (this.leaseFailing) this.log.info('beat: the result backend answers again');
       this.leaseFailing = false;
       if (lease.holder === this.name) {
@@ -176,8 +187,9 @@ export class Beat {
         if (this.leading) this.stepDown(`the lease is held by ${lease.holder}`);
         if (this.followed !== lease.holder) this.log.info({ leader: lease.holder }, `beat: following ${lease.holder} (it leads until its lease lapses)`);
         this.followed = lease.holder;
-        // Try again just after the lease would lapse: if the leader renewed it meanwhile, this sleeps again.
-        delayMs = Math.min(this.leaseMs, Math.max(20, lease.expiresAt.getTime() - Date.now() + 20));
+        // Try again just after the lease would lapse (a dead leader), and at least every half second, so that a
+        // leader that gave the lease up (a stop) is followed within the on-time window: nothing then is missed.
+        delayMs = Math.min(this.leaseMs, FOLLOW_POLL_MS, Math.max(20, lease.expiresAt.getTime() - Date.now() + 20));
       }
     } catch (error) {
       if (!this.leaseFailing) this.log.warn({ err: error }, `beat: the lease could not be taken or renewed (${(error as Error).message}); retrying`);
@@ -186,7 +198,7 @@ export class Beat {
       delayMs = Math.min(this.renewMs, 1000);
     }
     if (this.stopped) return;
-    this.leaseTimer = setTimeout(() => void this.leaseStep(), delayMs);
+    this.leaseTimer = setTimeout(() => void (this.stepping = this.leaseStep()), delayMs);
   }
 
   /** Becomes the leader: reads what was fired, fires what the catch-up plan says, then arms the timer. */
@@ -213,7 +225,8 @@ export class Beat {
         );
       }
       if (plan.caughtUp > 0) this.log.info({ schedule: schedule.name, caughtUp: plan.caughtUp }, `beat: ${schedule.name}: firing ${plan.caughtUp} missed due time(s) now (catchUp: '${schedule.catchUp}')`);
-      this.last.set(schedule.name, now);
+      // A recorded due time ahead of this clock (another machine's clock runs ahead) is not fired again.
+      this.last.set(schedule.name, Math.max(now, state?.lastDueMs ?? -Infinity));
       plan.fire.forEach((due, i) => this.fire(schedule, due, i < plan.caughtUp));
     }
     this.arm();

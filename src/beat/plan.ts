@@ -2,7 +2,7 @@
 // recorded for it, the time now and the schedule's catchUp. Kept apart from the timers so that every case is a
 // unit test (test/unit/beat/plan.test.ts).
 //
-// A due time is *on time* if it is at most ON_TIME_MS old: it is fired whatever catchUp says (a leader that
+// A due time is *on time* if it is less than ON_TIME_MS old: it is fired whatever catchUp says (a leader that
 // takes over, or a beat restarted, a moment after it fell due has not missed it). Older due times after the
 // last recorded one were *missed* while no beat led:
 //   none  skip them all (logged with their count) and carry on with the next;
@@ -12,7 +12,7 @@
 
 import { dueBetween, type CatchUp, type Timetable } from './schedule.ts';
 
-/** How late a due time may be, at leadership start, and still count as on time. */
+/** A due time less than this old at leadership start counts as on time. */
 export const ON_TIME_MS = 1000;
 
 /** The most missed due times `catchUp: 'all'` fires at once (the latest ones). */

@@ -14,7 +14,7 @@ import { Cron } from 'croner';
 import { ConfigError } from '../errors.ts';
 import type { CanvasNode, SignatureDict } from '../app/canvas.ts';
 
-export type ScheduleSpec = { cron: string; tz?: string } | { every: number | string };
+export type ScheduleSpec = { cron: string; tz?: string; every?: never } | { every: number | string; cron?: never; tz?: never };
 
 /** What happens to the due times that passed while no beat led (see plan.ts). */
 export type CatchUp = 'none' | 'last' | 'all';
@@ -59,6 +59,8 @@ export function timetable(name: string, spec: ScheduleSpec): Timetable {
   if (spec === null || typeof spec !== 'object') throw new ConfigError(`${what}: give { cron: '…', tz?: '…' } or { every: seconds | '5s' | '10m' | '1h' }`);
   if ('every' in spec && 'cron' in spec) throw new ConfigError(`${what}: give cron or every, not both`);
   if ('every' in spec) {
+    const extra = Object.keys(spec).filter((k) => k !== 'every');
+    if (extra.length) throw new ConfigError(`${what}: unknown field ${extra.map((k) => `'${k}'`).join(', ')}; an interval schedule has only every (a time zone is for cron)`);
     const seconds = parseEvery(spec.every);
     if (seconds === undefined) throw new ConfigError(`${what}: every must be a positive number of seconds or a string such as '5s', '10m', '1h', '1d' (got ${JSON.stringify(spec.every)})`);
     if (seconds < 0.001) throw new ConfigError(`${what}: every must be at least 1 ms (got ${seconds} s)`);

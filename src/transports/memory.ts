@@ -57,8 +57,11 @@ export class MemoryTransport implements Transport {
     }
     const ttl = dedupeTtl(message, route);
     if (ttl) {
-      if ((this.ttlIds.get(ttl.id) ?? 0) > Date.now()) return;
-      this.ttlIds.set(ttl.id, Date.now() + ttl.ttlMs);
+      const now = Date.now();
+      if ((this.ttlIds.get(ttl.id) ?? 0) > now) return;
+      // Lapsed ids go now and then, as SQLite's rows and Redis's keys do.
+      if (this.ttlIds.size >= 1000 && this.ttlIds.size % 1000 === 0) for (const [id, until] of this.ttlIds) if (until <= now) this.ttlIds.delete(id);
+      this.ttlIds.set(ttl.id, now + ttl.ttlMs);
     } else if (route.deduplicate) {
       const id = dedupeId(message)!;
       if (this.pendingIds.has(id)) return;

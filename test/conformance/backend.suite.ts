@@ -63,6 +63,24 @@ function reportedAs(seen: readonly Revocation[], stored: Revocation, fields: Rea
   return seen.some((r) => fields.every((field) => isDeepStrictEqual(r[field], stored[field])));
 }
 
+/**
+ * How far two readings of one lease's expiry may differ: engines that keep a time to live (Redis) report the
+ * expiry as now + the time left, so two readings differ by the time between them and the replies' latency.
+ */
+const EXPIRY_SLACK_MS = 2_000;
+
+function assertBetween(value: number, low: number, high: number, what: string): void {
+  assert.ok(value >= low && value <= high, `${what}: ${new Date(value).toISOString()} is not within [${new Date(low).toISOString()}, ${new Date(high).toISOString()}]`);
+}
+
+function assertNear(value: number, expected: number, what: string): void {
+  assert.ok(Math.abs(value - expected) <= EXPIRY_SLACK_MS, `${what}: ${new Date(value).toISOString()} is not within ${EXPIRY_SLACK_MS} ms of ${new Date(expected).toISOString()}`);
+}
+
+/** A lease name, and a records table name, of the test's own. */
+const leaseName = (): string => `conformance-lease-${randomUUID()}`;
+const tableName = (): string => `conformance-table-${randomUUID()}`;
+
 /** Tracks whether a promise has settled, without awaiting it. */
 function track<T>(promise: Promise<T>): { readonly settled: boolean } {
   const state = { settled: false };
@@ -329,9 +347,9 @@ export function backendSuite(name: string, factory: BackendFactory, options: Bac
     // Chords and revocations need one store every worker shares; rpc:// (callerOnly) has none and offers neither.
     const unshared = options.callerOnly && 'results are the caller’s alone (rpc://): no shared store';
 
-    it('offers chord joins, once-only claims and revocations exactly when its store is shared', scoped(async (s) => {
+    it('offers chord joins, once-only claims, revocations, leases and records exactly when its store is shared', scoped(async (s) => {
       const b = await s.open();
-      for (const method of ['chordJoin', 'chordResults', 'claimOnce', 'revoke', 'watchRevocations'] as const) {
+      for (const method of ['chordJoin', 'chordResults', 'claimOnce', 'revoke', 'watchRevocations', 'acquireLease', 'releaseLease', 'readLease', 'putRecord', 'readRecords'] as const) {
         assert.equal(typeof b[method] === 'function', !options.callerOnly, `${method}()`);
       }
     }));
@@ -441,6 +459,169 @@ export function backendSuite(name: string, factory: BackendFactory, options: Bac
       }));
     });
 
+    // Beat's leader lease and its state records need one store every beat shares; rpc:// has none.
+    const noLeases = options.callerOnly && 'no store shared by every process to hold a lease or records in (rpc://: results are the caller’s alone)';
+
+    describe('leases', { skip: noLeases }, () => {
+      it('acquiring a free lease makes the caller its holder until about now + ttl, as every instance reads it', scoped(async (s) => {
+        const b = await s.open();
+        const other = await s.peer(b);
+        const name = leaseName();
+        assert.equal(await b.readLease!(name), undefined, 'nobody holds a lease never taken');
+        const before = Date.now();
+        const lease = await b.acquireLease!(name, 'holder-a', 60_000);
+        const after = Date.now();
+        assert.equal(lease.holder, 'holder-a');
+        assert.ok(lease.expiresAt instanceof Date);
+        assertBetween(lease.expiresAt.getTime(), before + 60_000, after + 60_000, 'expiresAt of the lease taken');
+        for (const reader of [b, other]) {
+          const read = await reader.readLease!(name);
+          assert.ok(read, 'the lease is held');
+          assert.equal(read.holder, 'holder-a');
+          assertNear(read.expiresAt.getTime(), lease.expiresAt.getTime(), 'readLease’s expiresAt');
+        }
+      }));
+
+      it('its holder renews it: the expiry moves on and the holder stays', scoped(async (s) => {
+        const b = await s.open();
+        const other = await s.peer(b);
+        const name = leaseName();
+        const first = await b.acquireLease!(name, 'holder-a', 5_000);
+        const before = Date.now();
+        // Renewed through another instance: a holder is a name, not a connection.
+        const renewed = await other.acquireLease!(name, 'holder-a', 60_000);
+        const after = Date.now();
+        assert.equal(renewed.holder, 'holder-a');
+        assertBetween(renewed.expiresAt.getTime(), before + 60_000, after + 60_000, 'expiresAt of the renewed lease');
+        assert.ok(renewed.expiresAt.getTime() > first.expiresAt.getTime(), 'the expiry moved on');
+        const read = await b.readLease!(name);
+        assert.ok(read, 'the lease is held');
+        assert.equal(read.holder, 'holder-a');
+        assertNear(read.expiresAt.getTime(), renewed.expiresAt.getTime(), 'readLease’s expiresAt after the renewal');
+      }));
+
+      it('another holder is refused while the lease is valid, and told who holds it', scoped(async (s) => {
+        const b = await s.open();
+        const other = await s.peer(b);
+        const name = leaseName();
+        const held = await b.acquireLease!(name, 'holder-a', 60_000);
+        for (const instance of [other, b]) {
+          const refused = await instance.acquireLease!(name, 'holder-b', 60_000);
+          assert.equal(refused.holder, 'holder-a', 'the current holder, not the caller');
+          assertNear(refused.expiresAt.getTime(), held.expiresAt.getTime(), 'the current holder’s expiry');
+        }
+        const read = await other.readLease!(name);
+        assert.ok(read, 'the lease is held');
+        assert.equal(read.holder, 'holder-a');
+        assertNear(read.expiresAt.getTime(), held.expiresAt.getTime(), 'the refused calls did not move the expiry');
+        assert.equal((await b.acquireLease!(leaseName(), 'holder-b', 60_000)).holder, 'holder-b', 'another lease is taken on its own');
+      }));
+
+      it('once the ttl lapses nobody holds it, another holder takes it, and the old holder cannot renew it', scoped(async (s) => {
+        const b = await s.open();
+        const other = await s.peer(b);
+        const name = leaseName();
+        assert.equal((await b.acquireLease!(name, 'holder-a', 300)).holder, 'holder-a');
+        await waitFor(async () => (await other.readLease!(name)) === undefined, { timeoutMs: 20_000, what: 'the 300 ms lease to lapse, as the other instance reads it' });
+        assert.equal(await b.readLease!(name), undefined);
+        const taken = await other.acquireLease!(name, 'holder-b', 60_000);
+        assert.equal(taken.holder, 'holder-b', 'a lapsed lease is taken by another holder');
+        const late = await b.acquireLease!(name, 'holder-a', 60_000);
+        assert.equal(late.holder, 'holder-b', 'the old holder’s renewal is refused once another holds it');
+        assertNear(late.expiresAt.getTime(), taken.expiresAt.getTime(), 'the new holder’s expiry');
+      }));
+
+      it('a lapsed lease is taken by another holder even while the old holder keeps asking too late', scoped(async (s) => {
+        const b = await s.open();
+        const other = await s.peer(b);
+        const name = leaseName();
+        assert.equal((await b.acquireLease!(name, 'holder-a', 200)).holder, 'holder-a');
+        // Another holder keeps trying; it must win at some point after the 200 ms, and then keep it.
+        await waitFor(async () => (await other.acquireLease!(name, 'holder-b', 60_000)).holder === 'holder-b', { timeoutMs: 20_000, intervalMs: 50, what: 'another holder to take the lapsed lease' });
+        assert.equal((await b.readLease!(name))?.holder, 'holder-b');
+      }));
+
+      it('a release by anyone but the holder changes nothing; the holder’s release frees the lease at once for another', scoped(async (s) => {
+        const b = await s.open();
+        const other = await s.peer(b);
+        const name = leaseName();
+        const held = await b.acquireLease!(name, 'holder-a', 60_000);
+        await other.releaseLease!(name, 'holder-b');
+        await b.releaseLease!(name, 'holder-b');
+        const read = await other.readLease!(name);
+        assert.ok(read, 'the lease is still held');
+        assert.equal(read.holder, 'holder-a', 'a non-holder’s release left the lease to its holder');
+        assertNear(read.expiresAt.getTime(), held.expiresAt.getTime(), 'and its expiry');
+        assert.equal((await other.acquireLease!(name, 'holder-b', 60_000)).holder, 'holder-a', 'still refused to another');
+        await other.releaseLease!(name, 'holder-a');
+        for (const reader of [b, other]) assert.equal(await reader.readLease!(name), undefined, 'released: nobody holds it');
+        assert.equal((await b.acquireLease!(name, 'holder-b', 60_000)).holder, 'holder-b', 'another takes it at once, long before the old ttl');
+        await b.releaseLease!(leaseName(), 'holder-a'); // a lease never taken: harmless
+        await other.releaseLease!(name, 'holder-a'); // the old holder again, now that another holds it: harmless
+        assert.equal((await other.readLease!(name))?.holder, 'holder-b');
+      }));
+
+      it('60 holders acquiring one free lease at once through several instances: exactly one wins, and every call names it', scoped(async (s) => {
+        const b = await s.open();
+        const instances = [b, await s.peer(b), await s.peer(b), await s.peer(b)];
+        const name = leaseName();
+        const holders = Array.from({ length: 60 }, (_, k) => `holder-${k}`);
+        const leases = await within(Promise.all(holders.map((holder, k) => instances[k % instances.length]!.acquireLease!(name, holder, 60_000))), 30_000, 'the acquires');
+        const winners = holders.filter((holder, k) => leases[k]!.holder === holder);
+        assert.equal(winners.length, 1, `exactly one caller holds it (won: ${JSON.stringify(winners)})`);
+        assert.deepEqual(new Set(leases.map((l) => l.holder)), new Set(winners), 'every call reports the one winner');
+        for (const reader of instances) assert.equal((await reader.readLease!(name))?.holder, winners[0]);
+      }));
+    });
+
+    describe('records', { skip: noLeases }, () => {
+      it('a record put is read back, by every instance, as the text put', scoped(async (s) => {
+        const b = await s.open();
+        const other = await s.peer(b);
+        const table = tableName();
+        const json = JSON.stringify({ lastDueMs: 1_780_000_000_000, beat: 'béat ✓', list: [1, null, true] });
+        await b.putRecord!(table, 'reports.hourly', json);
+        await b.putRecord!(table, 'heartbeat', '{"n":1}');
+        for (const reader of [b, other]) {
+          const records = await reader.readRecords!(table);
+          assert.ok(records instanceof Map);
+          assert.deepEqual(records, new Map([['reports.hourly', json], ['heartbeat', '{"n":1}']]));
+        }
+      }));
+
+      it('a record put again under its key replaces the one there', scoped(async (s) => {
+        const b = await s.open();
+        const other = await s.peer(b);
+        const table = tableName();
+        await b.putRecord!(table, 'k', '{"v":1}');
+        await other.putRecord!(table, 'k', '{"v":2}');
+        await b.putRecord!(table, 'k', '{"v":3}');
+        for (const reader of [b, other]) assert.deepEqual(await reader.readRecords!(table), new Map([['k', '{"v":3}']]));
+      }));
+
+      it('tables are separate: one key in two tables is two records, and a table never written reads as an empty Map', scoped(async (s) => {
+        const b = await s.open();
+        const one = tableName();
+        const two = tableName();
+        await b.putRecord!(one, 'k', '"one"');
+        await b.putRecord!(two, 'k', '"two"');
+        await b.putRecord!(two, 'only-two', '2');
+        assert.deepEqual(await b.readRecords!(one), new Map([['k', '"one"']]));
+        assert.deepEqual(await b.readRecords!(two), new Map([['k', '"two"'], ['only-two', '2']]));
+        const unknown = await b.readRecords!(tableName());
+        assert.ok(unknown instanceof Map);
+        assert.equal(unknown.size, 0);
+      }));
+
+      it('a record written through another instance is read here', scoped(async (s) => {
+        const b = await s.open();
+        const other = await s.peer(b);
+        const table = tableName();
+        await other.putRecord!(table, 'from-peer', '{"by":"peer"}');
+        assert.deepEqual(await b.readRecords!(table), new Map([['from-peer', '{"by":"peer"}']]));
+      }));
+    });
+
     describe('across processes', { skip: (!options.crossProcess && 'the store is not shared across processes') || unshared }, () => {
       it('300 chord members recorded at once by three processes, each member by two of them: exactly one call completes the join, every complete call with every result in order', scoped(async (s) => {
         const b = await s.open();
@@ -484,6 +665,39 @@ export function backendSuite(name: string, factory: BackendFactory, options: Bac
           });
         await waitFor(() => [here, there].every((r) => reported().some((x) => x.taskId === r.taskId)), { timeoutMs: 20_000, what: 'the later process to report both revocations in force' });
         for (const r of [here, there]) assert.ok(reportedAs(reported(), r, ['taskId', 'expiresAt']), `${JSON.stringify(r)} reported; reported: ${JSON.stringify(reported())}`);
+      }));
+
+      it('three processes and this one acquire one free lease at once, 20 holders each: exactly one call wins, and every call names the winner', scoped(async (s) => {
+        const b = await s.open();
+        const name = leaseName();
+        const holdersOf = (who: string): string[] => Array.from({ length: 20 }, (_, k) => `${who}-holder-${k}`);
+        const children = [0, 1, 2].map((p) => s.spawnHelper('backend-peer.ts', [b.url, 'lease', name, '60000', holdersOf(`process${p}`).join(',')]));
+        for (const c of children) await c.waitForLine('READY');
+        for (const c of children) c.send('GO');
+        const here = holdersOf('here');
+        const ours = await within(Promise.all(here.map((holder) => b.acquireLease!(name, holder, 60_000))), 30_000, 'this process’s acquires');
+        for (const c of children) await c.waitForLine('DONE', 60_000);
+        const calls = [
+          ...here.map((holder, k) => ({ holder, got: ours[k]!.holder })),
+          ...children.flatMap((c) => c.linesAfter('LEASE ').map((line) => JSON.parse(line) as { holder: string; got: string })),
+        ];
+        assert.equal(calls.length, 80, 'every call answered');
+        const winners = calls.filter((c) => c.got === c.holder).map((c) => c.holder);
+        assert.equal(winners.length, 1, `exactly one call won the lease (won: ${JSON.stringify(winners)})`);
+        assert.deepEqual(new Set(calls.map((c) => c.got)), new Set(winners), 'every call, in every process, reports the one winner');
+        assert.equal((await b.readLease!(name))?.holder, winners[0]);
+        for (const c of children) await c.exited;
+        assert.deepEqual(children.map((c) => c.exit), children.map(() => ({ code: 0, signal: null })));
+      }));
+
+      it('a record put by another process is read here', scoped(async (s) => {
+        const b = await s.open();
+        const table = tableName();
+        const json = JSON.stringify({ lastDueMs: 1_780_000_000_000, beat: 'béat ✓' });
+        await b.putRecord!(table, 'here', '"here"');
+        const child = s.spawnHelper('backend-peer.ts', [b.url, 'record', table, 'there', json]);
+        await child.waitForLine('PUT');
+        assert.deepEqual(await b.readRecords!(table), new Map([['here', '"here"'], ['there', json]]));
       }));
     });
   });

@@ -720,6 +720,98 @@ export function transportSuite(name: string, factory: TransportFactory, capabili
         await t.publish(once(message), { queue: q, deduplicate: true, delayUntil: later });
         assert.deepEqual(await statsOf(t, q), { queue: q, ready: 0, scheduled: 1, unacked: 0 });
       }));
+
+      // `deduplicate: { ttlMs }` (beat's fires): the id stays taken for the ttl whatever becomes of the message.
+      const forMs = (ttlMs: number): { ttlMs: number } => ({ ttlMs });
+
+      it('deduplicate { ttlMs }: a second publish of the task id while the first waits is dropped; another id is not', scoped(async (s) => {
+        const t = await s.open();
+        const q = queueName();
+        const { message } = task(q);
+        const other = task(q);
+        await t.publish(message, { queue: q, deduplicate: forMs(60_000) });
+        await t.publish(message, { queue: q, deduplicate: forMs(60_000) });
+        await t.publishMany([[message, { queue: q, deduplicate: forMs(60_000) }], [message, { queue: q, deduplicate: forMs(60_000) }]]);
+        assert.equal(await t.depth(q), 1, 'the duplicates were not enqueued');
+        await t.publishMany([[other.message, { queue: q, deduplicate: forMs(60_000) }], [other.message, { queue: q, deduplicate: forMs(60_000) }]]);
+        assert.equal(await t.depth(q), 2, 'another task id is taken on its own, once');
+      }));
+
+      it('deduplicate { ttlMs }: after the first was consumed and acked, a publish within the ttl is still dropped (unlike deduplicate: true); the message carries no fennel_dedupe header', scoped(async (s) => {
+        const t = await s.open();
+        const q = queueName();
+        const { id, message } = task(q);
+        await t.publish(message, { queue: q, deduplicate: forMs(60_000) });
+        const inbox = new Inbox();
+        await s.consume(t, [q], 5, inbox);
+        await inbox.waitForCount(1);
+        assert.equal(idOf(inbox.deliveries[0]!), id);
+        assert.equal(DEDUPE_HEADER in inbox.deliveries[0]!.message.headers, false, 'no fennel_dedupe header: nothing frees the id when it settles');
+        await inbox.ack(inbox.deliveries[0]!);
+        assert.deepEqual(inbox.acked, [id]);
+        await waitFor(async () => (await statsOf(t, q)).unacked === 0, { what: 'the ack to be done' });
+        await t.publish(message, { queue: q, deduplicate: forMs(60_000) });
+        await t.publishMany([[message, { queue: q, deduplicate: forMs(60_000) }]]);
+        await sleep(GRACE_MS);
+        assert.equal(inbox.deliveries.length, 1, 'acked, yet still taken: the later publishes were dropped');
+        assert.equal(await t.depth(q), 0);
+      }));
+
+      it('deduplicate { ttlMs }: a dead letter or a purge does not free the id within the ttl', scoped(async (s) => {
+        const t = await s.open();
+        const q = queueName();
+        const parked = task(q);
+        const purged = task(q);
+        await t.publish(parked.message, { queue: q, deduplicate: forMs(60_000) });
+        const inbox = new Inbox();
+        const sub = await s.consume(t, [q], 1, inbox);
+        await inbox.waitForCount(1);
+        await inbox.reject(inbox.deliveries[0]!, { requeue: false, reason: 'test' });
+        await sub.cancel();
+        await t.publish(parked.message, { queue: q, deduplicate: forMs(60_000) });
+        assert.equal(await t.depth(q), 0, 'dead-lettered: still taken');
+        await t.publish(purged.message, { queue: q, deduplicate: forMs(60_000) });
+        assert.equal(await t.purge(q), 1);
+        await t.publish(purged.message, { queue: q, deduplicate: forMs(60_000) });
+        assert.equal(await t.depth(q), 0, 'purged: still taken');
+      }));
+
+      it('deduplicate { ttlMs }: once the ttl has lapsed the task id is published again, and taken again for a new ttl', scoped(async (s) => {
+        const t = await s.open();
+        const q = queueName();
+        const { id, message } = task(q);
+        // 1.5 s: Redis keeps the id for whole seconds (2 s here); every engine lets it go some time after.
+        await t.publish(message, { queue: q, deduplicate: forMs(1_500) });
+        await t.publish(message, { queue: q, deduplicate: forMs(1_500) });
+        assert.equal(await t.depth(q), 1, 'within the ttl: dropped');
+        await waitFor(
+          async () => {
+            await t.publish(message, { queue: q, deduplicate: forMs(60_000) });
+            return (await t.depth(q)) === 2;
+          },
+          { timeoutMs: 20_000, intervalMs: 200, what: 'a publish after the ttl lapsed to go through' },
+        );
+        await t.publish(message, { queue: q, deduplicate: forMs(60_000) });
+        assert.equal(await t.depth(q), 2, 'the publish that went through took the id again');
+        const inbox = new Inbox();
+        await inbox.drain();
+        await s.consume(t, [q], 5, inbox);
+        await inbox.waitForCount(2);
+        await sleep(GRACE_MS);
+        assert.deepEqual(inbox.ids, [id, id]);
+      }));
+
+      it('deduplicate { ttlMs }: a countdown message holds its id while it waits', scoped(async (s) => {
+        const t = await s.open();
+        if (!t.capabilities.delayedDelivery) return;
+        const q = queueName();
+        const { message } = task(q);
+        const later = new Date(Date.now() + 600_000);
+        await t.publish(message, { queue: q, deduplicate: forMs(60_000), delayUntil: later });
+        await t.publish(message, { queue: q, deduplicate: forMs(60_000), delayUntil: later });
+        await t.publish(message, { queue: q, deduplicate: forMs(60_000) });
+        assert.deepEqual(await statsOf(t, q), { queue: q, ready: 0, scheduled: 1, unacked: 0 });
+      }));
     });
 
     describe('cancel', () => {

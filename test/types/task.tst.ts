@@ -74,4 +74,28 @@ export async function checks(): Promise<void> {
   expectType<Equal<Awaited<ReturnType<typeof chorded.get>>, string>>(true);
   // @ts-expect-error si() checks its arguments like delay()
   add.si('x', 1);
+
+  // Schedules: a task's arguments are checked like delay()'s; a task by name takes any; a workflow takes none.
+  app.schedule('s.sum', { every: 1 }, add, [1, 2]);
+  // @ts-expect-error a string is not a number
+  app.schedule('s.bad', { every: 1 }, add, ['x', 2]);
+  // @ts-expect-error unknown schedule option
+  app.schedule('s.option', { every: 1 }, add, [1, 2], { queu: 'maths' });
+  // @ts-expect-error catchUp is 'none', 'last' or 'all'
+  app.schedule('s.mode', { every: 1 }, add, [1, 2], { catchUp: 'some' });
+  app.schedule('s.options', { cron: '30 2 * * *', tz: 'Europe/Paris' }, add, [1, 2], { queue: 'maths', priority: 3, expires: 3600, catchUp: 'last' });
+  // @ts-expect-error a task that takes arguments needs them
+  app.schedule('s.no-args', { every: 1 }, add);
+  // @ts-expect-error an interval has no time zone
+  app.schedule('s.every-tz', { every: 1, tz: 'Europe/Paris' }, add, [1, 2]);
+  app.schedule('s.by-name', { every: '10m' }, 'proj.tasks.report', ['daily', { full: true }, 3], { kwargs: { verbose: true } });
+  app.schedule('s.by-name-bare', { every: 5 }, 'proj.tasks.ping');
+  app.schedule('s.chain', { every: 5 }, chain(add.s(1, 2), joined.s()));
+  app.schedule('s.chain-options', { every: 5 }, chain(add.s(1, 2), add.s(3)), [], { expires: 60, catchUp: 'all' });
+  // @ts-expect-error a workflow takes no args (they are in its signatures)
+  app.schedule('s.chain-args', { every: 5 }, chain(add.s(1, 2), add.s(3)), [1]);
+  // @ts-expect-error a schedule is { cron, tz? } or { every }
+  app.schedule('s.spec', { at: '02:30' }, add, [1, 2]);
+  const registered: Fennel = app.schedule('s.chained', { every: 1 }, add, [1, 2]).schedule('s.next', { every: 2 }, 'proj.tasks.ping');
+  expectType<Equal<typeof registered.schedules extends ReadonlyMap<string, unknown> ? true : false, true>>(true);
 }

@@ -7,6 +7,11 @@
 //       joinedResults(size), else the results themselves (a line per call stays small on a pipe)
 //   revoke <task id> <terminate 0|1> <expires at, ms since the epoch>
 //       stores the revocation, prints REVOKED, exits
+//   lease <name> <ttl ms> <holder,holder,...>
+//       prints READY, waits for a "GO" line on stdin, then acquires the lease for every listed holder at once;
+//       prints "LEASE <json>" per call ({holder: the caller, got: the holder the call returned}), then DONE
+//   record <table> <key> <json>
+//       puts the record, prints PUT, exits
 //   watch
 //       prints "REVOKED <json>" ({taskId, terminate, expiresAt in ms}) for every revocation it is told of, from the
 //       start of the watch on (READY once the watch has started), until SIGTERM
@@ -21,7 +26,7 @@ import { joinedResults, memberResult } from './chord.ts';
 const [url, command, ...args] = process.argv.slice(2);
 const out = (line: string): void => void process.stdout.write(`${line}\n`);
 if (!url || !command) {
-  process.stderr.write('usage: backend-peer.ts <url> chord-join|revoke|watch [args...]\n');
+  process.stderr.write('usage: backend-peer.ts <url> chord-join|revoke|lease|record|watch [args...]\n');
   process.exit(2);
 }
 
@@ -45,6 +50,29 @@ switch (command) {
       }),
     );
     out('DONE');
+    break;
+  }
+  case 'lease': {
+    const [name, ttlMs, list] = args;
+    const holders = (list ?? '').split(',').filter(Boolean);
+    const lines = createInterface({ input: process.stdin });
+    const go = new Promise<void>((resolve) => lines.on('line', (line) => line === 'GO' && resolve()));
+    out('READY');
+    await go;
+    lines.close();
+    await Promise.all(
+      holders.map(async (holder) => {
+        const lease = await backend.acquireLease!(name!, holder, Number(ttlMs));
+        out(`LEASE ${JSON.stringify({ holder, got: lease.holder })}`);
+      }),
+    );
+    out('DONE');
+    break;
+  }
+  case 'record': {
+    const [table, key, json] = args;
+    await backend.putRecord!(table!, key!, json!);
+    out('PUT');
     break;
   }
   case 'revoke': {
