@@ -4,8 +4,9 @@
 // Each test file that uses Redis owns one database number, so files never see each other's keys, and
 // flushes it before and after its tests:
 //   conformance 11 · faults 12 · unit (scripts) 13 · AMQP interop results 10 · gateway 9 · event buses 8 ·
-//   task semantics (revoke, retries, faults) 7 · AMQP faults results 5
-// (the Celery interop tests use 14; 0 is left to people running things by hand).
+//   task semantics (revoke, retries, faults) 7 · messaging 6 · AMQP faults results 5 · direct/broadcast 4 ·
+//   broadcast interop 3 · channels 2 · beat (its two files, one at a time) 0
+// (the Celery interop tests use 14).
 // RabbitMQ tests use queue names unique to the run and delete them when they end.
 
 import { Socket } from 'node:net';
@@ -15,7 +16,7 @@ export const REDIS_HOST = '127.0.0.1';
 export const REDIS_PORT = 6379;
 
 /** Redis databases of the test files (one each, flushed by its owner). Also taken: 14 (the Celery interop fixtures' default), 15 (bench/), 1 (bench/channels.bench.ts). */
-export const REDIS_DB = { conformance: 11, faults: 12, unit: 13, amqpInterop: 10, gateway: 9, eventBuses: 8, semantics: 7, amqpFaults: 5, messaging: 6, directBroadcast: 4, interopBroadcast: 3, channels: 2 } as const;
+export const REDIS_DB = { conformance: 11, faults: 12, unit: 13, amqpInterop: 10, gateway: 9, eventBuses: 8, semantics: 7, amqpFaults: 5, messaging: 6, directBroadcast: 4, interopBroadcast: 3, channels: 2, beat: 0 } as const;
 
 /** `redis://127.0.0.1:<port>/<db>`: the URL of one test file's database. */
 export function redisUrlForTest(db: number, port = REDIS_PORT): string {
