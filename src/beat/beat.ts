@@ -1,8 +1,8 @@
 // Beat: sends the app's schedules' fires when they fall due (Celery's beat). Any number of beats may run; one
 // leads, through a lease in the result backend's engine (Redis SET NX PX by a script, a SQLite row with an
-// expiry), renewed every third of its time. A follower sleeps until the lease would lapse and tries then, so it
-// takes over within the lease time of the leader's death; a leader that cannot renew stops firing when its own
-// time is up, before anyone else can take the lease.
+// expiry), renewed every third of its time. A follower tries every half second and just after the lease would
+// lapse, so it takes over within the lease time of the leader's death (half a second after a stop); a leader that
+// cannot renew stops firing when its own time is up, before anyone else can take the lease.
 //
 // Each due time fires once. A fire's ids are derived from the schedule's name and the due time (schedule.ts), and
 // it is sent with `deduplicate: { ttlSec }` where the broker has deduplication (sqlite, redis, memory): the broker
