@@ -6,6 +6,7 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import type { BeatStatus, ScheduleStatus } from 'fennel';
 import { connect as amqpConnect } from 'amqplib';
 import { runCli, runCliToEnd, stopProcess, tempDb, uniqueQueue, waitFor, type RunningWorker } from '../support/process.ts';
 import { flushRedisDb, RABBIT_URL, rabbitSkipReason, REDIS_DB, redisSkipReason, redisUrlForTest } from '../support/services.ts';
@@ -15,23 +16,7 @@ const BEAT_TASKS = 'test/gateway/fixtures/beat-tasks.ts';
 /** Generous: a beat process compiles its app with tsx first, on a 2-core machine busy with other processes. */
 const WAIT_MS = 60_000;
 
-interface ScheduleView {
-  name: string;
-  when: string;
-  task: string;
-  catchUp: string;
-  expiresSec: number;
-  lastDue: string | null;
-  lastSentAt: string | null;
-  lastTaskId: string | null;
-  lastBeat: string | null;
-  next: string | null;
-}
-interface SchedulesView {
-  leader: { beat: string; leaseUntil: string } | null;
-  schedules: ScheduleView[];
-  reason?: string;
-}
+type SchedulesView = BeatStatus & { reason?: string };
 
 async function schedules(gateway: RunningGateway, headers: Record<string, string> = {}): Promise<SchedulesView> {
   const answer = await request(gateway.url, 'GET', '/api/schedules', headers);
@@ -39,7 +24,7 @@ async function schedules(gateway: RunningGateway, headers: Record<string, string
   return answer.body as unknown as SchedulesView;
 }
 
-const byName = (view: SchedulesView, name: string): ScheduleView => {
+const byName = (view: SchedulesView, name: string): ScheduleStatus => {
   const found = view.schedules.find((s) => s.name === name);
   assert.ok(found, `schedule ${name} in ${JSON.stringify(view)}`);
   return found;

@@ -32,16 +32,21 @@ if (!url || !command) {
 
 const backend = createBackend(url, { pollIntervalMs: 50, resultExpiresSec: 86_400 });
 
+/** Says READY, then waits for GO on stdin: the parent starts every child's race at once. */
+async function readyThenGo(): Promise<void> {
+  const lines = createInterface({ input: process.stdin });
+  const go = new Promise<void>((resolve) => lines.on('line', (line) => line === 'GO' && resolve()));
+  out('READY');
+  await go;
+  lines.close();
+}
+
 switch (command) {
   case 'chord-join': {
     const [group, size, list] = args;
     const indexes = (list ?? '').split(',').filter(Boolean).map(Number);
     const expected = joinedResults(Number(size));
-    const lines = createInterface({ input: process.stdin });
-    const go = new Promise<void>((resolve) => lines.on('line', (line) => line === 'GO' && resolve()));
-    out('READY');
-    await go;
-    lines.close();
+    await readyThenGo();
     await Promise.all(
       indexes.map(async (index) => {
         const join = await backend.chordJoin!(group!, index, Number(size), JSON.stringify(memberResult(index)));
@@ -55,11 +60,7 @@ switch (command) {
   case 'lease': {
     const [name, ttlMs, list] = args;
     const holders = (list ?? '').split(',').filter(Boolean);
-    const lines = createInterface({ input: process.stdin });
-    const go = new Promise<void>((resolve) => lines.on('line', (line) => line === 'GO' && resolve()));
-    out('READY');
-    await go;
-    lines.close();
+    await readyThenGo();
     await Promise.all(
       holders.map(async (holder) => {
         const lease = await backend.acquireLease!(name!, holder, Number(ttlMs));

@@ -58,6 +58,20 @@ async function collect(app: Fennel, queue = 'celery'): Promise<Delivery[]> {
   return deliveries;
 }
 
+/** An app firing 'tick' every 100 ms (catchUp all), two beats on it (beat-a started first) and its broker's deliveries. */
+async function twoBeats(): Promise<{ app: Fennel; fires: Array<Fire & { by: string }>; a: Beat; b: Beat; deliveries: Delivery[] }> {
+  const app = newApp();
+  app.task('b.tick', () => 'tick');
+  app.schedule('tick', { every: 0.1 }, 'b.tick', [], { catchUp: 'all' });
+  const fires: Array<Fire & { by: string }> = [];
+  const a = newBeat(app, { name: 'beat-a', onFire: (f) => fires.push({ ...f, by: 'beat-a' }) });
+  const b = newBeat(app, { name: 'beat-b', onFire: (f) => fires.push({ ...f, by: 'beat-b' }) });
+  const deliveries = await collect(app);
+  await a.start();
+  await b.start();
+  return { app, fires, a, b, deliveries };
+}
+
 function refused(fn: () => unknown, pattern: RegExp): void {
   assert.throws(fn, (e: unknown) => e instanceof ConfigError && pattern.test(e.message), `a ConfigError matching ${String(pattern)}`);
 }
@@ -171,15 +185,7 @@ describe('Beat', () => {
   });
 
   it('two beats on one app: exactly one leads, and no due time is fired twice', async () => {
-    const app = newApp();
-    app.task('b.tick', () => 'tick');
-    app.schedule('tick', { every: 0.1 }, 'b.tick', [], { catchUp: 'all' });
-    const fires: Array<Fire & { by: string }> = [];
-    const a = newBeat(app, { name: 'beat-a', onFire: (f) => fires.push({ ...f, by: 'beat-a' }) });
-    const b = newBeat(app, { name: 'beat-b', onFire: (f) => fires.push({ ...f, by: 'beat-b' }) });
-    const deliveries = await collect(app);
-    await a.start();
-    await b.start();
+    const { app, fires, a, b, deliveries } = await twoBeats();
     let mostLeaders = 0;
     const sampler = setInterval(() => (mostLeaders = Math.max(mostLeaders, [a, b].filter((x) => x.isLeader).length)), 5);
     cleanups.push(async () => clearInterval(sampler));
@@ -199,15 +205,7 @@ describe('Beat', () => {
   });
 
   it('stop() of the leader gives the lease up; the follower takes over and carries on where it stopped, without a duplicate or a gap', async () => {
-    const app = newApp();
-    app.task('b.tick', () => 'tick');
-    app.schedule('tick', { every: 0.1 }, 'b.tick', [], { catchUp: 'all' });
-    const fires: Array<Fire & { by: string }> = [];
-    const a = newBeat(app, { name: 'beat-a', onFire: (f) => fires.push({ ...f, by: 'beat-a' }) });
-    const b = newBeat(app, { name: 'beat-b', onFire: (f) => fires.push({ ...f, by: 'beat-b' }) });
-    const deliveries = await collect(app);
-    await a.start();
-    await b.start();
+    const { app, fires, a, b, deliveries } = await twoBeats();
     await waitFor(() => fires.length >= 10, { timeoutMs: 30_000, what: 'fires from the first leader' });
     await a.stop();
     assert.equal(a.isLeader, false);

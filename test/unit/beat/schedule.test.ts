@@ -6,6 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { dueBetween, fireId, parseEvery, timetable, type ScheduleSpec, type Timetable } from '../../../src/beat/schedule.ts';
 import { chain, ConfigError, Fennel, group } from '../../../src/index.ts';
+import { seededRandom } from '../../support/random.ts';
 
 const iso = (ms: number | undefined): string | undefined => (ms === undefined ? undefined : new Date(ms).toISOString());
 const at = (text: string): number => Date.parse(text);
@@ -35,17 +36,6 @@ function refused(fn: () => unknown, pattern: RegExp): void {
   assert.throws(fn, (e: unknown) => e instanceof ConfigError && pattern.test(e.message), `a ConfigError matching ${String(pattern)}`);
 }
 
-/** A small deterministic generator (mulberry32), so the random cases are the same on every run. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
 
 describe('parseEvery', () => {
   it('reads seconds as a number, or a number with s, m, h or d', () => {
@@ -166,7 +156,7 @@ describe('fireId', () => {
   });
 
   it('has the layout of a version 5 UUID (version nibble 5, variant 8 to b)', () => {
-    const random = seeded(5);
+    const random = seededRandom(5);
     for (let i = 0; i < 500; i++) {
       const id = fireId(`schedule-${Math.floor(random() * 1e6)}`, Math.floor(random() * 2e12), Math.floor(random() * 4));
       assert.match(id, UUID_V5_LAYOUT);
@@ -191,7 +181,7 @@ describe('dueBetween', () => {
       ['1h', at('2026-05-01T00:30:00Z'), at('2026-05-02T00:30:00Z'), 2],
       ['1.5h', at('2026-05-01T00:00:00Z'), at('2026-05-01T09:00:00Z'), 10],
     ];
-    const random = seeded(15);
+    const random = seededRandom(15);
     for (let i = 0; i < 300; i++) {
       const periodMs = [1, 7, 100, 1000, 5000, 60_000][Math.floor(random() * 6)]!;
       const after = 1_780_000_000_000 + Math.floor(random() * 10 * periodMs);

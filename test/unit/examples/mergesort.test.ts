@@ -5,21 +5,10 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { packInt32, unpackInt32 } from '../../../examples/mergesort/packed.ts';
 import { kWayMerge, kWayMergeFloat64, mergesort, mergesortFloat64, splitChunks } from '../../../examples/mergesort/sort.ts';
-
-/** A small seeded generator (mulberry32), so a failure is reproducible. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRandom } from '../../support/random.ts';
 
 function randomInts(length: number, range: number, seed: number): number[] {
-  const next = random(seed);
+  const next = seededRandom(seed);
   return Array.from({ length }, () => Math.floor(next() * range) - Math.floor(range / 2));
 }
 
