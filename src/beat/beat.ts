@@ -283,15 +283,21 @@ export class Beat {
   private async send(schedule: Schedule, dueMs: number, caughtUp: boolean): Promise<void> {
     const dict = schedule.toDict();
     let part = 0;
-    freeze(dict, () => fireId(schedule.name, dueMs, part++));
+    const group = this.app.config.beatGroup;
+    freeze(dict, () => fireId(schedule.name, dueMs, part++, group));
     const taskId = firstTaskId(dict)!;
     const broadcast = this.app.registry.get(schedule.taskName)?.options.broadcast === true;
     const dedupe = this.app.transport.capabilities.deduplication && !broadcast;
+    // Claimed once: a retry after a failed send must not find its own claim and give up.
+    let claimed = dedupe;
     for (let attempt = 0; ; attempt++) {
       try {
-        if (!dedupe && !(await this.backend.claimOnce(`beat:${schedule.name}:${dueMs}`))) {
-          this.log.debug({ schedule: schedule.name, due: new Date(dueMs).toISOString() }, `beat: ${schedule.name}: the fire due ${new Date(dueMs).toISOString()} was sent already`);
-          return;
+        if (!claimed) {
+          if (!(await this.backend.claimOnce(`beat:${group}:${schedule.name}:${dueMs}`))) {
+            this.log.debug({ schedule: schedule.name, due: new Date(dueMs).toISOString() }, `beat: ${schedule.name}: the fire due ${new Date(dueMs).toISOString()} was sent already`);
+            return;
+          }
+          claimed = true;
         }
         await sendFrozen(this.app, dict, { expires: schedule.expiresSec, ...(dedupe ? { deduplicate: { ttlSec: dedupeTtlSec(schedule) } } : {}) });
         break;

@@ -86,11 +86,12 @@ export function timetable(name: string, spec: ScheduleSpec): Timetable {
 }
 
 /**
- * The task id of a schedule's fire at a due time: a UUID (version 5 layout) of the schedule's name and the due
- * time, so every beat derives the same id and the broker can refuse the second send of one due time.
+ * The task id of a schedule's fire at a due time: a UUID (version 5 layout) of the beat group, the schedule's name
+ * and the due time, so every beat of the group derives the same id and the broker can refuse the second send of one
+ * due time, while another group's schedule of the same name is another fire. `part` numbers a workflow's ids.
  */
-export function fireId(schedule: string, dueMs: number, part = 0): string {
-  const hash = createHash('sha1').update(`fennel.beat\0${schedule}\0${dueMs}\0${part}`).digest();
+export function fireId(schedule: string, dueMs: number, part = 0, group = 'default'): string {
+  const hash = createHash('sha1').update(`fennel.beat\0${group}\0${schedule}\0${dueMs}\0${part}`).digest();
   hash[6] = (hash[6]! & 0x0f) | 0x50;
   hash[8] = (hash[8]! & 0x3f) | 0x80;
   const hex = hash.subarray(0, 16).toString('hex');

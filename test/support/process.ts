@@ -94,12 +94,26 @@ function spawnCli(args: string[], env: Record<string, string>, detached: boolean
 export function watchLines(child: ChildProcess): RunningWorker {
   const lines: string[] = [];
   const listeners = new Set<() => void>();
-  const onData = (chunk: Buffer): void => {
-    for (const line of chunk.toString().split('\n')) if (line.trim()) lines.push(line);
-    for (const l of listeners) l();
+  // A line can arrive in two reads of the pipe: the piece of a stream's last read after its last newline stays the
+  // last entry of `lines` for that stream, and the next read of the stream completes it (a prompt with no newline
+  // is still seen at once).
+  const reader = (): ((chunk: Buffer) => void) => {
+    let open: number | undefined;
+    return (chunk) => {
+      const pieces = chunk.toString().split('\n');
+      if (open !== undefined) lines[open] += pieces.shift()!;
+      open = undefined;
+      pieces.forEach((piece, i) => {
+        const last = i === pieces.length - 1;
+        if (!piece.trim() && !(last && piece)) return;
+        lines.push(piece);
+        if (last) open = lines.length - 1;
+      });
+      for (const l of listeners) l();
+    };
   };
-  child.stdout!.on('data', onData);
-  child.stderr!.on('data', onData);
+  child.stdout!.on('data', reader());
+  child.stderr!.on('data', reader());
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res) => child.once('exit', (code, signal) => res({ code, signal })));
   return {
     child,
