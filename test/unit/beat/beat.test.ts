@@ -227,6 +227,36 @@ describe('Beat', () => {
     assert.equal(deliveries.length, fires.length, 'the broker got each fire once');
   });
 
+  it('a leader cut off from the store stops firing when its own lease time is up; the follower takes over after that, and no due time fires twice', async () => {
+    const app = newApp();
+    app.task('b.tick', () => 'tick');
+    app.schedule('tick', { every: 0.1 }, 'b.tick', [], { catchUp: 'all' });
+    const fires: Array<Fire & { by: string }> = [];
+    const a = newBeat(app, { name: 'beat-a', leaseMs: 1000, onFire: (f) => fires.push({ ...f, by: 'beat-a' }) });
+    // The partition (a unit's stand-in for a cut connection): from `cut` on, beat-a's lease calls fail. Its sends
+    // still reach the broker, the harder case: only its own lease time can stop it.
+    let cut = false;
+    const store = (a as unknown as { backend: { acquireLease: (...args: [string, string, number]) => Promise<unknown> } }).backend;
+    const acquire = store.acquireLease;
+    store.acquireLease = (...args) => (cut ? Promise.reject(new Error('partitioned')) : acquire(...args));
+    const b = newBeat(app, { name: 'beat-b', leaseMs: 1000, onFire: (f) => fires.push({ ...f, by: 'beat-b' }) });
+    await a.start();
+    await b.start();
+    await waitFor(() => fires.length >= 5, { timeoutMs: 30_000, what: 'fires from the first leader' });
+    cut = true;
+    await waitFor(() => !a.isLeader, { timeoutMs: 10_000, what: 'the cut-off leader to stop leading' });
+    await waitFor(() => b.isLeader, { timeoutMs: 10_000, what: 'the follower to lead' });
+    await waitFor(() => fires.filter((f) => f.by === 'beat-b').length >= 5, { timeoutMs: 30_000, what: 'fires from the new leader' });
+    await a.stop();
+    await b.stop();
+    const lastOfA = Math.max(...fires.filter((f) => f.by === 'beat-a').map((f) => f.dueMs));
+    const firstOfB = Math.min(...fires.filter((f) => f.by === 'beat-b').map((f) => f.dueMs));
+    assert.ok(lastOfA < firstOfB, `beat-a's fires (to ${lastOfA}) all come before beat-b's (from ${firstOfB})`);
+    const dues = fires.map((f) => f.dueMs);
+    assertEachOnce(dues, 'due times across the partition');
+    assertContiguous(dues, 100, 'due times across the partition (catchUp all fires the gap)');
+  });
+
   it(
     'a handover by stop() loses no due time even with catchUp none: the follower finds the released lease while the handover’s due times are on time',
     async () => {
