@@ -20,6 +20,8 @@ export interface MailboxSuiteOptions {
 
 /** How long a test waits before checking that something did not arrive. */
 const GRACE_MS = 500;
+/** The most a gathering may take: it ends on its limit, so this only bounds a test that fails. */
+const WAIT_MS = 30_000;
 
 export function mailboxSuite(name: string, options: MailboxSuiteOptions): void {
   describe(`mailbox conformance: ${name}`, () => {
@@ -99,7 +101,8 @@ export function mailboxSuite(name: string, options: MailboxSuiteOptions): void {
       const [client, w1, w2] = [await open(), await open(), await open()];
       const seen1 = await worker(w1, 'a@test');
       const seen2 = await worker(w2, 'b@test');
-      const outcome = await sendControl(client, { method: 'ping', destination: ['a@test', 'b@test', 'ghost@test'], timeoutMs: 2000 });
+      // limit 2: the gathering ends with the two answers; the time only bounds a test that fails.
+      const outcome = await sendControl(client, { method: 'ping', destination: ['a@test', 'b@test', 'ghost@test'], limit: 2, timeoutMs: WAIT_MS });
       assert.deepEqual(
         outcome.replies.sort((x, y) => x.node.localeCompare(y.node)),
         [
@@ -115,11 +118,11 @@ export function mailboxSuite(name: string, options: MailboxSuiteOptions): void {
       const [client, w1, w2] = [await open(), await open(), await open()];
       const seen1 = await worker(w1, 'fennel@one');
       const seen2 = await worker(w2, 'celery@two');
-      const all = await sendControl(client, { method: 'echo', arguments: { x: 1 }, timeoutMs: 1500 });
+      const all = await sendControl(client, { method: 'echo', arguments: { x: 1 }, limit: 2, timeoutMs: WAIT_MS });
       assert.deepEqual(all.replies.map((r) => r.node).sort(), ['celery@two', 'fennel@one']);
       assert.deepEqual(all.replies[0]!.result, { x: 1 });
       assert.deepEqual(all.missing, []);
-      const globbed = await sendControl(client, { method: 'ping', pattern: 'fennel@*', matcher: 'glob', timeoutMs: 1500 });
+      const globbed = await sendControl(client, { method: 'ping', pattern: 'fennel@*', matcher: 'glob', limit: 1, timeoutMs: WAIT_MS });
       assert.deepEqual(globbed.replies, [{ node: 'fennel@one', result: { ok: 'pong' } }]);
       const cast = await sendControl(client, { method: 'ping', destination: ['celery@two'], reply: false });
       assert.deepEqual(cast, { replies: [], missing: ['celery@two'] });
@@ -137,7 +140,7 @@ export function mailboxSuite(name: string, options: MailboxSuiteOptions): void {
         void w.reply(request.reply_to, controlReply('a@test', { ok: 'pong' }), replyHeaders(request.ticket, 2));
       });
       stops.push(stop);
-      const outcome = await sendControl(client, { method: 'ping', destination: ['a@test'], timeoutMs: 2000 });
+      const outcome = await sendControl(client, { method: 'ping', destination: ['a@test'], timeoutMs: WAIT_MS });
       assert.deepEqual(outcome, { replies: [{ node: 'a@test', result: { ok: 'pong' } }], missing: [] });
     });
   });

@@ -1,14 +1,16 @@
 // Runs the mailbox suite (mailbox.suite.ts) against every remote-control mailbox engine written so far (issue #16
-// in progress): memory:// and redis:// (127.0.0.1:6379, the conformance database; an engine whose service does not
-// answer is skipped with a one-line reason, a failure when CI=true). RabbitMQ and SQLite join here as they are
-// written. Redis: the engine leaves no key behind (bindings removed, reply lists deleted), checked at the end.
+// in progress): memory://, redis:// (127.0.0.1:6379, the conformance database) and amqp:// (RabbitMQ on
+// 127.0.0.1:5672); an engine whose service does not answer is skipped with a one-line reason, a failure when
+// CI=true. SQLite joins here when it is written. Redis: the engine leaves no key behind (bindings removed, reply
+// lists deleted), checked at the end; RabbitMQ's queues are exclusive and auto-deleted.
 
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, describe, it } from 'node:test';
 import { MemoryMailboxEngine } from '../../src/control/memory.ts';
+import { AmqpMailboxEngine } from '../../src/control/amqp.ts';
 import { RedisMailboxEngine } from '../../src/control/redis.ts';
-import { REDIS_DB, redisSkipReason, redisUrlForTest, testRedisClient } from '../support/services.ts';
+import { RABBIT_URL, rabbitSkipReason, REDIS_DB, redisSkipReason, redisUrlForTest, testRedisClient } from '../support/services.ts';
 import { mailboxSuite } from './mailbox.suite.ts';
 
 // memory:// engines are shared by URL within a process: the suite's engines of one test are one engine.
@@ -34,3 +36,7 @@ if (!redisSkip) {
 } else {
   describe('mailbox conformance: redis', { skip: redisSkip }, () => it('skipped', () => {}));
 }
+
+const rabbitSkip = await rabbitSkipReason();
+if (!rabbitSkip) mailboxSuite('amqp', { open: () => new AmqpMailboxEngine(RABBIT_URL) });
+else describe('mailbox conformance: amqp', { skip: rabbitSkip }, () => it('skipped', () => {}));
