@@ -26,7 +26,6 @@
 // Timing is asserted only as a liveness bound (a follower takes over within the lease time + a margin).
 
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
@@ -38,7 +37,7 @@ import { fireId } from '../../src/beat/schedule.ts';
 import { directQueue } from '../../src/protocol/queues.ts';
 import type { BeatCase } from './fixtures/beat/beat_tasks.ts';
 import { fileLines, runCli, runCliToEnd, stopProcess, tempDb, waitFor, type RunningWorker } from '../support/process.ts';
-import { PYTHON, startPython, stopPython, type PythonProcess } from '../support/python.ts';
+import { celerySkipReason, startPython, stopPython, type PythonProcess } from '../support/python.ts';
 import { removeRabbitQueues } from '../support/rabbit.ts';
 import { flushRedisDb, RABBIT_URL, rabbitSkipReason, REDIS_DB, redisSkipReason, redisUrlForTest, testRedisClient } from '../support/services.ts';
 import { makeTempDir, type TempDir } from '../support/tmp.ts';
@@ -60,22 +59,8 @@ const SECOND = 1000;
 const redisSkip = await redisSkipReason();
 const amqpSkip = (await rabbitSkipReason()) || redisSkip;
 
-/** Why the Celery case cannot run here (Redis, or Debian's Python with Celery, missing), or false; on CI it throws. */
-function celeryMissing(): string | false {
-  if (redisSkip) return redisSkip;
-  const python = spawnSync(PYTHON, ['-c', 'import celery, kombu, redis'], { encoding: 'utf8' });
-  if (python.status === 0) return false;
-  const reason = `${PYTHON} cannot import celery and redis (apt-get install python3-celery python3-redis)`;
-  if (process.env['CI'] === 'true') throw new Error(`${reason} (CI=true: Debian's Celery is required)`);
-  return reason;
-}
-const celerySkip = celeryMissing();
+const celerySkip = await celerySkipReason();
 const run = randomUUID().slice(0, 8);
-/**
- * A known bug, until fixed in src/beat: a fire's task id (fireId) and its claim key on amqp:// (`beat:<schedule>:<due>`)
- * name the schedule and the due time but not the beat group, so two apps in different groups with a schedule of the
- * same name derive the same ids: the broker refuses the second app's fire as a duplicate of the first's.
- */
 
 /** One line of a beat's or worker's JSON log (pino), with the fields the beat's lines carry. */
 interface LogEntry {

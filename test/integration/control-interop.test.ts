@@ -12,7 +12,6 @@
 // listens on it meanwhile. Missing Redis or Celery skips with one line, except on CI (CI=true), where it fails.
 
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { sendControl } from '../../src/control/client.ts';
@@ -20,8 +19,8 @@ import { AmqpMailboxEngine } from '../../src/control/amqp.ts';
 import type { MailboxEngine } from '../../src/control/mailbox.ts';
 import { RedisMailboxEngine } from '../../src/control/redis.ts';
 import { controlReply, isAddressedTo, isStale, parseControlRequest, replyHeaders } from '../../src/control/protocol.ts';
-import { PYTHON, startPython, stopPython, type PythonProcess } from '../support/python.ts';
-import { flushRedisDb, RABBIT_URL, rabbitSkipReason, redisSkipReason, redisUrlForTest, testRedisClient } from '../support/services.ts';
+import { celerySkipReason, startPython, stopPython, type PythonProcess } from '../support/python.ts';
+import { flushRedisDb, RABBIT_URL, rabbitSkipReason, redisUrlForTest, testRedisClient } from '../support/services.ts';
 
 const FIXTURES = join(import.meta.dirname, 'fixtures/interop');
 /** The interop fixtures' database (their default): no other test file runs meanwhile. */
@@ -30,19 +29,7 @@ const REDIS_URL = redisUrlForTest(DB);
 // kombu writes the default vhost "/" as "//"; Fennel's RABBIT_URL ("…:5672/") is the same vhost.
 const PY_AMQP_URL = 'amqp://guest:guest@127.0.0.1:5672//';
 
-async function missing(): Promise<string | false> {
-  const redis = await redisSkipReason();
-  if (redis) return redis;
-  const python = spawnSync(PYTHON, ['-c', 'import celery, redis'], { encoding: 'utf8' });
-  if (python.status !== 0) {
-    const reason = `${PYTHON} cannot import celery and redis (apt-get install python3-celery python3-redis)`;
-    if (process.env['CI'] === 'true') throw new Error(`${reason} (CI=true: Debian's Celery is required)`);
-    return reason;
-  }
-  return false;
-}
-
-const skip = await missing();
+const skip = await celerySkipReason();
 const rabbitSkip = skip || (await rabbitSkipReason());
 
 const CASES = [

@@ -22,16 +22,15 @@
 // Redis, RabbitMQ or Celery skips with one line, except on CI (CI=true), where it fails.
 
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { Fennel } from 'fennel';
 import { fileLines, runCli, stopProcess, uniqueQueue, waitFor, type RunningWorker } from '../support/process.ts';
-import { PYTHON, startPython as startPythonIn, stopPython, type PythonProcess } from '../support/python.ts';
+import { celerySkipReason, startPython as startPythonIn, stopPython, type PythonProcess } from '../support/python.ts';
 import { removeRabbitQueues } from '../support/rabbit.ts';
-import { flushRedisDb, RABBIT_URL, rabbitSkipReason, REDIS_DB, redisSkipReason, redisUrlForTest } from '../support/services.ts';
+import { flushRedisDb, RABBIT_URL, rabbitSkipReason, REDIS_DB, redisUrlForTest } from '../support/services.ts';
 import { makeTempDir, type TempDir } from '../support/tmp.ts';
 
 const FIXTURES = join(import.meta.dirname, 'fixtures/interop-broadcast');
@@ -45,19 +44,7 @@ const CELERY_ROUTING_KEY = 'celery';
 /** The longest any one thing is waited for: a run, a result, a worker's start (a busy two-core machine). */
 const WAIT_MS = 60_000;
 
-async function missing(): Promise<string | false> {
-  const redis = await redisSkipReason();
-  if (redis) return redis;
-  const python = spawnSync(PYTHON, ['-c', 'import celery, kombu, redis'], { encoding: 'utf8' });
-  if (python.status !== 0) {
-    const reason = `${PYTHON} cannot import celery and redis (apt-get install python3-celery python3-redis)`;
-    if (process.env['CI'] === 'true') throw new Error(`${reason} (CI=true: Debian's Celery is required)`);
-    return reason;
-  }
-  return false;
-}
-
-const skip = await missing();
+const skip = await celerySkipReason();
 const rabbitSkip = skip || (await rabbitSkipReason());
 
 interface Engine {

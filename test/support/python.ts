@@ -1,8 +1,9 @@
 // Python processes for the Celery interop tests: Debian's /usr/bin/python3 running a fixture (a Celery worker, a
 // client script), tracked so none outlives the test file, with its output kept line by line.
 
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { track, waitFor } from './process.ts';
+import { redisSkipReason } from './services.ts';
 
 /** Debian's Python, where python3-celery is installed (not a pyenv shim on PATH). */
 export const PYTHON = '/usr/bin/python3';
@@ -49,4 +50,18 @@ export async function stopPython(proc: PythonProcess | undefined): Promise<void>
   const timer = setTimeout(() => proc.child.kill('SIGKILL'), 10_000);
   await proc.exited;
   clearTimeout(timer);
+}
+
+/**
+ * Why a Celery interop test cannot run here (Redis down, or Debian's Python without Celery), or false. On CI
+ * (CI=true) a missing Celery is an error, not a skip.
+ */
+export async function celerySkipReason(): Promise<string | false> {
+  const redis = await redisSkipReason();
+  if (redis) return redis;
+  const python = spawnSync(PYTHON, ['-c', 'import celery, kombu, redis'], { encoding: 'utf8' });
+  if (python.status === 0) return false;
+  const reason = `${PYTHON} cannot import celery and redis (apt-get install python3-celery python3-redis)`;
+  if (process.env['CI'] === 'true') throw new Error(`${reason} (CI=true: Debian's Celery is required)`);
+  return reason;
 }
