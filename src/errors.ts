@@ -97,6 +97,12 @@ export class BrokerUnavailableError extends FennelError {
   }
 }
 
+/** A Fennel error as it is (BrokerUnavailableError after connectTimeoutMs, ConfigError); anything else a client library threw as BrokerUnavailableError for `url`. */
+export function asBrokerUnavailable(url: string, error: unknown): Error {
+  if (error instanceof FennelError) return error;
+  return new BrokerUnavailableError(url, (error as Error)?.message ?? String(error), { cause: error });
+}
+
 /** The app, transport or worker was used after `close()`. */
 export class ClosedError extends FennelError {
   override readonly code = 'FENNEL_CLOSED';

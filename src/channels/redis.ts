@@ -17,7 +17,7 @@
 
 import { connectRedis, FennelRedis } from '../clients/redis/client.ts';
 import { parseRedisUrl, type RedisUrl } from '../clients/redis/url.ts';
-import { BrokerUnavailableError, FennelError } from '../errors.ts';
+import { asBrokerUnavailable } from '../errors.ts';
 import { DEFAULT_CONNECT_TIMEOUT_MS } from '../util/connection-state.ts';
 import type { ChannelEngine } from './engine.ts';
 
@@ -60,7 +60,7 @@ export class RedisChannelEngine implements ChannelEngine {
     try {
       await this.publisher.publish(redisChannelName(this.target.db, channel), payload);
     } catch (error) {
-      throw unavailable(this.url, error);
+      throw asBrokerUnavailable(this.url, error);
     }
   }
 
@@ -87,7 +87,7 @@ export class RedisChannelEngine implements ChannelEngine {
     } catch (error) {
       entry.listeners.delete(listener);
       void this.release(name, entry);
-      throw unavailable(this.url, error);
+      throw asBrokerUnavailable(this.url, error);
     }
     let ended = false;
     return async () => {
@@ -130,8 +130,3 @@ export class RedisChannelEngine implements ChannelEngine {
   }
 }
 
-/** A Fennel error as it is (BrokerUnavailableError after connectTimeoutMs, ConfigError); anything else as BrokerUnavailableError. */
-function unavailable(url: string, error: unknown): Error {
-  if (error instanceof FennelError) return error;
-  return new BrokerUnavailableError(url, (error as Error)?.message ?? String(error), { cause: error });
-}

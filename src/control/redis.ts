@@ -13,7 +13,7 @@
 import { randomUUID } from 'node:crypto';
 import { connectRedis, type FennelRedis } from '../clients/redis/client.ts';
 import { parseRedisUrl, type RedisUrl } from '../clients/redis/url.ts';
-import { BrokerUnavailableError, FennelError } from '../errors.ts';
+import { asBrokerUnavailable } from '../errors.ts';
 import { DEFAULT_CONNECT_TIMEOUT_MS } from '../util/connection-state.ts';
 import type { IncomingRequest, MailboxEngine, ReplyInbox } from './mailbox.ts';
 import { CONTROL_EXCHANGE, mailboxQueue, REPLY_EXCHANGE, replyQueue, type ControlHeaders, type ControlRequest, type ReplyTo } from './protocol.ts';
@@ -91,7 +91,7 @@ export class RedisMailboxEngine implements MailboxEngine {
       await this.client.sadd(bindingKey(CONTROL_EXCHANGE), member);
     } catch (error) {
       this.listeners.delete(listener);
-      throw unavailable(this.url, error);
+      throw asBrokerUnavailable(this.url, error);
     }
     return async () => {
       this.listeners.delete(listener);
@@ -104,7 +104,7 @@ export class RedisMailboxEngine implements MailboxEngine {
     try {
       await this.client.publish(this.channel, envelope(request, { ...headers }, 2, CONTROL_EXCHANGE, ''));
     } catch (error) {
-      throw unavailable(this.url, error);
+      throw asBrokerUnavailable(this.url, error);
     }
   }
 
@@ -118,7 +118,7 @@ export class RedisMailboxEngine implements MailboxEngine {
       for (const queue of queues) multi.lpush(queue, envelope(body, headers, 1, replyTo.exchange, replyTo.routing_key));
       await multi.exec();
     } catch (error) {
-      throw unavailable(this.url, error);
+      throw asBrokerUnavailable(this.url, error);
     }
   }
 
@@ -130,7 +130,7 @@ export class RedisMailboxEngine implements MailboxEngine {
       await this.client.sadd(bindingKey(REPLY_EXCHANGE), member);
     } catch (error) {
       reader.disconnect();
-      throw unavailable(this.url, error);
+      throw asBrokerUnavailable(this.url, error);
     }
     let closed = false;
     const inbox: ReplyInbox = {
@@ -139,7 +139,7 @@ export class RedisMailboxEngine implements MailboxEngine {
         // BRPOP takes seconds (decimals since Redis 6); 0 would block for ever.
         const popped = await reader.brpop(queue, Math.max(0.01, idleMs / 1000)).catch((error: unknown) => {
           if (closed) return null;
-          throw unavailable(this.url, error);
+          throw asBrokerUnavailable(this.url, error);
         });
         if (!popped) return undefined;
         const opened = openEnvelope(popped[1]);
@@ -165,8 +165,3 @@ export class RedisMailboxEngine implements MailboxEngine {
   }
 }
 
-/** A Fennel error as it is; anything else as BrokerUnavailableError. */
-function unavailable(url: string, error: unknown): Error {
-  if (error instanceof FennelError) return error;
-  return new BrokerUnavailableError(url, (error as Error)?.message ?? String(error), { cause: error });
-}
