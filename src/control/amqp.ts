@@ -14,8 +14,8 @@
 import type { ConfirmChannel, ConsumeMessage } from 'amqplib';
 import { AmqpConnection } from '../clients/amqp/connection.ts';
 import { parseAmqpUrl } from '../clients/amqp/url.ts';
-import { BrokerUnavailableError, FennelError } from '../errors.ts';
-import type { IncomingReply, IncomingRequest, MailboxEngine, ReplyInbox } from './mailbox.ts';
+import { asBrokerUnavailable } from '../errors.ts';
+import { ReplyBuffer, type IncomingRequest, type MailboxEngine, type ReplyInbox } from './mailbox.ts';
 import { CONTROL_EXCHANGE, mailboxQueue, REPLY_EXCHANGE, replyQueue, type ControlHeaders, type ControlRequest, type ReplyTo } from './protocol.ts';
 
 const EXCHANGE_OPTIONS = { durable: false, autoDelete: false } as const;
@@ -88,7 +88,7 @@ export class AmqpMailboxEngine implements MailboxEngine {
         onRequest('undecodable' in decoded ? { body: undefined, headers: {}, undecodable: decoded.undecodable } : decoded);
       });
     } catch (error) {
-      throw unavailable(this.url, error);
+      throw asBrokerUnavailable(this.url, error);
     }
   }
 
@@ -99,7 +99,7 @@ export class AmqpMailboxEngine implements MailboxEngine {
         channel.publish(exchange, routingKey, Buffer.from(JSON.stringify(body), 'utf8'), { ...PROPERTIES, deliveryMode, headers }, (error) => (error ? reject(error as Error) : resolve()));
       });
     } catch (error) {
-      throw unavailable(this.url, error);
+      throw asBrokerUnavailable(this.url, error);
     }
   }
 
@@ -112,35 +112,21 @@ export class AmqpMailboxEngine implements MailboxEngine {
   }
 
   async openReplies(oid: string): Promise<ReplyInbox> {
-    const replies: IncomingReply[] = [];
-    let wake: (() => void) | undefined;
+    const inbox = new ReplyBuffer();
     let stop: () => Promise<void>;
     try {
       stop = await this.consume(replyQueue(oid), REPLY_EXCHANGE, oid, (message) => {
         const decoded = decode(message);
-        replies.push('undecodable' in decoded ? { body: undefined, headers: {} } : decoded);
-        wake?.();
+        inbox.push('undecodable' in decoded ? { body: undefined, headers: {} } : decoded);
       });
     } catch (error) {
-      throw unavailable(this.url, error);
+      throw asBrokerUnavailable(this.url, error);
     }
     return {
-      next: async (idleMs) => {
-        if (replies.length === 0) {
-          await new Promise<void>((resolve) => {
-            const timer = setTimeout(resolve, idleMs);
-            wake = () => {
-              clearTimeout(timer);
-              resolve();
-            };
-          });
-          wake = undefined;
-        }
-        return replies.shift();
-      },
+      next: (idleMs) => inbox.next(idleMs),
       close: async () => {
         await stop();
-        wake?.();
+        inbox.release();
       },
     };
   }
@@ -151,8 +137,3 @@ export class AmqpMailboxEngine implements MailboxEngine {
   }
 }
 
-/** A Fennel error as it is; anything else as BrokerUnavailableError. */
-function unavailable(url: string, error: unknown): Error {
-  if (error instanceof FennelError) return error;
-  return new BrokerUnavailableError(url, (error as Error)?.message ?? String(error), { cause: error });
-}

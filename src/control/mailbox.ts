@@ -51,3 +51,37 @@ export interface MailboxEngine {
   /** Releases the engine's connections; listeners and reply queues end. */
   close(): Promise<void>;
 }
+
+/**
+ * Replies that have arrived at a reply queue, and the reader waiting for the next one: the in-process side of an
+ * engine whose broker pushes replies (memory://, amqp://); Redis reads its list with BRPOP instead.
+ */
+export class ReplyBuffer {
+  private readonly replies: IncomingReply[] = [];
+  private wake: (() => void) | undefined;
+
+  push(reply: IncomingReply): void {
+    this.replies.push(reply);
+    this.wake?.();
+  }
+
+  /** The next reply, waiting at most `idleMs` for one. */
+  async next(idleMs: number): Promise<IncomingReply | undefined> {
+    if (this.replies.length === 0) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, idleMs);
+        this.wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.wake = undefined;
+    }
+    return this.replies.shift();
+  }
+
+  /** Ends a wait in progress (the queue closed). */
+  release(): void {
+    this.wake?.();
+  }
+}

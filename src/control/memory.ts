@@ -3,15 +3,15 @@
 // a worker on two apps meet; nothing crosses a process boundary. Messages are copied through JSON, as a broker
 // would, so no listener shares an object with the sender.
 
-import type { IncomingReply, IncomingRequest, MailboxEngine, ReplyInbox } from './mailbox.ts';
+import { ReplyBuffer, type IncomingRequest, type MailboxEngine, type ReplyInbox } from './mailbox.ts';
 import type { ControlHeaders, ControlRequest, ReplyTo } from './protocol.ts';
 
 const copy = <T>(value: T): T => JSON.parse(JSON.stringify(value)) as T;
 
 export class MemoryMailboxEngine implements MailboxEngine {
   private readonly listeners = new Set<(request: IncomingRequest) => void>();
-  /** Open reply queues, by oid: the replies waiting, and the reader waiting for one. */
-  private readonly inboxes = new Map<string, { replies: IncomingReply[]; wake: (() => void) | undefined }>();
+  /** Open reply queues, by oid. */
+  private readonly inboxes = new Map<string, ReplyBuffer>();
 
   constructor(readonly url: string) {}
 
@@ -26,32 +26,17 @@ export class MemoryMailboxEngine implements MailboxEngine {
   }
 
   async reply(replyTo: ReplyTo, body: Record<string, unknown>, headers: Record<string, unknown>): Promise<void> {
-    const inbox = this.inboxes.get(replyTo.routing_key);
-    if (!inbox) return;
-    inbox.replies.push({ body: copy(body), headers: { ...headers } });
-    inbox.wake?.();
+    this.inboxes.get(replyTo.routing_key)?.push({ body: copy(body), headers: { ...headers } });
   }
 
   async openReplies(oid: string): Promise<ReplyInbox> {
-    const inbox: { replies: IncomingReply[]; wake: (() => void) | undefined } = { replies: [], wake: undefined };
+    const inbox = new ReplyBuffer();
     this.inboxes.set(oid, inbox);
     return {
-      next: async (idleMs) => {
-        if (inbox.replies.length === 0) {
-          await new Promise<void>((resolve) => {
-            const timer = setTimeout(resolve, idleMs);
-            inbox.wake = () => {
-              clearTimeout(timer);
-              resolve();
-            };
-          });
-          inbox.wake = undefined;
-        }
-        return inbox.replies.shift();
-      },
+      next: (idleMs) => inbox.next(idleMs),
       close: async () => {
         if (this.inboxes.get(oid) === inbox) this.inboxes.delete(oid);
-        inbox.wake?.();
+        inbox.release();
       },
     };
   }
