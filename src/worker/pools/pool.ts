@@ -40,7 +40,18 @@ export interface JobHooks {
 
 export interface Pool {
   readonly kind: 'process' | 'thread' | 'async';
+  /** How many jobs run at once: the slots it keeps (after a resize, the new number, at once). */
   readonly size: number;
+  /**
+   * Changes the number of slots (remote control's pool_grow/pool_shrink, the autoscaler). Growing starts the new
+   * slots now and resolves when they are ready; shrinking retires idle slots at once and busy ones as soon as
+   * their job has reported, so no job is lost or cut short. `size` must be a positive integer.
+   */
+  resize(size: number): Promise<void>;
+  /** The process ids of the slots (process pool); the worker's own pid for the thread and async pools. */
+  pids(): number[];
+  /** The pid of the slot running job `id` (the worker's own for the thread and async pools); undefined if not running. */
+  pidOf(id: string): number | undefined;
   /** Starts the slots; rejects if the app cannot be loaded in them. */
   start(): Promise<void>;
   run(job: Job, hooks: JobHooks): Promise<Outcome>;
