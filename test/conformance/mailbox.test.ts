@@ -1,21 +1,28 @@
-// Runs the mailbox suite (mailbox.suite.ts) against every remote-control mailbox engine written so far (issue #16
-// in progress): memory://, redis:// (127.0.0.1:6379, the conformance database) and amqp:// (RabbitMQ on
+// Runs the mailbox suite (mailbox.suite.ts) against every remote-control mailbox engine: memory://, sqlite:// (the
+// channel table of one temp file), redis:// (127.0.0.1:6379, the conformance database) and amqp:// (RabbitMQ on
 // 127.0.0.1:5672); an engine whose service does not answer is skipped with a one-line reason, a failure when
-// CI=true. SQLite joins here when it is written. Redis: the engine leaves no key behind (bindings removed, reply
+// CI=true. Redis: the engine leaves no key behind (bindings removed, reply
 // lists deleted), checked at the end; RabbitMQ's queues are exclusive and auto-deleted.
 
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, describe, it } from 'node:test';
 import { MemoryMailboxEngine } from '../../src/control/memory.ts';
+import { createMailboxEngine } from '../../src/control/index.ts';
 import { AmqpMailboxEngine } from '../../src/control/amqp.ts';
 import { RedisMailboxEngine } from '../../src/control/redis.ts';
 import { RABBIT_URL, rabbitSkipReason, REDIS_DB, redisSkipReason, redisUrlForTest, testRedisClient } from '../support/services.ts';
+import { makeTempDir } from '../support/tmp.ts';
 import { mailboxSuite } from './mailbox.suite.ts';
 
 // memory:// engines are shared by URL within a process: the suite's engines of one test are one engine.
 let shared: MemoryMailboxEngine | undefined;
 mailboxSuite('memory', { open: () => (shared ??= new MemoryMailboxEngine(`memory://mailbox-${randomUUID()}`)) });
+
+const dir = makeTempDir('fennel-mailbox-');
+after(() => dir.remove());
+const sqliteUrl = `sqlite://${dir.file('fennel.db')}`;
+mailboxSuite('sqlite', { open: () => createMailboxEngine(sqliteUrl) });
 
 const redisSkip = await redisSkipReason();
 if (!redisSkip) {

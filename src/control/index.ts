@@ -1,0 +1,43 @@
+// URL scheme → remote-control mailbox engine. Control travels through the broker's own engine, in kombu's pidbox
+// layout where Celery has one (redis://, amqp://: Celery's workers and clients take part), over the broker file's
+// channel table on sqlite://, and within the process on memory://.
+
+import { SqliteChannelEngine } from '../channels/sqlite.ts';
+import { ConfigError } from '../errors.ts';
+import { maskUrl } from '../util/url.ts';
+import { AmqpMailboxEngine } from './amqp.ts';
+import { ChannelMailboxEngine } from './channel.ts';
+import type { MailboxEngine } from './mailbox.ts';
+import { MemoryMailboxEngine } from './memory.ts';
+import { RedisMailboxEngine } from './redis.ts';
+
+export interface MailboxEngineOptions {
+  /** sqlite://: how often listeners look for new rows without a file-change wake-up (the app's pollIntervalMs). */
+  pollIntervalMs?: number | undefined;
+  /** How long a call waits for a broker that does not answer (the app's connectTimeoutMs). */
+  connectTimeoutMs?: number | undefined;
+}
+
+// memory:// engines are shared within a process by URL, so a client and a worker on two apps meet.
+const memory = new Map<string, MemoryMailboxEngine>();
+
+export function createMailboxEngine(url: string, options: MailboxEngineOptions = {}): MailboxEngine {
+  const { connectTimeoutMs } = options;
+  switch (url.slice(0, Math.max(0, url.indexOf(':'))).toLowerCase()) {
+    case 'sqlite':
+      return new ChannelMailboxEngine(new SqliteChannelEngine(url, options));
+    case 'redis':
+    case 'rediss':
+      return new RedisMailboxEngine(url, { connectTimeoutMs });
+    case 'amqp':
+    case 'amqps':
+      return new AmqpMailboxEngine(url, { connectTimeoutMs });
+    case 'memory': {
+      let engine = memory.get(url);
+      if (!engine) memory.set(url, (engine = new MemoryMailboxEngine(url)));
+      return engine;
+    }
+    default:
+      throw new ConfigError(`no remote-control engine for ${maskUrl(url)}; control uses the broker's engine: sqlite://, redis://, rediss://, amqp://, amqps:// or memory://`);
+  }
+}
