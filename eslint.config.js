@@ -37,6 +37,7 @@ function layers(names, why) {
 }
 const noTransports = layers(['transports'], 'Backends, event buses and channels share connection code through src/clients, never through a transport');
 const noOtherEngines = layers(['backends', 'events', 'channels'], 'A transport imports no other kind of engine; shared connection code lives in src/clients');
+const controlEngines = layers(['transports', 'backends', 'events'], 'A mailbox engine uses src/clients, or the channel engines below it (sqlite://), never a transport, backend or event bus');
 /** The canvas's internals reach the worker through one adapter, src/worker/workflow.ts. */
 const canvasFromWorker = {
   regex: '^\\.\\./app/canvas(?:\\.ts)?$',
@@ -98,7 +99,7 @@ export default defineConfig(
   // Layering. A later config object replaces (does not merge) a rule's options, so each folder gets the full list.
   {
     files: ['src/**/*.ts'],
-    ignores: ['src/clients/**', 'src/transports/**', 'src/backends/**', 'src/events/**', 'src/channels/**', 'src/cli/**'],
+    ignores: ['src/clients/**', 'src/transports/**', 'src/backends/**', 'src/events/**', 'src/channels/**', 'src/control/**', 'src/cli/**'],
     rules: { 'no-restricted-imports': ['error', { patterns: [clientLibraries, cliFromCore] }] },
   },
   {
@@ -117,6 +118,10 @@ export default defineConfig(
   {
     files: ['src/backends/**/*.ts', 'src/events/**/*.ts', 'src/channels/**/*.ts'],
     rules: { 'no-restricted-imports': ['error', { patterns: [clientLibraries, cliFromCore, noTransports] }] },
+  },
+  {
+    files: ['src/control/**/*.ts'],
+    rules: { 'no-restricted-imports': ['error', { patterns: [clientLibraries, cliFromCore, controlEngines] }] },
   },
   {
     files: ['src/cli/**/*.ts'],

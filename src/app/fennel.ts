@@ -8,6 +8,9 @@ import type { ResultBackend } from '../backends/backend.ts';
 import { ChannelHub, type Channel, type ChannelOptions } from '../channels/channel.ts';
 import type { ChannelEngine } from '../channels/engine.ts';
 import { createChannelEngine } from '../channels/index.ts';
+import { Control } from '../control/control.ts';
+import { createMailboxEngine } from '../control/index.ts';
+import type { MailboxEngine } from '../control/mailbox.ts';
 import { ClosedError, ConfigError, PayloadTooLargeError } from '../errors.ts';
 import { bodyBytes, buildTaskMessage, type TaskCall, type WireMessage } from '../protocol/message.ts';
 import type { EventBus } from '../events/events.ts';
@@ -46,6 +49,8 @@ export class Fennel {
   private transportInstance: Transport | undefined;
   private eventsInstance: EventBus | undefined;
   private channelHub: ChannelHub | undefined;
+  private mailboxInstance: MailboxEngine | undefined;
+  private controlInstance: Control | undefined;
   private backendInstance: ResultBackend | undefined;
   private closed = false;
   /** This process's reply address, sent as `reply_to` on every message, as Celery's app.thread_oid. */
@@ -196,6 +201,22 @@ export class Fennel {
     ));
   }
 
+  /**
+   * Remote control and inspection of the workers (Celery's `app.control`): `ping()`, `inspect().active()`,
+   * `poolGrow(n)`, `shutdown()`, … through the broker's mailbox, which Celery's workers share on Redis and
+   * RabbitMQ. Opens nothing until used. See docs/control.md.
+   */
+  get control(): Control {
+    if (this.closed) throw new ClosedError('this Fennel app');
+    return (this.controlInstance ??= new Control(() => this.mailbox));
+  }
+
+  /** The remote-control mailbox (opened on first use): the broker's engine in Celery's pidbox layout. */
+  get mailbox(): MailboxEngine {
+    if (this.closed) throw new ClosedError('this Fennel app');
+    return (this.mailboxInstance ??= createMailboxEngine(this.config.broker, { pollIntervalMs: this.config.pollIntervalMs, connectTimeoutMs: this.config.connectTimeoutMs }));
+  }
+
   get backend(): ResultBackend {
     if (this.closed) throw new ClosedError('this Fennel app');
     return (this.backendInstance ??= createBackend(this.config.backend, { ...this.config, replies: this.replies }));
@@ -319,6 +340,6 @@ export class Fennel {
   /** Closes the engines this app opened. Sending or reading results afterwards throws ClosedError. */
   async close(): Promise<void> {
     this.closed = true;
-    await Promise.all([this.transportInstance?.close(), this.backendInstance?.close(), this.eventsInstance?.close(), this.channelHub?.close()]);
+    await Promise.all([this.transportInstance?.close(), this.backendInstance?.close(), this.eventsInstance?.close(), this.channelHub?.close(), this.mailboxInstance?.close()]);
   }
 }

@@ -3,6 +3,7 @@
 import { Command } from 'commander';
 import { registerBeat } from './beat.ts';
 import { registerCall } from './call.ts';
+import { registerControl } from './control.ts';
 import { registerDeadLetters } from './dead-letters.ts';
 import { registerGateway } from './gateway.ts';
 import { registerPurge } from './purge.ts';
@@ -18,6 +19,7 @@ registerBeat(program);
 registerCall(program);
 registerPurge(program);
 registerRevoke(program);
+registerControl(program);
 registerStatus(program);
 registerDeadLetters(program);
 registerGateway(program);

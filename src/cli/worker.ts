@@ -27,6 +27,9 @@ interface Flags extends AppFlags {
   maxTasksPerChild?: string;
   maxMemoryPerChild?: string;
   beat?: boolean;
+  autoscale?: string;
+  autoscaleKeepalive?: string;
+  control: boolean;
 }
 
 export function registerWorker(program: Command): void {
@@ -48,6 +51,9 @@ export function registerWorker(program: Command): void {
     .option('--max-tasks-per-child <n>', 'replace a process or thread slot after it has run n tasks')
     .option('--max-memory-per-child <mb>', 'replace a process slot after a task that leaves it above this resident memory (MB)')
     .option('-B, --beat', "also run a beat that fires the app's schedules (Celery's -B); any number may run, one leads")
+    .option('--autoscale <max,min>', 'grow the pool toward MAX slots while messages wait, shrink it toward MIN once idle (replaces -c)')
+    .option('--autoscale-keepalive <seconds>', 'with --autoscale: how long after it last grew the pool may shrink', '30')
+    .option('--without-control', 'do not answer remote control (fennel inspect / control, celery inspect / control)')
     .option('-E, --events', 'send task events (received, started, succeeded, failed, …) for monitors such as the dashboard')
     .action((flags: Flags) => guard(() => runWorker(flags)));
 }
@@ -60,6 +66,16 @@ async function runWorker(flags: Flags): Promise<void> {
   if (maxTasksPerChild !== undefined && (!Number.isInteger(maxTasksPerChild) || maxTasksPerChild < 1)) fail(`--max-tasks-per-child must be a positive integer (got '${flags.maxTasksPerChild}')`);
   const maxMemoryPerChildMb = flags.maxMemoryPerChild === undefined ? undefined : Number(flags.maxMemoryPerChild);
   if (maxMemoryPerChildMb !== undefined && !(maxMemoryPerChildMb > 0)) fail(`--max-memory-per-child must be a positive number of MB (got '${flags.maxMemoryPerChild}')`);
+  let autoscale: { max: number; min: number; keepaliveSec: number } | undefined;
+  if (flags.autoscale !== undefined) {
+    // Celery's form: MAX,MIN, or MAX alone (MIN 0 there; 1 here, as a pool keeps a slot).
+    const [max, min] = flags.autoscale.split(',').map((n) => Number(n.trim()));
+    const range = { max: max ?? NaN, min: min ?? 1 };
+    const keepaliveSec = Number(flags.autoscaleKeepalive ?? 30);
+    if (!Number.isInteger(range.max) || !Number.isInteger(range.min) || range.min < 1 || range.min > range.max) fail(`--autoscale must be MAX,MIN: positive integers with MIN ≤ MAX (got '${flags.autoscale}')`);
+    if (!(keepaliveSec >= 0)) fail(`--autoscale-keepalive must be a number of seconds (got '${flags.autoscaleKeepalive}')`);
+    autoscale = { ...range, keepaliveSec };
+  }
   if (flags.logFormat !== undefined && !(LOG_FORMATS as readonly string[]).includes(flags.logFormat)) fail(`--log-format must be ${LOG_FORMATS.join(' or ')} (got '${flags.logFormat}')`);
   // Named as the flag the user gave, before the URL travels on as FENNEL_BROKER_URL.
   if (flags.broker) checkUrl('broker', flags.broker, '--broker');
@@ -79,12 +95,16 @@ async function runWorker(flags: Flags): Promise<void> {
     ...(maxTasksPerChild ? { maxTasksPerChild } : {}),
     ...(maxMemoryPerChildMb ? { maxMemoryPerChildMb } : {}),
     ...(flags.beat ? { beat: true } : {}),
+    ...(autoscale ? { autoscale } : {}),
+    control: flags.control,
+    // A remote shutdown is a warm shutdown, as SIGTERM: the process exits once the worker has stopped.
+    onRemoteShutdown: () => onSignal('remote control'),
   });
   let signals = 0;
   // Once a cold shutdown has begun, it decides the exit (130): the warm one it cut short may finish first (the
   // abort ends the running tasks, which drains the worker) and must not exit 0 before it.
   let cold = false;
-  const onSignal = (signal: NodeJS.Signals): void => {
+  const onSignal = (signal: NodeJS.Signals | 'remote control'): void => {
     signals++;
     if (signals === 1) {
       worker.log.info(`${signal}: warm shutdown (press Ctrl-C again to exit at once)`);

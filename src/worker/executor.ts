@@ -37,6 +37,20 @@ export interface ExecutorContext {
   taskEvents: boolean;
   /** Sends a task event (Celery's format) if the worker sends task events (-E); otherwise does nothing. */
   emit(type: TaskEventType, request: TaskRequest, fields?: Record<string, unknown>): void;
+  /** Time limits set by remote control (`time_limit`), by task name: they replace the message's. */
+  timeLimits: ReadonlyMap<string, { soft: number | null; hard: number | null }>;
+  /** Counts a message this worker moved to the dead letters (inspect stats). */
+  deadLettered(): void;
+}
+
+/**
+ * What the worker knows of a delivery it holds, for inspection (`inspect active`, `reserved`, `query_task`):
+ * the executor fills it in as it goes. No request yet: still being decoded.
+ */
+export interface HeldTask {
+  request?: TaskRequest;
+  /** When the task got its pool slot (ms since the epoch); undefined while it waits (reserved). */
+  startedAt?: number;
 }
 
 const REQUEUE_PAUSE_MS = 1000;
@@ -44,7 +58,7 @@ const REQUEUE_PAUSE_MS = 1000;
 const MAX_REQUEUE_PAUSE_MS = 30_000;
 
 /** Handles one delivery to the end. Never throws: every failure ends in an ack, a dead letter or a requeue. */
-export async function execute(delivery: Delivery, ctx: ExecutorContext): Promise<void> {
+export async function execute(delivery: Delivery, ctx: ExecutorContext, held?: HeldTask): Promise<void> {
   let request: TaskRequest | undefined;
   try {
     // Each check is a plain test here, and its async handler runs only when it applies: most tasks pass them
@@ -52,6 +66,7 @@ export async function execute(delivery: Delivery, ctx: ExecutorContext): Promise
     const decoded = decode(delivery, ctx);
     if (!decoded.ok) return await refuseMalformed(decoded.error, delivery, ctx);
     request = decoded.request;
+    if (held) held.request = request;
     if (!ctx.app.registry.has(request.name)) return await refuseUnregistered(request, delivery, ctx);
     if (ctx.revoked.has(request.id)) return await discardRevoked(request, delivery, ctx);
     if (request.expires && request.expires.getTime() <= Date.now()) return await revokeExpired(request, delivery, ctx);
@@ -68,6 +83,7 @@ export async function execute(delivery: Delivery, ctx: ExecutorContext): Promise
       ctx.releaseSlot();
       return await discardRevoked(request, delivery, ctx);
     }
+    if (held) held.startedAt = Date.now();
     // STARTED is stored if the task is still running one event-loop turn from now, and no PROGRESS came
     // first: a task that ends within its turn (most short ones) never builds it. It costs the task no round
     // trip and is not awaited: the backend applies one process's stores in call order, so it can never land
@@ -85,7 +101,7 @@ export async function execute(delivery: Delivery, ctx: ExecutorContext): Promise
         marks?.cancel(request!);
         void storeProgress(request!, metaJson, ctx);
       };
-      outcome = Array.isArray(args) ? await ctx.pool.run(toJob(request, args), { onProgress }) : args;
+      outcome = Array.isArray(args) ? await ctx.pool.run(toJob(request, args, ctx), { onProgress }) : args;
     } finally {
       marks?.cancel(request);
       // The slot is free as soon as the function has returned: the next task runs in it while this one's
@@ -125,7 +141,8 @@ async function handBack(delivery: Delivery, label: string, ctx: ExecutorContext)
   }
 }
 
-function toJob(request: TaskRequest, args: unknown[]): Job {
+function toJob(request: TaskRequest, args: unknown[], ctx: ExecutorContext): Job {
+  const limits = ctx.timeLimits.size === 0 ? undefined : ctx.timeLimits.get(request.name);
   return {
     id: request.id,
     name: request.name,
@@ -133,8 +150,8 @@ function toJob(request: TaskRequest, args: unknown[]): Job {
     kwargs: request.kwargs,
     retries: request.retries,
     queue: request.queue,
-    timeLimitSec: request.timeLimitSec,
-    softTimeLimitSec: request.softTimeLimitSec,
+    timeLimitSec: limits ? limits.hard : request.timeLimitSec,
+    softTimeLimitSec: limits ? limits.soft : request.softTimeLimitSec,
   };
 }
 
@@ -172,6 +189,7 @@ async function refuseMalformed(error: unknown, delivery: Delivery, ctx: Executor
   ctx.log.error({ queue: delivery.queue, reason }, `malformed message on queue ${delivery.queue}: ${reason}; moved to dead letters`);
   // If the message names an id, its caller learns of the failure at once instead of waiting for ever.
   if (typeof id === 'string') await ctx.app.backend.store(failureMeta(id, exceptionInfo('ProtocolError', reason, 'fennel'), null));
+  ctx.deadLettered();
   await delivery.reject({ requeue: false, reason: `ProtocolError: ${reason}` });
 }
 
@@ -184,6 +202,7 @@ async function refuseUnregistered(request: TaskRequest, delivery: Delivery, ctx:
   await ctx.app.backend.store(failureMeta(request.id, info, null, request, ctx));
   // What in its workflow depended on it fails too, as after any failure (else a chain's result waits for ever).
   if (inWorkflow(request)) await failWorkflow(ctx.app, request, info, null);
+  ctx.deadLettered();
   await delivery.reject({ requeue: false, reason });
 }
 
@@ -310,6 +329,7 @@ async function settle(request: TaskRequest, delivery: Delivery, outcome: Outcome
       if (inWorkflow(request)) await failWorkflow(ctx.app, request, info, null);
       ctx.log.warn(fields, `${label} rejected: ${outcome.reason}; moved to dead letters`);
       ctx.emit('task-rejected', request, { requeue: false });
+      ctx.deadLettered();
       await delivery.reject({ requeue: false, reason: `Reject: ${outcome.reason}` });
       return;
     }
@@ -324,6 +344,7 @@ async function settle(request: TaskRequest, delivery: Delivery, outcome: Outcome
       };
       if (crashes >= ctx.app.config.poisonAfterCrashes) {
         await fail(`it has crashed its slot ${crashes} times: moved to dead letters`);
+        ctx.deadLettered();
         await delivery.reject({ requeue: false, reason: `Poison: crashed its pool slot ${crashes} times (last: ${outcome.detail})` });
       } else if (request.retries < maxRetries(request, ctx)) {
         await retry(request, delivery, 0, info, ctx, crashes);

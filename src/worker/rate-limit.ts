@@ -16,6 +16,14 @@ export class RateLimiter {
     }
   }
 
+  /** Sets `taskName`'s limit ('10/s', '100/m', '1/h'), or removes it (null): remote control's rate_limit. */
+  set(taskName: string, rateLimit: string | null): void {
+    const rate = rateLimit ? parseRateLimit(rateLimit) : undefined;
+    if (rate) this.intervalMs.set(taskName, 1 / rate.perMs);
+    else this.intervalMs.delete(taskName);
+    this.nextAt.delete(taskName);
+  }
+
   /** Undefined if the task may start now (the common case: no promise); otherwise resolves at its turn. */
   take(taskName: string): Promise<void> | undefined {
     const interval = this.intervalMs.get(taskName);

@@ -27,6 +27,20 @@ export class RevokedSet {
     }
   }
 
+  /**
+   * Remote control's revoke (Celery's): held in this worker's memory until `untilMs`, not in the backend. The
+   * caller terminates a running task itself when asked to.
+   */
+  addLocal(taskId: string, untilMs: number): void {
+    this.until.set(taskId, Math.max(untilMs, this.until.get(taskId) ?? 0));
+  }
+
+  /** The ids revoked now (inspect revoked). */
+  ids(): string[] {
+    const now = Date.now();
+    return [...this.until].filter(([, until]) => until > now).map(([id]) => id);
+  }
+
   has(taskId: string): boolean {
     const until = this.until.get(taskId);
     return until !== undefined && until > Date.now();

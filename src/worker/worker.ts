@@ -14,13 +14,16 @@ import { BROADCAST_HEADER, broadcastResultId, directQueue } from '../protocol/qu
 import { Beat, type BeatOptions } from '../beat/beat.ts';
 import { renderBanner } from './banner.ts';
 import { logConnections } from './connection-log.ts';
-import { execute, type ExecutorContext } from './executor.ts';
+import { Autoscaler, type AutoscaleOptions } from './autoscale.ts';
+import { ControlPanel } from './control.ts';
+import { execute, type ExecutorContext, type HeldTask } from './executor.ts';
 import { DEFAULT_NODENAME, nodeName } from './hostname.ts';
 import { workerLog, type LogFormat } from './log.ts';
 import { AsyncPool } from './pools/async.ts';
 import { RateLimiter } from './rate-limit.ts';
 import { RevokedSet } from './revoked.ts';
 import type { Pool } from './pools/pool.ts';
+import type { ControlledWorker } from './control.ts';
 import { processPool } from './pools/process.ts';
 import { threadPool } from './pools/thread.ts';
 
@@ -68,17 +71,38 @@ export interface WorkerOptions {
    * beats may run; one leads). `true`, or the beat's options. Its name is `<node name>/beat`.
    */
   beat?: boolean | Omit<BeatOptions, 'logger' | 'logLevel' | 'logFormat'>;
+  /**
+   * Grow the pool toward `max` slots while messages wait and shrink it toward `min` once it has been idle for
+   * `keepaliveSec` (Celery's --autoscale MAX,MIN and its autoscaler: docs/control.md#autoscale). The pool starts
+   * with `min`; `concurrency` is then ignored.
+   */
+  autoscale?: AutoscaleOptions;
+  /** Answer remote control (`fennel inspect`, `celery inspect`, app.control) on the broker's mailbox. Default true. */
+  control?: boolean;
+  /**
+   * What a remote `shutdown` does, after its reply is sent. Default: stop() (a warm shutdown). The CLI passes
+   * its own, which exits the process as SIGTERM does.
+   */
+  onRemoteShutdown?: () => void;
 }
 
 export class Worker {
   /** `name@host`, in events, stored results and on the dashboard; default `fennel.<pid>@<hostname>`. */
   readonly name: string;
-  readonly queues: string[];
+  /** The queues consumed now (remote control's add_consumer and cancel_consumer change them). */
+  get queues(): readonly string[] {
+    return this.queueList;
+  }
+  private queueList: string[];
   /** This worker's own queue (`<name>.dq2`), consumed before the others; undefined with `directQueue: false`. */
   readonly directQueue: string | undefined;
   /** The broadcast queues this worker receives a copy of every message of. */
   readonly broadcastQueues: string[];
-  readonly concurrency: number;
+  /** Tasks run at once now (pool_grow, pool_shrink and the autoscaler change it). */
+  get concurrency(): number {
+    return this.slotLimit;
+  }
+  private slotLimit: number;
   readonly poolKind: PoolKind;
   readonly log: Logger;
   /** Writes the start banner; only a worker that made its own pretty logger has one. */
@@ -86,7 +110,7 @@ export class Worker {
   private pool: Pool | undefined;
   private subscription: Subscription | undefined;
   /** Deliveries taken and not yet settled (execute() never throws, so each leaves exactly once). */
-  private readonly held = new Set<Delivery>();
+  private readonly held = new Map<Delivery, HeldTask>();
   /** Resolves a warm shutdown waiting for the last held delivery. */
   private onDrained: (() => void) | undefined;
   private busy = 0;
@@ -101,15 +125,30 @@ export class Worker {
     if (this.pool?.terminate(taskId)) this.log.warn({ id: taskId }, `terminating task ${taskId} (revoked with terminate)`);
   });
   private processed = 0;
+  /** Tasks received since start, by name (inspect stats' `total`). */
+  private readonly totals = new Map<string, number>();
+  private deadLetters = 0;
   private clock = 0;
+  private readonly startedAt = Date.now();
+  /** Whether task events are sent now (-E; enable_events and disable_events change it). */
+  private taskEvents: boolean;
+  private readonly limiter: RateLimiter;
+  private readonly timeLimits = new Map<string, { soft: number | null; hard: number | null }>();
+  private readonly autoscaler: Autoscaler | undefined;
+  private panel: ControlPanel | undefined;
+  /** Resubscriptions run one at a time (queues or prefetch changed). */
+  private resubscribing: Promise<void> = Promise.resolve();
 
   constructor(
     readonly app: Fennel,
     private readonly options: WorkerOptions = {},
   ) {
-    this.queues = options.queues?.length ? options.queues : [app.config.defaultQueue];
-    this.concurrency = options.concurrency ?? cpus().length;
-    if (!Number.isInteger(this.concurrency) || this.concurrency < 1) throw new ConfigError(`concurrency must be a positive integer (got ${this.concurrency})`);
+    this.queueList = options.queues?.length ? [...options.queues] : [app.config.defaultQueue];
+    if (options.autoscale) this.autoscaler = new Autoscaler(options.autoscale, (size) => this.resizePool(size));
+    this.slotLimit = this.autoscaler?.min ?? options.concurrency ?? cpus().length;
+    if (!Number.isInteger(this.slotLimit) || this.slotLimit < 1) throw new ConfigError(`concurrency must be a positive integer (got ${this.slotLimit})`);
+    this.taskEvents = options.taskEvents ?? false;
+    this.limiter = new RateLimiter(app.registry);
     this.poolKind = options.pool ?? 'process';
     if (!['process', 'thread', 'async'].includes(this.poolKind)) throw new ConfigError(`pool must be process, thread or async (got '${this.poolKind}')`);
     if (this.poolKind !== 'async' && !options.appPath) throw new ConfigError(`the ${this.poolKind} pool needs appPath, the tasks module its slots load`);
@@ -137,7 +176,7 @@ export class Worker {
         backend: this.app.config.backend,
         pool: this.poolKind,
         concurrency: this.concurrency,
-        taskEvents: this.options.taskEvents ?? false,
+        taskEvents: this.taskEvents,
         queues: [...this.queues, ...(this.directQueue ? [`${this.directQueue} (direct: this worker only)`] : []), ...this.broadcastQueues.map((q) => `${q} (broadcast)`)],
         tasks: this.app.registry.keys(),
       }),
@@ -156,19 +195,17 @@ export class Worker {
     await this.revoked.start(this.app.backend);
     // Engines unref their timers (a producer must be able to exit); a consuming worker must not.
     this.keepAlive = setInterval(() => {}, 1 << 30);
-    const context = this.executorContext(this.pool);
-    const broadcast = this.broadcastQueues.length && this.app.transport.capabilities.broadcast ? { queues: this.broadcastQueues, consumer: this.name } : undefined;
-    const queues = this.directQueue ? [this.directQueue, ...this.queues.filter((q) => q !== this.directQueue)] : this.queues;
-    this.subscription = await this.app.transport.consume({ queues, prefetch: this.concurrency * (this.options.prefetchMultiplier ?? 4), broadcast }, (received) => {
-      const delivery = this.ownCopy(received);
-      this.held.add(delivery);
-      const done = (): void => {
-        this.processed++;
-        this.held.delete(delivery);
-        if (this.held.size === 0) this.onDrained?.();
-      };
-      void execute(delivery, context).then(done, done);
-    });
+    this.context = this.executorContext(this.pool);
+    this.subscription = await this.subscribe();
+    // Control listens before the worker says it is ready, so a script that waits for "ready" can inspect it.
+    if (this.options.control !== false) {
+      this.panel = new ControlPanel(this.controlSurface(), this.app.mailbox, this.log);
+      await this.panel.start().catch((error: unknown) => {
+        // Remote control is an operator's tool: a mailbox that cannot be opened must not stop the work.
+        this.log.warn({ err: error }, `remote control is off: could not listen on the mailbox (${(error as Error).message})`);
+      });
+    }
+    this.autoscaler?.start(() => this.held.size, () => this.slotLimit);
     // Ready means consuming: a worker started while its broker is away says so once it reaches it (stop() cancels
     // the subscription, which ends this wait too).
     await this.subscription.live;
@@ -194,6 +231,120 @@ export class Worker {
     await this.beat?.start();
   }
 
+  private context: ExecutorContext | undefined;
+
+  /** Consumes the current queues with the current prefetch window (start, and each resubscription). */
+  private subscribe(): Promise<Subscription> {
+    const context = this.context!;
+    const broadcast = this.broadcastQueues.length && this.app.transport.capabilities.broadcast ? { queues: this.broadcastQueues, consumer: this.name } : undefined;
+    const queues = this.directQueue ? [this.directQueue, ...this.queueList.filter((q) => q !== this.directQueue)] : this.queueList;
+    return this.app.transport.consume({ queues, prefetch: this.prefetchCount, broadcast }, (received) => {
+      const delivery = this.ownCopy(received);
+      const held: HeldTask = {};
+      this.held.set(delivery, held);
+      const done = (): void => {
+        this.processed++;
+        // Celery's `total`: the tasks that ran here (got a slot), by name.
+        const name = held.startedAt === undefined ? undefined : held.request?.name;
+        if (name !== undefined) this.totals.set(name, (this.totals.get(name) ?? 0) + 1);
+        this.held.delete(delivery);
+        if (this.held.size === 0) this.onDrained?.();
+      };
+      void execute(delivery, context, held).then(done, done);
+    });
+  }
+
+  /** Deliveries held at once: slots × the prefetch multiplier (with autoscale, its max slots, as Celery's). */
+  private get prefetchCount(): number {
+    return (this.autoscaler?.max ?? this.slotLimit) * (this.options.prefetchMultiplier ?? 4);
+  }
+
+  /**
+   * Consumes again with the current queues and prefetch window: the old subscription is cancelled (what it
+   * handed out stays held, leased and valid until settled: nothing is lost or run twice), then a new one starts.
+   */
+  private resubscribe(): Promise<void> {
+    const next = this.resubscribing.then(async () => {
+      if (this.stopping || !this.subscription) return;
+      await this.subscription.cancel();
+      if (this.stopping) return;
+      this.subscription = await this.subscribe();
+      void this.announce();
+    });
+    this.resubscribing = next.catch((error: unknown) => this.log.error({ err: error }, `could not consume again after a change of queues or pool size: ${(error as Error).message}`));
+    return next;
+  }
+
+  /** Changes the pool to `size` slots, and the prefetch window with it (pool_grow, pool_shrink, the autoscaler). */
+  private async resizePool(size: number): Promise<void> {
+    const pool = this.pool;
+    if (!pool || this.stopping || size === this.slotLimit) return;
+    const before = this.prefetchCount;
+    if (size > this.slotLimit) {
+      // The slots first, then the limit: a task given a slot finds one ready.
+      await pool.resize(size);
+      this.slotLimit = size;
+      while (this.busy < this.slotLimit && this.slotWaiters.length > 0) {
+        this.busy++;
+        this.slotWaiters.shift()!(true);
+      }
+    } else {
+      // The limit first: no new task starts on a slot about to retire; busy ones finish their task first.
+      this.slotLimit = size;
+      await pool.resize(size);
+    }
+    this.log.info({ concurrency: size }, `pool resized to ${size} slot(s)`);
+    if (this.prefetchCount !== before) await this.resubscribe();
+  }
+
+  /** What remote control reads and changes (src/worker/control.ts). */
+  private controlSurface(): ControlledWorker {
+    return {
+      name: this.name,
+      app: this.app,
+      poolKind: this.poolKind,
+      concurrency: () => this.slotLimit,
+      prefetchCount: () => this.prefetchCount,
+      maxTasksPerChild: this.options.maxTasksPerChild,
+      pids: () => this.pool?.pids() ?? [],
+      pidOf: (id) => this.pool?.pidOf(id),
+      held: () => [...this.held].map(([delivery, task]) => ({ delivery, ...task })),
+      totals: () => Object.fromEntries(this.totals),
+      deadLetters: () => this.deadLetters,
+      uptimeSec: () => Math.round((Date.now() - this.startedAt) / 1000),
+      clock: () => this.clock,
+      queues: () => [...(this.directQueue ? [{ name: this.directQueue, kind: 'direct' as const }] : []), ...this.queueList.map((name) => ({ name, kind: 'queue' as const })), ...this.broadcastQueues.map((name) => ({ name, kind: 'broadcast' as const }))],
+      revoked: this.revoked,
+      terminate: (id) => this.pool?.terminate(id) ?? false,
+      resizePool: (size) => this.resizePool(size),
+      autoscale: this.autoscaler && {
+        range: () => ({ max: this.autoscaler!.max, min: this.autoscaler!.min }),
+        update: async (max, min) => {
+          const before = this.prefetchCount;
+          await this.autoscaler!.update(max, min);
+          if (this.prefetchCount !== before) await this.resubscribe();
+        },
+      },
+      setRateLimit: (task, rate) => this.limiter.set(task, rate),
+      setTimeLimits: (task, limits) => void this.timeLimits.set(task, limits),
+      addConsumer: async (queue) => {
+        if (this.queueList.includes(queue)) return false;
+        this.queueList.push(queue);
+        await this.resubscribe();
+        return true;
+      },
+      cancelConsumer: async (queue) => {
+        if (!this.queueList.includes(queue)) return false;
+        this.queueList = this.queueList.filter((q) => q !== queue);
+        await this.resubscribe();
+        return true;
+      },
+      taskEvents: () => this.taskEvents,
+      setTaskEvents: (on) => void (this.taskEvents = on),
+      shutdown: () => (this.options.onRemoteShutdown ?? (() => void this.stop()))(),
+    };
+  }
+
   /**
    * A broadcast sent by Fennel (header `fennel_broadcast`) is run by every worker: each stores its outcome under
    * its own result id (`broadcastResultId`), so the sender's BroadcastResult sees one result per worker. Any other
@@ -214,7 +365,7 @@ export class Worker {
 
   /** Every queue this worker consumes, as announced to the broker (presence): its own, the named ones, the broadcast ones. */
   private get consumedQueues(): string[] {
-    return [...(this.directQueue ? [this.directQueue] : []), ...this.queues, ...this.broadcastQueues];
+    return [...(this.directQueue ? [this.directQueue] : []), ...this.queueList, ...this.broadcastQueues];
   }
 
   /** Publishes one event, Celery's common fields first. Events are telemetry: a failure to send is ignored. */
@@ -260,21 +411,27 @@ export class Worker {
       sw_ver: FENNEL_VERSION,
       sw_sys: process.platform,
       pool: this.poolKind,
-      concurrency: this.concurrency,
-      queues: this.queues,
+      concurrency: this.slotLimit,
+      queues: this.queueList,
+      ...(this.autoscaler ? { autoscale: { max: this.autoscaler.max, min: this.autoscaler.min } } : {}),
     };
   }
 
   private executorContext(pool: Pool): ExecutorContext {
-    const taskEvents = this.options.taskEvents ?? false;
-    const limiter = new RateLimiter(this.app.registry);
+    const limiter = this.limiter;
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- the context's getter reads the worker's switch
+    const worker = this;
     return {
       throttle: (name) => limiter.take(name),
       revoked: this.revoked,
-      taskEvents,
-      emit: (type, request, fields) => {
-        if (taskEvents) this.sendEvent(type, { uuid: request.id, ...fields });
+      get taskEvents() {
+        return worker.taskEvents;
       },
+      emit: (type, request, fields) => {
+        if (this.taskEvents) this.sendEvent(type, { uuid: request.id, ...fields });
+      },
+      timeLimits: this.timeLimits,
+      deadLettered: () => void this.deadLetters++,
       app: this.app,
       pool,
       log: this.log,
@@ -282,14 +439,15 @@ export class Worker {
       abandoned: () => this.abandoned,
       acquireSlot: () => {
         if (this.stopping) return false;
-        if (this.busy < this.concurrency) {
+        if (this.busy < this.slotLimit) {
           this.busy++;
           return true;
         }
         return new Promise((resolve) => this.slotWaiters.push(resolve));
       },
       releaseSlot: () => {
-        const next = this.slotWaiters.shift();
+        // Handed straight to the next waiter, unless the pool shrank below the slots in use meanwhile.
+        const next = this.busy <= this.slotLimit ? this.slotWaiters.shift() : undefined;
         if (next && !this.stopping) next(true);
         else {
           this.busy--;
@@ -317,8 +475,10 @@ export class Worker {
     if (this.stopping) return;
     this.stopping = true;
     clearInterval(this.heartbeat);
+    this.autoscaler?.stop();
     // First: the lease is given up at once, so another beat takes over while this worker drains.
     await this.beat?.stop();
+    await this.resubscribing;
     await this.subscription?.cancel();
     // No longer consuming: withdrawn at once rather than left to expire (a cold shutdown leaves it to expire).
     await this.withdraw();
@@ -326,7 +486,10 @@ export class Worker {
     for (const waiter of this.slotWaiters.splice(0)) waiter(false);
     const drained = this.held.size === 0 ? Promise.resolve(true) : new Promise<true>((resolve) => (this.onDrained = () => resolve(true)));
     const timedOut = new Promise<false>((resolve) => setTimeout(() => resolve(false), graceSec * 1000).unref());
-    if (await Promise.race([drained, timedOut])) {
+    // Control stays up while the worker drains (inspect active shows what it finishes), and goes before the app.
+    const drainedInTime = await Promise.race([drained, timedOut]);
+    await this.panel?.stop();
+    if (drainedInTime) {
       await this.pool?.close();
       this.goOffline();
       await this.app.close();
@@ -352,6 +515,8 @@ export class Worker {
     this.stopping = true;
     this.abandoned = true;
     clearInterval(this.keepAlive);
+    this.autoscaler?.stop();
+    void this.panel?.stop();
     this.pool?.abortAll('worker exiting at once');
     await Promise.race([this.app.close(), new Promise((r) => setTimeout(r, 1000).unref())]);
   }

@@ -126,5 +126,7 @@ describe("the README's short tour, as printed", () => {
     assert.deepEqual(printed('npx tsx lookup.ts'), ['SUCCESS 5']);
     assert.deepEqual(printed('npx fennel call math.add 2 3 --app ./tasks.ts --wait'), ['5']);
     assert.match(printed('npx fennel status').join('\n'), /SUCCESS\s+\d+/);
+    assert.match(printed('npx fennel inspect ping').join('\n'), /^-> \S+@\S+: OK\n\s+pong$/m);
+    assert.match(printed('npx fennel control pool-grow 2').join('\n'), /^-> \S+@\S+: OK\n\s+pool will grow$/m);
   });
 });

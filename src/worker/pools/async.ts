@@ -1,8 +1,10 @@
 // The async pool: jobs run in the worker's own event loop, up to `size` at once. For I/O-bound tasks
 // (HTTP calls, database queries). A CPU-bound task here blocks the worker, its lease renewals included;
 // use the process pool for those. A hard time limit can only abandon the job here, not stop it.
+// `resize` moves the limit: growing starts waiting jobs at once, shrinking lets running ones finish.
 
 import type { RegisteredTask } from '../../app/task.ts';
+import { ConfigError } from '../../errors.ts';
 import { LazyAbort } from '../lazy-abort.ts';
 import { runJob } from '../run-job.ts';
 import type { Job, JobHooks, Outcome, Pool } from './pool.ts';
@@ -17,20 +19,42 @@ export class AsyncPool implements Pool {
   readonly kind = 'async';
   private readonly running = new Map<string, Running>();
   private readonly waiting: Array<() => void> = [];
+  private limit: number;
 
   constructor(
-    readonly size: number,
+    size: number,
     private readonly registry: ReadonlyMap<string, RegisteredTask>,
-  ) {}
+  ) {
+    this.limit = size;
+  }
+
+  get size(): number {
+    return this.limit;
+  }
 
   async start(): Promise<void> {}
 
+  async resize(size: number): Promise<void> {
+    if (!Number.isInteger(size) || size < 1) throw new ConfigError(`a pool's size must be a positive integer, got ${size}`);
+    this.limit = size;
+    // One waiting job per new place; each checks the limit again as it wakes.
+    for (let free = size - this.running.size; free > 0 && this.waiting.length > 0; free--) this.waiting.shift()!();
+  }
+
+  pids(): number[] {
+    return [process.pid];
+  }
+
+  pidOf(id: string): number | undefined {
+    return this.running.has(id) ? process.pid : undefined;
+  }
+
   run(job: Job, hooks: JobHooks): Promise<Outcome> {
-    return this.running.size < this.size ? this.runNow(job, hooks) : this.runLater(job, hooks);
+    return this.running.size < this.limit ? this.runNow(job, hooks) : this.runLater(job, hooks);
   }
 
   private async runLater(job: Job, hooks: JobHooks): Promise<Outcome> {
-    while (this.running.size >= this.size) await new Promise<void>((resolve) => this.waiting.push(resolve));
+    while (this.running.size >= this.limit) await new Promise<void>((resolve) => this.waiting.push(resolve));
     return this.runNow(job, hooks);
   }
 
@@ -50,7 +74,8 @@ export class AsyncPool implements Pool {
         clearTimeout(soft);
         clearTimeout(hard);
         this.running.delete(job.id);
-        this.waiting.shift()?.();
+        // After a shrink, a place frees only once the running jobs are below the new limit.
+        if (this.running.size < this.limit) this.waiting.shift()?.();
         resolve(outcome);
       };
       this.running.set(job.id, { controller, finish });

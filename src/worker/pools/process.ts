@@ -45,6 +45,7 @@ export function processPool(size: number, data: SlotData, recycle: RecycleOption
       kill: () => child.kill('SIGKILL'),
       onMessage: (listener) => child.on('message', (m) => listener(m as FromSlot)),
       onExit: (listener) => child.once('exit', (code, signal) => listener(signal ? `killed by ${signal}` : `exit code ${code}`)),
+      pid: child.pid,
     };
   }, recycle);
 }

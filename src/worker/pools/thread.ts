@@ -31,6 +31,7 @@ export function threadPool(size: number, data: SlotData, recycle: RecycleOptions
         worker.on('error', (e: Error) => (error = e));
         worker.once('exit', (code) => listener(error ? `thread error: ${error.message}` : `thread exit code ${code}`));
       },
+      pid: process.pid,
     };
   }, { maxTasksPerChild: recycle.maxTasksPerChild });
 }
