@@ -25,6 +25,10 @@ export type { FennelEvent, EventBus, EventType, TaskEventType, WorkerEventType }
 export { HEARTBEAT_SEC } from './events/events.ts';
 export type { Channel, Subscription, ChannelOptions, SubscribeOptions, OverflowPolicy } from './channels/channel.ts';
 export type { ChannelEngine } from './channels/engine.ts';
+export { Control, Inspect, type CommandResult, type ControlOptions, type Replies, type TaskInfo } from './control/control.ts';
+export type { ControlOutcome } from './control/client.ts';
+export type { MailboxEngine } from './control/mailbox.ts';
+export type { AutoscaleOptions } from './worker/autoscale.ts';
 export type { WorkerOptions, PoolKind } from './worker/worker.ts';
 export {
   FennelError,

@@ -1,7 +1,7 @@
 // Type-level tests: compiled by `tsc -p tsconfig.json` (the first step of `npm test`), never run.
 // Each @ts-expect-error line must fail to compile; if it ever compiles, tsc reports the unused directive.
 
-import { chain, chord, Fennel, group, type AsyncResult, type BroadcastResult, type GroupResult } from 'fennel';
+import { chain, chord, Fennel, group, type AsyncResult, type BroadcastResult, type CommandResult, type GroupResult } from 'fennel';
 
 const app = new Fennel({ broker: 'memory://types' });
 const add = app.task('math.add', (a: number, b: number) => a + b);
@@ -98,4 +98,20 @@ export async function checks(): Promise<void> {
   app.schedule('s.spec', { at: '02:30' }, add, [1, 2]);
   const registered: Fennel = app.schedule('s.chained', { every: 1 }, add, [1, 2]).schedule('s.next', { every: 2 }, 'proj.tasks.ping');
   expectType<Equal<typeof registered.schedules extends ReadonlyMap<string, unknown> ? true : false, true>>(true);
+
+  // Remote control: Celery's reply shapes, typed.
+  const pongs = await app.control.ping({ timeoutMs: 1000 });
+  expectType<Equal<typeof pongs, Array<Record<string, { ok: 'pong' }>>>>(true);
+  const running = await app.control.inspect({ destination: ['fennel@host1'] }).active();
+  expectType<Equal<(typeof running)[string][number]['time_start'], number | null>>(true);
+  const grown = await app.control.poolGrow(2, { destination: ['fennel@host1'] });
+  expectType<Equal<(typeof grown)[number][string], CommandResult>>(true);
+  const { missing } = await app.control.broadcast('ping', {}, { destination: ['a@x'] });
+  expectType<Equal<typeof missing, string[]>>(true);
+  // @ts-expect-error a pool grows by a number of slots
+  await app.control.poolGrow('2');
+  // @ts-expect-error destination is a list of node names
+  await app.control.ping({ destination: 'fennel@host1' });
+  // @ts-expect-error matcher is 'glob' or 'pcre'
+  await app.control.ping({ pattern: 'fennel@*', matcher: 're' });
 }
