@@ -294,6 +294,8 @@ export class Worker {
       await pool.resize(size);
     }
     this.log.info({ concurrency: size }, `pool resized to ${size} slot(s)`);
+    // Monitors (the dashboard) see the new size now, not at the next heartbeat.
+    this.sendEvent('worker-heartbeat', this.workerFields());
     if (this.prefetchCount !== before) await this.resubscribe();
   }
 

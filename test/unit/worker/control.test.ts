@@ -12,6 +12,7 @@ import { sendControl } from '../../../src/control/client.ts';
 import { MemoryMailboxEngine } from '../../../src/control/memory.ts';
 import { controlRequest, requestHeaders } from '../../../src/control/protocol.ts';
 import type { WireMessage } from '../../../src/protocol/message.ts';
+import { celeryPidboxRedis } from '../../fixtures/celery.ts';
 import { parseTaskMessage } from '../../../src/protocol/message.ts';
 import type { Delivery } from '../../../src/transports/transport.ts';
 import { CONTROL_COMMANDS, ControlPanel, type ControlledWorker } from '../../../src/worker/control.ts';
@@ -148,6 +149,41 @@ describe('the worker command table', () => {
     assert.deepEqual({ held: stats['fennel']!['held'], dead: stats['fennel']!['dead_letters'] }, { held: 3, dead: 1 });
     const queues = (await ask('active_queues')) as Array<Record<string, unknown>>;
     assert.deepEqual(queues.map((q) => [q['name'], q['routing_key']]), [['celery', 'celery']]);
+  });
+
+  it("has the keys and value kinds of Celery 5's captured replies (active, reserved, query_task, stats, active_queues)", async () => {
+    const celery = (name: string): unknown => {
+      const command = celeryPidboxRedis.commands.find((c) => c.name === name) as unknown as { result: { stdout: Record<string, unknown> } };
+      return command.result.stdout['cap1@vm'];
+    };
+    /** Each key with the kind of its value (null counts as any kind: Celery leaves some fields null). */
+    const shape = (value: unknown): Record<string, string> => Object.fromEntries(Object.entries(value as Record<string, unknown>).map(([k, v]) => [k, Array.isArray(v) ? 'array' : v === null ? 'null' : typeof v]));
+    const sameShape = (ours: unknown, theirs: unknown, what: string): void => {
+      const [a, b] = [shape(ours), shape(theirs)];
+      assert.deepEqual(Object.keys(a).sort(), Object.keys(b).sort(), `${what}: the same keys`);
+      for (const key of Object.keys(b)) if (a[key] !== 'null' && b[key] !== 'null') assert.equal(a[key], b[key], `${what}.${key}: the same kind`);
+    };
+    fake.state.held.push(heldTask('running', 1_700_000_000_000), heldTask('waiting'));
+    const [ourActive] = (await ask('active')) as unknown[];
+    const [theirActive] = celery('inspect active') as unknown[];
+    sameShape(ourActive, theirActive, 'active[0]');
+    sameShape((ourActive as Record<string, unknown>)['delivery_info'], (theirActive as Record<string, unknown>)['delivery_info'], 'active[0].delivery_info');
+    const [ourReserved] = (await ask('reserved')) as unknown[];
+    sameShape(ourReserved, (celery('inspect reserved') as unknown[])[0], 'reserved[0]');
+    const ourQuery = (await ask('query_task', { ids: ['running'] })) as Record<string, [string, unknown]>;
+    const theirQuery = celery('inspect query_task') as Record<string, [string, unknown]>;
+    assert.equal(ourQuery['running']![0], Object.values(theirQuery)[0]![0]);
+    const ourStats = (await ask('stats')) as Record<string, Record<string, unknown>>;
+    const theirStats = celery('inspect stats') as Record<string, Record<string, unknown>>;
+    for (const key of Object.keys(theirStats)) assert.ok(key in ourStats, `stats has Celery's '${key}'`);
+    for (const key of Object.keys(theirStats['pool']!).filter((k) => k !== 'writes')) assert.ok(key in ourStats['pool']!, `stats.pool has Celery's '${key}'`);
+    for (const key of ['hostname', 'userid', 'virtual_host', 'port', 'transport', 'ssl']) assert.ok(key in ourStats['broker']!, `stats.broker has Celery's '${key}'`);
+    sameShape(ourStats['rusage'], theirStats['rusage'], 'stats.rusage');
+    assert.equal(typeof ourStats['clock'], typeof theirStats['clock'], 'clock is a string, as Celery sends it');
+    const [ourQueue] = (await ask('active_queues')) as unknown[];
+    const [theirQueue] = celery('inspect active_queues') as unknown[];
+    sameShape(ourQueue, theirQueue, 'active_queues[0]');
+    sameShape((ourQueue as Record<string, unknown>)['exchange'], (theirQueue as Record<string, unknown>)['exchange'], 'active_queues[0].exchange');
   });
 
   it('changes the pool, limits, consumers and events, and refuses what it cannot do with the reason', async () => {
