@@ -2,6 +2,7 @@
 // layout where Celery has one (redis://, amqp://: Celery's workers and clients take part), over the broker file's
 // channel table on sqlite://, and within the process on memory://.
 
+import type { ChannelEngineOptions } from '../channels/index.ts';
 import { SqliteChannelEngine } from '../channels/sqlite.ts';
 import { ConfigError } from '../errors.ts';
 import { maskUrl } from '../util/url.ts';
@@ -11,12 +12,8 @@ import type { MailboxEngine } from './mailbox.ts';
 import { MemoryMailboxEngine } from './memory.ts';
 import { RedisMailboxEngine } from './redis.ts';
 
-export interface MailboxEngineOptions {
-  /** sqlite://: how often listeners look for new rows without a file-change wake-up (the app's pollIntervalMs). */
-  pollIntervalMs?: number | undefined;
-  /** How long a call waits for a broker that does not answer (the app's connectTimeoutMs). */
-  connectTimeoutMs?: number | undefined;
-}
+/** The channels' options: sqlite://'s mailbox is a channel (pollIntervalMs), and every engine has a connect timeout. */
+export type MailboxEngineOptions = ChannelEngineOptions;
 
 // memory:// engines are shared within a process by URL, so a client and a worker on two apps meet.
 const memory = new Map<string, MemoryMailboxEngine>();
