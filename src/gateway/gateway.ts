@@ -5,6 +5,7 @@
 //
 //   /api/tasks/:name  POST submit        /api/tasks/:id  GET state · DELETE revoke        /api/ws  push
 //   /api/schedules    GET the schedules, their last and next fires, the leading beat
+//   /api/control/:command  POST remote control (inspect, pool-grow, shutdown, …; changes need a token)
 //   /dashboard/       the live monitor   /metrics        Prometheus                       /healthz liveness + broker
 //   /                 the application's own pages, with --site <dir>
 
@@ -17,6 +18,7 @@ import { tokenCheck } from './auth.ts';
 import { HttpError, toHttp } from './http-errors.ts';
 import { GatewayMetrics } from './metrics.ts';
 import { Monitor } from './monitor.ts';
+import { registerControlRoutes } from './routes/control.ts';
 import { registerScheduleRoutes } from './routes/schedules.ts';
 import { registerTaskRoutes } from './routes/tasks.ts';
 import { serveFolder } from './static.ts';
@@ -89,6 +91,7 @@ export async function createGateway(app: Fennel, options: GatewayOptions = {}): 
 
   registerTaskRoutes(server, { app, monitor, publishTimeoutMs: options.publishTimeoutMs ?? 10_000 });
   registerScheduleRoutes(server, { app });
+  registerControlRoutes(server, { app, tokenConfigured: Boolean(token) });
 
   server.get('/metrics', async (_request, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
 

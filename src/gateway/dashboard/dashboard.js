@@ -1,15 +1,22 @@
 // The Fennel dashboard: a live view of the cluster from the gateway's WebSocket feed ({"op":"subscribe","all":true}):
 // a snapshot first, then task changes in batches and workers/queues/throughput every second. Plain DOM, no build
 // step. Every value from the cluster is shown with textContent (task arguments are user input: never HTML).
-// The schedules (app.schedule) are not in events: they are read from GET /api/schedules every few seconds.
-// A token, if the gateway wants one, comes from the URL: /dashboard/#token=…
+// The schedules (app.schedule) are not in events: they are read from GET /api/schedules every few seconds, and
+// the tasks each worker runs from POST /api/control/active. A token, if the gateway wants one, comes from the URL:
+// /dashboard/#token=…; with one, the page also controls the workers (shutdown, pool size, revoke), which the
+// gateway allows only when it has a token itself.
 
 const token = new URLSearchParams(location.hash.slice(1)).get('token');
 const MAX_ROWS = 300;
 
 const SCHEDULES_POLL_MS = 5000;
+const ACTIVE_POLL_MS = 2000;
+/** How long the gateway gathers replies to a control request; addressed workers usually answer at once. */
+const CONTROL_TIMEOUT_MS = 5000;
+/** Control buttons only with a token: a gateway without one refuses the commands that change workers. */
+const controls = Boolean(token);
 
-const state = { workers: [], queues: [], throughput: [], tasks: new Map(), selected: null, schedules: null };
+const state = { workers: [], queues: [], throughput: [], tasks: new Map(), selected: null, schedules: null, active: null };
 
 const authHeaders = () => (token ? { authorization: `Bearer ${token}` } : {});
 
@@ -41,23 +48,173 @@ function ago(ms) {
   return s < 60 ? `${s} s ago` : `${Math.round(s / 60)} min ago`;
 }
 
+/**
+ * A cell of control buttons, kept from one render to the next (rows are rebuilt every second): a button replaced
+ * between a press and its release would lose the click.
+ */
+const controlCells = new Map();
+function controlCell(key, make) {
+  let td = controlCells.get(key);
+  if (!td) {
+    td = document.createElement('td');
+    td.className = 'control';
+    td.append(...make());
+    controlCells.set(key, td);
+  }
+  return td;
+}
+/** Forgets the cells of rows no longer shown. */
+function pruneControlCells(prefix, shown) {
+  for (const key of controlCells.keys()) if (key.startsWith(prefix) && !shown.has(key)) controlCells.delete(key);
+}
+
+function button(text, action, onClick, className) {
+  const b = document.createElement('button');
+  b.type = 'button';
+  b.textContent = text;
+  b.dataset.action = action;
+  if (className) b.className = className;
+  b.addEventListener('click', onClick);
+  return b;
+}
+
+function workerButtons(node) {
+  return [
+    button('shutdown', 'shutdown', () => shutdownWorker(node), 'danger'),
+    button('+1 slot', 'pool-grow', () => controlWorker(node, 'pool-grow', { n: 1 }, '+1 slot')),
+    button('−1 slot', 'pool-shrink', () => controlWorker(node, 'pool-shrink', { n: 1 }, '−1 slot')),
+  ];
+}
+
 function renderWorkers() {
+  const shown = new Set();
   const rows = state.workers
     .slice()
     .sort((a, b) => Number(b.online) - Number(a.online) || a.id.localeCompare(b.id))
     .map((w) => {
       const tr = document.createElement('tr');
       tr.dataset.worker = w.id;
+      tr.dataset.node = w.hostname;
       tr.dataset.pid = String(w.pid);
       tr.dataset.status = w.online ? 'online' : 'offline';
       tr.append(cell(w.hostname), cell(w.pid), cell(w.pool), cell(w.concurrency), cell(w.active), cell(w.processed), cell(w.loadavg.join(' / ')), cell(ago(w.lastSeen)));
       const status = document.createElement('td');
       status.append(badge(w.online ? 'online' : 'offline'));
       tr.append(status);
+      if (controls) {
+        // An offline worker listens to nothing: it gets no buttons.
+        const key = `worker:${w.id}`;
+        if (w.online) shown.add(key);
+        tr.append(w.online ? controlCell(key, () => workerButtons(w.hostname)) : cell('', 'control'));
+      }
       return tr;
     });
+  if (controls) pruneControlCells('worker:', shown);
   $('workers').tBodies[0].replaceChildren(...rows);
   $('workers-count').textContent = `${state.workers.filter((w) => w.online).length} online`;
+}
+
+/** The status line under the workers: what the last control request got, `outcome` ok, error, no-reply or pending. */
+function setControlStatus(text, outcome) {
+  const line = $('control-status');
+  line.hidden = false;
+  line.textContent = text;
+  line.dataset.outcome = outcome;
+}
+
+/** One line for a control answer ({replies, missing, ok}): each node's result, then who did not answer. */
+function describeControl(label, answer) {
+  const parts = Object.entries(answer.replies).map(([node, result]) => {
+    if (result && typeof result === 'object' && 'error' in result) return `${node}: error: ${result.error}`;
+    return `${node}: ${result && typeof result === 'object' && typeof result.ok === 'string' ? result.ok : 'ok'}`;
+  });
+  for (const node of answer.missing) parts.push(`no reply from ${node}`);
+  if (parts.length === 0) parts.push('no reply');
+  return `${label}: ${parts.join('; ')}`;
+}
+
+/** POST /api/control/<command>: the answer ({replies, missing, ok}); a refusal (401, 400, …) throws its reason. */
+async function sendControl(command, body) {
+  const response = await fetch(`/api/control/${command}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...authHeaders() },
+    body: JSON.stringify({ timeoutMs: CONTROL_TIMEOUT_MS, ...body }),
+  });
+  const answer = await response.json();
+  if (!response.ok) throw new Error(`${response.status}: ${answer.error ?? response.statusText}`);
+  return answer;
+}
+
+/** Runs a command on one worker and says on the status line how it went: `<label>: <node>: <its answer>`. */
+async function controlWorker(node, command, args, label) {
+  setControlStatus(`${label}: …`, 'pending');
+  try {
+    const answer = await sendControl(command, { arguments: args, destination: [node] });
+    const noReply = answer.missing.length > 0 || Object.keys(answer.replies).length === 0;
+    setControlStatus(describeControl(label, answer), answer.ok ? 'ok' : noReply ? 'no-reply' : 'error');
+  } catch (error) {
+    setControlStatus(`${label}: ${error.message}`, 'error');
+  }
+  void refreshActive();
+}
+
+function shutdownWorker(node) {
+  if (!window.confirm(`Shut down ${node}? It stops taking tasks, finishes the ones it runs, and exits.`)) return;
+  void controlWorker(node, 'shutdown', {}, 'shutdown');
+}
+
+function renderActive() {
+  const active = state.active;
+  if (!active) return;
+  const reason = $('active-reason');
+  reason.hidden = !active.error && !active.note;
+  reason.textContent = active.error ? `could not ask the workers: ${active.error}` : (active.note ?? '');
+  reason.classList.toggle('error', Boolean(active.error));
+  const shown = new Set();
+  const rows = active.tasks.map(({ node, task }) => {
+    const tr = document.createElement('tr');
+    tr.dataset.task = task.id;
+    tr.dataset.node = node;
+    const started = cell(task.time_start ? ago(task.time_start * 1000) : '');
+    if (task.time_start) started.title = new Date(task.time_start * 1000).toISOString();
+    tr.append(cell(node), cell(task.name), cell(short(task.args), 'wrap'), started, cell(task.id.slice(0, 8)));
+    if (controls) {
+      const key = `task:${node}|${task.id}`;
+      shown.add(key);
+      tr.append(controlCell(key, () => [button('revoke', 'revoke', () => controlWorker(node, 'revoke', { task_id: task.id, terminate: true }, `revoke ${task.id}`), 'danger')]));
+    }
+    return tr;
+  });
+  if (controls) pruneControlCells('task:', shown);
+  $('active').tBodies[0].replaceChildren(...rows);
+  $('active-count').textContent = active.error ? '' : `${rows.length} on ${active.asked} ${active.asked === 1 ? 'worker' : 'workers'}`;
+}
+
+let activeTimer;
+let activeBusy = false;
+/** Asks the online workers what they run (POST /api/control/active), then again in ACTIVE_POLL_MS while visible. */
+async function refreshActive() {
+  if (activeBusy) return;
+  activeBusy = true;
+  clearTimeout(activeTimer);
+  const nodes = [...new Set(state.workers.filter((w) => w.online).map((w) => w.hostname))];
+  try {
+    if (nodes.length === 0) state.active = { tasks: [], asked: 0, note: 'no worker online' };
+    else {
+      const answer = await sendControl('active', { destination: nodes });
+      const tasks = Object.entries(answer.replies).flatMap(([node, list]) => (Array.isArray(list) ? list.map((task) => ({ node, task })) : []));
+      const note = answer.missing.length ? `no reply from ${answer.missing.join(', ')}` : undefined;
+      state.active = { tasks, asked: nodes.length, ...(note ? { note } : {}) };
+    }
+  } catch (error) {
+    state.active = { ...(state.active ?? { tasks: [], asked: 0 }), error: error.message };
+  } finally {
+    activeBusy = false;
+    renderActive();
+    activeTimer = setTimeout(() => {
+      if (!document.hidden) void refreshActive();
+    }, ACTIVE_POLL_MS);
+  }
 }
 
 /** "in 4 s", "12 min ago", "in 5 h": a time relative to now, rounded to one unit. */
@@ -141,7 +298,10 @@ async function refreshSchedules() {
   }
 }
 document.addEventListener('visibilitychange', () => {
-  if (!document.hidden) void refreshSchedules();
+  if (!document.hidden) {
+    void refreshSchedules();
+    void refreshActive();
+  }
 });
 
 function renderQueues() {
@@ -258,6 +418,8 @@ function onMessage(message) {
       renderWorkers();
       renderQueues();
       renderThroughput();
+      // The workers are known now: ask them what they run without waiting for the next poll.
+      if (message.type === 'snapshot') void refreshActive();
       break;
     case 'tasks':
       for (const t of message.tasks) {
@@ -288,6 +450,9 @@ function connect() {
   });
 }
 
+for (const th of document.querySelectorAll('th.control')) th.hidden = !controls;
+$('control-hint').hidden = controls;
+
 // "last heartbeat … ago" and the schedules' "in … s" move on between updates.
 setInterval(() => {
   renderWorkers();
@@ -295,3 +460,4 @@ setInterval(() => {
 }, 1000);
 connect();
 void refreshSchedules();
+// The running tasks are first read once the feed's snapshot has said which workers are online (onMessage).
