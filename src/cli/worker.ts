@@ -29,7 +29,7 @@ interface Flags extends AppFlags {
   beat?: boolean;
   autoscale?: string;
   autoscaleKeepalive?: string;
-  control: boolean;
+  withoutControl?: boolean;
 }
 
 export function registerWorker(program: Command): void {
@@ -96,7 +96,7 @@ async function runWorker(flags: Flags): Promise<void> {
     ...(maxMemoryPerChildMb ? { maxMemoryPerChildMb } : {}),
     ...(flags.beat ? { beat: true } : {}),
     ...(autoscale ? { autoscale } : {}),
-    control: flags.control,
+    control: !flags.withoutControl,
     // A remote shutdown is a warm shutdown, as SIGTERM: the process exits once the worker has stopped.
     onRemoteShutdown: () => onSignal('remote control'),
   });

@@ -33,12 +33,14 @@ export async function sendControl(engine: MailboxEngine, call: ControlCall, cloc
   const oid = randomUUID();
   const ticket = randomUUID();
   const inbox = wantsReply ? await engine.openReplies(oid) : undefined;
+  // A node named twice is one node: it answers once, and the gathering must not wait for a second reply.
+  const destination = call.destination ? [...new Set(call.destination)] : null;
   try {
-    const request = controlRequest(call.method, call.arguments ?? {}, call, wantsReply ? { ticket, oid } : undefined);
+    const request = controlRequest(call.method, call.arguments ?? {}, { ...call, destination }, wantsReply ? { ticket, oid } : undefined);
     await engine.broadcast(request, requestHeaders(clock, timeoutMs / 1000));
     const replies: ControlOutcome['replies'] = [];
     if (inbox) {
-      const limit = call.limit ?? (call.destination?.length ? call.destination.length : Infinity);
+      const limit = call.limit ?? (destination?.length ? destination.length : Infinity);
       const deadline = Date.now() + timeoutMs;
       while (replies.length < limit) {
         const left = deadline - Date.now();
@@ -49,7 +51,7 @@ export async function sendControl(engine: MailboxEngine, call: ControlCall, cloc
       }
     }
     const answered = new Set(replies.map((r) => r.node));
-    return { replies, missing: (call.destination ?? []).filter((node) => !answered.has(node)) };
+    return { replies, missing: (destination ?? []).filter((node) => !answered.has(node)) };
   } finally {
     await inbox?.close();
   }

@@ -49,6 +49,8 @@ export interface ControlledWorker {
   readonly autoscale: { range(): { max: number; min: number }; update(max: number, min: number): Promise<void> } | undefined;
   setRateLimit(task: string, rate: string | null): void;
   setTimeLimits(task: string, limits: { soft: number | null; hard: number | null }): void;
+  /** What remote control set for a task (a rate of null: removed); undefined where it set nothing. */
+  overrides(task: string): { rateLimit?: string | null; timeLimits?: { soft: number | null; hard: number | null } };
   /** Resolves true once consuming `queue`, false if it already was. */
   addConsumer(queue: string): Promise<boolean>;
   cancelConsumer(queue: string): Promise<boolean>;
@@ -200,7 +202,15 @@ const COMMANDS: Record<string, Handler> = {
       .filter((t) => !t.name.startsWith('fennel.') && !t.name.startsWith('celery.'))
       .map((t) => {
         const o = t.options as Record<string, unknown>;
-        const attrs: Record<string, unknown> = { rate_limit: o['rateLimit'], queue: o['queue'], routing_key: o['queue'], time_limit: o['timeLimitSec'] ?? (typeof o['timeLimitMs'] === 'number' ? o['timeLimitMs'] / 1000 : undefined), soft_time_limit: o['softTimeLimitSec'] ?? (typeof o['softTimeLimitMs'] === 'number' ? o['softTimeLimitMs'] / 1000 : undefined) };
+        // What remote control set wins over the task's own options, as Celery's control changes the task itself.
+        const set = w.overrides(t.name);
+        const attrs: Record<string, unknown> = {
+          rate_limit: set.rateLimit !== undefined ? set.rateLimit : o['rateLimit'],
+          queue: o['queue'],
+          routing_key: o['queue'],
+          time_limit: set.timeLimits ? set.timeLimits.hard : (o['timeLimitSec'] ?? (typeof o['timeLimitMs'] === 'number' ? o['timeLimitMs'] / 1000 : undefined)),
+          soft_time_limit: set.timeLimits ? set.timeLimits.soft : (o['softTimeLimitSec'] ?? (typeof o['softTimeLimitMs'] === 'number' ? o['softTimeLimitMs'] / 1000 : undefined)),
+        };
         const shown = items.filter((item) => attrs[item] !== undefined && attrs[item] !== null).map((item) => `${item}=${String(attrs[item])}`);
         return shown.length ? `${t.name} [${shown.join(' ')}]` : t.name;
       })

@@ -134,6 +134,8 @@ export class Worker {
   private taskEvents: boolean;
   private readonly limiter: RateLimiter;
   private readonly timeLimits = new Map<string, { soft: number | null; hard: number | null }>();
+  /** Rate limits set by remote control (null: removed), for `inspect registered`. */
+  private readonly rateLimits = new Map<string, string | null>();
   private readonly autoscaler: Autoscaler | undefined;
   private panel: ControlPanel | undefined;
   /** Resubscriptions run one at a time (queues or prefetch changed). */
@@ -327,8 +329,15 @@ export class Worker {
           if (this.prefetchCount !== before) await this.resubscribe();
         },
       },
-      setRateLimit: (task, rate) => this.limiter.set(task, rate),
+      setRateLimit: (task, rate) => {
+        this.limiter.set(task, rate);
+        this.rateLimits.set(task, rate);
+      },
       setTimeLimits: (task, limits) => void this.timeLimits.set(task, limits),
+      overrides: (task) => ({
+        ...(this.rateLimits.has(task) ? { rateLimit: this.rateLimits.get(task) ?? null } : {}),
+        ...(this.timeLimits.has(task) ? { timeLimits: this.timeLimits.get(task)! } : {}),
+      }),
       addConsumer: async (queue) => {
         if (this.queueList.includes(queue)) return false;
         this.queueList.push(queue);

@@ -68,6 +68,10 @@ function fakeWorker(app: Fennel) {
     },
     setRateLimit: (task, rate) => void state.rate.set(task, rate),
     setTimeLimits: (task, limits) => void state.limits.set(task, limits),
+    overrides: (task) => ({
+      ...(state.rate.has(task) ? { rateLimit: state.rate.get(task) ?? null } : {}),
+      ...(state.limits.has(task) ? { timeLimits: state.limits.get(task)! } : {}),
+    }),
     addConsumer: async (queue) => (state.queues.includes(queue) ? false : (state.queues.push(queue), true)),
     cancelConsumer: async (queue) => (state.queues.includes(queue) ? ((state.queues = state.queues.filter((q) => q !== queue)), true) : false),
     taskEvents: () => state.events,
@@ -203,12 +207,14 @@ describe('the worker command table', () => {
 
     assert.deepEqual(await ask('rate_limit', { task_name: 'unit.add', rate_limit: '5/m' }), { ok: 'new rate limit set successfully' });
     assert.equal(fake.state.rate.get('unit.add'), '5/m');
+    assert.deepEqual(await ask('registered', { taskinfoitems: ['rate_limit'] }), ['unit.add [rate_limit=5/m]'], 'registered shows the limit set remotely');
     assert.deepEqual(await ask('rate_limit', { task_name: 'unit.add', rate_limit: '0' }), { ok: 'rate limit disabled successfully' });
     assert.equal(fake.state.rate.get('unit.add'), null);
     assert.deepEqual(await ask('rate_limit', { task_name: 'unit.add', rate_limit: 'fast' }), { error: 'Invalid rate limit string: fast' });
     assert.deepEqual(await ask('rate_limit', { task_name: 'nope', rate_limit: '1/s' }), { error: 'unknown task' });
     assert.deepEqual(await ask('time_limit', { task_name: 'unit.add', soft: 10.0, hard: 20 }), { ok: 'time limits set successfully' });
     assert.deepEqual(fake.state.limits.get('unit.add'), { soft: 10, hard: 20 });
+    assert.deepEqual(await ask('registered', { taskinfoitems: ['rate_limit', 'time_limit', 'soft_time_limit'] }), ['unit.add [time_limit=20 soft_time_limit=10]'], 'a removed rate limit is not shown; the time limits set are');
     assert.match(((await ask('time_limit', { task_name: 'unit.add', soft: 30, hard: 20 })) as { error: string }).error, /longer than the hard one/);
 
     assert.deepEqual(await ask('add_consumer', { queue: 'extra', exchange: null }), { ok: 'add consumer extra' });
