@@ -2,7 +2,7 @@
 // client script), tracked so none outlives the test file, with its output kept line by line.
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { track, waitFor } from './process.ts';
+import { track, watchLines } from './process.ts';
 import { redisSkipReason } from './services.ts';
 
 /** Debian's Python, where python3-celery is installed (not a pyenv shim on PATH). */
@@ -19,28 +19,9 @@ export interface PythonProcess {
 
 export function startPython(args: string[], options: { cwd: string; env: NodeJS.ProcessEnv }): PythonProcess {
   const child = track(spawn(PYTHON, args, { cwd: options.cwd, env: { PYTHONDONTWRITEBYTECODE: '1', ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] }));
-  const lines: string[] = [];
-  const onData = (chunk: Buffer): void => {
-    for (const line of chunk.toString().split('\n')) if (line.trim()) lines.push(line);
-  };
-  child.stdout.on('data', onData);
-  child.stderr.on('data', onData);
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  let done = false;
-  void exited.then(() => (done = true));
-  return {
-    child,
-    lines,
-    exited,
-    async waitForLine(pattern, timeoutMs = 30_000) {
-      await waitFor(() => done || lines.some((l) => pattern.test(l)), `a line matching ${pattern}`, timeoutMs).catch((error: Error) => {
-        throw new Error(`${error.message}; output:\n${lines.slice(-30).join('\n')}`);
-      });
-      const hit = lines.find((l) => pattern.test(l));
-      if (!hit) throw new Error(`python exited before printing ${pattern}; output:\n${lines.slice(-30).join('\n')}`);
-      return hit;
-    },
-  };
+  // watchLines joins a line that arrives in two reads of the pipe (a Celery worker's log, a client's JSON line).
+  const watched = watchLines(child);
+  return { child, lines: watched.lines, waitForLine: (pattern, timeoutMs) => watched.waitForLine(pattern, timeoutMs), exited: watched.exited.then(({ code }) => code) };
 }
 
 /** SIGTERM (Celery's warm shutdown), then SIGKILL if it has not exited within 10 s. */
