@@ -25,6 +25,37 @@ export interface Lease {
   expiresAt: Date;
 }
 
+/**
+ * A call parked until its inputs are ready (object references, src/app/refs.ts), handed back by `settle` when the
+ * outcome of one of its inputs releases it.
+ */
+export interface ReleasedCall {
+  /** The parked call's task id. */
+  taskId: string;
+  /** What was parked, as given to `park` (the message and its route, JSON). */
+  callJson: string;
+  /** The input whose outcome released it. */
+  input: string;
+  /**
+   * That outcome's state: SUCCESS when every input is ready now (send the call); FAILURE or REVOKED when this input
+   * failed or was revoked (the call must not run: it fails, or is revoked, in turn).
+   */
+  status: string;
+  /**
+   * Released before by this same input, whose outcome is being stored again (its message delivered again: the
+   * worker may have died before it sent the call). The caller sends it again only where a duplicate is dropped.
+   */
+  again: boolean;
+}
+
+/** What `park` found: the inputs' outcomes as they stand. */
+export interface ParkOutcome {
+  /** Every input is ready and succeeded: nothing was parked, the caller sends the call now. */
+  ready: boolean;
+  /** An input has failed or been revoked already: nothing was parked, and the call must not run. */
+  failed?: { input: string; status: string };
+}
+
 export interface ResultBackend {
   readonly url: string;
   /**
@@ -62,6 +93,18 @@ export interface ResultBackend {
    * expired with the results, or never completed). Kept as long as results are.
    */
   chordResults?(groupId: string, size: number): Promise<unknown[] | undefined>;
+  /**
+   * Parks call `taskId` until every one of `inputs` (task ids) has an outcome, atomically against `settle`: an
+   * input whose outcome is stored already does not count, so no release is ever missed. Kept as long as results
+   * are. Parking the same call again (a producer that retried) changes nothing. Absent on rpc://.
+   */
+  park?(taskId: string, inputs: readonly string[], callJson: string): Promise<ParkOutcome>;
+  /**
+   * Stores an outcome as `store` does, and hands back the calls it releases: those parked on this task whose last
+   * input it was (SUCCESS), or every call parked on it if it failed or was revoked. Each call is released once;
+   * storing the same outcome again returns those it released before with `again`. Engines with `park` have it.
+   */
+  settle?(meta: TaskMeta): Promise<ReleasedCall[]>;
   /** True the first time it is called with `key` (kept as long as results are), false after: a once-only marker. */
   claimOnce?(key: string): Promise<boolean>;
   /**

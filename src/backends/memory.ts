@@ -3,7 +3,7 @@
 import type { TaskMeta } from '../protocol/result.ts';
 import { isReady, States } from '../protocol/states.ts';
 import { decodeJson } from '../protocol/json.ts';
-import type { ChordJoin, Lease, ResultBackend, Revocation } from './backend.ts';
+import type { ChordJoin, Lease, ParkOutcome, ReleasedCall, ResultBackend, Revocation } from './backend.ts';
 import { Waiters } from './waiters.ts';
 
 export class MemoryBackend implements ResultBackend {
@@ -16,6 +16,52 @@ export class MemoryBackend implements ResultBackend {
     if (this.metas.get(meta.task_id)?.status === States.SUCCESS) return;
     this.metas.set(meta.task_id, meta);
     if (isReady(meta.status)) this.waiters.wake(meta.task_id, meta);
+  }
+
+  /** Calls parked on their inputs, by task id; `releasedBy` once an input's outcome released it. */
+  private readonly parked = new Map<string, { callJson: string; waiting: Set<string>; releasedBy?: string; status?: string }>();
+  /** The calls parked on each input, by the input's task id (kept, so an outcome stored again finds them). */
+  private readonly dependents = new Map<string, Set<string>>();
+
+  async park(taskId: string, inputs: readonly string[], callJson: string): Promise<ParkOutcome> {
+    if (this.parked.has(taskId)) return { ready: false };
+    const waiting = new Set<string>();
+    for (const input of inputs) {
+      const status = this.metas.get(input)?.status;
+      if (status === undefined || !isReady(status)) waiting.add(input);
+      else if (status !== States.SUCCESS) return { ready: false, failed: { input, status } };
+    }
+    if (waiting.size === 0) return { ready: true };
+    this.parked.set(taskId, { callJson, waiting });
+    for (const input of waiting) {
+      let set = this.dependents.get(input);
+      if (!set) this.dependents.set(input, (set = new Set()));
+      set.add(taskId);
+    }
+    return { ready: false };
+  }
+
+  async settle(meta: TaskMeta): Promise<ReleasedCall[]> {
+    await this.store(meta);
+    // The outcome that stands: a SUCCESS stored before is kept over this one.
+    const status = this.metas.get(meta.task_id)!.status;
+    if (!isReady(status)) return [];
+    const input = meta.task_id;
+    const released: ReleasedCall[] = [];
+    for (const taskId of this.dependents.get(input) ?? []) {
+      const call = this.parked.get(taskId);
+      if (!call) continue;
+      if (call.releasedBy !== undefined) {
+        if (call.releasedBy === input) released.push({ taskId, callJson: call.callJson, input, status: call.status!, again: true });
+        continue;
+      }
+      call.waiting.delete(input);
+      if (status === States.SUCCESS && call.waiting.size > 0) continue;
+      call.releasedBy = input;
+      call.status = status;
+      released.push({ taskId, callJson: call.callJson, input, status, again: false });
+    }
+    return released;
   }
 
   async get(taskId: string): Promise<TaskMeta | undefined> {

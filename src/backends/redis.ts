@@ -9,14 +9,18 @@ import { decodeMeta, encodeMeta, type TaskMeta } from '../protocol/result.ts';
 import { isReady, States } from '../protocol/states.ts';
 import { connectRedis } from '../clients/redis/client.ts';
 import { parseRedisUrl } from '../clients/redis/url.ts';
-import { chordJoinScript, leaseReleaseScript, leaseScript, storeScript } from './redis/scripts.ts';
+import { chordJoinScript, leaseReleaseScript, leaseScript, parkScript, releaseScript, storeScript } from './redis/scripts.ts';
 import { DEFAULT_CONNECT_TIMEOUT_MS } from '../util/connection-state.ts';
 import { Batcher } from '../util/batcher.ts';
 import { decodeJson } from '../protocol/json.ts';
-import type { ChordJoin, Lease, ResultBackend, Revocation } from './backend.ts';
+import type { ChordJoin, Lease, ParkOutcome, ReleasedCall, ResultBackend, Revocation } from './backend.ts';
 import { Waiters } from './waiters.ts';
 
 const PREFIX = 'celery-task-meta-';
+/** Object references (park.lua, release.lua): a parked call, the inputs it waits for, the calls parked on an input. */
+const PARKED = 'fennel.parked.';
+const WAITS = 'fennel.waits.';
+const DEPENDENTS = 'fennel.dependents.';
 /** Revoked ids: a zset scored by expiry (ms), read whole by a worker when it starts or reconnects. */
 const REVOKED = 'fennel.revoked';
 
@@ -49,6 +53,8 @@ export class RedisBackend implements ResultBackend {
   // MGET (and released ones as one UNSUBSCRIBE): a worker settling 100 tasks, or a producer waiting on 500
   // results, costs a few commands, not a few hundred.
   private readonly stores = new Batcher<TaskMeta>(500, (metas) => this.storeBatch(metas));
+  /** Task ids whose outcome the last store batches found calls parked on (store.lua): settle() releases them. */
+  private readonly toRelease = new Set<string>();
   // Neither batch's promise rejects (a failed subscription rejects its ids' waiters instead), so callers need
   // not hold on to it.
   private readonly subscribes = new Batcher<string>(1000, (ids) => this.subscribeBatch(ids));
@@ -68,6 +74,8 @@ export class RedisBackend implements ResultBackend {
     chordJoinScript.install(this.client);
     leaseScript.install(this.client);
     leaseReleaseScript.install(this.client);
+    parkScript.install(this.client);
+    releaseScript.install(this.client);
     this.revokedChannel = `${REVOKED}.${target.db}`;
   }
 
@@ -88,7 +96,27 @@ export class RedisBackend implements ResultBackend {
       keys.push(`${PREFIX}${meta.task_id}`);
       args.push(meta.status, encodeMeta(meta));
     });
-    await storeScript.run(this.client, { metaKeys: keys }, { expiresSec: this.expiresSec, statusAndMeta: args });
+    const parked = (await storeScript.run(this.client, { metaKeys: keys }, { expiresSec: this.expiresSec, statusAndMeta: args })) as string[];
+    for (const id of parked) this.toRelease.add(id);
+  }
+
+  async settle(meta: TaskMeta): Promise<ReleasedCall[]> {
+    await this.stores.add(meta);
+    // The store's own script said whether calls are parked on this task: a second round trip only then.
+    if (!this.toRelease.delete(meta.task_id)) return [];
+    const flat = (await releaseScript.run(this.client, { dependents: `${DEPENDENTS}${meta.task_id}`, meta: `${PREFIX}${meta.task_id}` }, { input: meta.task_id })) as Array<string | number>;
+    const released: ReleasedCall[] = [];
+    for (let i = 0; i < flat.length; i += 4) released.push({ taskId: String(flat[i]), callJson: String(flat[i + 1]), input: meta.task_id, status: String(flat[i + 2]), again: Number(flat[i + 3]) === 1 });
+    return released;
+  }
+
+  async park(taskId: string, inputs: readonly string[], callJson: string): Promise<ParkOutcome> {
+    const unique = [...new Set(inputs)];
+    const inputKeys = unique.flatMap((id) => [`${PREFIX}${id}`, `${DEPENDENTS}${id}`]);
+    const reply = (await parkScript.run(this.client, { parked: `${PARKED}${taskId}`, waits: `${WAITS}${taskId}`, inputKeys }, { taskId, callJson, expiresSec: this.expiresSec, inputs: unique })) as [number, string?, string?];
+    if (reply[0] === 1) return { ready: true };
+    if (reply[0] === 2) return { ready: false, failed: { input: String(reply[1]), status: String(reply[2]) } };
+    return { ready: false };
   }
 
   async get(taskId: string): Promise<TaskMeta | undefined> {

@@ -4,10 +4,10 @@
 // number of new results, not the number of waiters.
 
 import { decodeMeta, encodeMeta, type TaskMeta } from '../protocol/result.ts';
-import { isReady } from '../protocol/states.ts';
+import { isReady, States } from '../protocol/states.ts';
 import { SqliteFile, sqlitePath } from '../clients/sqlite-file.ts';
 import { decodeJson } from '../protocol/json.ts';
-import type { ChordJoin, Lease, ResultBackend, Revocation } from './backend.ts';
+import type { ChordJoin, Lease, ParkOutcome, ReleasedCall, ResultBackend, Revocation } from './backend.ts';
 import { Waiters } from './waiters.ts';
 
 export interface SqliteBackendOptions {
@@ -70,16 +70,37 @@ export class SqliteBackend implements ResultBackend {
       releaseLease: db.prepare('DELETE FROM fennel_leases WHERE name = ? AND holder = ?'),
       putRecord: db.prepare('INSERT INTO fennel_records (tbl, key, value, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT (tbl, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at'),
       readRecords: db.prepare('SELECT key, value FROM fennel_records WHERE tbl = ?'),
+      status: db.prepare('SELECT status FROM fennel_results WHERE task_id = ?'),
+      isParked: db.prepare('SELECT 1 FROM fennel_parked WHERE task_id = ?'),
+      park: db.prepare('INSERT INTO fennel_parked (task_id, call, created_at) VALUES (?, ?, ?)'),
+      wait: db.prepare('INSERT OR IGNORE INTO fennel_waits (input, task_id) VALUES (?, ?)'),
+      releasedBy: db.prepare('SELECT task_id, call, status FROM fennel_parked WHERE released_by = ?'),
+      waitingOn: db.prepare('DELETE FROM fennel_waits WHERE input = ? RETURNING task_id'),
+      parked: db.prepare('SELECT call, released_by FROM fennel_parked WHERE task_id = ?'),
+      stillWaiting: db.prepare('SELECT 1 FROM fennel_waits WHERE task_id = ? LIMIT 1'),
+      release: db.prepare('UPDATE fennel_parked SET released_by = ?, status = ? WHERE task_id = ?'),
+      expireParked: db.prepare('DELETE FROM fennel_parked WHERE created_at < ?'),
+      expireWaits: db.prepare('DELETE FROM fennel_waits WHERE task_id NOT IN (SELECT task_id FROM fennel_parked)'),
       revokedSince: db.prepare('SELECT seq, task_id, terminate, expires_at FROM fennel_revoked WHERE seq > ? AND expires_at > ? ORDER BY seq'),
     }));
   }
 
   async store(meta: TaskMeta): Promise<void> {
+    await this.write(meta, false);
+  }
+
+  async settle(meta: TaskMeta): Promise<ReleasedCall[]> {
+    return this.write(meta, true);
+  }
+
+  /** One store, and with `release` the calls it releases, in the same transaction of the group commit. */
+  private async write(meta: TaskMeta, release: boolean): Promise<ReleasedCall[]> {
     const text = encodeMeta(meta);
     const now = Date.now();
-    await this.file.write(() => {
+    const released = await this.file.write(() => {
       const seq = (this.sql.nextSeq.get() as { value: number }).value;
       this.sql.store.run(meta.task_id, meta.status, text, seq, now);
+      return release && isReady(meta.status) ? this.releaseOn(meta.task_id) : [];
     });
     if (this.expiresMs > 0 && now - this.lastExpiry > 60_000) {
       this.lastExpiry = now;
@@ -87,8 +108,47 @@ export class SqliteBackend implements ResultBackend {
         this.sql.expire.run(now - this.expiresMs);
         this.sql.expireJoins.run(now - this.expiresMs);
         this.sql.expireClaims.run(now - this.expiresMs);
+        this.sql.expireParked.run(now - this.expiresMs);
+        this.sql.expireWaits.run();
       });
     }
+    return released;
+  }
+
+  /**
+   * Inside the store's transaction: the calls the outcome of `input` (stored just now) releases. Two indexed
+   * lookups for a task nothing waits on, which is nearly every task.
+   */
+  private releaseOn(input: string): ReleasedCall[] {
+    // The outcome that stands: a SUCCESS stored before is kept over a later one.
+    const status = (this.sql.status.get(input) as { status: string }).status;
+    const released: ReleasedCall[] = (this.sql.releasedBy.all(input) as Array<{ task_id: string; call: string; status: string }>).map((row) => ({ taskId: row.task_id, callJson: row.call, input, status: row.status, again: true }));
+    for (const { task_id: taskId } of this.sql.waitingOn.all(input) as Array<{ task_id: string }>) {
+      const call = this.sql.parked.get(taskId) as { call: string; released_by: string | null } | undefined;
+      if (!call || call.released_by !== null) continue;
+      if (status === States.SUCCESS && this.sql.stillWaiting.get(taskId)) continue;
+      this.sql.release.run(input, status, taskId);
+      released.push({ taskId, callJson: call.call, input, status, again: false });
+    }
+    return released;
+  }
+
+  async park(taskId: string, inputs: readonly string[], callJson: string): Promise<ParkOutcome> {
+    // One transaction with the inputs' states: an outcome stored after it finds the wait rows (settle), one stored
+    // before is read here, so no release is missed.
+    return this.file.write((): ParkOutcome => {
+      if (this.sql.isParked.get(taskId)) return { ready: false };
+      const waiting: string[] = [];
+      for (const input of inputs) {
+        const status = (this.sql.status.get(input) as { status: string } | undefined)?.status;
+        if (status === undefined || !isReady(status)) waiting.push(input);
+        else if (status !== States.SUCCESS) return { ready: false, failed: { input, status } };
+      }
+      if (waiting.length === 0) return { ready: true };
+      this.sql.park.run(taskId, callJson, Date.now());
+      for (const input of waiting) this.sql.wait.run(input, taskId);
+      return { ready: false };
+    });
   }
 
   async get(taskId: string): Promise<TaskMeta | undefined> {

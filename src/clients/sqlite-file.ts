@@ -118,6 +118,25 @@ CREATE TABLE IF NOT EXISTS fennel_records (
   updated_at  INTEGER NOT NULL,
   PRIMARY KEY (tbl, key)
 );
+
+-- Calls parked until their inputs are ready (backends/sqlite.ts park and settle: object references): the call
+-- (message and route, JSON) and, once an input's outcome has released it, which input and with what state.
+CREATE TABLE IF NOT EXISTS fennel_parked (
+  task_id      TEXT    PRIMARY KEY,
+  call         TEXT    NOT NULL,
+  released_by  TEXT,
+  status       TEXT,
+  created_at   INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS fennel_parked_released_by ON fennel_parked (released_by) WHERE released_by IS NOT NULL;
+
+-- The inputs a parked call still waits for: a row per (input, call), deleted when that input's outcome is stored.
+CREATE TABLE IF NOT EXISTS fennel_waits (
+  input    TEXT NOT NULL,
+  task_id  TEXT NOT NULL,
+  PRIMARY KEY (input, task_id)
+);
+CREATE INDEX IF NOT EXISTS fennel_waits_task ON fennel_waits (task_id);
 `;
 
 /**
@@ -125,7 +144,7 @@ CREATE TABLE IF NOT EXISTS fennel_records (
  * to SCHEMA. Opening then only reads it. Running SCHEMA takes the write lock (its INSERT), so every process
  * opening the file, `fennel status` included, would queue behind the workers' writes to change nothing.
  */
-const SCHEMA_VERSION = 4;
+const SCHEMA_VERSION = 5;
 
 function ensureSchema(db: Database.Database): void {
   if ((db.pragma('user_version', { simple: true }) as number) >= SCHEMA_VERSION) return;

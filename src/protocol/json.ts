@@ -25,6 +25,19 @@ export class ChordResults {
   ) {}
 }
 
+/** Fennel's own tag (never sent to Celery): an argument that is another task's result, read by the worker. */
+const RESULT_REF = 'fennel_result_ref';
+
+/**
+ * Stands for the result of task `taskId`, as its result backend keeps it: what an AsyncResult passed as an
+ * argument becomes on the wire (an object reference, Ray's ObjectRef). The call waits, parked in the result
+ * backend, until the result is ready; the worker that runs it reads the result just before running it
+ * (src/worker/refs.ts). On the wire: `{"__type__": "fennel_result_ref", "__value__": {"task_id": "<id>"}}`.
+ */
+export class ResultRef {
+  constructor(readonly taskId: string) {}
+}
+
 /** Python's `datetime.isoformat()` for an aware UTC datetime: microseconds and an explicit `+00:00`. */
 export function isoUtc(date: Date): string {
   if (Number.isNaN(date.getTime())) throw new SerializationError('cannot encode an invalid Date');
@@ -72,6 +85,7 @@ function toJsonValue(value: unknown, path: string, seen: Set<object>): unknown {
         return { [TAG]: 'base64', [VALUE]: Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('base64') };
       }
       if (value instanceof ChordResults) return { [TAG]: CHORD_RESULTS, [VALUE]: { group_id: value.groupId, size: value.size } };
+      if (value instanceof ResultRef) return { [TAG]: RESULT_REF, [VALUE]: { task_id: value.taskId } };
       if (seen.has(value)) throw new SerializationError(`cannot encode ${path}: it refers to itself (a cycle)`);
       seen.add(value);
       try {
@@ -172,6 +186,11 @@ function reviveTag(type: unknown, value: unknown): unknown {
     case 'base64':
       if (typeof value === 'string') return Buffer.from(value, 'base64');
       break;
+    case RESULT_REF: {
+      const ref = value as { task_id?: unknown } | null;
+      if (ref && typeof ref.task_id === 'string') return new ResultRef(ref.task_id);
+      break;
+    }
     case CHORD_RESULTS: {
       const ref = value as { group_id?: unknown; size?: unknown } | null;
       if (ref && typeof ref.group_id === 'string' && Number.isInteger(ref.size)) return new ChordResults(ref.group_id, ref.size as number);

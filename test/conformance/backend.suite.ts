@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { isDeepStrictEqual } from 'node:util';
-import type { ChordJoin, ResultBackend, Revocation } from '../../src/backends/backend.ts';
+import type { ChordJoin, ReleasedCall, ResultBackend, Revocation } from '../../src/backends/backend.ts';
 import type { TaskMeta } from '../../src/protocol/result.ts';
 import { isReady, States } from '../../src/protocol/states.ts';
 import { celeryA4Results } from '../fixtures/celery.ts';
@@ -349,10 +349,92 @@ export function backendSuite(name: string, factory: BackendFactory, options: Bac
 
     it('offers chord joins, once-only claims, revocations, leases and records exactly when its store is shared', scoped(async (s) => {
       const b = await s.open();
-      for (const method of ['chordJoin', 'chordResults', 'claimOnce', 'revoke', 'watchRevocations', 'acquireLease', 'releaseLease', 'readLease', 'putRecord', 'readRecords'] as const) {
+      for (const method of ['chordJoin', 'chordResults', 'claimOnce', 'revoke', 'watchRevocations', 'acquireLease', 'releaseLease', 'readLease', 'putRecord', 'readRecords', 'park', 'settle'] as const) {
         assert.equal(typeof b[method] === 'function', !options.callerOnly, `${method}()`);
       }
     }));
+
+    describe('parked calls (object references)', { skip: unshared }, () => {
+      const call = (id: string): string => JSON.stringify({ call: id });
+      const released = (taskId: string, input: string, status: string, again = false): ReleasedCall => ({ taskId, callJson: call(taskId), input, status, again });
+
+      it('a call parked on two inputs is released by the outcome of the second, once, through any instance', scoped(async (s) => {
+        const b = await s.open();
+        const other = await s.peer(b);
+        const [x, y, dep] = [randomUUID(), randomUUID(), randomUUID()];
+        assert.deepEqual(await b.park!(dep, [x, y], call(dep)), { ready: false });
+        assert.deepEqual(await b.park!(dep, [x, y], call(dep)), { ready: false }, 'parked again: nothing changes');
+        assert.deepEqual(await other.settle!(meta(x, States.STARTED)), [], 'a state that is not an outcome releases nothing');
+        assert.deepEqual(await other.settle!(meta(x, States.SUCCESS, 1)), [], 'one input of two');
+        assert.deepEqual(await b.settle!(meta(y, States.SUCCESS, 2)), [released(dep, y, States.SUCCESS)]);
+        assert.deepEqual(await other.settle!(meta(x, States.SUCCESS, 1)), [], 'the other input stored again: it did not release the call');
+        assert.deepEqual(await other.settle!(meta(y, States.SUCCESS, 2)), [released(dep, y, States.SUCCESS, true)], 'the releasing input stored again (redelivered): the call again, marked');
+        for (const reader of readers(b, other)) assert.equal((await reader.get(y))?.status, States.SUCCESS, 'settle stores the outcome as store does');
+      }));
+
+      it('an input already complete does not count: a call whose inputs all succeeded is ready at once, and one with a failed input is refused', scoped(async (s) => {
+        const b = await s.open();
+        const [done, failed, revoked, dep] = [randomUUID(), randomUUID(), randomUUID(), randomUUID()];
+        await b.store(meta(done, States.SUCCESS, 'v'));
+        await b.store(meta(failed, States.FAILURE, { exc_type: 'ValueError', exc_message: ['no'], exc_module: 'builtins' }));
+        await b.store(meta(revoked, States.REVOKED));
+        assert.deepEqual(await b.park!(dep, [done, done], call(dep)), { ready: true });
+        assert.deepEqual(await b.park!(randomUUID(), [done, failed], call('f')), { ready: false, failed: { input: failed, status: States.FAILURE } });
+        assert.deepEqual(await b.park!(randomUUID(), [revoked], call('r')), { ready: false, failed: { input: revoked, status: States.REVOKED } });
+        // Half complete: the call waits for the other input only.
+        const [pending, half] = [randomUUID(), randomUUID()];
+        assert.deepEqual(await b.park!(half, [done, pending], call(half)), { ready: false });
+        assert.deepEqual(await b.settle!(meta(pending, States.SUCCESS, 3)), [released(half, pending, States.SUCCESS)]);
+      }));
+
+      it('a failed or revoked input releases its calls at once, with its state, and the other inputs then release nothing', scoped(async (s) => {
+        const b = await s.open();
+        const [x, y, z, d1, d2] = [randomUUID(), randomUUID(), randomUUID(), randomUUID(), randomUUID()];
+        await b.park!(d1, [x, y], call(d1));
+        await b.park!(d2, [y, z], call(d2));
+        const out = await b.settle!(meta(y, States.FAILURE, { exc_type: 'ValueError', exc_message: ['no'], exc_module: 'builtins' }));
+        assert.deepEqual(out.sort((p, q) => p.taskId.localeCompare(q.taskId)), [released(d1, y, States.FAILURE), released(d2, y, States.FAILURE)].sort((p, q) => p.taskId.localeCompare(q.taskId)));
+        assert.deepEqual(await b.settle!(meta(x, States.SUCCESS, 1)), [], 'released already');
+        assert.deepEqual(await b.settle!(meta(z, States.REVOKED)), [], 'released already');
+        const [w, d3] = [randomUUID(), randomUUID()];
+        await b.park!(d3, [w], call(d3));
+        assert.deepEqual(await b.settle!(meta(w, States.REVOKED)), [released(d3, w, States.REVOKED)]);
+      }));
+
+      it('a SUCCESS stored before stands: a later failure of the same task stored again releases its calls as SUCCESS', scoped(async (s) => {
+        const b = await s.open();
+        const [x, dep] = [randomUUID(), randomUUID()];
+        await b.store(meta(x, States.SUCCESS, 1));
+        assert.deepEqual(await b.park!(dep, [x, randomUUID()], call(dep)), { ready: false });
+        assert.deepEqual(await b.settle!(meta(x, States.FAILURE, { exc_type: 'E', exc_message: ['late'], exc_module: 'builtins' })), [], 'its SUCCESS was read at park; it still waits for the other input');
+      }));
+
+      it('no lost wake-up: parks and outcomes racing through several instances release each call exactly once', scoped(async (s) => {
+        const b = await s.open();
+        const instances = [b, await s.peer(b), await s.peer(b)];
+        const n = 60;
+        const inputs = Array.from({ length: n }, () => [randomUUID(), randomUUID()] as const);
+        const deps = inputs.map(() => randomUUID());
+        // Each call's park races the outcomes of its two inputs, each on another instance, in a scrambled order.
+        const runs = scrambled(n).map((i, k) => {
+          const [x, y] = inputs[i]!;
+          return {
+            dep: deps[i]!,
+            park: instances[k % 3]!.park!(deps[i]!, [x, y], call(deps[i]!)),
+            settles: [instances[(k + 1) % 3]!.settle!(meta(x, States.SUCCESS, i)), instances[(k + 2) % 3]!.settle!(meta(y, States.SUCCESS, i))],
+          };
+        });
+        await within(Promise.all(runs.flatMap((r) => [r.park, ...r.settles])), 60_000, 'the parks and outcomes');
+        const all: string[] = [];
+        for (const run of runs) {
+          // Released by an outcome, or ready at its park (both inputs had succeeded by then).
+          for (const r of (await Promise.all(run.settles)).flat()) if (!r.again) all.push(r.taskId);
+          if ((await run.park).ready) all.push(run.dep);
+        }
+        all.sort();
+        assert.deepEqual(all, [...deps].sort(), 'every call released (by an outcome, or ready at its park) exactly once');
+      }));
+    });
 
     describe('chord join', { skip: unshared }, () => {
       it('200 members joined at once through several instances: exactly one call sees the join complete, with every result in index order', scoped(async (s) => {

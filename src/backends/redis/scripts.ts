@@ -27,3 +27,17 @@ export const leaseReleaseScript = defineScript('lease_release', new URL('./lease
   keys: ['lease'],
   args: ['holder'],
 });
+
+/** Parks a call until its inputs are ready; says if they are ready or failed already (park.lua). */
+export const parkScript = defineScript('park', new URL('./park.lua', import.meta.url), {
+  keys: ['parked', 'waits'],
+  restKeys: 'inputKeys',
+  args: ['taskId', 'callJson', 'expiresSec'],
+  restArgs: 'inputs',
+});
+
+/** The calls an input's stored outcome releases (release.lua). */
+export const releaseScript = defineScript('release', new URL('./release.lua', import.meta.url), {
+  keys: ['dependents', 'meta'],
+  args: ['input'],
+});

@@ -8,7 +8,9 @@
 -- ARGV[1]  expiry in seconds (0: keep)
 -- ARGV[2..] per key, two values: its status, then its meta (JSON); the status is passed so this script
 --           never decodes what it writes
--- Returns the number of metas stored (those skipped found a SUCCESS already there).
+-- Returns the task ids among these whose outcome is ready and that calls are parked on (a key
+-- fennel.dependents.<task id> exists: object references, park.lua): the caller releases those (release.lua). One
+-- EXISTS per ready meta; nearly every task has none.
 
 local ttl = tonumber(ARGV[1])
 local current = redis.call('MGET', unpack(KEYS))
@@ -20,7 +22,10 @@ for i, text in ipairs(current) do
     if ok and type(doc) == 'table' and doc.status == 'SUCCESS' then succeeded[KEYS[i]] = true end
   end
 end
-local stored = 0
+local READY = { SUCCESS = true, FAILURE = true, REVOKED = true }
+local PREFIX = string.len('celery-task-meta-')
+local parked = {}
+local seen = {}
 for i, key in ipairs(KEYS) do
   if not succeeded[key] then
     local meta = ARGV[2 * i + 1]
@@ -30,9 +35,14 @@ for i, key in ipairs(KEYS) do
       redis.call('SET', key, meta)
     end
     redis.call('PUBLISH', key, meta)
-    stored = stored + 1
     -- A SUCCESS written earlier in this batch guards the rest of it too.
     if ARGV[2 * i] == 'SUCCESS' then succeeded[key] = true end
   end
+  -- Stored now or kept (a SUCCESS already there), the outcome is ready: are calls parked on it?
+  if (succeeded[key] or READY[ARGV[2 * i]]) and not seen[key] then
+    seen[key] = true
+    local id = string.sub(key, PREFIX + 1)
+    if redis.call('EXISTS', 'fennel.dependents.' .. id) == 1 then parked[#parked + 1] = id end
+  end
 end
-return stored
+return parked
