@@ -66,6 +66,7 @@ export class Autoscaler {
     checkAutoscale(max, min);
     this.max = max;
     this.min = min;
+    // The pool is brought inside the new range now (before the next tick, whatever the keepalive says).
     const size = this.size();
     if (size > max) await this.resize(max);
     else if (size < min) await this.grow(min);

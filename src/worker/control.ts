@@ -32,7 +32,10 @@ export interface ControlledWorker {
   readonly app: Fennel;
   readonly poolKind: 'process' | 'thread' | 'async';
   readonly maxTasksPerChild: number | undefined;
+  /** The pool's size now. */
   concurrency(): number;
+  /** The size last asked for (a resize in progress included): what pool_grow and pool_shrink count from. */
+  poolTarget(): number;
   prefetchCount(): number;
   pids(): number[];
   pidOf(taskId: string): number | undefined;
@@ -45,6 +48,7 @@ export interface ControlledWorker {
   queues(): Array<{ name: string; kind: 'queue' | 'direct' | 'broadcast' }>;
   readonly revoked: { has(id: string): boolean; ids(): string[]; addLocal(id: string, untilMs: number): void };
   terminate(taskId: string): boolean;
+  /** Resizes the pool after the resizes asked for before (never rejects: a failure is logged). */
   resizePool(size: number): Promise<void>;
   readonly autoscale: { range(): { max: number; min: number }; update(max: number, min: number): Promise<void> } | undefined;
   setRateLimit(task: string, rate: string | null): void;
@@ -256,28 +260,31 @@ const COMMANDS: Record<string, Handler> = {
 
   shutdown: () => ok('shutting down'),
 
-  pool_grow: async (w, args) => {
+  pool_grow: (w, args) => {
     if (w.autoscale) throw new Refused('pool_grow is not supported with autoscale. Adjust autoscale range instead.');
     const n = positiveInt(args['n'] ?? 1, 'n');
-    await w.resizePool(w.concurrency() + n);
+    // Answered at once, as Celery's: new process slots take a second or two to load the tasks module, longer than
+    // a client's default timeout. `stats` shows the new size once they are ready.
+    void w.resizePool(w.poolTarget() + n);
     return ok('pool will grow');
   },
 
-  pool_shrink: async (w, args) => {
+  pool_shrink: (w, args) => {
     if (w.autoscale) throw new Refused('pool_shrink is not supported with autoscale. Adjust autoscale range instead.');
     const n = positiveInt(args['n'] ?? 1, 'n');
-    const size = w.concurrency();
+    const size = w.poolTarget();
     if (size - n < 1) throw new Refused(`cannot shrink the pool by ${n}: it has ${size} slot(s), and keeps at least 1`);
-    await w.resizePool(size - n);
+    void w.resizePool(size - n);
     return ok('pool will shrink');
   },
 
-  autoscale: async (w, args) => {
+  autoscale: (w, args) => {
     if (!w.autoscale) throw new Refused("ValueError('Autoscale not enabled')");
     const max = positiveInt(args['max'], 'max');
     const min = positiveInt(args['min'], 'min');
     if (min > max) throw new Refused(`min (${min}) is greater than max (${max})`);
-    await w.autoscale.update(max, min);
+    // The range at once, the pool brought inside it after the reply (new slots take a moment to start).
+    void w.autoscale.update(max, min).catch(() => {});
     return ok(`autoscale now max=${max} min=${min}`);
   },
 

@@ -138,6 +138,9 @@ export class Worker {
   private readonly rateLimits = new Map<string, string | null>();
   private readonly autoscaler: Autoscaler | undefined;
   private panel: ControlPanel | undefined;
+  /** The pool size asked for last (resizes run one at a time, `resizing` the last of them). */
+  private poolTarget: number;
+  private resizing: Promise<void> = Promise.resolve();
   /** Resubscriptions run one at a time (queues or prefetch changed). */
   private resubscribing: Promise<void> = Promise.resolve();
 
@@ -149,6 +152,7 @@ export class Worker {
     if (options.autoscale) this.autoscaler = new Autoscaler(options.autoscale, (size) => this.resizePool(size));
     this.slotLimit = this.autoscaler?.min ?? options.concurrency ?? cpus().length;
     if (!Number.isInteger(this.slotLimit) || this.slotLimit < 1) throw new ConfigError(`concurrency must be a positive integer (got ${this.slotLimit})`);
+    this.poolTarget = this.slotLimit;
     this.taskEvents = options.taskEvents ?? false;
     this.limiter = new RateLimiter(app.registry);
     this.poolKind = options.pool ?? 'process';
@@ -278,7 +282,18 @@ export class Worker {
   }
 
   /** Changes the pool to `size` slots, and the prefetch window with it (pool_grow, pool_shrink, the autoscaler). */
-  private async resizePool(size: number): Promise<void> {
+  /**
+   * Resizes the pool to `size` after the resizes asked for before it (one at a time, in order); the size asked
+   * for last is `poolTarget` at once. Never rejects: a slot that cannot start is logged.
+   */
+  private resizePool(size: number): Promise<void> {
+    this.poolTarget = size;
+    const next = this.resizing.then(() => this.applyResize(size));
+    this.resizing = next.catch((error: unknown) => this.log.error({ err: error }, `could not resize the pool to ${size} slot(s): ${(error as Error).message}`));
+    return this.resizing;
+  }
+
+  private async applyResize(size: number): Promise<void> {
     const pool = this.pool;
     if (!pool || this.stopping || size === this.slotLimit) return;
     const before = this.prefetchCount;
@@ -308,6 +323,7 @@ export class Worker {
       app: this.app,
       poolKind: this.poolKind,
       concurrency: () => this.slotLimit,
+      poolTarget: () => this.poolTarget,
       prefetchCount: () => this.prefetchCount,
       maxTasksPerChild: this.options.maxTasksPerChild,
       pids: () => this.pool?.pids() ?? [],

@@ -47,6 +47,11 @@ describe('dashboard remote control in Chromium', { skip: chromiumSkipReason() },
     return (stats[node]?.['pool'] as { 'max-concurrency'?: number } | undefined)?.['max-concurrency'];
   }
 
+  /** Waits until the pool has `size` slots: a grown process pool counts a slot once it has started. */
+  async function poolSize(size: number): Promise<void> {
+    await waitFor(async () => (await maxConcurrency()) === size, `the pool to have ${size} slot(s)`, 60_000);
+  }
+
   /** The status line once it says `outcome` (ok, error, no-reply) about `label`. */
   async function statusOf(label: string, outcome: string): Promise<string> {
     const line = page.locator(`#control-status[data-outcome="${outcome}"]`, { hasText: label });
@@ -71,13 +76,13 @@ describe('dashboard remote control in Chromium', { skip: chromiumSkipReason() },
     assert.equal(await maxConcurrency(), 1);
     await page.locator(`${row} button[data-action="pool-grow"]`).click();
     assert.match(await statusOf('+1 slot', 'ok'), new RegExp(`^\\+1 slot: ${node}: pool will grow$`));
-    assert.equal(await maxConcurrency(), 2);
+    await poolSize(2);
     // The row's concurrency follows with the worker's next heartbeat.
     await page.locator(`${row} td:nth-child(4)`, { hasText: /^2$/ }).waitFor(WAIT);
 
     await page.locator(`${row} button[data-action="pool-shrink"]`).click();
     await statusOf('−1 slot', 'ok');
-    assert.equal(await maxConcurrency(), 1);
+    await poolSize(1);
     // One slot is kept: the worker refuses, and the status line shows its reason.
     await page.locator(`${row} button[data-action="pool-shrink"]`).click();
     assert.match(await statusOf('−1 slot', 'error'), new RegExp(`^−1 slot: ${node}: error: cannot shrink the pool by 1`));

@@ -136,10 +136,11 @@ describe('POST /api/control/:command', () => {
       assert.equal((await stats()).pool['max-concurrency'], 1);
       const grown = await control(secured.url, 'pool-grow', { arguments: { n: 2 }, destination: [worker.name], timeoutMs: REPLY_MS }, BEARER);
       assert.deepEqual(grown, { replies: { [worker.name]: { ok: 'pool will grow' } }, missing: [], ok: true });
-      assert.equal((await stats()).pool['max-concurrency'], 3);
+      // Answered at once, as Celery's; the pool has grown by the time the new slots have started.
+      await waitFor(async () => (await stats()).pool['max-concurrency'] === 3, 'the pool to grow to 3 slots', 30_000);
       const shrunk = await control(secured.url, 'pool_shrink', { arguments: { n: 2 }, destination: [worker.name], timeoutMs: REPLY_MS }, BEARER);
       assert.equal(shrunk.ok, true, JSON.stringify(shrunk));
-      assert.equal((await stats()).pool['max-concurrency'], 1);
+      await waitFor(async () => (await stats()).pool['max-concurrency'] === 1, 'the pool to shrink to 1 slot', 30_000);
     });
 
     it("is not ok when the worker refuses: its reply carries the worker's error", async () => {

@@ -41,6 +41,7 @@ function fakeWorker(app: Fennel) {
     poolKind: 'process',
     maxTasksPerChild: undefined,
     concurrency: () => state.size,
+    poolTarget: () => state.size,
     prefetchCount: () => state.size * 4,
     pids: () => [101, 102],
     pidOf: (id) => (id === 'running' ? 101 : undefined),
