@@ -9,6 +9,7 @@ import { ChannelHub, type Channel, type ChannelOptions } from '../channels/chann
 import type { ChannelEngine } from '../channels/engine.ts';
 import { createChannelEngine } from '../channels/index.ts';
 import { Control } from '../control/control.ts';
+import { park, storeOutcome, takeRefs, type WithRefs } from './refs.ts';
 import { createMailboxEngine } from '../control/index.ts';
 import type { MailboxEngine } from '../control/mailbox.ts';
 import { ClosedError, ConfigError, PayloadTooLargeError } from '../errors.ts';
@@ -22,12 +23,12 @@ import { createTransport, schemeOf } from '../transports/index.ts';
 import { noConsumerHint } from '../transports/presence.ts';
 import type { Route as TransportRoute, Transport } from '../transports/transport.ts';
 import { compileRoutes, resolveConfig, type FennelOptions, type ResolvedConfig, type Route } from './config.ts';
-import { revokedMeta } from '../protocol/result.ts';
-import { isReady } from '../protocol/states.ts';
+import { nowIso, revokedMeta } from '../protocol/result.ts';
+import { isReady, States } from '../protocol/states.ts';
 import { STARMAP_TASK, type CanvasNode } from './canvas.ts';
 import { defineSchedule, type Schedule, type ScheduleOptions, type ScheduleSpec } from '../beat/schedule.ts';
 import { checkCallOptions, checkTaskOptions, timeLimits, toDate } from './options.ts';
-import { AsyncResult, type ResultOwner } from './result.ts';
+import { AsyncResult, type GetOptions, type ResultOwner } from './result.ts';
 import { makeTask, type CallOptions, type RegisteredTask, type Task, type TaskFunction, type TaskOptions } from './task.ts';
 
 const APP_BRAND = Symbol.for('fennel.app');
@@ -141,6 +142,55 @@ export class Fennel {
   }
 
   /**
+   * Stores `value` once in the result backend and returns a reference to it (Ray's `put`): pass it to any number
+   * of calls, and each worker reads the stored value instead of receiving a copy in its message. It expires with
+   * the results (`resultExpiresSec`).
+   */
+  async put<T>(value: T): Promise<AsyncResult<T>> {
+    const id = randomUUID();
+    await this.backend.store({ status: States.SUCCESS, result: value, traceback: null, children: [], date_done: nowIso(), task_id: id });
+    return new AsyncResult<T>(id, this.backendFn, undefined, undefined, this.resultOwner);
+  }
+
+  /** The results of many references, in their order (Ray's `get` of a list); rejects as the first that fails. */
+  get<T extends readonly AsyncResult<unknown>[]>(refs: T, options: GetOptions = {}): Promise<{ -readonly [K in keyof T]: T[K] extends AsyncResult<infer R> ? R : never }> {
+    return Promise.all(refs.map((ref) => ref.get(options))) as Promise<{ -readonly [K in keyof T]: T[K] extends AsyncResult<infer R> ? R : never }>;
+  }
+
+  /**
+   * Ray's `wait`: resolves once `numReturns` of the references are ready (succeeded or failed; default 1), or
+   * when `timeoutMs` passes, whichever comes first. `ready` and `pending` keep the order of `refs`.
+   */
+  async wait<T extends AsyncResult<unknown>>(refs: readonly T[], options: { numReturns?: number; timeoutMs?: number } = {}): Promise<{ ready: T[]; pending: T[] }> {
+    const numReturns = options.numReturns ?? 1;
+    if (!Number.isInteger(numReturns) || numReturns < 0 || numReturns > refs.length) throw new ConfigError(`wait: numReturns must be an integer from 0 to the number of references (${refs.length}); got ${numReturns}`);
+    const done = new Set<T>();
+    const stop = new AbortController();
+    await new Promise<void>((resolve) => {
+      if (done.size >= numReturns) return resolve();
+      const timer = options.timeoutMs === undefined ? undefined : setTimeout(resolve, options.timeoutMs);
+      for (const ref of refs) {
+        void ref.get({ signal: stop.signal }).then(
+          () => settle(ref),
+          (error: unknown) => {
+            // A failed task is ready; an abort (this wait is over) is not.
+            if (!stop.signal.aborted || error !== stop.signal.reason) settle(ref);
+          },
+        );
+      }
+      function settle(ref: T): void {
+        done.add(ref);
+        if (done.size >= numReturns) {
+          clearTimeout(timer);
+          resolve();
+        }
+      }
+    });
+    stop.abort(new Error('wait is over'));
+    return { ready: refs.filter((ref) => done.has(ref)), pending: refs.filter((ref) => !done.has(ref)) };
+  }
+
+  /**
    * Revokes a task by id: no worker runs it after this (each consults the backend's revoked set, kept for
    * `revokeExpiresSec`); with `terminate`, a worker running it now stops it (kills its pool slot; an async-pool
    * task's signal is aborted and its outcome discarded). Its state becomes REVOKED unless it had finished.
@@ -151,7 +201,8 @@ export class Fennel {
     await backend.revoke({ taskId, terminate: options.terminate ?? false, expiresAt: new Date(Date.now() + this.config.revokeExpiresSec * 1000) });
     const current = await backend.get(taskId);
     if (!current || !isReady(current.status)) {
-      await backend.store({ ...revokedMeta(taskId, options.terminate ? 'terminated' : 'revoked'), ...(current ? { name: current.name, args: current.args, kwargs: current.kwargs } : {}) });
+      // Through storeOutcome: the calls waiting for this task's result are revoked in turn.
+      await storeOutcome(this, { ...revokedMeta(taskId, options.terminate ? 'terminated' : 'revoked'), ...(current ? { name: current.name, args: current.args, kwargs: current.kwargs } : {}) }, false);
     }
   }
 
@@ -236,10 +287,27 @@ export class Fennel {
 
   private send(name: string, args: readonly unknown[], call: CallOptions, task: TaskOptions): AsyncResult<unknown> | BroadcastResult<unknown> {
     this.checkCall(name, call);
+    const refs = takeRefs(args, call.kwargs);
+    if (refs) return this.sendParked(name, refs, call, task);
     const [message, route] = this.prepare(name, args, call, task);
     if (route.broadcast) return this.sendBroadcast(name, message, route);
     const sent = this.transport.publish(message, route);
     // The rejection is re-thrown by get() and by awaiting `result.sent`; this keeps it from being unhandled.
+    sent.catch(() => {});
+    return new AsyncResult(message.headers['id'] as string, this.backendFn, sent, name, this.resultOwner, route.queue);
+  }
+
+  /**
+   * Sends a call whose arguments hold results (AsyncResults, src/app/refs.ts): it is parked in the result backend
+   * until they are ready. Sent with `deduplicate` where the broker has it, so that a worker that sends it again after
+   * a crash (a release stored twice) sends no duplicate. `sent` resolves once it is parked (or sent).
+   */
+  private sendParked(name: string, refs: WithRefs, call: CallOptions, task: TaskOptions): AsyncResult<unknown> {
+    if (call.broadcast ?? task.broadcast) throw new ConfigError(`call of '${name}': a broadcast cannot take results as arguments`);
+    if (!this.backend.park) throw new ConfigError(`call of '${name}': results as arguments need a result backend its workers share (sqlite://, redis://); ${this.backend.url} is not`);
+    const dedupe = call.deduplicate ?? (this.transport.capabilities.deduplication ? true : undefined);
+    const [message, route] = this.prepare(name, refs.args, { ...call, ...(refs.kwargs ? { kwargs: refs.kwargs } : {}), ...(dedupe ? { deduplicate: dedupe } : {}) }, task);
+    const sent = park(this, message, route, refs.inputs);
     sent.catch(() => {});
     return new AsyncResult(message.headers['id'] as string, this.backendFn, sent, name, this.resultOwner, route.queue);
   }

@@ -88,15 +88,22 @@ export type TaskFunction<A extends unknown[] = never[], R = unknown> = (...args:
 /** What sending returns: an AsyncResult, or for a broadcast (every worker runs it) a BroadcastResult. */
 export type Sent<R, Broadcast extends boolean> = Broadcast extends true ? BroadcastResult<R> : AsyncResult<R>;
 
+/**
+ * A call's arguments, each of which may also be another call's result still to come: an AsyncResult of the
+ * parameter's type (an object reference, as Ray's ObjectRef). The call then waits, parked in the result backend,
+ * until every such result is stored, and the worker reads them (src/app/refs.ts).
+ */
+export type RefArgs<A extends unknown[]> = { [K in keyof A]: A[K] | AsyncResult<A[K]> };
+
 export interface Task<A extends unknown[], R, Broadcast extends boolean = false> {
   /** Runs the function here and now, in this process (no broker involved). */
   (...args: A): R;
   readonly taskName: string;
   readonly options: Readonly<TaskOptions>;
   /** Sends the call to a worker (to every worker online for a broadcast task); the handle is returned at once. */
-  delay(...args: A): Sent<Awaited<R>, Broadcast>;
+  delay(...args: RefArgs<A>): Sent<Awaited<R>, Broadcast>;
   applyAsync(args: A, options: CallOptions & { broadcast: true }): BroadcastResult<Awaited<R>>;
-  applyAsync(args: A, options?: CallOptions): Sent<Awaited<R>, Broadcast>;
+  applyAsync(args: RefArgs<A>, options?: CallOptions): Sent<Awaited<R>, Broadcast>;
   /** Sends many calls in one broker round trip; one AsyncResult per call, in order. */
   delayMany(argsList: ReadonlyArray<A>, options?: Omit<CallOptions, 'taskId'>): Array<AsyncResult<Awaited<R>>>;
   /** A signature: this call written down, for chain/group/chord. In a chain the previous result is prepended to `args`. */
@@ -136,7 +143,7 @@ export function makeTask<A extends unknown[], R, B extends boolean>(name: string
     name: { value: name },
     taskName: { value: name, enumerable: true },
     options: { value: Object.freeze({ ...options }), enumerable: true },
-    delay: { value: (...args: A) => producer.send(name, args, {}, options) },
+    delay: { value: (...args: RefArgs<A>) => producer.send(name, args, {}, options) },
     applyAsync: { value: (args: A, call: CallOptions = {}) => producer.send(name, args, call, options) },
     delayMany: { value: (argsList: ReadonlyArray<A>, call: Omit<CallOptions, 'taskId'> = {}) => producer.sendMany(name, argsList, call) },
     s: { value: (...args: unknown[]) => new Signature(producer.app, name, args) },

@@ -120,10 +120,12 @@ export class SqliteBackend implements ResultBackend {
    * lookups for a task nothing waits on, which is nearly every task.
    */
   private releaseOn(input: string): ReleasedCall[] {
+    const released: ReleasedCall[] = (this.sql.releasedBy.all(input) as Array<{ task_id: string; call: string; status: string }>).map((row) => ({ taskId: row.task_id, callJson: row.call, input, status: row.status, again: true }));
+    const waiting = this.sql.waitingOn.all(input) as Array<{ task_id: string }>;
+    if (waiting.length === 0) return released;
     // The outcome that stands: a SUCCESS stored before is kept over a later one.
     const status = (this.sql.status.get(input) as { status: string }).status;
-    const released: ReleasedCall[] = (this.sql.releasedBy.all(input) as Array<{ task_id: string; call: string; status: string }>).map((row) => ({ taskId: row.task_id, callJson: row.call, input, status: row.status, again: true }));
-    for (const { task_id: taskId } of this.sql.waitingOn.all(input) as Array<{ task_id: string }>) {
+    for (const { task_id: taskId } of waiting) {
       const call = this.sql.parked.get(taskId) as { call: string; released_by: string | null } | undefined;
       if (!call || call.released_by !== null) continue;
       if (status === States.SUCCESS && this.sql.stillWaiting.get(taskId)) continue;

@@ -13,6 +13,7 @@ import { States } from '../protocol/states.ts';
 import type { TaskEventType } from '../events/events.ts';
 import type { Delivery } from '../transports/transport.ts';
 import type { ErrorReport, Job, Outcome, Pool } from './pools/pool.ts';
+import { storeOutcome } from '../app/refs.ts';
 import { continueWorkflow, failWorkflow, inWorkflow, jobArgs } from './workflow.ts';
 
 export interface ExecutorContext {
@@ -188,7 +189,7 @@ async function refuseMalformed(error: unknown, delivery: Delivery, ctx: Executor
   const id = delivery.message.headers['id'];
   ctx.log.error({ queue: delivery.queue, reason }, `malformed message on queue ${delivery.queue}: ${reason}; moved to dead letters`);
   // If the message names an id, its caller learns of the failure at once instead of waiting for ever.
-  if (typeof id === 'string') await ctx.app.backend.store(failureMeta(id, exceptionInfo('ProtocolError', reason, 'fennel'), null));
+  if (typeof id === 'string') await storeOutcome(ctx.app, failureMeta(id, exceptionInfo('ProtocolError', reason, 'fennel'), null), delivery.redelivered);
   ctx.deadLettered();
   await delivery.reject({ requeue: false, reason: `ProtocolError: ${reason}` });
 }
@@ -199,7 +200,7 @@ async function refuseUnregistered(request: TaskRequest, delivery: Delivery, ctx:
   const reason = `NotRegistered: ${request.name}${hint ? ` — did you mean '${hint}'?` : ''}`;
   ctx.log.error({ task: request.name, id: request.id }, `Received unregistered task ${request.name}[${request.id}]${hint ? ` — did you mean '${hint}'?` : ''}; moved to dead letters`);
   const info: ExceptionInfo = { exc_type: 'NotRegistered', exc_message: [request.name], exc_module: 'celery.exceptions' };
-  await ctx.app.backend.store(failureMeta(request.id, info, null, request, ctx));
+  await storeOutcome(ctx.app, failureMeta(request.id, info, null, request, ctx), delivery.redelivered);
   // What in its workflow depended on it fails too, as after any failure (else a chain's result waits for ever).
   if (inWorkflow(request)) await failWorkflow(ctx.app, request, info, null);
   ctx.deadLettered();
@@ -209,7 +210,7 @@ async function refuseUnregistered(request: TaskRequest, delivery: Delivery, ctx:
 /** A revoked task is never run: REVOKED is stored (Celery's TaskRevokedError) and the message acknowledged. */
 async function discardRevoked(request: TaskRequest, delivery: Delivery, ctx: ExecutorContext): Promise<void> {
   ctx.log.info({ task: request.name, id: request.id }, `Discarding revoked task: ${request.name}[${request.id}]`);
-  await ctx.app.backend.store(revokedResult(request, 'revoked', ctx));
+  await storeOutcome(ctx.app, revokedResult(request, 'revoked', ctx), delivery.redelivered);
   ctx.emit('task-revoked', request, { expired: false, terminated: false });
   await delivery.ack();
 }
@@ -217,7 +218,7 @@ async function discardRevoked(request: TaskRequest, delivery: Delivery, ctx: Exe
 /** A task past its `expires` is never run: REVOKED (expired) is stored and the message acknowledged. */
 async function revokeExpired(request: TaskRequest, delivery: Delivery, ctx: ExecutorContext): Promise<void> {
   ctx.log.info({ task: request.name, id: request.id }, `Task ${request.name}[${request.id}] expired; revoked`);
-  await ctx.app.backend.store(revokedResult(request, 'expired', ctx));
+  await storeOutcome(ctx.app, revokedResult(request, 'expired', ctx), delivery.redelivered);
   ctx.emit('task-revoked', request, { expired: true, terminated: false });
   await delivery.ack();
 }
@@ -287,7 +288,7 @@ async function storeProgress(request: TaskRequest, metaJson: string, ctx: Execut
 async function settle(request: TaskRequest, delivery: Delivery, outcome: Outcome, runtimeSec: number, ctx: ExecutorContext): Promise<void> {
   if (outcome.kind === 'success') {
     // The common case first, building no log line or event it will not send.
-    if (!request.ignoreResult) await ctx.app.backend.store(meta(request, ctx, States.SUCCESS, decodeJson(outcome.resultJson)));
+    if (!request.ignoreResult) await storeOutcome(ctx.app, meta(request, ctx, States.SUCCESS, decodeJson(outcome.resultJson)), delivery.redelivered);
     if (ctx.log.isLevelEnabled('info')) ctx.log.info({ task: request.name, id: request.id, runtimeSec: Number(runtimeSec.toFixed(6)) }, `Task ${request.name}[${request.id}] succeeded in ${runtimeSec.toFixed(6)}s: ${truncate(outcome.resultJson)}`);
     if (ctx.taskEvents) ctx.emit('task-succeeded', request, { result: truncate(outcome.resultJson), runtime: runtimeSec });
     // The next steps of a workflow are in the broker before this message is acknowledged.
@@ -299,7 +300,7 @@ async function settle(request: TaskRequest, delivery: Delivery, outcome: Outcome
   const fields = { task: request.name, id: request.id, runtimeSec: Number(runtimeSec.toFixed(6)) };
   switch (outcome.kind) {
     case 'failure':
-      await recordFailure(request, errorInfo(outcome.error), outcome.error.stack, runtimeSec, ctx);
+      await recordFailure(request, delivery, errorInfo(outcome.error), outcome.error.stack, runtimeSec, ctx);
       ctx.log.error({ ...fields, error: outcome.error.message }, `${label} raised ${outcome.error.name}: ${outcome.error.message}`);
       await delivery.ack();
       return;
@@ -311,7 +312,7 @@ async function settle(request: TaskRequest, delivery: Delivery, outcome: Outcome
         const info = outcome.error
           ? errorInfo(outcome.error)
           : exceptionInfo('MaxRetriesExceededError', `${request.name}[${request.id}] retried ${request.retries} times (maxRetries ${limit})${outcome.reason ? `: ${outcome.reason}` : ''}`, 'celery.exceptions');
-        await recordFailure(request, info, outcome.error?.stack ?? null, runtimeSec, ctx);
+        await recordFailure(request, delivery, info, outcome.error?.stack ?? null, runtimeSec, ctx);
         ctx.log.error(fields, `${label} gave up after ${request.retries} retries: ${info.exc_type}: ${String(info.exc_message[0])}`);
         await delivery.ack();
         return;
@@ -325,7 +326,7 @@ async function settle(request: TaskRequest, delivery: Delivery, outcome: Outcome
     }
     case 'reject': {
       const info = exceptionInfo('Reject', outcome.reason, 'celery.exceptions');
-      await ctx.app.backend.store(failureMeta(request.id, info, null, request, ctx));
+      await storeOutcome(ctx.app, failureMeta(request.id, info, null, request, ctx), delivery.redelivered);
       if (inWorkflow(request)) await failWorkflow(ctx.app, request, info, null);
       ctx.log.warn(fields, `${label} rejected: ${outcome.reason}; moved to dead letters`);
       ctx.emit('task-rejected', request, { requeue: false });
@@ -339,7 +340,7 @@ async function settle(request: TaskRequest, delivery: Delivery, outcome: Outcome
       const crashes = request.crashes + 1;
       const info = exceptionInfo('WorkerLostError', outcome.detail, 'billiard.exceptions');
       const fail = async (why: string): Promise<void> => {
-        await recordFailure(request, info, null, runtimeSec, ctx);
+        await recordFailure(request, delivery, info, null, runtimeSec, ctx);
         ctx.log.error(fields, `${label} lost its pool slot (${outcome.detail}); ${why}`);
       };
       if (crashes >= ctx.app.config.poisonAfterCrashes) {
@@ -356,14 +357,14 @@ async function settle(request: TaskRequest, delivery: Delivery, outcome: Outcome
       return;
     }
     case 'terminated':
-      await ctx.app.backend.store(revokedResult(request, 'terminated', ctx));
+      await storeOutcome(ctx.app, revokedResult(request, 'terminated', ctx), delivery.redelivered);
       ctx.log.warn(fields, `${label} terminated (revoked with terminate)`);
       ctx.emit('task-revoked', request, { expired: false, terminated: true });
       await delivery.ack();
       return;
     case 'timeout': {
       const info = exceptionInfo('TimeLimitExceeded', `hard time limit (${outcome.seconds} s) exceeded`, 'billiard.exceptions');
-      await recordFailure(request, info, null, runtimeSec, ctx);
+      await recordFailure(request, delivery, info, null, runtimeSec, ctx);
       ctx.log.error(fields, `${label} killed: hard time limit of ${outcome.seconds}s exceeded`);
       await delivery.ack();
       return;
@@ -372,8 +373,8 @@ async function settle(request: TaskRequest, delivery: Delivery, outcome: Outcome
 }
 
 /** Stores the task's FAILURE, fails what in its workflow depended on it, and sends task-failed. */
-async function recordFailure(request: TaskRequest, info: ExceptionInfo, traceback: string | null, runtimeSec: number, ctx: ExecutorContext): Promise<void> {
-  await ctx.app.backend.store(failureMeta(request.id, info, traceback, request, ctx));
+async function recordFailure(request: TaskRequest, delivery: Delivery, info: ExceptionInfo, traceback: string | null, runtimeSec: number, ctx: ExecutorContext): Promise<void> {
+  await storeOutcome(ctx.app, failureMeta(request.id, info, traceback, request, ctx), delivery.redelivered);
   if (inWorkflow(request)) await failWorkflow(ctx.app, request, info, traceback);
   ctx.emit('task-failed', request, { exception: `${info.exc_type}(${JSON.stringify(info.exc_message[0] ?? '')})`, traceback, runtime: runtimeSec });
 }

@@ -15,12 +15,14 @@
 
 import { applyStep, firstTaskId, normaliseChain, resultTaskIds, tasksGivenResult, type SignatureDict } from '../app/canvas.ts';
 import type { Fennel } from '../app/fennel.ts';
+import { storeOutcome } from '../app/refs.ts';
 import { ChordResults, decodeJson } from '../protocol/json.ts';
 import type { TaskRequest } from '../protocol/message.ts';
 import { exceptionInfo, nowIso, type ExceptionInfo } from '../protocol/result.ts';
 import { States } from '../protocol/states.ts';
 import type { Delivery } from '../transports/transport.ts';
 import type { Outcome } from './pools/pool.ts';
+import { takesRefs, withResults } from './refs.ts';
 
 /** The built-in task behind `chunks()`: a worker runs it like any task; the banner leaves it out. */
 export { STARMAP_TASK } from '../app/canvas.ts';
@@ -73,8 +75,9 @@ async function joinChord(app: Fennel, request: TaskRequest, delivery: Delivery, 
  */
 export function jobArgs(app: Fennel, request: TaskRequest): unknown[] | Promise<unknown[] | Outcome> {
   const ref = request.args[0];
+  if (ref instanceof ChordResults) return withChordResults(app, request, ref);
   // Synchronous for every other task: no promise on the hot path.
-  return ref instanceof ChordResults ? withChordResults(app, request, ref) : request.args;
+  return takesRefs(request) ? withResults(app, request) : request.args;
 }
 
 async function withChordResults(app: Fennel, request: TaskRequest, ref: ChordResults): Promise<unknown[] | Outcome> {
@@ -104,7 +107,8 @@ export async function failWorkflow(app: Fennel, request: TaskRequest, info: Exce
 }
 
 async function storeFailure(app: Fennel, taskId: string, info: ExceptionInfo, traceback: string | null): Promise<void> {
-  await app.backend.store({ status: States.FAILURE, result: info, traceback, children: [], date_done: nowIso(), task_id: taskId });
+  // Through storeOutcome: a call that takes this result as an argument fails in turn.
+  await storeOutcome(app, { status: States.FAILURE, result: info, traceback, children: [], date_done: nowIso(), task_id: taskId }, false);
 }
 
 function exceptionText(info: ExceptionInfo): string {

@@ -99,6 +99,20 @@ export async function checks(): Promise<void> {
   const registered: Fennel = app.schedule('s.chained', { every: 1 }, add, [1, 2]).schedule('s.next', { every: 2 }, 'proj.tasks.ping');
   expectType<Equal<typeof registered.schedules extends ReadonlyMap<string, unknown> ? true : false, true>>(true);
 
+  // Results as arguments (object references): a parameter of type T takes T or an AsyncResult<T>.
+  const sortChunk = app.task('refs.sort', (xs: number[]) => [...xs].sort((p, q) => p - q));
+  const merge = app.task('refs.merge', (x: number[], y: number[]) => [...x, ...y]);
+  const a = sortChunk.delay([3, 1]);
+  const b = sortChunk.delay([2]);
+  const merged = merge.delay(a, b);
+  expectType<Equal<typeof merged, AsyncResult<number[]>>>(true);
+  merge.delay(a, [4]);
+  merge.applyAsync([a, b], { queue: 'merge' });
+  // @ts-expect-error a string is neither a number[] nor an AsyncResult<number[]>
+  merge.delay(a, 'x');
+  // @ts-expect-error an AsyncResult<number> is not an AsyncResult<number[]>
+  merge.delay(add.delay(1, 2), b);
+
   // Remote control: Celery's reply shapes, typed.
   const pongs = await app.control.ping({ timeoutMs: 1000 });
   expectType<Equal<typeof pongs, Array<Record<string, { ok: 'pong' }>>>>(true);
