@@ -13,6 +13,7 @@
 
 import type { ConfirmChannel, ConsumeMessage } from 'amqplib';
 import { AmqpConnection } from '../clients/amqp/connection.ts';
+import { amqpTable } from '../clients/amqp/table.ts';
 import { parseAmqpUrl } from '../clients/amqp/url.ts';
 import { asBrokerUnavailable } from '../errors.ts';
 import { ReplyBuffer, type IncomingRequest, type MailboxEngine, type ReplyInbox } from './mailbox.ts';
@@ -96,7 +97,8 @@ export class AmqpMailboxEngine implements MailboxEngine {
     try {
       const channel = await this.channel();
       await new Promise<void>((resolve, reject) => {
-        channel.publish(exchange, routingKey, Buffer.from(JSON.stringify(body), 'utf8'), { ...PROPERTIES, deliveryMode, headers }, (error) => (error ? reject(error as Error) : resolve()));
+        // The clock passes 127 soon: typed so that py-amqp reads an integer (clients/amqp/table.ts).
+        channel.publish(exchange, routingKey, Buffer.from(JSON.stringify(body), 'utf8'), { ...PROPERTIES, deliveryMode, headers: amqpTable(headers) }, (error) => (error ? reject(error as Error) : resolve()));
       });
     } catch (error) {
       throw asBrokerUnavailable(this.url, error);

@@ -16,6 +16,7 @@ import type { Channel, ConsumeMessage, GetMessage } from 'amqplib';
 import { BrokerUnavailableError, ClosedError, ConfigError } from '../errors.ts';
 import type { WireMessage } from '../protocol/message.ts';
 import { broadcastCopyQueue, DIRECT_EXCHANGE, directQueueNode } from '../protocol/queues.ts';
+import { amqpTable } from '../clients/amqp/table.ts';
 import { AmqpConnection, isConnectionError, isNotFound, isPreconditionFailed, type Session } from '../clients/amqp/connection.ts';
 import { DELAY_PREFIX, DELIVER_EXCHANGE, LEVELS, delayRoutingKey, delayUnits, delayableQueue, deliverPattern, levelExchange, levelQueue, levelQueuePattern, nextExchange, passPattern, topLevel, UNIT_MS } from './amqp/delay.ts';
 import { ReplyRoutes, replyQueueOptions } from '../clients/amqp/replies.ts';
@@ -363,7 +364,7 @@ export class AmqpTransport implements Transport {
       session.declared.add(DEAD_LETTER_QUEUE);
     }
     const out = toAmqp(message);
-    out.options.headers = { ...message.headers, [DEAD_HEADER]: { id: randomUUID(), queue, reason, at: Date.now() } };
+    out.options.headers = amqpTable({ ...message.headers, [DEAD_HEADER]: { id: randomUUID(), queue, reason, at: Date.now() } });
     out.options.deliveryMode = 2;
     delete out.options.expiration; // a dead letter is kept until someone requeues it
     const { channel } = await this.connection.confirmChannel();

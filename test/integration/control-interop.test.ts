@@ -236,6 +236,22 @@ for (const { name, skip: skipCase, fennelBroker, pyBroker, open } of CASES) desc
     }
   });
 
+  // A long-lived client's Lamport clock passes 127 soon. amqplib would write such an integer header with the tag 's',
+  // which py-amqp reads as a string: the Celery worker died decoding the request, and Celery's client its reply.
+  it('clocks past 127 on both sides: Fennel pings the Celery worker with clock 5000, and `celery inspect ping` reads the Fennel worker, which then answers with a clock past 5000', async () => {
+    const client = engine();
+    for (const clock of [200, 5000, 70_000]) {
+      const ping = await sendControl(client, { method: 'ping', destination: [CELERY_NODE, FENNEL_NODE], timeoutMs: 30_000 }, clock);
+      assert.deepEqual(ping.replies.map((r) => r.node).sort(), [CELERY_NODE, FENNEL_NODE].sort(), `clock ${clock}: both answered`);
+    }
+    // The Fennel worker has seen clock 70,000: its replies carry a larger one, which Celery's client must read.
+    const celery = await celeryCli('inspect', 'ping', '-d', FENNEL_NODE, '--timeout', '10', '--json');
+    assert.equal(celery.code, 0, show(celery));
+    assert.deepEqual(printedJson(celery.lines), { [FENNEL_NODE]: { ok: 'pong' } });
+    const again = await sendControl(client, { method: 'ping', destination: [CELERY_NODE], timeoutMs: 30_000 });
+    assert.deepEqual(again.replies, [{ node: CELERY_NODE, result: { ok: 'pong' } }], 'the Celery worker is still up');
+  });
+
   it('`fennel inspect ping`, `registered` and `active` -d <celery node> are answered by the Celery worker', async () => {
     const ping = await fennelCli('inspect', 'ping', '-d', `${CELERY_NODE},${FENNEL_NODE}`, '--timeout', '30000', '--json');
     assert.equal(ping.code, 0, show(ping));

@@ -4,6 +4,7 @@
 // the receiver reads it from where the broker actually routed the message.
 
 import type { ConsumeMessage, Options } from 'amqplib';
+import { amqpTable } from '../../clients/amqp/table.ts';
 import type { WireMessage, WireProperties } from '../../protocol/message.ts';
 
 /** The headers RabbitMQ adds when it dead-letters a message (the delay levels do, once per hop). */
@@ -43,7 +44,8 @@ export function toAmqp(message: WireMessage, opts: { priority?: number | undefin
   const options: Options.Publish = {
     contentType: message.contentType,
     contentEncoding: message.contentEncoding,
-    headers: message.headers,
+    // Integers as py-amqp reads them (clients/amqp/table.ts): a Celery worker reads these headers too.
+    headers: amqpTable(message.headers),
     deliveryMode: typeof props.delivery_mode === 'number' ? props.delivery_mode : 2,
   };
   const target = options as Record<string, unknown>;
