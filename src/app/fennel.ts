@@ -142,14 +142,16 @@ export class Fennel {
   }
 
   /**
-   * Stores `value` once in the result backend and returns a reference to it (Ray's `put`): pass it to any number
-   * of calls, and each worker reads the stored value instead of receiving a copy in its message. It expires with
-   * the results (`resultExpiresSec`).
+   * Stores `value` once in the result backend and returns a reference to it at once (Ray's `put`): pass it to any
+   * number of calls, and each worker reads the stored value instead of receiving a copy in its message. Its `sent`
+   * resolves once it is stored (calls that take it wait for that). Do not `await` the reference itself: an
+   * AsyncResult is awaitable, and awaiting it reads the value back. It expires with the results (`resultExpiresSec`).
    */
-  async put<T>(value: T): Promise<AsyncResult<T>> {
+  put<T>(value: T): AsyncResult<T> {
     const id = randomUUID();
-    await this.backend.store({ status: States.SUCCESS, result: value, traceback: null, children: [], date_done: nowIso(), task_id: id });
-    return new AsyncResult<T>(id, this.backendFn, undefined, undefined, this.resultOwner);
+    const stored = this.backend.store({ status: States.SUCCESS, result: value, traceback: null, children: [], date_done: nowIso(), task_id: id });
+    stored.catch(() => {});
+    return new AsyncResult<T>(id, this.backendFn, stored, undefined, this.resultOwner);
   }
 
   /** The results of many references, in their order (Ray's `get` of a list); rejects as the first that fails. */

@@ -13,8 +13,9 @@
 //
 // At least once: the worker sends what an outcome released before it acknowledges the input's message. If it dies
 // in between, the input runs again, its outcome is stored again, and settle() hands the same calls back marked
-// `again`: they are sent again with the broker's deduplication where it has it (a duplicate is then dropped), and
-// only if the call has not started (its stored state), as the chord callback is (src/worker/workflow.ts).
+// `again`: they are sent again only if no send of them was recorded (a once-only claim in the backend, taken after
+// the first send), the call has not started (its stored state), and with the broker's deduplication where it has
+// it. A duplicate then needs a worker to die between a publish and its record.
 
 import type { ParkOutcome, ReleasedCall, ResultBackend } from '../backends/backend.ts';
 import { ConfigError } from '../errors.ts';
@@ -104,17 +105,26 @@ async function releaseCalls(host: RefsHost, released: readonly ReleasedCall[], r
   const transport = host.transport;
   for (const call of released) {
     // Released before: sent again only for a message delivered again (the first worker may have died before
-    // sending it), and only if the call has not started since.
-    if (call.again && (!redelivered || (await backend.get(call.taskId)))) continue;
+    // sending it), only if the call has not started since, and only if no send was recorded (below).
+    if (call.again && (!redelivered || (await backend.get(call.taskId)) || !(await claimSend(backend, call.taskId)))) continue;
     const { message, route } = decodeParked(call.callJson);
     if (call.status === States.SUCCESS) {
       // Parked with `deduplicate` where the broker has it (Fennel.send): a second send while the first waits is dropped.
       await transport.publish(message, route);
+      // Recorded once it is in the broker, so that a repeat of this release does not send it again where the broker
+      // cannot drop a duplicate (RabbitMQ): a copy sent twice ran twice there. Only a worker that dies between the
+      // publish and this record leaves a repeat to send it again.
+      if (!call.again) await claimSend(backend, call.taskId);
     } else {
       const input = await backend.get(call.input);
       await storeOutcome(host, dependentOutcome(call.taskId, message, call.input, call.status, input), redelivered);
     }
   }
+}
+
+/** Records that released call `taskId` was sent; true the first time (nothing was recorded before). */
+async function claimSend(backend: ResultBackend, taskId: string): Promise<boolean> {
+  return backend.claimOnce ? backend.claimOnce(`released-${taskId}`) : true;
 }
 
 /** The outcome of a call whose input failed (FAILURE, DependencyError naming the input and its error) or was revoked (REVOKED). */

@@ -112,6 +112,9 @@ export async function checks(): Promise<void> {
   merge.delay(a, 'x');
   // @ts-expect-error an AsyncResult<number> is not an AsyncResult<number[]>
   merge.delay(add.delay(1, 2), b);
+  const data = app.put([4, 2]);
+  expectType<Equal<typeof data, AsyncResult<number[]>>>(true);
+  merge.delay(data, [3]);
 
   // Remote control: Celery's reply shapes, typed.
   const pongs = await app.control.ping({ timeoutMs: 1000 });
