@@ -20,9 +20,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'amqplib';
-import { Redis } from 'ioredis';
 import { AMQP_URL } from './amqp.bench.ts';
-import { REDIS_URL } from './redis.bench.ts';
+import { REDIS_URL, flush } from './redis.bench.ts';
 import { CELERY_PYTHON, FENNEL_BIN, median, percentile, ROOT, tempDatabase } from './support.ts';
 
 /** Fires measured per run (after the first, which is left out); FENNEL_BENCH_BEAT_FIRES for a quick look. */
@@ -142,16 +141,6 @@ async function deleteAmqpQueue(queue: string): Promise<void> {
   }
 }
 
-async function flushRedis(): Promise<void> {
-  const redis = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 1 });
-  try {
-    await redis.connect();
-    await redis.flushdb();
-  } finally {
-    redis.disconnect();
-  }
-}
-
 function celeryAvailable(): Promise<boolean> {
   return new Promise((resolve) => {
     const child = spawn(CELERY_PYTHON, ['-c', 'import celery, redis'], { stdio: 'ignore' });
@@ -167,7 +156,7 @@ export async function beatSection(runs = 1): Promise<string> {
   const celery = await celeryAvailable();
   if (celery) peers.push('celery-redis');
   else console.error(`${CELERY_PYTHON} cannot import celery and redis: the Celery column is left out`);
-  await flushRedis();
+  await flush();
   const results = new Map<Peer, Run[]>(peers.map((p) => [p, []]));
   for (let round = 1; round <= runs; round++) {
     for (const peer of peers) {
@@ -175,7 +164,7 @@ export async function beatSection(runs = 1): Promise<string> {
       results.get(peer)!.push(peer === 'celery-redis' ? await runCelery() : await runFennel(peer));
     }
   }
-  await flushRedis();
+  await flush();
   const load1 = loadavg();
   const rows = peers.map((peer) => {
     const all = results.get(peer)!;

@@ -20,9 +20,8 @@ import { availableParallelism, cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { connect, type Channel } from 'amqplib';
 import { Fennel } from 'fennel';
-import { Redis } from 'ioredis';
 import { AMQP_URL } from './amqp.bench.ts';
-import { REDIS_URL } from './redis.bench.ts';
+import { REDIS_URL, flush } from './redis.bench.ts';
 import { CELERY_PYTHON, FENNEL_BIN, median, percentile, ROOT, runCeleryProducer, runProcess, startCeleryWorker, startWorker, tempDatabase, type WorkerProcess } from './support.ts';
 
 /** Timed pings per pair and run, after WARMUP untimed ones; FENNEL_BENCH_CONTROL_PINGS for a quick look. */
@@ -204,16 +203,6 @@ async function deleteAmqp(names: readonly string[]): Promise<void> {
   }
 }
 
-async function flushRedis(): Promise<void> {
-  const redis = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 1 });
-  try {
-    await redis.connect();
-    await redis.flushdb();
-  } finally {
-    redis.disconnect();
-  }
-}
-
 function celeryAvailable(): Promise<boolean> {
   return runProcess(CELERY_PYTHON, ['-c', 'import celery, redis, amqp'], { timeoutMs: 30_000 }).then(
     () => true,
@@ -234,7 +223,7 @@ export async function controlSection(runs = 1): Promise<string> {
   const failures: Failure[] = [];
   const cli = new Map<string, number[]>();
   const add = (map: Map<string, number[]>, key: string, values: readonly number[]): void => void map.set(key, [...(map.get(key) ?? []), ...values]);
-  await flushRedis();
+  await flush();
   try {
     for (let round = 1; round <= runs; round++) {
       for (const [client, worker, broker] of pairs) {
@@ -263,7 +252,7 @@ export async function controlSection(runs = 1): Promise<string> {
       }
     }
   } finally {
-    await flushRedis();
+    await flush();
   }
   const load1 = loadavg();
 
