@@ -9,6 +9,8 @@
 //   chord   each header member also carries the callback in `embed.chord` (with `chord_size`); a member
 //           that finishes records its result in the result backend's atomic join (one counter per group,
 //           never a polling task) and the one that completes it sends the callback with the results, in order.
+//           On Redis the join is Celery's own (`.j`, `.s`), shared with Celery's workers: the chord's size is
+//           written there (chordStart) before any member is sent, as Celery's producer does.
 // Every id is assigned before anything is sent ("freezing"), so the producer can hand back the results at
 // once, and so a worker redelivered mid-workflow sends the same ids again (duplicates are then recognised).
 // Messages carry only what the next step needs: a chord member carries the callback, not the other members.
@@ -379,7 +381,19 @@ export function applyStep(app: Fennel, dict: SignatureDict, ctx: StepContext, se
         : body;
       const withSize = { ...callback, chord_size: header.length };
       const groupId = dict.options.group_id ?? randomUUID();
-      header.forEach((member, index) => applyStep(app, member, { prepend: ctx.prepend, group: { id: groupId, index }, chord: withSize, parentId: ctx.parentId, rootId: ctx.rootId, firstCall: ctx.firstCall }, sends));
+      const sendHeader = (into: Array<Promise<void>>): void =>
+        header.forEach((member, index) => applyStep(app, member, { prepend: ctx.prepend, group: { id: groupId, index }, chord: withSize, parentId: ctx.parentId, rootId: ctx.rootId, firstCall: ctx.firstCall }, into));
+      const backend = app.backend;
+      if (!backend.chordStart) return sendHeader(sends);
+      // The join keeps the size in the backend (Redis: Celery's `.s`, which Celery's workers wait for): it is
+      // written before any member is sent, so no member, whichever worker runs it, can join without it.
+      const members: Array<Promise<void>> = [];
+      sends.push(
+        backend.chordStart(groupId, header.length, firstTaskId(callback)).then(() => {
+          sendHeader(members);
+          return Promise.all(members).then(() => {});
+        }),
+      );
       return;
     }
   }

@@ -17,6 +17,20 @@ export interface ChordJoin {
   first: boolean;
   /** When complete and asked for: every member's result, in index order (otherwise empty). */
   results: unknown[];
+  /**
+   * When complete and results were asked for: the first member recorded as failed, if any. Only Celery's workers
+   * record failures in a join (Redis); Fennel's fail the chord at once instead (src/worker/workflow.ts).
+   */
+  failed?: ChordMemberFailure;
+}
+
+/** A chord member that a Celery worker recorded in the join as failed (Celery's `[1, id, state, exception]`). */
+export interface ChordMemberFailure {
+  taskId: string;
+  /** FAILURE or REVOKED. */
+  status: string;
+  /** What Celery stored: its exception as `{exc_type, exc_message, exc_module}`. */
+  result: unknown;
 }
 
 /** Who leads until when: one holder at a time (beat's leader). */
@@ -82,17 +96,28 @@ export interface ResultBackend {
    */
   watchRevocations?(onRevoke: (revocation: Revocation) => void): Promise<() => Promise<void>>;
   /**
+   * Where the size of a chord lives in the store rather than in each member's message: records it before any
+   * member is sent (the producer, or a worker starting a chord mid-workflow, awaits it first). Redis has it: Celery's
+   * `.s` key, without which Celery's workers never complete a join. Left alone once the chord has completed
+   * (`callbackId`: the callback's first task; a stored state of it means so too). Engines whose join takes the
+   * size from the member (SQLite, memory) have no such method.
+   */
+  chordStart?(groupId: string, size: number, callbackId?: string): Promise<void>;
+  /**
    * A chord's join: records member `index`'s result (JSON) for the group, atomically, and says whether all
    * `size` members are in now. `first` is true for exactly one call: the one that completed the join.
    * Recording the same index again (a redelivered member) changes nothing. Absent on rpc:// (no shared store).
    * `withResults` false: the results stay where they are (a callback sent by reference reads them itself).
+   * `size` 0: the message does not say (a chord started by Celery); the engine then knows it from chordStart.
+   * `taskId`: the member's task id, which Celery's layout records beside its result.
    */
-  chordJoin?(groupId: string, index: number, size: number, resultJson: string, withResults?: boolean): Promise<ChordJoin>;
+  chordJoin?(groupId: string, index: number, size: number, resultJson: string, withResults?: boolean, taskId?: string): Promise<ChordJoin>;
   /**
    * The results a join holds, in index order, once all `size` are in; undefined if they are not (the join
-   * expired with the results, or never completed). Kept as long as results are.
+   * expired with the results, or never completed); `{ failed }` if a Celery worker recorded a member as failed.
+   * Kept as long as results are.
    */
-  chordResults?(groupId: string, size: number): Promise<unknown[] | undefined>;
+  chordResults?(groupId: string, size: number): Promise<unknown[] | { failed: ChordMemberFailure } | undefined>;
   /**
    * Parks call `taskId` until every one of `inputs` (task ids) has an outcome, atomically against `settle`: an
    * input whose outcome is stored already does not count, so no release is ever missed. Kept as long as results

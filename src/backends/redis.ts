@@ -9,11 +9,11 @@ import { decodeMeta, encodeMeta, type TaskMeta } from '../protocol/result.ts';
 import { isReady, States } from '../protocol/states.ts';
 import { connectRedis } from '../clients/redis/client.ts';
 import { parseRedisUrl } from '../clients/redis/url.ts';
-import { chordJoinScript, leaseReleaseScript, leaseScript, parkScript, releaseScript, storeScript } from './redis/scripts.ts';
+import { celeryChordJoinScript, celeryChordStartScript, leaseReleaseScript, leaseScript, parkScript, releaseScript, storeScript } from './redis/scripts.ts';
 import { DEFAULT_CONNECT_TIMEOUT_MS } from '../util/connection-state.ts';
 import { Batcher } from '../util/batcher.ts';
 import { decodeJson } from '../protocol/json.ts';
-import type { ChordJoin, Lease, ParkOutcome, ReleasedCall, ResultBackend, Revocation } from './backend.ts';
+import type { ChordJoin, ChordMemberFailure, Lease, ParkOutcome, ReleasedCall, ResultBackend, Revocation } from './backend.ts';
 import { Waiters } from './waiters.ts';
 
 const PREFIX = 'celery-task-meta-';
@@ -29,9 +29,48 @@ const LEASE_PREFIX = 'fennel.lease.';
 /** A table of records (putRecord): a hash of key → JSON, kept until deleted. */
 const RECORDS_PREFIX = 'fennel.records.';
 
-/** A chord's join: hash of member index → result JSON (redis/chord_join.lua). */
-function chordKey(groupId: string): string {
-  return `fennel.chord.${groupId}`;
+/**
+ * A chord's keys: Celery's own join (celery/backends/redis.py: `.j` the members' entries scored by group_index,
+ * `.t` members added after the start, `.s` the size), shared with Celery's workers, and Fennel's done marker
+ * (redis/celery_chord_join.lua).
+ */
+function chordKeys(groupId: string): { join: string; added: string; size: string; done: string } {
+  const base = `celery-taskset-meta-${groupId}`;
+  return { join: `${base}.j`, added: `${base}.t`, size: `${base}.s`, done: `fennel.chord.${groupId}.done` };
+}
+
+/**
+ * A member's entry in Celery's join: its backend's `encode([1, task_id, state, result])`, json.dumps with its
+ * ", " separators, so the same task id and scalar result give the same bytes as Celery's worker writes.
+ */
+function chordEntry(taskId: string | undefined, resultJson: string): string {
+  return `[1, ${taskId === undefined ? 'null' : JSON.stringify(taskId)}, "SUCCESS", ${resultJson}]`;
+}
+
+/** Celery's PROPAGATE_STATES: a member in one of them fails the chord (`_unpack_chord_result`). */
+const FAILED_STATES: ReadonlySet<string> = new Set([States.FAILURE, States.REVOKED]);
+
+/**
+ * The results of a join's entries (flat [entry, score, …] in score order), as Celery's `_unpack_chord_result`
+ * reads them, plus the first member recorded as failed. One result per group_index: a Celery worker that ran a
+ * member again may have recorded it twice (another result, other bytes); the lexically first entry counts.
+ */
+function unpackChord(flat: ReadonlyArray<string | number>): { results: unknown[]; failed?: ChordMemberFailure } {
+  const results: unknown[] = [];
+  let failed: ChordMemberFailure | undefined;
+  let previous: string | undefined;
+  for (let i = 0; i < flat.length; i += 2) {
+    const score = String(flat[i + 1]);
+    // Celery scores a member without a group_index +inf: those are all kept.
+    if (score === previous && score !== 'inf') continue;
+    previous = score;
+    const entry = decodeJson(String(flat[i]));
+    if (!Array.isArray(entry) || entry.length < 4) throw new Error(`chord entry is not Celery's [1, task id, state, result]: ${String(flat[i]).slice(0, 200)}`);
+    const [, taskId, status, result] = entry as [unknown, unknown, unknown, unknown];
+    if (!failed && FAILED_STATES.has(String(status))) failed = { taskId: String(taskId), status: String(status), result };
+    results.push(result);
+  }
+  return failed ? { results, failed } : { results };
 }
 
 export interface RedisBackendOptions {
@@ -71,7 +110,8 @@ export class RedisBackend implements ResultBackend {
     // database the server lacks is a ConfigError. The subscriber (a duplicate) follows the same rules.
     this.client = connectRedis(target, { role: 'result backend', connectTimeoutMs: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS, connectionName: `fennel:${process.pid}` });
     storeScript.install(this.client);
-    chordJoinScript.install(this.client);
+    celeryChordJoinScript.install(this.client);
+    celeryChordStartScript.install(this.client);
     leaseScript.install(this.client);
     leaseReleaseScript.install(this.client);
     parkScript.install(this.client);
@@ -199,16 +239,34 @@ export class RedisBackend implements ResultBackend {
     }
   }
 
-  async chordJoin(groupId: string, index: number, size: number, resultJson: string, withResults = true): Promise<ChordJoin> {
-    const out = (await chordJoinScript.run(this.client, { join: chordKey(groupId) }, { index, resultJson, size, expiresSec: Math.max(this.expiresSec, 3600), withResults: withResults ? 1 : 0 })) as Array<number | string>;
-    if (out[0] !== 1) return { complete: false, first: false, results: [] };
-    return { complete: true, first: out[1] === 1, results: out.slice(2).map((json) => decodeJson(String(json))) };
+  /** How long a chord's keys are kept: the results' expiry, and at least an hour. */
+  private get chordExpiresSec(): number {
+    return Math.max(this.expiresSec, 3600);
   }
 
-  async chordResults(groupId: string, size: number): Promise<unknown[] | undefined> {
-    const texts = await this.client.hmget(chordKey(groupId), ...Array.from({ length: size }, (_, i) => String(i)));
-    if (texts.some((text) => text === null)) return undefined;
-    return texts.map((text) => decodeJson(text!));
+  async chordStart(groupId: string, size: number, callbackId?: string): Promise<void> {
+    const keys = chordKeys(groupId);
+    // Without a callback id, the done marker stands in for its meta key (checked twice, harmlessly).
+    const callbackMeta = callbackId === undefined ? keys.done : `${PREFIX}${callbackId}`;
+    await celeryChordStartScript.run(this.client, { size: keys.size, done: keys.done, callbackMeta }, { size, expiresSec: this.chordExpiresSec });
+  }
+
+  async chordJoin(groupId: string, index: number, size: number, resultJson: string, withResults = true, taskId?: string): Promise<ChordJoin> {
+    const args = { index, entry: chordEntry(taskId, resultJson), messageSize: size, expiresSec: this.chordExpiresSec, withResults: withResults ? 1 : 0 };
+    const out = (await celeryChordJoinScript.run(this.client, chordKeys(groupId), args)) as Array<number | string>;
+    if (out[0] !== 1) return { complete: false, first: false, results: [] };
+    const join: ChordJoin = { complete: true, first: out[1] === 1, results: [] };
+    if (!withResults) return join;
+    const { results, failed } = unpackChord(out.slice(3));
+    join.results = results;
+    if (failed) join.failed = failed;
+    return join;
+  }
+
+  async chordResults(groupId: string, size: number): Promise<unknown[] | { failed: ChordMemberFailure } | undefined> {
+    const { results, failed } = unpackChord(await this.client.zrange(chordKeys(groupId).join, 0, -1, 'WITHSCORES'));
+    if (results.length === 0 || results.length < size) return undefined;
+    return failed ? { failed } : results;
   }
 
   async claimOnce(key: string): Promise<boolean> {

@@ -12,13 +12,17 @@
 // then written to the backend once and read once, instead of being read back by the joining worker,
 // encoded into a message, pushed through the broker and decoded again. Only when every task given the
 // results is registered in this worker's app: a callback that a Celery worker may run carries them inline.
+// A chord started by a Celery producer (its members' messages carry no chord size: the size is in the result
+// backend, Celery's `.s` on Redis) is joined in the same place, and its callback gets its results inline, as a
+// Celery worker would send them.
 
 import { applyStep, firstTaskId, normaliseChain, resultTaskIds, tasksGivenResult, type SignatureDict } from '../app/canvas.ts';
+import type { ChordMemberFailure } from '../backends/backend.ts';
 import type { Fennel } from '../app/fennel.ts';
 import { storeOutcome } from '../app/refs.ts';
 import { ChordResults, decodeJson } from '../protocol/json.ts';
 import type { TaskRequest } from '../protocol/message.ts';
-import { exceptionInfo, nowIso, type ExceptionInfo } from '../protocol/result.ts';
+import { exceptionInfo, isExceptionInfo, nowIso, type ExceptionInfo } from '../protocol/result.ts';
 import { States } from '../protocol/states.ts';
 import type { Delivery } from '../transports/transport.ts';
 import type { Outcome } from './pools/pool.ts';
@@ -53,10 +57,11 @@ export async function continueWorkflow(app: Fennel, request: TaskRequest, delive
 async function joinChord(app: Fennel, request: TaskRequest, delivery: Delivery, body: SignatureDict, resultJson: string, sends: Array<Promise<void>>): Promise<void> {
   const backend = app.backend;
   if (!backend.chordJoin) throw new Error(`chord ${request.group}: the result backend ${backend.url} has no join (chords need redis:// or sqlite:// results)`);
+  // 0: the message does not say (Celery's producer keeps the size in the backend only).
   const size = body.chord_size ?? 0;
   const { chord_size: _size, ...callback } = body;
-  const byReference = backend.chordResults !== undefined && tasksGivenResult(callback).every((name) => app.registry.has(name));
-  const join = await backend.chordJoin(request.group!, request.groupIndex!, size, resultJson, !byReference);
+  const byReference = size > 0 && backend.chordResults !== undefined && tasksGivenResult(callback).every((name) => app.registry.has(name));
+  const join = await backend.chordJoin(request.group!, request.groupIndex!, size, resultJson, !byReference, request.id);
   if (!join.complete) return;
   // The completing member sends the callback. A member delivered again (its worker may have died between
   // the join and the send) sends it too, unless the callback has started: on brokers with deduplication
@@ -64,8 +69,25 @@ async function joinChord(app: Fennel, request: TaskRequest, delivery: Delivery, 
   if (!join.first && !delivery.redelivered) return;
   const entry = firstTaskId(body);
   if (!join.first && entry && (await backend.get(entry))) return;
+  // A member that a Celery worker recorded as failed fails the chord, as Celery's join would.
+  if (join.failed) return failChord(app, request, body, request.group!, dependencyMessage(join.failed), null, sends);
   const results = byReference ? new ChordResults(request.group!, size) : join.results;
   applyStep(app, callback, { prepend: [results], parentId: request.id, rootId: request.rootId, once: true }, sends);
+}
+
+/** Celery's ChordError text for a member its worker recorded as failed: `Dependency <id> raised ValueError('boom', 42)`. */
+export function dependencyMessage(failed: ChordMemberFailure): string {
+  const info = isExceptionInfo(failed.result) ? failed.result : undefined;
+  if (!info) return `Dependency ${failed.taskId} raised ${failed.status}`;
+  const args = Array.isArray(info.exc_message) ? info.exc_message : [info.exc_message];
+  return `Dependency ${failed.taskId} raised ${info.exc_type}(${args.map(pythonRepr).join(', ')})`;
+}
+
+function pythonRepr(value: unknown): string {
+  if (typeof value === 'string') return `'${value.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
+  if (value === null || value === undefined) return 'None';
+  if (typeof value === 'boolean') return value ? 'True' : 'False';
+  return typeof value === 'number' ? String(value) : JSON.stringify(value);
 }
 
 /**
@@ -83,6 +105,8 @@ export function jobArgs(app: Fennel, request: TaskRequest): unknown[] | Promise<
 async function withChordResults(app: Fennel, request: TaskRequest, ref: ChordResults): Promise<unknown[] | Outcome> {
   const results = await app.backend.chordResults?.(ref.groupId, ref.size);
   if (!results) return { kind: 'failure', error: { name: 'ChordError', message: `the results of chord ${ref.groupId} are no longer in the result backend ${app.backend.url}`, stack: null } };
+  // A member of the chord ran on a Celery worker and failed: the callback fails as Celery's join would fail it.
+  if (!Array.isArray(results)) return { kind: 'failure', error: { name: 'ChordError', message: dependencyMessage(results.failed), stack: null } };
   return [results, ...request.args.slice(1)];
 }
 
@@ -98,12 +122,16 @@ export async function failWorkflow(app: Fennel, request: TaskRequest, info: Exce
   // A chord this task (or its chain) reports to fails once, with Celery's ChordError, and runs its errbacks.
   const body = (embed.chord as SignatureDict | null) ?? (rest.length ? (rest[rest.length - 1]!.options.chord ?? null) : null);
   const groupId = embed.chord ? request.group : (rest[rest.length - 1]?.options.group_id ?? null);
-  if (body && groupId && app.backend.claimOnce && (await app.backend.claimOnce(`chord-failed-${groupId}`))) {
-    const chordInfo = exceptionInfo('ChordError', `Dependency ${request.id} raised ${info.exc_type}: ${exceptionText(info)}`, 'celery.exceptions');
-    for (const id of resultTaskIds(body)) await storeFailure(app, id, chordInfo, traceback);
-    for (const errback of body.options.link_error ?? []) applyStep(app, errback, { prepend: [request.id], parentId: request.id, rootId: request.rootId }, sends);
-  }
+  if (body && groupId) await failChord(app, request, body, groupId, `Dependency ${request.id} raised ${info.exc_type}: ${exceptionText(info)}`, traceback, sends);
   await Promise.all(sends);
+}
+
+/** Fails a chord's callback once (a once-only marker in the backend) with Celery's ChordError, and runs its errbacks. */
+async function failChord(app: Fennel, request: TaskRequest, body: SignatureDict, groupId: string, message: string, traceback: string | null, sends: Array<Promise<void>>): Promise<void> {
+  if (!app.backend.claimOnce || !(await app.backend.claimOnce(`chord-failed-${groupId}`))) return;
+  const chordInfo = exceptionInfo('ChordError', message, 'celery.exceptions');
+  for (const id of resultTaskIds(body)) await storeFailure(app, id, chordInfo, traceback);
+  for (const errback of body.options.link_error ?? []) applyStep(app, errback, { prepend: [request.id], parentId: request.id, rootId: request.rootId }, sends);
 }
 
 async function storeFailure(app: Fennel, taskId: string, info: ExceptionInfo, traceback: string | null): Promise<void> {

@@ -10,7 +10,8 @@ import { spawnSync } from 'node:child_process';
 import { delimiter, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { connect } from 'amqplib';
-import { Fennel, RemoteTaskError } from 'fennel';
+import { Redis } from 'ioredis';
+import { chord, Fennel, RemoteTaskError, Signature } from 'fennel';
 import { runCli, stopProcess, uniqueQueue, waitFor, type RunningWorker } from '../support/process.ts';
 import { PYTHON, startPython as startPythonIn, stopPython, type PythonProcess } from '../support/python.ts';
 import { removeRabbitQueues } from '../support/rabbit.ts';
@@ -19,6 +20,8 @@ import { flushRedisDb, RABBIT_URL, rabbitSkipReason, REDIS_DB, redisSkipReason, 
 const FIXTURES = join(import.meta.dirname, 'fixtures/interop-amqp');
 const PY_TASKS = join(import.meta.dirname, 'fixtures/interop');
 const TASKS = join(import.meta.dirname, 'fixtures/interop/tasks.ts');
+/** The chord cases' tasks: tasks.ts plus the callback `interop.tsum`; chord_tasks.py is the Python side's. */
+const CHORD_TASKS = join(import.meta.dirname, 'fixtures/interop/chord-tasks.ts');
 const REDIS_URL = redisUrlForTest(REDIS_DB.amqpInterop);
 // kombu writes the default vhost "/" as "//"; amqplib reads RABBIT_URL's "/" path as the same vhost.
 const PY_AMQP_URL = 'amqp://guest:guest@127.0.0.1:5672//';
@@ -51,7 +54,8 @@ type Proc = PythonProcess;
 
 function startPython(args: string[], resultBackend: string): Proc {
   // The Celery tasks are the Redis interop test's (fixtures/interop/celery_tasks.py); the client is this test's own.
-  const env = { ...process.env, PYTHONPATH: [FIXTURES, PY_TASKS].join(delimiter), INTEROP_BROKER_URL: PY_AMQP_URL, INTEROP_RESULT_BACKEND: resultBackend };
+  // INTEROP_LEDGER_URL: where the chord cases' callbacks record their runs (chord_tasks.py, chord-tasks.ts).
+  const env = { ...process.env, PYTHONPATH: [FIXTURES, PY_TASKS].join(delimiter), INTEROP_BROKER_URL: PY_AMQP_URL, INTEROP_RESULT_BACKEND: resultBackend, INTEROP_LEDGER_URL: REDIS_URL };
   return startPythonIn(args, { cwd: FIXTURES, env });
 }
 
@@ -65,9 +69,9 @@ async function runClient(queue: string, resultBackend: string): Promise<Record<s
   return JSON.parse(proc.lines.filter((l) => l.startsWith('{')).at(-1) ?? '{}') as Record<string, unknown>;
 }
 
-async function startCeleryWorker(queue: string, resultBackend: string): Promise<Proc> {
+async function startCeleryWorker(queue: string, resultBackend: string, module = 'celery_tasks'): Promise<Proc> {
   const worker = startPython(
-    ['-m', 'celery', '-A', 'celery_tasks', 'worker', '-Q', queue, '-c', '1', '-P', 'solo', '--without-heartbeat', '--without-gossip', '--without-mingle', '-l', 'info', '-n', `interop-${queue}@%h`],
+    ['-m', 'celery', '-A', module, 'worker', '-Q', queue, '-c', '1', '-P', 'solo', '--without-heartbeat', '--without-gossip', '--without-mingle', '-l', 'info', '-n', `interop-${queue}@%h`],
     resultBackend,
   );
   await waitFor(() => worker.lines.some((l) => /ready\./.test(l)) || worker.child.exitCode !== null, 'the Celery worker to be ready').catch((error: Error) => {
@@ -77,8 +81,8 @@ async function startCeleryWorker(queue: string, resultBackend: string): Promise<
   return worker;
 }
 
-async function startFennelWorker(queue: string, resultBackend: string): Promise<RunningWorker> {
-  const worker = runCli(['worker', '--app', TASKS, '-Q', queue, '-c', '2'], { FENNEL_BROKER_URL: RABBIT_URL, FENNEL_RESULT_BACKEND: resultBackend });
+async function startFennelWorker(queue: string, resultBackend: string, tasks = TASKS): Promise<RunningWorker> {
+  const worker = runCli(['worker', '--app', tasks, '-Q', queue, '-c', '2'], { FENNEL_BROKER_URL: RABBIT_URL, FENNEL_RESULT_BACKEND: resultBackend, INTEROP_LEDGER_URL: REDIS_URL });
   await worker.waitForLine(/worker ready/);
   return worker;
 }
@@ -228,6 +232,70 @@ describe('interop with Python Celery 5 on RabbitMQ', { skip }, () => {
       celery = await startCeleryWorker(queue, REDIS_URL);
       assert.equal(await app.sendTask('py.add', [2, 3], { queue }).get({ timeoutMs: 30_000 }), 5);
       await assert.rejects(app.sendTask('py.fail', [], { queue }).get({ timeoutMs: 30_000 }), (error: unknown) => error instanceof RemoteTaskError && error.remoteName === 'ValueError');
+    });
+  });
+  // Issue #17 on RabbitMQ: the broker differs, the join is the same, in the Redis result backend's Celery keys.
+  describe('chords across Python Celery and Fennel workers (results: Redis)', () => {
+    const fennelQueue = queueFor('chord-fennel');
+    const pyQueue = queueFor('chord-py');
+    let fennel: RunningWorker | undefined;
+    let celery: Proc | undefined;
+    let app: Fennel;
+    let redis: Redis;
+
+    before(async () => {
+      redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
+      fennel = await startFennelWorker(fennelQueue, REDIS_URL, CHORD_TASKS);
+      celery = await startCeleryWorker(pyQueue, REDIS_URL, 'chord_tasks');
+      app = new Fennel({ broker: RABBIT_URL, backend: REDIS_URL });
+    });
+
+    after(async () => {
+      await stopPython(celery);
+      if (fennel) await stopProcess(fennel, 'SIGTERM');
+      await app?.close();
+      redis?.disconnect();
+    });
+
+    const sig = (task: string, args: unknown[], queue: string): Signature => new Signature(() => app, task, args, {}, { queue });
+    const doubled = (n: number): number[] => Array.from({ length: n }, (_, i) => 2 * i);
+    const doubledSum = (n: number): number => n * (n - 1);
+
+    /** The callback's runs recorded in the ledger (interop.chord.runs) by either side: the results each run was given. */
+    const runsOf = async (callbackId: string): Promise<unknown[]> =>
+      (await redis.lrange('interop.chord.runs', 0, -1)).map((line) => line.split(' ')).filter(([, id]) => id === callbackId).map(([, , ...rest]) => JSON.parse(rest.join(' ')) as unknown);
+
+    /** Starts a chord with Celery's canvas in a Python client (fixtures/interop/chord_client.py) and waits for it. */
+    const pythonChord = async (header: Array<{ task: string; args: unknown[]; queue: string }>, body: { task: string; queue: string }): Promise<{ id: string; group_id: string; value?: unknown; error?: unknown }> => {
+      const proc = startPython([join(PY_TASKS, 'chord_client.py'), 'chord', JSON.stringify({ header, body })], REDIS_URL);
+      const timer = setTimeout(() => proc.child.kill('SIGKILL'), 120_000);
+      const code = await proc.exited;
+      clearTimeout(timer);
+      assert.equal(code, 0, `chord_client.py failed:\n${proc.lines.join('\n')}`);
+      return JSON.parse(proc.lines.filter((l) => l.startsWith('{')).at(-1) ?? '{}') as { id: string; group_id: string; value?: unknown; error?: unknown };
+    };
+
+    it('a chord started by a Python client completes on Fennel workers: the callback, Celery\'s or Fennel\'s, runs once with the results in order', async () => {
+      const header = Array.from({ length: 20 }, (_, i) => ({ task: 'interop.add', args: [i, i], queue: fennelQueue }));
+      for (const body of [{ task: 'py.tsum', queue: pyQueue }, { task: 'interop.tsum', queue: fennelQueue }]) {
+        const report = await pythonChord(header, body);
+        assert.equal(report.value, doubledSum(20), `${body.task}: ${JSON.stringify(report)}`);
+        assert.deepEqual(await runsOf(report.id), [doubled(20)], `${body.task} ran once, with the results in group_index order`);
+        assert.equal(await redis.get(`fennel.chord.${report.group_id}.done`), '20', 'a Fennel worker completed the join');
+      }
+    });
+
+    it('a chord started by Fennel completes on Python workers, and one whose members run on both completes once', async () => {
+      const onPython = chord(Array.from({ length: 20 }, (_, i) => sig('py.add', [i, i], pyQueue)), sig('interop.tsum', [], fennelQueue)).applyAsync();
+      assert.equal(await onPython.get({ timeoutMs: 90_000 }), doubledSum(20));
+      assert.deepEqual(await runsOf(onPython.id), [doubled(20)]);
+      const where = (i: number): [string, string] => (i % 2 ? ['interop.add', fennelQueue] : ['py.add', pyQueue]);
+      const mixed = chord(Array.from({ length: 40 }, (_, i) => sig(where(i)[0], [i, i], where(i)[1])), sig('py.tsum', [], pyQueue)).applyAsync();
+      assert.equal(await mixed.get({ timeoutMs: 90_000 }), doubledSum(40));
+      assert.deepEqual(await runsOf(mixed.id), [doubled(40)]);
+      const fromPython = await pythonChord(Array.from({ length: 40 }, (_, i) => ({ task: where(i)[0], args: [i, i], queue: where(i)[1] })), { task: 'interop.tsum', queue: fennelQueue });
+      assert.equal(fromPython.value, doubledSum(40), JSON.stringify(fromPython));
+      assert.deepEqual(await runsOf(fromPython.id), [doubled(40)]);
     });
   });
 });

@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
-import { Fennel, RemoteTaskError, type Delivery } from 'fennel';
+import { chord, Fennel, RemoteTaskError, Signature, type Delivery } from 'fennel';
 import { startWorker, stopProcess, uniqueQueue, waitFor, type RunningWorker } from '../support/process.ts';
 import { PYTHON, startPython as startPythonIn, stopPython, type PythonProcess } from '../support/python.ts';
 
@@ -17,9 +17,14 @@ const DB = 14;
 const REDIS_URL = `redis://127.0.0.1:6379/${DB}`;
 const FIXTURES = join(import.meta.dirname, 'fixtures/interop');
 const TASKS = join(FIXTURES, 'tasks.ts');
+/** The chord cases' Fennel tasks (tasks.ts plus the callback `interop.tsum`) and Python ones (chord_tasks.py). */
+const CHORD_TASKS = join(FIXTURES, 'chord-tasks.ts');
+/** Where both sides' chord callbacks record each run: "<task> <task id> <results>" (INTEROP_LEDGER_URL). */
+const RUNS = 'interop.chord.runs';
 const SEP = '\x06\x16'; // kombu's priority-bucket and binding separator
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-const PY_ENV = { ...process.env, PYTHONPATH: FIXTURES, PYTHONDONTWRITEBYTECODE: '1', INTEROP_BROKER_URL: REDIS_URL };
+// INTEROP_LEDGER_URL: where the chord cases' callbacks record their runs (chord_tasks.py, chord-tasks.ts).
+const PY_ENV = { ...process.env, PYTHONPATH: FIXTURES, PYTHONDONTWRITEBYTECODE: '1', INTEROP_BROKER_URL: REDIS_URL, INTEROP_LEDGER_URL: REDIS_URL };
 
 /** Why these tests cannot run here, or false. */
 async function missing(): Promise<string | false> {
@@ -57,10 +62,10 @@ async function runPython(args: string[], timeoutMs = 120_000): Promise<string> {
   return proc.lines.filter((l) => l.startsWith('{') || UUID.test(l)).at(-1) ?? '';
 }
 
-/** Starts a Python Celery worker on `queue` from fixtures/interop/celery_tasks.py and waits for "ready". */
-async function startCeleryWorker(queue: string): Promise<Proc> {
+/** Starts a Python Celery worker on `queue` from fixtures/interop/celery_tasks.py (or `module`) and waits for "ready". */
+async function startCeleryWorker(queue: string, module = 'celery_tasks'): Promise<Proc> {
   const worker = startPython([
-    '-m', 'celery', '-A', 'celery_tasks', 'worker', '-Q', queue, '-c', '1', '-P', 'solo',
+    '-m', 'celery', '-A', module, 'worker', '-Q', queue, '-c', '1', '-P', 'solo',
     '--without-heartbeat', '--without-gossip', '--without-mingle', '-l', 'info', '-n', `interop-${queue}@%h`,
   ]);
   // If this test process ends without its after() hooks (a crash), the Celery worker must not outlive it.
@@ -283,6 +288,152 @@ describe('interop with Python Celery 5 on Redis', { skip: ON_CI ? false : reason
         await subscription.cancel();
         await sweeper.close();
       }
+    });
+  });
+  // Issue #17: one chord, one join. Celery's Redis backend joins a chord in its own keys (`celery-taskset-meta-<group>`
+  // `.j`, `.t`, `.s`); Fennel's workers join there too (src/backends/redis/celery_chord_join.lua), and Fennel's
+  // producer writes `.s` as Celery's does, so a chord completes whoever started it and whoever runs its members.
+  describe('chords across Python Celery and Fennel workers (one join, in Celery\'s keys)', () => {
+    const fennelQueue = uniqueQueue('interop-chord-fennel');
+    const pyQueue = uniqueQueue('interop-chord-py');
+    const env = { INTEROP_LEDGER_URL: REDIS_URL };
+    let fennel: RunningWorker | undefined;
+    /** Fennel workers started mid-test, on a queue whose members were held back until the others had joined. */
+    const late: RunningWorker[] = [];
+    let celery: Proc | undefined;
+    let app: Fennel;
+    const callbackIds: string[] = [];
+
+    before(async () => {
+      fennel = await startWorker(CHORD_TASKS, REDIS_URL, ['-Q', fennelQueue, '-c', '2'], env);
+      celery = await startCeleryWorker(pyQueue, 'chord_tasks');
+      app = new Fennel({ broker: REDIS_URL });
+    });
+
+    after(async () => {
+      await stopPython(celery);
+      if (fennel) await stopProcess(fennel, 'SIGTERM');
+      for (const worker of late) await stopProcess(worker, 'SIGTERM');
+      await app?.close();
+    });
+
+    /** A signature of a task by name (Python's or Fennel's), for Fennel's canvas. */
+    const sig = (task: string, args: unknown[], queue: string): Signature => new Signature(() => app, task, args, {}, { queue });
+
+    interface ChordReport {
+      id: string;
+      group_id: string;
+      value?: unknown;
+      error?: { type: string; module: string; message: string };
+    }
+
+    /** Starts a chord with Celery's canvas in a Python client (fixtures/interop/chord_client.py); waits for it unless nowait. */
+    const pythonChord = async (header: Array<{ task: string; args?: unknown[]; queue: string; immutable?: boolean }>, body: { task: string; queue: string }, nowait = false): Promise<ChordReport> =>
+      JSON.parse(await runPython(['chord_client.py', 'chord', JSON.stringify({ header, body, nowait })])) as ChordReport;
+
+    /** The callback's runs recorded in the ledger by either side: the results each run was given. */
+    const runsOf = async (callbackId: string): Promise<unknown[]> =>
+      (await redis.lrange(RUNS, 0, -1)).map((line) => line.split(' ')).filter(([, id]) => id === callbackId).map(([, , ...rest]) => JSON.parse(rest.join(' ')) as unknown);
+
+    const chordKeys = (groupId: string): Promise<{ size: number; added: number; join: number; done: string | null }> =>
+      Promise.all([
+        redis.exists(`celery-taskset-meta-${groupId}.s`),
+        redis.exists(`celery-taskset-meta-${groupId}.t`),
+        redis.zcard(`celery-taskset-meta-${groupId}.j`),
+        redis.get(`fennel.chord.${groupId}.done`),
+      ]).then(([size, added, join, done]) => ({ size, added, join, done }));
+
+    const startLate = async (queue: string): Promise<void> => {
+      late.push(await startWorker(CHORD_TASKS, REDIS_URL, ['-Q', queue, '-c', '2'], env));
+    };
+
+    /** The results of add(i, i) for i < n, in order, and their sum. */
+    const doubled = (n: number): number[] => Array.from({ length: n }, (_, i) => 2 * i);
+    const doubledSum = (n: number): number => n * (n - 1);
+
+    it('a chord started by a Python client completes on Fennel workers: the callback, Celery\'s or Fennel\'s, runs once with the results in order', async () => {
+      const header = Array.from({ length: 20 }, (_, i) => ({ task: 'interop.add', args: [i, i], queue: fennelQueue }));
+      for (const body of [{ task: 'py.tsum', queue: pyQueue }, { task: 'interop.tsum', queue: fennelQueue }]) {
+        const report = await pythonChord(header, body);
+        assert.deepEqual(report.error, undefined, `${body.task}: ${JSON.stringify(report.error)}`);
+        assert.equal(report.value, doubledSum(20), body.task);
+        callbackIds.push(report.id);
+        assert.deepEqual(await runsOf(report.id), [doubled(20)], `${body.task} ran once, with the results in group_index order`);
+        // A Fennel worker completed Celery's join: `.s` and `.t` are gone (no Celery worker can complete it again),
+        // Fennel's done marker holds the total, and the entries stay for their expiry.
+        assert.deepEqual(await chordKeys(report.group_id), { size: 0, added: 0, join: 20, done: '20' });
+        if (body.task === 'interop.tsum') {
+          // Celery's messages carry no chord size: the callback gets the results inline, as Celery's worker sends them.
+          const meta = JSON.parse((await redis.get(`celery-task-meta-${report.id}`))!) as { args: unknown[] };
+          assert.deepEqual(meta.args, [doubled(20)]);
+        }
+      }
+    });
+
+    it('a chord started by Fennel completes on Python workers: Celery\'s join finds the size Fennel wrote, and sends the callback once', async () => {
+      const header = Array.from({ length: 20 }, (_, i) => sig('py.add', [i, i], pyQueue));
+      for (const body of [sig('py.tsum', [], pyQueue), sig('interop.tsum', [], fennelQueue)]) {
+        const result = chord(header, body).applyAsync();
+        assert.equal(await result.get({ timeoutMs: 90_000 }), doubledSum(20), body.task);
+        callbackIds.push(result.id);
+        assert.deepEqual(await runsOf(result.id), [doubled(20)], `${body.task} ran once, with the results in order`);
+      }
+    });
+
+    it('a chord whose members run on both Python and Fennel workers completes once, started by either side', async () => {
+      const size = 40;
+      const where = (i: number): { task: string; queue: string } => (i % 2 ? { task: 'interop.add', queue: fennelQueue } : { task: 'py.add', queue: pyQueue });
+      for (const body of [{ task: 'py.tsum', queue: pyQueue }, { task: 'interop.tsum', queue: fennelQueue }]) {
+        const report = await pythonChord(Array.from({ length: size }, (_, i) => ({ ...where(i), args: [i, i] })), body);
+        assert.equal(report.value, doubledSum(size), `Python-started, ${body.task}: ${JSON.stringify(report)}`);
+        callbackIds.push(report.id);
+        assert.deepEqual(await runsOf(report.id), [doubled(size)], `Python-started, ${body.task} ran once`);
+
+        const result = chord(Array.from({ length: size }, (_, i) => sig(where(i).task, [i, i], where(i).queue)), sig(body.task, [], body.queue)).applyAsync();
+        assert.equal(await result.get({ timeoutMs: 90_000 }), doubledSum(size), `Fennel-started, ${body.task}`);
+        callbackIds.push(result.id);
+        assert.deepEqual(await runsOf(result.id), [doubled(size)], `Fennel-started, ${body.task} ran once`);
+      }
+    });
+
+    it('Fennel completing a Fennel-started join after Python members sends its callback by reference, which reads the Python entries from .j', async () => {
+      const lateQueue = uniqueQueue('interop-chord-late');
+      const header = Array.from({ length: 20 }, (_, i) => (i < 10 ? sig('py.add', [i, i], pyQueue) : sig('interop.add', [i, i], lateQueue)));
+      const sizesBefore = new Set(await redis.keys('celery-taskset-meta-*.s'));
+      const result = chord(header, sig('interop.tsum', [], fennelQueue)).applyAsync();
+      await result.sent;
+      const written = (await redis.keys('celery-taskset-meta-*.s')).filter((key) => !sizesBefore.has(key));
+      assert.equal(written.length, 1, 'the producer wrote .s before it sent the members');
+      assert.equal(await redis.get(written[0]!), '20');
+      const groupId = written[0]!.slice('celery-taskset-meta-'.length, -'.s'.length);
+      await waitFor(async () => (await redis.zcard(`celery-taskset-meta-${groupId}.j`)) === 10, 'the Python members to join', 60_000);
+      await startLate(lateQueue);
+      assert.equal(await result.get({ timeoutMs: 90_000 }), doubledSum(20));
+      callbackIds.push(result.id);
+      assert.deepEqual(await runsOf(result.id), [doubled(20)], 'ran once, with the results in group_index order');
+      assert.equal((await chordKeys(groupId)).done, '20', 'a Fennel worker completed the join');
+      const meta = JSON.parse((await redis.get(`celery-task-meta-${result.id}`))!) as { args: Array<{ __type__?: string }> };
+      assert.equal(meta.args[0]?.__type__, 'fennel_chord_results', 'its message carried a reference to the results, not the results');
+    });
+
+    it('a member that failed on the Python worker fails the chord with ChordError when a Fennel worker completes the join', async () => {
+      const lateQueue = uniqueQueue('interop-chord-late');
+      const header = [{ task: 'py.fail', queue: pyQueue, immutable: true }, ...[1, 2, 3].map((i) => ({ task: 'interop.add', args: [i, i], queue: lateQueue }))];
+      const report = await pythonChord(header, { task: 'py.tsum', queue: pyQueue }, true);
+      await waitFor(async () => (await redis.zcard(`celery-taskset-meta-${report.group_id}.j`)) === 1, "the failed member's entry", 60_000);
+      await startLate(lateQueue);
+      const got = JSON.parse(await runPython(['chord_client.py', 'get', JSON.stringify({ id: report.id })])) as ChordReport;
+      assert.equal(got.error?.type, 'ChordError', JSON.stringify(got));
+      assert.equal(got.error?.module, 'celery.exceptions');
+      assert.match(got.error?.message ?? '', /^Dependency [0-9a-f-]{36} raised ValueError\('boom', 42\)$/);
+      assert.equal((await chordKeys(report.group_id)).done, '4', 'a Fennel worker completed the join');
+      assert.deepEqual(await runsOf(report.id), [], 'the callback never ran');
+    });
+
+    it('no chord callback ran twice', async () => {
+      // Anything sent twice would have run by now (the workers are idle); then count once more.
+      await new Promise((resolve) => setTimeout(resolve, 2_000));
+      for (const id of callbackIds) assert.equal((await runsOf(id)).length, 1, `callback ${id}`);
     });
   });
 });

@@ -10,10 +10,19 @@ export const storeScript = defineScript('store', new URL('./store.lua', import.m
   restArgs: 'statusAndMeta',
 });
 
-/** A chord member's result joins its group; the last member learns the chord is complete (chord_join.lua). */
-export const chordJoinScript = defineScript('chord_join', new URL('./chord_join.lua', import.meta.url), {
-  keys: ['join'],
-  args: ['index', 'resultJson', 'size', 'expiresSec', 'withResults'],
+/**
+ * A chord member's result joins its group in Celery's layout (`.j`, `.t`, `.s`); the first call to find every member
+ * in learns it completed the join (celery_chord_join.lua).
+ */
+export const celeryChordJoinScript = defineScript('celery_chord_join', new URL('./celery_chord_join.lua', import.meta.url), {
+  keys: ['join', 'added', 'size', 'done'],
+  args: ['index', 'entry', 'messageSize', 'expiresSec', 'withResults'],
+});
+
+/** Writes a chord's size (`.s`) before its members are sent, unless it has completed (celery_chord_start.lua). */
+export const celeryChordStartScript = defineScript('celery_chord_start', new URL('./celery_chord_start.lua', import.meta.url), {
+  keys: ['size', 'done', 'callbackMeta'],
+  args: ['size', 'expiresSec'],
 });
 
 /** Takes or renews a lease; returns its holder and remaining ms (lease.lua). */
