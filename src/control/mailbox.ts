@@ -54,7 +54,8 @@ export interface MailboxEngine {
 
 /**
  * Replies that have arrived at a reply queue, and the reader waiting for the next one: the in-process side of an
- * engine whose broker pushes replies (memory://, amqp://); Redis reads its list with BRPOP instead.
+ * engine whose broker pushes replies (amqp://, and the channel engines of sqlite:// and memory://); Redis reads its list
+ * with BRPOP instead.
  */
 export class ReplyBuffer {
   private readonly replies: IncomingReply[] = [];

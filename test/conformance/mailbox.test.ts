@@ -7,7 +7,6 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, describe, it } from 'node:test';
-import { MemoryMailboxEngine } from '../../src/control/memory.ts';
 import { createMailboxEngine } from '../../src/control/index.ts';
 import { AmqpMailboxEngine } from '../../src/control/amqp.ts';
 import { RedisMailboxEngine } from '../../src/control/redis.ts';
@@ -15,9 +14,9 @@ import { RABBIT_URL, rabbitSkipReason, REDIS_DB, redisSkipReason, redisUrlForTes
 import { makeTempDir } from '../support/tmp.ts';
 import { mailboxSuite } from './mailbox.suite.ts';
 
-// memory:// engines are shared by URL within a process: the suite's engines of one test are one engine.
-let shared: MemoryMailboxEngine | undefined;
-mailboxSuite('memory', { open: () => (shared ??= new MemoryMailboxEngine(`memory://mailbox-${randomUUID()}`)) });
+// memory:// channel engines are shared by URL within a process: the suite's engines of one test meet there.
+const memoryUrl = `memory://mailbox-${randomUUID()}`;
+mailboxSuite('memory', { open: () => createMailboxEngine(memoryUrl) });
 
 const dir = makeTempDir('fennel-mailbox-');
 after(() => dir.remove());

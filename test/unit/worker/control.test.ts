@@ -9,7 +9,9 @@ import { afterEach, beforeEach, describe, it } from 'node:test';
 import pino from 'pino';
 import { Fennel } from '../../../src/app/fennel.ts';
 import { sendControl } from '../../../src/control/client.ts';
-import { MemoryMailboxEngine } from '../../../src/control/memory.ts';
+import { createChannelEngine } from '../../../src/channels/index.ts';
+import { createMailboxEngine } from '../../../src/control/index.ts';
+import type { MailboxEngine } from '../../../src/control/mailbox.ts';
 import { controlRequest, requestHeaders } from '../../../src/control/protocol.ts';
 import type { WireMessage } from '../../../src/protocol/message.ts';
 import { celeryPidboxRedis } from '../../fixtures/celery.ts';
@@ -100,14 +102,16 @@ function taskMessage(id: string): WireMessage {
 }
 
 describe('the worker command table', () => {
-  let mailbox: MemoryMailboxEngine;
+  let mailbox: MailboxEngine;
+  let mailboxUrl: string;
   let app: Fennel;
   let panel: ControlPanel;
   let fake: ReturnType<typeof fakeWorker>;
   const logged: Array<{ level: number; msg: string }> = [];
 
   beforeEach(async () => {
-    mailbox = new MemoryMailboxEngine(`memory://control-${randomUUID()}`);
+    mailboxUrl = `memory://control-${randomUUID()}`;
+    mailbox = createMailboxEngine(mailboxUrl);
     app = new Fennel({ broker: 'memory://control-unit' });
     app.task('unit.add', (a: number, b: number) => a + b, { rateLimit: '10/s' });
     fake = fakeWorker(app);
@@ -260,7 +264,8 @@ describe('the worker command table', () => {
     assert.deepEqual(globbed.replies, []);
     // Malformed (no method), undecodable, stale: each logged and dropped.
     await client.broadcast({ arguments: {} } as never, requestHeaders(1, 10));
-    (client as unknown as { listeners: Set<(r: unknown) => void> }).listeners.forEach((l) => l({ body: undefined, headers: {}, undecodable: 'not JSON' }));
+    // Not JSON, on the mailbox's own channel (memory://'s mailbox is the channel celery.pidbox).
+    await createChannelEngine(mailboxUrl).publish('celery.pidbox', 'not JSON {');
     const stale = controlRequest('shutdown', {}, { destination: [NODE] });
     await client.broadcast(stale, requestHeaders(1, 1, Date.now() - 60_000));
     assert.equal(fake.state.shutdowns, 0, 'a stale shutdown is not run');
