@@ -9,7 +9,7 @@ import { ChannelHub, type Channel, type ChannelOptions } from '../channels/chann
 import type { ChannelEngine } from '../channels/engine.ts';
 import { createChannelEngine } from '../channels/index.ts';
 import { Control } from '../control/control.ts';
-import { park, storeOutcome, takeRefs, type WithRefs } from './refs.ts';
+import { park, putObject, storeOutcome, takeRefs, type WithRefs } from './refs.ts';
 import { createMailboxEngine } from '../control/index.ts';
 import type { MailboxEngine } from '../control/mailbox.ts';
 import { ClosedError, ConfigError, PayloadTooLargeError } from '../errors.ts';
@@ -23,7 +23,7 @@ import { createTransport, schemeOf } from '../transports/index.ts';
 import { noConsumerHint } from '../transports/presence.ts';
 import type { Route as TransportRoute, Transport } from '../transports/transport.ts';
 import { compileRoutes, resolveConfig, type FennelOptions, type ResolvedConfig, type Route } from './config.ts';
-import { nowIso, revokedMeta } from '../protocol/result.ts';
+import { nowIso, revokedMeta, type TaskMeta } from '../protocol/result.ts';
 import { isReady, States } from '../protocol/states.ts';
 import { STARMAP_TASK, type CanvasNode } from './canvas.ts';
 import { defineSchedule, type Schedule, type ScheduleOptions, type ScheduleSpec } from '../beat/schedule.ts';
@@ -145,13 +145,19 @@ export class Fennel {
    * Stores `value` once in the result backend and returns a reference to it at once (Ray's `put`): pass it to any
    * number of calls, and each worker reads the stored value instead of receiving a copy in its message. Its `sent`
    * resolves once it is stored (calls that take it wait for that). Do not `await` the reference itself: an
-   * AsyncResult is awaitable, and awaiting it reads the value back. It expires with the results (`resultExpiresSec`).
+   * AsyncResult is awaitable, and awaiting it reads the value back. It expires with the results (`resultExpiresSec`)
+   * unless pinned: `ttlSec` keeps it that many seconds instead, 0 until `ref.forget()`.
    */
-  put<T>(value: T): AsyncResult<T> {
+  put<T>(value: T, options: { ttlSec?: number } = {}): AsyncResult<T> {
+    const { ttlSec } = options;
+    if (ttlSec !== undefined && !(Number.isFinite(ttlSec) && ttlSec >= 0)) throw new ConfigError(`put: ttlSec must be a number of seconds ≥ 0 (0 keeps the object until it is forgotten); got ${ttlSec}`);
     const id = randomUUID();
-    const stored = this.backend.store({ status: States.SUCCESS, result: value, traceback: null, children: [], date_done: nowIso(), task_id: id });
+    const meta: TaskMeta = { status: States.SUCCESS, result: value, traceback: null, children: [], date_done: nowIso(), task_id: id };
+    const backend = this.backend;
+    // A backend without storeFor keeps results as long as the process lives (memory://): nothing to pin.
+    const stored = ttlSec !== undefined && backend.storeFor ? backend.storeFor(meta, ttlSec) : backend.store(meta);
     stored.catch(() => {});
-    return new AsyncResult<T>(id, this.backendFn, stored, undefined, this.resultOwner);
+    return putObject(new AsyncResult<T>(id, this.backendFn, stored, undefined, this.resultOwner));
   }
 
   /** The results of many references, in their order (Ray's `get` of a list); rejects as the first that fails. */

@@ -68,6 +68,20 @@ function decodeParked(json: string): { message: WireMessage; route: Route } {
   return { message, route: { queue: route.queue, priority: route.priority, delayUntil: route.delayUntil === null ? null : new Date(route.delayUntil), ...(route.deduplicate ? { deduplicate: true } : {}) } };
 }
 
+/**
+ * The references app.put() made. Each is stored before any call that takes it is parked (park awaits `sent`), so
+ * one whose result is absent then has expired or been forgotten, and a call parked on it would wait for an outcome
+ * that never comes: park fails such a call at once instead. (A task's reference cannot be told apart so: absent,
+ * it may simply not have run yet.)
+ */
+const putObjects = new WeakSet<AsyncResult<unknown>>();
+
+/** Marks `ref` as app.put()'s. */
+export function putObject<T>(ref: AsyncResult<T>): AsyncResult<T> {
+  putObjects.add(ref);
+  return ref;
+}
+
 /** What parking and releasing need of the app (the app itself; a narrow view, so this module needs no Fennel). */
 export interface RefsHost {
   readonly backend: ResultBackend;
@@ -84,6 +98,11 @@ export async function park(host: RefsHost, message: WireMessage, route: Route, i
   const backend = host.backend;
   if (!backend.park) throw new ConfigError(`a call that takes results as arguments needs a result backend its workers share (sqlite://, redis://); ${backend.url} is not`);
   const id = message.headers['id'] as string;
+  for (const input of inputs) {
+    if (putObjects.has(input) && !(await backend.get(input.id))) {
+      return storeOutcome(host, failedOutcome(id, message, `input ${input.id} (an object from put) is not in the result backend ${backend.url}: it expired (resultExpiresSec, or the ttlSec it was put with), or was forgotten`), false);
+    }
+  }
   const outcome: ParkOutcome = await backend.park(id, inputs.map((input) => input.id), encodeParked(message, route));
   if (outcome.ready) return host.transport.publish(message, route);
   if (outcome.failed) await storeOutcome(host, dependentOutcome(id, message, outcome.failed.input, outcome.failed.status, await backend.get(outcome.failed.input)), false);
@@ -134,9 +153,15 @@ function dependentOutcome(taskId: string, message: WireMessage, input: string, s
   const cause = inputMeta?.result as { exc_type?: unknown; exc_message?: unknown } | undefined;
   const text = (value: unknown): string => (typeof value === 'string' ? value : JSON.stringify(value));
   const reason = cause && typeof cause.exc_type === 'string' ? `${cause.exc_type}: ${Array.isArray(cause.exc_message) ? cause.exc_message.map(text).join(', ') : text(cause.exc_message ?? '')}` : 'it failed';
+  return failedOutcome(taskId, message, `input ${input} failed: ${reason}`);
+}
+
+/** A call's FAILURE with DependencyError, without running it. */
+function failedOutcome(taskId: string, message: WireMessage, text: string): TaskMeta {
+  const name = typeof message.headers['task'] === 'string' ? message.headers['task'] : undefined;
   return {
     status: States.FAILURE,
-    result: exceptionInfo('DependencyError', `input ${input} failed: ${reason}`, 'fennel'),
+    result: exceptionInfo('DependencyError', text, 'fennel'),
     traceback: null,
     children: [],
     date_done: nowIso(),

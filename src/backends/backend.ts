@@ -77,6 +77,12 @@ export interface ResultBackend {
    * duplicate must not replace the result of the run that completed).
    */
   store(meta: TaskMeta): Promise<void>;
+  /**
+   * Stores a meta kept for `ttlSec` seconds (0: until it is forgotten) instead of the results' expiry: app.put's
+   * pinned objects. The same rules as `store` otherwise. Absent where results do not expire (memory://) or are
+   * not kept (rpc://).
+   */
+  storeFor?(meta: TaskMeta, ttlSec: number): Promise<void>;
   // Ordering: stores called by one process are applied in the order they were called, whether or not the
   // caller awaited the earlier ones (engines queue them: a group commit, one connection's batches). The
   // worker relies on it: a task's STARTED is not awaited before its outcome is stored, and never lands after it.

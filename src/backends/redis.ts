@@ -140,6 +140,16 @@ export class RedisBackend implements ResultBackend {
     for (const id of parked) this.toRelease.add(id);
   }
 
+  /** app.put's objects: a new id, so neither the SUCCESS guard nor the batch's order matters; one SET and PUBLISH. */
+  async storeFor(meta: TaskMeta, ttlSec: number): Promise<void> {
+    const key = `${PREFIX}${meta.task_id}`;
+    const text = encodeMeta(meta);
+    const write = this.client.multi();
+    if (ttlSec === 0) write.set(key, text);
+    else write.set(key, text, 'EX', Math.max(1, Math.ceil(ttlSec)));
+    for (const [error] of (await write.publish(key, text).exec()) ?? []) if (error) throw error;
+  }
+
   async settle(meta: TaskMeta): Promise<ReleasedCall[]> {
     await this.stores.add(meta);
     // The store's own script said whether calls are parked on this task: a second round trip only then.

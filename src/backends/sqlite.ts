@@ -38,11 +38,12 @@ export class SqliteBackend implements ResultBackend {
     this.file = SqliteFile.acquire(sqlitePath(url), url, { busyTimeoutMs: options.connectTimeoutMs });
     const db = this.file.db;
     this.sql = this.file.run(() => ({
+      // keep_until: NULL for a task's outcome (it expires with the results), a time for app.put's pinned objects.
       store: db.prepare(
-        `INSERT INTO fennel_results (task_id, status, meta, seq, updated_at)
-         VALUES (?, ?, ?, ?, ?)
+        `INSERT INTO fennel_results (task_id, status, meta, seq, updated_at, keep_until)
+         VALUES (?, ?, ?, ?, ?, ?)
          ON CONFLICT (task_id) DO UPDATE SET status = excluded.status, meta = excluded.meta,
-           seq = excluded.seq, updated_at = excluded.updated_at
+           seq = excluded.seq, updated_at = excluded.updated_at, keep_until = excluded.keep_until
          WHERE fennel_results.status <> 'SUCCESS'`,
       ),
       get: db.prepare('SELECT meta FROM fennel_results WHERE task_id = ?'),
@@ -50,7 +51,8 @@ export class SqliteBackend implements ResultBackend {
       maxSeq: db.prepare("SELECT value AS seq FROM fennel_counters WHERE name = 'result_seq'"),
       since: db.prepare('SELECT task_id, status, seq FROM fennel_results WHERE seq > ? ORDER BY seq'),
       forget: db.prepare('DELETE FROM fennel_results WHERE task_id = ?'),
-      expire: db.prepare('DELETE FROM fennel_results WHERE updated_at < ?'),
+      expire: db.prepare('DELETE FROM fennel_results WHERE updated_at < ? AND keep_until IS NULL'),
+      expireKept: db.prepare('DELETE FROM fennel_results WHERE keep_until < ?'),
       counts: db.prepare('SELECT status, COUNT(*) AS n FROM fennel_results GROUP BY status'),
       chordPart: db.prepare('INSERT OR IGNORE INTO fennel_chord_parts (group_id, idx, result, created_at) VALUES (?, ?, ?, ?)'),
       chordParts: db.prepare('SELECT result FROM fennel_chord_parts WHERE group_id = ? ORDER BY idx'),
@@ -93,18 +95,30 @@ export class SqliteBackend implements ResultBackend {
     return this.write(meta, true);
   }
 
-  /** One store, and with `release` the calls it releases, in the same transaction of the group commit. */
-  private async write(meta: TaskMeta, release: boolean): Promise<ReleasedCall[]> {
+  async storeFor(meta: TaskMeta, ttlSec: number): Promise<void> {
+    // 0 keeps it until it is forgotten: a time no clock reaches.
+    await this.write(meta, false, ttlSec === 0 ? Number.MAX_SAFE_INTEGER : Date.now() + ttlSec * 1000);
+  }
+
+  /**
+   * One store, and with `release` the calls it releases, in the same transaction of the group commit. `keepUntil`:
+   * kept until then (ms since epoch) rather than for the results' expiry.
+   */
+  private async write(meta: TaskMeta, release: boolean, keepUntil: number | null = null): Promise<ReleasedCall[]> {
     const text = encodeMeta(meta);
     const now = Date.now();
     const released = await this.file.write(() => {
       const seq = (this.sql.nextSeq.get() as { value: number }).value;
-      this.sql.store.run(meta.task_id, meta.status, text, seq, now);
+      this.sql.store.run(meta.task_id, meta.status, text, seq, now, keepUntil);
       return release && isReady(meta.status) ? this.releaseOn(meta.task_id) : [];
     });
-    if (this.expiresMs > 0 && now - this.lastExpiry > 60_000) {
+    // Once a minute, by whichever process stores: pinned objects past their time, and (unless results are kept for
+    // ever) results, joins, claims and parked calls past the results' expiry.
+    if (now - this.lastExpiry > 60_000) {
       this.lastExpiry = now;
       this.file.run(() => {
+        this.sql.expireKept.run(now);
+        if (this.expiresMs === 0) return;
         this.sql.expire.run(now - this.expiresMs);
         this.sql.expireJoins.run(now - this.expiresMs);
         this.sql.expireClaims.run(now - this.expiresMs);

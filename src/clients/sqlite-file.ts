@@ -41,7 +41,8 @@ CREATE TABLE IF NOT EXISTS fennel_results (
   status      TEXT    NOT NULL,
   meta        TEXT    NOT NULL,            -- Celery's result layout (protocol/result.ts)
   seq         INTEGER NOT NULL,            -- commit order: waiters read only rows newer than their cursor
-  updated_at  INTEGER NOT NULL
+  updated_at  INTEGER NOT NULL,
+  keep_until  INTEGER                      -- ms since epoch: kept until then instead of result_expires (app.put's ttlSec)
 );
 CREATE INDEX IF NOT EXISTS fennel_results_seq ON fennel_results (seq);
 -- A counter that never goes back (MAX(seq) would, after the newest result is forgotten or expired).
@@ -144,13 +145,33 @@ CREATE INDEX IF NOT EXISTS fennel_waits_task ON fennel_waits (task_id);
  * to SCHEMA. Opening then only reads it. Running SCHEMA takes the write lock (its INSERT), so every process
  * opening the file, `fennel status` included, would queue behind the workers' writes to change nothing.
  */
-const SCHEMA_VERSION = 5;
+const SCHEMA_VERSION = 6;
+
+/**
+ * What CREATE TABLE IF NOT EXISTS cannot do for a file made by an older version: columns added to a table that
+ * exists. Each runs once, inside the schema's transaction, on a file whose user_version is below its own.
+ */
+const MIGRATIONS: ReadonlyArray<{ version: number; table: string; column: string; sql: string }> = [
+  { version: 6, table: 'fennel_results', column: 'keep_until', sql: 'ALTER TABLE fennel_results ADD COLUMN keep_until INTEGER' },
+];
+
+/** Run after the tables exist (a partial index on a column a migration adds). */
+const SCHEMA_INDEXES = `
+CREATE INDEX IF NOT EXISTS fennel_results_keep ON fennel_results (keep_until) WHERE keep_until IS NOT NULL;
+`;
 
 function ensureSchema(db: Database.Database): void {
-  if ((db.pragma('user_version', { simple: true }) as number) >= SCHEMA_VERSION) return;
+  const version = db.pragma('user_version', { simple: true }) as number;
+  if (version >= SCHEMA_VERSION) return;
   // Immediate: processes opening a new file together create the schema one after the other.
   db.transaction(() => {
     db.exec(SCHEMA);
+    for (const migration of MIGRATIONS) {
+      if (migration.version <= version) continue;
+      const columns = db.prepare(`SELECT name FROM pragma_table_info('${migration.table}')`).all() as Array<{ name: string }>;
+      if (!columns.some((c) => c.name === migration.column)) db.exec(migration.sql);
+    }
+    db.exec(SCHEMA_INDEXES);
     db.pragma(`user_version = ${SCHEMA_VERSION}`);
   }).immediate();
 }

@@ -33,6 +33,11 @@ export interface BackendSuiteOptions {
    * child processes too. Default false.
    */
   crossProcess?: boolean;
+  /**
+   * Another instance on the same store whose results expire after `resultExpiresSec`: the engine expires results
+   * (SQLite, Redis) and keeps pinned objects apart from them (`storeFor`). Absent: it has no `storeFor`.
+   */
+  expiring?: (backend: ResultBackend, resultExpiresSec: number) => Promise<ResultBackend> | ResultBackend;
 }
 
 /** Pause before checking that a wait has *not* resolved: several wake-ups and fallback polls of any engine. */
@@ -98,6 +103,12 @@ export function backendSuite(name: string, factory: BackendFactory, options: Bac
       const backend = await factory();
       this.cleanups.push(() => backend.close());
       return backend;
+    }
+
+    async expiring(backend: ResultBackend, resultExpiresSec: number): Promise<ResultBackend> {
+      const other = await options.expiring!(backend, resultExpiresSec);
+      this.cleanups.push(() => other.close());
+      return other;
     }
 
     async peer(backend: ResultBackend): Promise<ResultBackend> {
@@ -352,7 +363,43 @@ export function backendSuite(name: string, factory: BackendFactory, options: Bac
       for (const method of ['chordJoin', 'chordResults', 'claimOnce', 'revoke', 'watchRevocations', 'acquireLease', 'releaseLease', 'readLease', 'putRecord', 'readRecords', 'park', 'settle'] as const) {
         assert.equal(typeof b[method] === 'function', !options.callerOnly, `${method}()`);
       }
+      assert.equal(typeof b.storeFor === 'function', options.expiring !== undefined, 'storeFor(): where results expire');
     }));
+
+    describe('pinned objects (storeFor)', { skip: !options.expiring && 'results do not expire here: nothing to pin' }, () => {
+      it('offers storeFor', scoped(async (s) => {
+        assert.equal(typeof (await s.open()).storeFor, 'function');
+      }));
+
+      it('a pinned object reads back and wakes its waiters, as a stored result does, through every instance', scoped(async (s) => {
+        const b = await s.open();
+        const other = await s.peer(b);
+        const id = randomUUID();
+        const waiting = other.wait(id, { timeoutMs: 30_000 });
+        await b.storeFor!(meta(id, States.SUCCESS, { big: [1, 2, 3] }), 0);
+        assert.deepEqual((await within(waiting, 20_000, 'the waiter'))?.result, { big: [1, 2, 3] });
+        for (const reader of readers(b, other)) assert.deepEqual((await reader.get(id))?.result, { big: [1, 2, 3] });
+        await other.forget(id);
+        assert.equal(await b.get(id), undefined, 'forget removes a pinned object');
+      }));
+
+      it('results expire after resultExpiresSec while pinned objects stay for their own time (0: until forgotten), and then go', scoped(async (s) => {
+        const b = await s.open();
+        const short = await s.expiring(b, 1);
+        const [result, forever, hour, second] = [randomUUID(), randomUUID(), randomUUID(), randomUUID()];
+        await short.store(meta(result, States.SUCCESS, 'a result'));
+        await short.storeFor!(meta(forever, States.SUCCESS, 'kept'), 0);
+        await short.storeFor!(meta(hour, States.SUCCESS, 'an hour'), 3600);
+        await short.storeFor!(meta(second, States.SUCCESS, 'a second'), 1);
+        await sleep(2_500);
+        // Engines that expire by sweeping (SQLite) do so as a new instance stores for the first time.
+        await (await s.expiring(b, 1)).store(meta(randomUUID(), States.SUCCESS));
+        assert.equal(await b.get(result), undefined, 'the result expired after resultExpiresSec');
+        assert.equal(await b.get(second), undefined, 'the object pinned for 1 s expired');
+        assert.equal((await b.get(forever))?.result, 'kept', 'ttlSec 0 keeps it');
+        assert.equal((await b.get(hour))?.result, 'an hour', 'ttlSec 3600 keeps it past resultExpiresSec');
+      }));
+    });
 
     describe('parked calls (object references)', { skip: unshared }, () => {
       const call = (id: string): string => JSON.stringify({ call: id });

@@ -62,7 +62,7 @@ describe('redis://', { skip }, () => {
       await flushRedisDb(DB);
       return new RedisBackend(URL);
     },
-    { peer: (backend) => new RedisBackend(backend.url), crossProcess: true },
+    { peer: (backend) => new RedisBackend(backend.url), expiring: (backend, resultExpiresSec) => new RedisBackend(backend.url, { resultExpiresSec }), crossProcess: true },
   );
 
   // Engine-specific: the presence hash does not grow with the workers that died without withdrawing.

@@ -57,6 +57,7 @@ transportSuite('sqlite', (opts) => openTransport(freshUrl(), opts), { delayedDel
 
 backendSuite('sqlite', () => new SqliteBackend(freshUrl(), { pollIntervalMs: POLL_MS }), {
   peer: (backend: ResultBackend) => new SqliteBackend(otherPathTo(backend.url), { pollIntervalMs: POLL_MS }),
+  expiring: (backend: ResultBackend, resultExpiresSec: number) => new SqliteBackend(otherPathTo(backend.url), { pollIntervalMs: POLL_MS, resultExpiresSec }),
   crossProcess: true,
 });
 
@@ -235,3 +236,38 @@ async function holdWriteLock(path: string, ms: number): Promise<{ released: Prom
   };
   return { released, stillHeld: probe };
 }
+
+// A file made by an older Fennel is brought up to date on open: schema 6 added fennel_results.keep_until
+// (app.put's pinned objects), which CREATE TABLE IF NOT EXISTS cannot add to a table that exists.
+it('a schema-5 file gains keep_until on open, keeps its results, and pins objects', async () => {
+  const url = freshUrl();
+  const path = sqlitePath(url);
+  const old = new Database(path);
+  old.exec(`CREATE TABLE fennel_results (task_id TEXT PRIMARY KEY, status TEXT NOT NULL, meta TEXT NOT NULL, seq INTEGER NOT NULL, updated_at INTEGER NOT NULL);
+    CREATE TABLE fennel_counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+    INSERT INTO fennel_counters VALUES ('result_seq', 1);`);
+  const kept = randomUUID();
+  old.prepare('INSERT INTO fennel_results VALUES (?, ?, ?, 1, ?)').run(kept, 'SUCCESS', JSON.stringify({ status: 'SUCCESS', result: 'from schema 5', traceback: null, children: [], date_done: null, task_id: kept }), Date.now());
+  old.pragma('user_version = 5');
+  old.close();
+  const backend = new SqliteBackend(url, { pollIntervalMs: POLL_MS });
+  try {
+    assert.equal((await backend.get(kept))?.result, 'from schema 5');
+    const pinned = randomUUID();
+    await backend.storeFor(meta(pinned), 0);
+    assert.equal((await backend.get(pinned))?.status, 'SUCCESS');
+    const check = new Database(path, { readonly: true });
+    try {
+      assert.equal(check.pragma('user_version', { simple: true }), 6);
+      assert.equal((check.prepare('SELECT keep_until FROM fennel_results WHERE task_id = ?').get(pinned) as { keep_until: number }).keep_until, Number.MAX_SAFE_INTEGER);
+    } finally {
+      check.close();
+    }
+  } finally {
+    await backend.close();
+  }
+
+  function meta(id: string) {
+    return { status: 'SUCCESS', result: 'pinned', traceback: null, children: [], date_done: null, task_id: id };
+  }
+});

@@ -18,7 +18,7 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
-import { AsyncResult, RemoteTaskError, type Fennel } from '../../src/index.ts';
+import { AsyncResult, Fennel, RemoteTaskError } from '../../src/index.ts';
 import { States } from '../../src/protocol/states.ts';
 import type * as RefsApp from './fixtures/refs-app.ts';
 import { fileLines, startWorker, stopProcess, tempDb, waitFor, type RunningWorker } from '../support/process.ts';
@@ -315,6 +315,30 @@ function engineSuite(engine: Engine): void {
       await ref.sent;
       assert.deepEqual(await readBy8(ref, 'put'), Array.from({ length: 8 }, () => LARGE));
       if (engine.largeResults) assert.deepEqual(await engine.largeResults(1_000_000), [...before, ref.id].sort(), 'the value is stored once');
+    });
+
+    it('an object put expires with the results unless pinned with ttlSec: a call given an expired one fails with DependencyError saying so, a pinned one is read', async () => {
+      // A producer whose results expire after a second (the workers' settings do not matter: the producer stores).
+      const producer = (): Fennel => new Fennel({ broker: engine.broker, backend: engine.backend, defaultQueue: queue, resultExpiresSec: 1 });
+      const short = producer();
+      try {
+        const plain = short.put([1, 2, 3]);
+        const pinned = short.put([1, 2, 3, 4], { ttlSec: 3600 });
+        await Promise.all([plain.sent, pinned.sent]);
+        await new Promise((resolve) => setTimeout(resolve, 2_500));
+        // SQLite sweeps expired rows as a process stores for the first time (and then once a minute).
+        const sweeper = producer();
+        await sweeper.put('sweep').sent;
+        await sweeper.close();
+        assert.equal(await short.backend.get(plain.id), undefined, 'the plain object has expired');
+        assert.equal(await short.sendTask<number>('refs.len', [pinned]).get({ timeoutMs: WAIT_MS }), 4, 'the pinned object is read');
+        const error = await failure(short.sendTask('refs.len', [plain]));
+        assert.equal(error.remoteName, 'DependencyError', String(error));
+        assert.match(error.remoteMessage, new RegExp(`input ${plain.id} \\(an object from put\\) is not in the result backend .*expired`));
+        assert.throws(() => short.put(1, { ttlSec: -1 }), /ttlSec must be a number of seconds ≥ 0/);
+      } finally {
+        await short.close();
+      }
     });
 
     it('wait returns the references ready at numReturns, or at timeoutMs, in the order they were given', async () => {
