@@ -45,6 +45,12 @@ export const OPTIONS = {
   trackStarted: { schema: z.boolean(), env: 'FENNEL_TRACK_STARTED', default: true, doc: 'Store state STARTED (with pid and hostname) while a task runs (from one event-loop turn after it begins: a task that ends sooner goes straight to its outcome).' },
   poisonAfterCrashes: { schema: z.number().int().min(1), env: 'FENNEL_POISON_AFTER_CRASHES', default: 3, doc: 'A message whose task has crashed its pool slot this many times goes to the dead letters (FAILURE WorkerLostError) instead of being retried again.' },
   revokeExpiresSec: { schema: z.number().positive(), env: 'FENNEL_REVOKE_EXPIRES_SEC', default: 10_800, doc: 'How long workers keep honouring a revocation (Celery keeps revoked ids 3 hours): a revoked task received after this runs.' },
+  signingKey: {
+    schema: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]),
+    env: 'FENNEL_SIGNING_KEY',
+    default: undefined,
+    doc: 'HMAC-SHA256 key(s) for signed messages (docs/security.md): every task message is signed with the first, and workers refuse (dead-letter) any message not signed with one of them. Several keys for rotation: an array, or separated by commas in the environment. At least 16 characters each.',
+  },
   maxRetries: { schema: z.number().int().min(0), env: 'FENNEL_MAX_RETRIES', default: 3, doc: 'Default for tasks: how many times a task is retried (by ctx.retry() or after its pool slot died) before it fails.' },
 } as const;
 

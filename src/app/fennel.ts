@@ -14,6 +14,7 @@ import { createMailboxEngine } from '../control/index.ts';
 import type { MailboxEngine } from '../control/mailbox.ts';
 import { ClosedError, ConfigError, PayloadTooLargeError } from '../errors.ts';
 import { bodyBytes, buildTaskMessage, type TaskCall, type WireMessage } from '../protocol/message.ts';
+import { signerFor, type Signer } from '../protocol/signing.ts';
 import type { EventBus } from '../events/events.ts';
 import { createEventBus } from '../events/index.ts';
 import { ReplyRoutes } from '../clients/amqp/replies.ts';
@@ -56,9 +57,12 @@ export class Fennel {
   private closed = false;
   /** This process's reply address, sent as `reply_to` on every message, as Celery's app.thread_oid. */
   readonly oid = randomUUID();
+  /** Signs every task message sent, and verifies them in this app's workers: set when `signingKey` is. */
+  readonly signer: Signer | undefined;
 
   constructor(options: FennelOptions = {}) {
     this.config = resolveConfig(options);
+    this.signer = signerFor(this.config.signingKey);
     this.route = compileRoutes(this.config.routes);
     // `task.chunks()` sends chunks of calls as this task, which runs them one after another in the worker.
     this.tasks.set(STARMAP_TASK, {
@@ -408,6 +412,7 @@ export class Fennel {
       const size = bodyBytes(message);
       if (size > this.config.maxPayloadBytes) throw new PayloadTooLargeError(size, this.config.maxPayloadBytes);
     }
+    this.signer?.sign(message);
     if (broadcast) return [message, { queue, priority, delayUntil: eta, broadcast: true }];
     if (!call.deduplicate) return [message, { queue, priority, delayUntil: eta }];
     return [message, { queue, priority, delayUntil: eta, deduplicate: call.deduplicate === true ? true : { ttlMs: call.deduplicate.ttlSec * 1000 } }];

@@ -17,6 +17,8 @@ export interface BannerFacts {
   pool: string;
   concurrency: number;
   taskEvents: boolean;
+  /** The signing keys' ids (signingKey), the signing one first; undefined: messages are not signed. */
+  signingKeyIds?: readonly string[] | undefined;
   queues: readonly string[];
   tasks: Iterable<string>;
 }
@@ -29,6 +31,7 @@ export function renderBanner(facts: BannerFacts, cwd = process.cwd()): string {
     ['results', maskUrl(facts.backend)],
     ['concurrency', `${facts.concurrency} (${facts.pool} pool)`],
     ['task events', facts.taskEvents ? 'ON' : 'OFF (enable -E to monitor tasks in this worker)'],
+    ['signed', facts.signingKeyIds ? `ON: runs only messages signed with key ${facts.signingKeyIds.join(' or ')}` : 'OFF (any message on its queues runs)'],
   ];
   // Like Celery's own `celery.*` tasks, Fennel's built-in one is not the user's business here.
   const tasks = [...facts.tasks].filter((t) => t !== STARMAP_TASK).sort();

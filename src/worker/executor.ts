@@ -64,6 +64,10 @@ export async function execute(delivery: Delivery, ctx: ExecutorContext, held?: H
   try {
     // Each check is a plain test here, and its async handler runs only when it applies: most tasks pass them
     // all, and a worker running 20,000 tasks a second should not make a promise for each check of each one.
+    if (ctx.app.signer) {
+      const verdict = ctx.app.signer.verify(delivery.message);
+      if (!verdict.ok) return await refuseUnsigned(verdict.reason, delivery, ctx);
+    }
     const decoded = decode(delivery, ctx);
     if (!decoded.ok) return await refuseMalformed(decoded.error, delivery, ctx);
     request = decoded.request;
@@ -192,6 +196,22 @@ async function refuseMalformed(error: unknown, delivery: Delivery, ctx: Executor
   if (typeof id === 'string') await storeOutcome(ctx.app, failureMeta(id, exceptionInfo('ProtocolError', reason, 'fennel'), null), delivery.redelivered);
   ctx.deadLettered();
   await delivery.reject({ requeue: false, reason: `ProtocolError: ${reason}` });
+}
+
+/**
+ * A message that is not signed with one of the worker's keys (signingKey) goes to the dead letters, never run. No
+ * outcome is stored under the id it names: whoever forged it must not be able to fail, or answer for, a real task.
+ */
+async function refuseUnsigned(reason: string, delivery: Delivery, ctx: ExecutorContext): Promise<void> {
+  const headers = delivery.message.headers;
+  const named = (value: unknown): string => (typeof value === 'string' ? value : JSON.stringify(value ?? null));
+  const replyTo = delivery.message.properties.reply_to;
+  ctx.log.warn(
+    { queue: delivery.queue, task: headers['task'], id: headers['id'], replyTo, origin: headers['origin'], reason },
+    `refused a message on queue ${delivery.queue} (task ${named(headers['task'])}, id ${named(headers['id'])}, reply_to ${named(replyTo)}): ${reason}; moved to dead letters`,
+  );
+  ctx.deadLettered();
+  await delivery.reject({ requeue: false, reason: `SignatureError: ${reason}` });
 }
 
 /** Celery's behaviour for an unknown task (FAILURE NotRegistered, so get() fails fast), plus a dead letter. */
@@ -390,6 +410,7 @@ async function retry(request: TaskRequest, delivery: Delivery, countdownSec: num
   // RETRY is stored first, so it can never overwrite the outcome of the attempt published next.
   await ctx.app.backend.store(meta(request, ctx, States.RETRY, info));
   const next = buildRetryMessage(request, eta, delivery.queue, { retries: request.retries + 1, crashes });
+  ctx.app.signer?.sign(next);
   await ctx.app.transport.publish(next, { queue: delivery.queue, priority: request.priority, delayUntil: eta });
   ctx.emit('task-retried', request, { exception: `${info.exc_type}(${JSON.stringify(info.exc_message[0] ?? '')})`, traceback: null });
   await delivery.ack();

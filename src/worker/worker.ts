@@ -183,6 +183,7 @@ export class Worker {
         pool: this.poolKind,
         concurrency: this.concurrency,
         taskEvents: this.taskEvents,
+        signingKeyIds: this.app.signer?.keyIds,
         queues: [...this.queues, ...(this.directQueue ? [`${this.directQueue} (direct: this worker only)`] : []), ...this.broadcastQueues.map((q) => `${q} (broadcast)`)],
         tasks: this.app.registry.keys(),
       }),

@@ -37,4 +37,9 @@ describe('renderBanner', () => {
     assert.doesNotMatch(renderBanner({ ...facts, appPath: undefined }), /\.> app:/);
     assert.match(renderBanner({ ...facts, taskEvents: true, tasks: [] }), /task events: +ON\n[\s\S]*\(none registered\)/);
   });
+
+  it('says whether it runs only signed messages, by key id', () => {
+    assert.match(renderBanner(facts), /\.> signed: +OFF \(any message on its queues runs\)$/m);
+    assert.match(renderBanner({ ...facts, signingKeyIds: ['0a1b2c3d', '4e5f6a7b'] }), /\.> signed: +ON: runs only messages signed with key 0a1b2c3d or 4e5f6a7b$/m);
+  });
 });

@@ -1,0 +1,126 @@
+// Signed messages end to end (issue #18), with real `fennel worker` processes holding keys (FENNEL_SIGNING_KEY) on
+// SQLite, Redis and RabbitMQ (results in Redis): signed calls run, retries and a chain's next step are signed
+// again by the worker; an unsigned message, one signed with a key the worker does not hold, and a signed one whose
+// body or eta was changed afterwards are dead-lettered with the reason, never run, nothing stored under their ids,
+// and the worker logs the refusal with the sender's reply_to and keeps serving. Keys rotate: the worker accepts
+// either of its two keys. Unit cases: test/unit/protocol/signing.test.ts.
+
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { chain, Fennel, RemoteTaskError } from '../../src/index.ts';
+import { buildTaskMessage, type WireMessage } from '../../src/protocol/message.ts';
+import { Signer } from '../../src/protocol/signing.ts';
+import { isRunning, startWorker, stopProcess, tempDb, waitFor, type RunningWorker } from '../support/process.ts';
+import { removeRabbitQueues } from '../support/rabbit.ts';
+import { flushRedisDb, RABBIT_URL, rabbitSkipReason, REDIS_DB, redisSkipReason, redisUrlForTest } from '../support/services.ts';
+
+const TASKS = join(import.meta.dirname, 'fixtures/tasks.ts');
+const WAIT_MS = 30_000;
+const DB = REDIS_DB.semantics;
+const REDIS_URL = redisUrlForTest(DB);
+const KEY = 'signing-test-key-current-0123456789';
+const OLD = 'signing-test-key-retired-0123456789';
+const OTHER = 'signing-test-key-of-someone-else-99';
+const sqlite = tempDb();
+after(() => sqlite.cleanup());
+
+const redisSkip = await redisSkipReason();
+const engines = [
+  { name: 'sqlite', broker: sqlite.url, backend: sqlite.url, skip: false as string | false },
+  { name: 'redis', broker: REDIS_URL, backend: REDIS_URL, skip: redisSkip },
+  { name: 'amqp', broker: RABBIT_URL, backend: REDIS_URL, skip: (await rabbitSkipReason()) || redisSkip },
+];
+
+for (const engine of engines) {
+  describe(`signed messages on ${engine.name}://`, { skip: engine.skip }, () => {
+    const queue = `signing-${engine.name}-${randomUUID().slice(0, 8)}`;
+    let worker: RunningWorker;
+    const apps: Fennel[] = [];
+    /** A producer on this engine, signing with `keys` (none: unsigned). */
+    const producer = (keys?: string[]): Fennel => {
+      const app = new Fennel({ broker: engine.broker, backend: engine.backend, defaultQueue: queue, ...(keys ? { signingKey: keys } : {}) });
+      apps.push(app);
+      return app;
+    };
+
+    before(async () => {
+      if (engine.backend === REDIS_URL) await flushRedisDb(DB);
+      // Two keys: it signs with the first and accepts both (a rotation in progress).
+      worker = await startWorker(TASKS, engine.broker, ['-P', 'async', '-c', '4', '-Q', queue], { FENNEL_RESULT_BACKEND: engine.backend, FENNEL_DEFAULT_QUEUE: queue, FENNEL_SIGNING_KEY: `${KEY},${OLD}` });
+    });
+    after(async () => {
+      await stopProcess(worker);
+      for (const app of apps) await app.close();
+      if (engine.name === 'amqp') await removeRabbitQueues([queue]);
+    });
+
+    it('runs calls signed with either of its keys, and signs the retries and the chain steps it sends', async () => {
+      const app = producer([KEY]);
+      assert.equal(await app.sendTask('test.add', [2, 3]).get({ timeoutMs: WAIT_MS }), 5);
+      assert.equal(await producer([OLD]).sendTask('test.add', [20, 22]).get({ timeoutMs: WAIT_MS }), 42, 'the retired key is still accepted');
+      assert.equal(await app.sendTask('test.flaky', [2]).get({ timeoutMs: WAIT_MS }), 'ok after 2 retries', 'each retry, republished by the worker, is signed again');
+      // The producer declares the worker's tasks by name, for their signatures (it never runs them).
+      const add = app.task('test.add', (a: number, b: number) => a + b);
+      const mul = app.task('test.mul', (a: number, b: number) => a * b);
+      assert.equal(await chain(add.s(1, 2), mul.s(10)).applyAsync().get({ timeoutMs: WAIT_MS }), 30, "the chain's next step, sent by the worker, is signed");
+    });
+
+    it('dead-letters unsigned, foreign-key and tampered messages with the reason, runs none, stores nothing under their ids, and keeps serving', async () => {
+      const app = producer([KEY]);
+      const mine = new Signer([KEY]);
+      const forged = (make: (m: WireMessage) => void): { id: string; message: WireMessage } => {
+        const id = randomUUID();
+        const message = buildTaskMessage({ id, name: 'test.add', args: [1, 1], queue, replyTo: 'forger-reply-to' });
+        make(message);
+        return { id, message };
+      };
+      const cases = [
+        { what: 'unsigned', reason: /^SignatureError: the message is not signed$/, ...forged(() => {}) },
+        { what: 'another key', reason: /^SignatureError: it is signed with a key this worker does not hold/, ...forged((m) => new Signer([OTHER]).sign(m)) },
+        {
+          what: 'a tampered body',
+          reason: /^SignatureError: its signature does not match its body and headers/,
+          ...forged((m) => {
+            mine.sign(m);
+            m.body = m.body.replace('[1,1]', '[1,2]');
+          }),
+        },
+        {
+          what: 'a tampered eta',
+          reason: /^SignatureError: its signature does not match its body and headers/,
+          ...forged((m) => {
+            mine.sign(m);
+            m.headers['eta'] = new Date(Date.now() - 1000).toISOString();
+          }),
+        },
+      ];
+      for (const c of cases) await app.transport.publish(c.message, { queue });
+      const letterOf = async (id: string) => (await app.transport.listDeadLetters({ limit: 10_000 })).find((d) => d.taskId === id);
+      await waitFor(async () => (await Promise.all(cases.map((c) => letterOf(c.id)))).every(Boolean), 'the four messages to reach the dead letters', WAIT_MS);
+      for (const c of cases) {
+        const letter = (await letterOf(c.id))!;
+        assert.match(letter.reason, c.reason, c.what);
+        assert.equal(await app.backend.get(c.id), undefined, `${c.what}: nothing is stored under its id`);
+      }
+      const logged = await worker.waitForLine(/refused a message on queue .* reply_to forger-reply-to\): the message is not signed; moved to dead letters/, 5_000);
+      assert.match(logged, /test\.add/);
+      assert.ok(isRunning(worker), 'the worker is still running');
+      assert.equal(await app.sendTask('test.add', [4, 4]).get({ timeoutMs: WAIT_MS }), 8, 'and it runs the next signed call');
+    });
+
+    it('a producer without a key gets nothing run: its call waits, dead-lettered, until get() times out', async () => {
+      const result = producer().sendTask('test.add', [5, 5]);
+      await result.sent;
+      const app = producer([KEY]);
+      await waitFor(async () => (await app.transport.listDeadLetters({ limit: 10_000 })).some((d) => d.taskId === result.id), 'the unsigned call to be dead-lettered', WAIT_MS);
+      const error = await result.get({ timeoutMs: 500 }).then(
+        () => assert.fail('an unsigned call ran'),
+        (e: unknown) => e,
+      );
+      assert.ok(!(error instanceof RemoteTaskError), 'no outcome is stored for it');
+      assert.equal((error as Error).name, 'TimeoutError');
+    });
+  });
+}
