@@ -10,7 +10,6 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
@@ -19,7 +18,7 @@ import { RedisBackend } from '../../src/backends/redis.ts';
 import { RedisEventBus } from '../../src/events/redis.ts';
 import { buildTaskMessage } from '../../src/protocol/message.ts';
 import { RedisTransport } from '../../src/transports/redis.ts';
-import { RABBIT_HOST, RABBIT_PORT, rabbitSkipReason, redisAnswers, redisSkipReason, testRedisClient } from '../support/services.ts';
+import { freePort, RABBIT_HOST, RABBIT_PORT, rabbitSkipReason, redisAnswers, redisSkipReason, testRedisClient } from '../support/services.ts';
 import { runCli, runCliToEnd, uniqueQueue } from '../support/process.ts';
 import { makeTempDir } from '../support/tmp.ts';
 
@@ -55,15 +54,6 @@ function misconfigured(pattern: RegExp): (e: unknown) => boolean {
     assert.match(e.message, pattern);
     return true;
   };
-}
-
-/** A TCP port nothing listens on now (the kernel's pick, released at once). */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 function oneLine(run: { stderr: string[] }): string {

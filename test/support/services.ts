@@ -9,7 +9,7 @@
 // (the Celery interop tests use 14).
 // RabbitMQ tests use queue names unique to the run and delete them when they end.
 
-import { Socket } from 'node:net';
+import { createServer, Socket } from 'node:net';
 import { Redis } from 'ioredis';
 
 export const REDIS_HOST = '127.0.0.1';
@@ -117,4 +117,13 @@ export function rabbitAnswers(port = RABBIT_PORT, timeoutMs = 2_000, host = RABB
 /** Why RabbitMQ tests cannot run here, or false if they can; throws on CI (CI=true), as redisSkipReason does. */
 export async function rabbitSkipReason(port = RABBIT_PORT): Promise<string | false> {
   return skipReason('RabbitMQ', RABBIT_HOST, port, await rabbitAnswers(port));
+}
+
+/** A TCP port nothing listens on now (the kernel's pick, released at once): for a private server a test starts. */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
 }

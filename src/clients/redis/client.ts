@@ -62,7 +62,7 @@ function redisOptions(link: RedisLink): RedisOptions {
     db: url.db,
     ...(url.username !== undefined ? { username: url.username } : {}),
     ...(url.password !== undefined ? { password: url.password } : {}),
-    ...(url.tls ? { tls: {} } : {}),
+    ...(url.tls ? { tls: { ...url.tlsOptions } } : {}),
     // One attempt's TCP (and TLS) connect; a host that drops packets fails here instead of after the OS's minutes.
     connectTimeout: link.connectTimeoutMs,
     retryStrategy: (times) => Math.min(50 * 2 ** times, 2000),
