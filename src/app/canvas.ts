@@ -375,10 +375,15 @@ export function applyStep(app: Fennel, dict: SignatureDict, ctx: StepContext, se
     }
     case 'chord': {
       const { header, body } = chordParts(dict);
-      // The rest of an enclosing chain runs after the callback: the callback leads it.
-      const callback: SignatureDict = ctx.rest?.length
-        ? { task: 'celery.chain', args: [], kwargs: { tasks: [body, ...ctx.rest] }, options: {}, subtask_type: 'chain', immutable: false }
-        : body;
+      // The rest of an enclosing chain runs after the callback: the callback leads it. A chord that is itself a
+      // member of a group or of an outer chord's header reports there through the last step after its callback.
+      const steps = [body, ...(ctx.rest ?? [])];
+      if (ctx.group || ctx.chord) {
+        const last = steps[steps.length - 1]!;
+        if (last.subtask_type !== null) throw new ConfigError(`a chord inside a group or a chord's header must end in a task, not a ${last.subtask_type} (${last.task}): its last step reports to the enclosing one`);
+        steps[steps.length - 1] = withBranch(last, ctx);
+      }
+      const callback: SignatureDict = steps.length > 1 ? { task: 'celery.chain', args: [], kwargs: { tasks: steps }, options: {}, subtask_type: 'chain', immutable: false } : steps[0]!;
       const withSize = { ...callback, chord_size: header.length };
       const groupId = dict.options.group_id ?? randomUUID();
       const sendHeader = (into: Array<Promise<void>>): void =>

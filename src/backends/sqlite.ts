@@ -78,7 +78,9 @@ export class SqliteBackend implements ResultBackend {
       wait: db.prepare('INSERT OR IGNORE INTO fennel_waits (input, task_id) VALUES (?, ?)'),
       releasedBy: db.prepare('SELECT task_id, call, status FROM fennel_parked WHERE released_by = ?'),
       waitingOn: db.prepare('DELETE FROM fennel_waits WHERE input = ? RETURNING task_id'),
-      parked: db.prepare('SELECT call, released_by FROM fennel_parked WHERE task_id = ?'),
+      // released_by alone first: the call (its message, 100 kB for a fan-in of 1,000) is read only on release.
+      parkedState: db.prepare('SELECT released_by FROM fennel_parked WHERE task_id = ?'),
+      parkedCall: db.prepare('SELECT call FROM fennel_parked WHERE task_id = ?').pluck(),
       stillWaiting: db.prepare('SELECT 1 FROM fennel_waits WHERE task_id = ? LIMIT 1'),
       release: db.prepare('UPDATE fennel_parked SET released_by = ?, status = ? WHERE task_id = ?'),
       expireParked: db.prepare('DELETE FROM fennel_parked WHERE created_at < ?'),
@@ -140,11 +142,11 @@ export class SqliteBackend implements ResultBackend {
     // The outcome that stands: a SUCCESS stored before is kept over a later one.
     const status = (this.sql.status.get(input) as { status: string }).status;
     for (const { task_id: taskId } of waiting) {
-      const call = this.sql.parked.get(taskId) as { call: string; released_by: string | null } | undefined;
-      if (!call || call.released_by !== null) continue;
+      const state = this.sql.parkedState.get(taskId) as { released_by: string | null } | undefined;
+      if (!state || state.released_by !== null) continue;
       if (status === States.SUCCESS && this.sql.stillWaiting.get(taskId)) continue;
       this.sql.release.run(input, status, taskId);
-      released.push({ taskId, callJson: call.call, input, status, again: false });
+      released.push({ taskId, callJson: this.sql.parkedCall.get(taskId) as string, input, status, again: false });
     }
     return released;
   }

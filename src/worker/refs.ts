@@ -27,8 +27,11 @@ export async function withResults(app: Fennel, request: TaskRequest): Promise<un
     if (value instanceof ResultRef) ids.add(value.taskId);
   }
   const results = new Map<string, unknown>();
-  for (const id of ids) {
-    const meta = await app.backend.get(id);
+  // All at once: one round trip's wait for a fan-in of 1,000 rather than 1,000 in a row (Redis pipelines them).
+  const list = [...ids];
+  const metas = await Promise.all(list.map((id) => app.backend.get(id)));
+  for (const [i, id] of list.entries()) {
+    const meta = metas[i];
     if (!meta) return dependencyError(`the result of input ${id} is not in the result backend ${app.backend.url}: it expired (resultExpiresSec), or was forgotten`);
     if (meta.status !== States.SUCCESS) return dependencyError(`input ${id} is ${meta.status}, not SUCCESS`);
     results.set(id, meta.result);

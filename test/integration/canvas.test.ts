@@ -89,6 +89,24 @@ function engineSuite(engine: string, broker: string, backend: string, skip: stri
       assert.equal(await chain(t.add.s(1, 1), group([t.mul.s(2), t.mul.s(3)]), t.total.s()).applyAsync().get({ timeoutMs: 60_000 }), 10);
     });
 
+    it('chords nest: a chord in a chord header (three levels deep), and a chain ending in a task after a nested chord, report to the enclosing chord', async () => {
+      // sum of sums: each inner chord's callback is one member of the outer chord.
+      const inner = (from: number): ReturnType<typeof chord> => chord([t.add.s(from, 0), t.add.s(from + 1, 0)], t.total.s());
+      const two = chord([inner(0), inner(2)], t.total.s());
+      assert.equal(await chord([two, inner(4), t.add.s(100, 0)], t.total.s()).applyAsync().get({ timeoutMs: 60_000 }), 0 + 1 + 2 + 3 + 4 + 5 + 100);
+      assert.equal(await chord([chain(inner(1), t.mul.s(10)), t.add.s(7, 0)], t.total.s()).applyAsync().get({ timeoutMs: 60_000 }), (1 + 2) * 10 + 7);
+      // What cannot report to the enclosing chord is refused (by applyAsync, or by its result where the header is
+      // sent once the join's size is stored: Redis), not left waiting for ever.
+      const refused = await (async () => {
+        try {
+          return await chord([chord([t.add.s(1, 0)], group([t.mul.s(1), t.mul.s(2)]))], t.total.s()).applyAsync().get({ timeoutMs: 60_000 });
+        } catch (error) {
+          return error;
+        }
+      })();
+      assert.match(String(refused), /ConfigError: a chord inside a group or a chord's header must end in a task, not a group/);
+    });
+
     it('a task that rejects its message, or is not registered, fails the rest of its chain', async () => {
       if (workers.length === 0) await startWorker();
       const rejected = chain(t.add.s(1, 2), t.refuse.si('not today'), t.add.s(1)).applyAsync();
