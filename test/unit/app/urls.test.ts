@@ -71,7 +71,7 @@ describe('a result backend URL', () => {
 
 describe('Redis URL parts', () => {
   it('reads host, port, database, credentials and TLS', () => {
-    assert.deepEqual(parseRedisUrl('rediss://user:p%40ss@cache.example:6380/4'), { tls: true, host: 'cache.example', port: 6380, db: 4, username: 'user', password: 'p@ss', safeUrl: 'rediss://user:***@cache.example:6380/4' });
+    assert.deepEqual(parseRedisUrl('rediss://user:p%40ss@cache.example:6380/4'), { tls: true, tlsOptions: { rejectUnauthorized: true }, host: 'cache.example', port: 6380, db: 4, username: 'user', password: 'p@ss', safeUrl: 'rediss://user:***@cache.example:6380/4' });
     assert.deepEqual(parseRedisUrl('redis://'), { tls: false, host: 'localhost', port: 6379, db: 0, username: undefined, password: undefined, safeUrl: 'redis://' });
     assert.equal(parseRedisUrl('redis://[::1]:7000/').host, '::1');
   });
