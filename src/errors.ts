@@ -156,6 +156,15 @@ export class Reject extends FennelError {
   }
 }
 
+/** `Actor.lookup(name)`: no live actor of that class holds the name (never created, destroyed, or another class's). */
+export class ActorNotFoundError extends FennelError {
+  override readonly code = 'FENNEL_ACTOR_NOT_FOUND';
+  constructor(message: string) {
+    super(message);
+    this.name = 'ActorNotFoundError';
+  }
+}
+
 /** Every code, for docs/errors.md and its test. */
 export const ERROR_CODES = {
   FENNEL_ERROR: FennelError,
@@ -168,6 +177,7 @@ export const ERROR_CODES = {
   FENNEL_BROKER_UNAVAILABLE: BrokerUnavailableError,
   FENNEL_CLOSED: ClosedError,
   FENNEL_CHANNEL_OVERFLOW: ChannelOverflowError,
+  FENNEL_ACTOR_NOT_FOUND: ActorNotFoundError,
   FENNEL_RETRY: Retry,
   FENNEL_REJECT: Reject,
 } as const;

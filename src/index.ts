@@ -29,6 +29,9 @@ export { Control, Inspect, type CommandResult, type ControlOptions, type Replies
 export type { ControlOutcome } from './control/client.ts';
 export type { MailboxEngine } from './control/mailbox.ts';
 export type { AutoscaleOptions } from './worker/autoscale.ts';
+export { ActorType, type ActorProxy, type ActorHandle, type ActorOptions, type CreateOptions, type ProxyMethod } from './actors/actor.ts';
+export type { ActorEntry, NameListing, HostRecord, InstanceMode } from './actors/names.ts';
+export type { Names } from './actors/names.ts';
 export type { WorkerOptions, PoolKind } from './worker/worker.ts';
 export {
   FennelError,
@@ -41,6 +44,7 @@ export {
   BrokerUnavailableError,
   ClosedError,
   ChannelOverflowError,
+  ActorNotFoundError,
   Retry,
   Reject,
 } from './errors.ts';

@@ -9,6 +9,8 @@ import { ChannelHub, type Channel, type ChannelOptions } from '../channels/chann
 import type { ChannelEngine } from '../channels/engine.ts';
 import { createChannelEngine } from '../channels/index.ts';
 import { Control } from '../control/control.ts';
+import { ActorType, defineActor, type ActorDefinition, type ActorOptions } from '../actors/actor.ts';
+import { Names } from '../actors/names.ts';
 import { park, putObject, storeOutcome, takeRefs, type WithRefs } from './refs.ts';
 import { createMailboxEngine } from '../control/index.ts';
 import type { MailboxEngine } from '../control/mailbox.ts';
@@ -76,6 +78,22 @@ export class Fennel {
       }) as (...args: unknown[]) => unknown,
       options: {},
     });
+  }
+
+  /** The actor classes this app declares, by name (app.actor): what its workers can host with --actors. */
+  readonly actorDefinitions = new Map<string, ActorDefinition>();
+  /** The name server: actors by name, with their metadata and where each lives (docs/actors.md). */
+  readonly names = new Names(() => this.backend);
+
+  /**
+   * Declares an actor class (Pyro's remote object, Ray's actor): workers started with --actors can host instances,
+   * and `create()` places one and returns a typed proxy. See docs/actors.md.
+   */
+  actor<T extends object, A extends unknown[]>(name: string, cls: new (...args: A) => T, options: ActorOptions = {}): ActorType<T, A> {
+    if (this.actorDefinitions.has(name)) throw new ConfigError(`an actor class named '${name}' is already declared`);
+    const definition = defineActor(name, cls, options);
+    this.actorDefinitions.set(name, definition);
+    return new ActorType<T, A>(this, definition);
   }
 
   /** Registers a task. The name is what travels on the wire; it must be unique in this app. */

@@ -152,6 +152,8 @@ export interface ResultBackend {
   putRecord?(table: string, key: string, json: string): Promise<void>;
   /** Every record of `table`, by key. */
   readRecords?(table: string): Promise<Map<string, string>>;
+  /** Deletes the record under `table` and `key`, if there is one. Backends with putRecord have it. */
+  deleteRecord?(table: string, key: string): Promise<void>;
   /** Number of stored results per state, for `fennel status`. */
   countByState(): Promise<Record<string, number>>;
   close(): Promise<void>;

@@ -145,6 +145,10 @@ export class MemoryBackend implements ResultBackend {
     rows.set(key, json);
   }
 
+  async deleteRecord(table: string, key: string): Promise<void> {
+    this.records.get(table)?.delete(key);
+  }
+
   async readRecords(table: string): Promise<Map<string, string>> {
     const rows = this.records.get(table);
     return rows ? new Map(rows) : new Map<string, string>();

@@ -301,6 +301,10 @@ export class RedisBackend implements ResultBackend {
     await this.client.hset(`${RECORDS_PREFIX}${table}`, key, json);
   }
 
+  async deleteRecord(table: string, key: string): Promise<void> {
+    await this.client.hdel(`${RECORDS_PREFIX}${table}`, key);
+  }
+
   async readRecords(table: string): Promise<Map<string, string>> {
     return new Map(Object.entries(await this.client.hgetall(`${RECORDS_PREFIX}${table}`)));
   }

@@ -72,6 +72,7 @@ export class SqliteBackend implements ResultBackend {
       releaseLease: db.prepare('DELETE FROM fennel_leases WHERE name = ? AND holder = ?'),
       putRecord: db.prepare('INSERT INTO fennel_records (tbl, key, value, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT (tbl, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at'),
       readRecords: db.prepare('SELECT key, value FROM fennel_records WHERE tbl = ?'),
+      deleteRecord: db.prepare('DELETE FROM fennel_records WHERE tbl = ? AND key = ?'),
       status: db.prepare('SELECT status FROM fennel_results WHERE task_id = ?'),
       isParked: db.prepare('SELECT 1 FROM fennel_parked WHERE task_id = ?'),
       park: db.prepare('INSERT INTO fennel_parked (task_id, call, created_at) VALUES (?, ?, ?)'),
@@ -294,6 +295,10 @@ export class SqliteBackend implements ResultBackend {
 
   async putRecord(table: string, key: string, json: string): Promise<void> {
     await this.file.write(() => void this.sql.putRecord.run(table, key, json, Date.now()));
+  }
+
+  async deleteRecord(table: string, key: string): Promise<void> {
+    await this.file.write(() => void this.sql.deleteRecord.run(table, key));
   }
 
   async readRecords(table: string): Promise<Map<string, string>> {

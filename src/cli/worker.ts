@@ -30,6 +30,7 @@ interface Flags extends AppFlags {
   autoscale?: string;
   autoscaleKeepalive?: string;
   withoutControl?: boolean;
+  actors?: boolean;
 }
 
 export function registerWorker(program: Command): void {
@@ -54,6 +55,7 @@ export function registerWorker(program: Command): void {
     .option('--autoscale <max,min>', 'grow the pool toward MAX slots while messages wait, shrink it toward MIN once idle (replaces -c)')
     .option('--autoscale-keepalive <seconds>', 'with --autoscale: how long after it last grew the pool may shrink', '30')
     .option('--without-control', 'do not answer remote control (fennel inspect / control, celery inspect / control)')
+    .option('--actors', "host actors: the app's app.actor() classes are placed here, their calls run in this process (docs/actors.md)")
     .option('-E, --events', 'send task events (received, started, succeeded, failed, …) for monitors such as the dashboard')
     .action((flags: Flags) => guard(() => runWorker(flags)));
 }
@@ -97,6 +99,7 @@ async function runWorker(flags: Flags): Promise<void> {
     ...(flags.beat ? { beat: true } : {}),
     ...(autoscale ? { autoscale } : {}),
     control: !flags.withoutControl,
+    actors: flags.actors === true,
     // A remote shutdown is a warm shutdown, as SIGTERM: the process exits once the worker has stopped.
     onRemoteShutdown: () => onSignal('remote control'),
   });

@@ -2,6 +2,7 @@
 // run in the pool → store the outcome → acknowledge. Every path stores before it acks; if storing fails the
 // message is handed back, so a task is never lost, only (rarely) run twice: at-least-once.
 
+import { ActorHost } from '../actors/host.ts';
 import type { Logger } from 'pino';
 import type { Fennel } from '../app/fennel.ts';
 import { backoffMs } from '../app/options.ts';
@@ -18,6 +19,8 @@ import { continueWorkflow, failWorkflow, inWorkflow, jobArgs } from './workflow.
 
 export interface ExecutorContext {
   app: Fennel;
+  /** The worker's actor host (--actors): actor messages go to it instead of the pool. */
+  actors?: ActorHost | undefined;
   pool: Pool;
   log: Logger;
   /** Celery-style node name (`fennel.<pid>@host` by default, or the `-n` name), written into results. */
@@ -72,9 +75,12 @@ export async function execute(delivery: Delivery, ctx: ExecutorContext, held?: H
     if (!decoded.ok) return await refuseMalformed(decoded.error, delivery, ctx);
     request = decoded.request;
     if (held) held.request = request;
-    if (!ctx.app.registry.has(request.name)) return await refuseUnregistered(request, delivery, ctx);
+    const actorMessage = ctx.actors !== undefined && ActorHost.handles(request.name);
+    if (!actorMessage && !ctx.app.registry.has(request.name)) return await refuseUnregistered(request, delivery, ctx);
     if (ctx.revoked.has(request.id)) return await discardRevoked(request, delivery, ctx);
     if (request.expires && request.expires.getTime() <= Date.now()) return await revokeExpired(request, delivery, ctx);
+    // In this process, not a pool slot: an actor's instance lives here.
+    if (actorMessage) return await ctx.actors!.handle(request, delivery);
     if (request.eta && (await deferIfEarly(request, delivery, ctx))) return;
     const turn = ctx.throttle(request.name);
     if (turn) await turn;

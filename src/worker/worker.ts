@@ -2,6 +2,7 @@
 // on stop, take no more work, let what is running finish within the grace period, hand back the rest.
 // The prefetch window is concurrency × prefetchMultiplier deliveries, as in Celery.
 
+import { ActorHost } from '../actors/host.ts';
 import { cpus, loadavg } from 'node:os';
 import type { Logger } from 'pino';
 import type { Fennel } from '../app/fennel.ts';
@@ -84,6 +85,8 @@ export interface WorkerOptions {
    * its own, which exits the process as SIGTERM does.
    */
   onRemoteShutdown?: () => void;
+  /** Host actors (app.actor classes): be placed on, run their calls, take over those of hosts that died. docs/actors.md. */
+  actors?: boolean;
 }
 
 export class Worker {
@@ -138,6 +141,7 @@ export class Worker {
   private readonly rateLimits = new Map<string, string | null>();
   private readonly autoscaler: Autoscaler | undefined;
   private panel: ControlPanel | undefined;
+  private readonly actorHost: ActorHost | undefined;
   /** The pool size asked for last (resizes run one at a time, `resizing` the last of them). */
   private poolTarget: number;
   private resizing: Promise<void> = Promise.resolve();
@@ -165,6 +169,7 @@ export class Worker {
       ? { log: options.logger, print: undefined }
       : workerLog({ name: this.name, level: options.logLevel ?? 'info', format: options.logFormat ?? 'json' }));
     // Made here, so that a backend that cannot hold the beat's lease is an error before anything starts.
+    if (options.actors) this.actorHost = new ActorHost({ app, node: this.name, log: this.log });
     if (options.beat) this.beat = new Beat(app, { name: `${this.name}/beat`, ...(options.beat === true ? {} : options.beat), logger: this.log });
   }
 
@@ -203,6 +208,7 @@ export class Worker {
     // Engines unref their timers (a producer must be able to exit); a consuming worker must not.
     this.keepAlive = setInterval(() => {}, 1 << 30);
     this.context = this.executorContext(this.pool);
+    if (this.actorHost) this.actorHost.onDelivery = (delivery) => this.take(delivery, this.context!);
     this.subscription = await this.subscribe();
     // Control listens before the worker says it is ready, so a script that waits for "ready" can inspect it.
     if (this.options.control !== false) {
@@ -236,6 +242,7 @@ export class Worker {
       `worker ready: ${this.name}, ${this.poolKind} pool × ${this.concurrency}, queues ${this.queues.join(', ')}`,
     );
     await this.beat?.start();
+    await this.actorHost?.start();
   }
 
   private context: ExecutorContext | undefined;
@@ -245,20 +252,22 @@ export class Worker {
     const context = this.context!;
     const broadcast = this.broadcastQueues.length && this.app.transport.capabilities.broadcast ? { queues: this.broadcastQueues, consumer: this.name } : undefined;
     const queues = this.directQueue ? [this.directQueue, ...this.queueList.filter((q) => q !== this.directQueue)] : this.queueList;
-    return this.app.transport.consume({ queues, prefetch: this.prefetchCount, broadcast }, (received) => {
-      const delivery = this.ownCopy(received);
-      const held: HeldTask = {};
-      this.held.set(delivery, held);
-      const done = (): void => {
-        this.processed++;
-        // Celery's `total`: the tasks that ran here (got a slot), by name.
-        const name = held.startedAt === undefined ? undefined : held.request?.name;
-        if (name !== undefined) this.totals.set(name, (this.totals.get(name) ?? 0) + 1);
-        this.held.delete(delivery);
-        if (this.held.size === 0) this.onDrained?.();
-      };
-      void execute(delivery, context, held).then(done, done);
-    });
+    return this.app.transport.consume({ queues, prefetch: this.prefetchCount, broadcast }, (received) => this.take(this.ownCopy(received), context));
+  }
+
+  /** Runs one delivery (of the worker's queues, or of an actor's it hosts) to its end, holding it meanwhile. */
+  private take(delivery: Delivery, context: ExecutorContext): void {
+    const held: HeldTask = {};
+    this.held.set(delivery, held);
+    const done = (): void => {
+      this.processed++;
+      // Celery's `total`: the tasks that ran here (got a slot), by name.
+      const name = held.startedAt === undefined ? undefined : held.request?.name;
+      if (name !== undefined) this.totals.set(name, (this.totals.get(name) ?? 0) + 1);
+      this.held.delete(delivery);
+      if (this.held.size === 0) this.onDrained?.();
+    };
+    void execute(delivery, context, held).then(done, done);
   }
 
   /** Deliveries held at once: slots × the prefetch multiplier (with autoscale, its max slots, as Celery's). */
@@ -461,6 +470,7 @@ export class Worker {
       timeLimits: this.timeLimits,
       deadLettered: () => void this.deadLetters++,
       app: this.app,
+      actors: this.actorHost,
       pool,
       log: this.log,
       workerName: this.name,
@@ -506,6 +516,8 @@ export class Worker {
     this.autoscaler?.stop();
     // First: the lease is given up at once, so another beat takes over while this worker drains.
     await this.beat?.stop();
+    // Actors: their calls running now finish, then their leases go, so other hosts restart them at once.
+    await this.actorHost?.stop(graceSec * 1000);
     await this.resubscribing;
     await this.subscription?.cancel();
     // No longer consuming: withdrawn at once rather than left to expire (a cold shutdown leaves it to expire).

@@ -360,7 +360,7 @@ export function backendSuite(name: string, factory: BackendFactory, options: Bac
 
     it('offers chord joins, once-only claims, revocations, leases and records exactly when its store is shared', scoped(async (s) => {
       const b = await s.open();
-      for (const method of ['chordJoin', 'chordResults', 'claimOnce', 'revoke', 'watchRevocations', 'acquireLease', 'releaseLease', 'readLease', 'putRecord', 'readRecords', 'park', 'settle'] as const) {
+      for (const method of ['chordJoin', 'chordResults', 'claimOnce', 'revoke', 'watchRevocations', 'acquireLease', 'releaseLease', 'readLease', 'putRecord', 'readRecords', 'deleteRecord', 'park', 'settle'] as const) {
         assert.equal(typeof b[method] === 'function', !options.callerOnly, `${method}()`);
       }
       assert.equal(typeof b.storeFor === 'function', options.expiring !== undefined, 'storeFor(): where results expire');
@@ -716,6 +716,18 @@ export function backendSuite(name: string, factory: BackendFactory, options: Bac
           assert.ok(records instanceof Map);
           assert.deepEqual(records, new Map([['reports.hourly', json], ['heartbeat', '{"n":1}']]));
         }
+      }));
+
+      it('a record deleted is gone for every instance, the others of its table stay, and deleting an absent one is harmless', scoped(async (s) => {
+        const b = await s.open();
+        const other = await s.peer(b);
+        const table = tableName();
+        await b.putRecord!(table, 'gone', '1');
+        await b.putRecord!(table, 'kept', '2');
+        await other.deleteRecord!(table, 'gone');
+        await other.deleteRecord!(table, 'never-there');
+        await other.deleteRecord!(tableName(), 'gone');
+        for (const reader of [b, other]) assert.deepEqual(await reader.readRecords!(table), new Map([['kept', '2']]));
       }));
 
       it('a record put again under its key replaces the one there', scoped(async (s) => {
