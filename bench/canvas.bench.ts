@@ -1,7 +1,9 @@
 // The canvas benchmarks (issue #6), one section of BENCHMARKS.md (`npm run bench -- canvas`):
 //   (a) the distributed mergesort of 1,000,000 integers (examples/mergesort/main.ts, run as a user runs it,
 //       with --json) against the same mergesort in one process: the speedup and where the rest goes, on SQLite
-//       with 2 × `-c 1` and 1 × `-c 2` workers, on Redis, and with number arrays instead of packed text;
+//       with 2 × `-c 1` and 1 × `-c 2` workers, on Redis, and with number arrays instead of packed text; as a chord
+//       (one k-way merge) and, on SQLite and Redis with 2 × `-c 1`, as a tree of two-way merges taking object
+//       references (--shape tree, issue #17);
 //   (b) a chord of 1,000 no-op members, apply → callback result: Fennel vs Python Celery 5 on the same Redis
 //       database (bench/peers/celery_chord.py), FLUSHDB before each scenario.
 // Knobs: FENNEL_BENCH_REDIS_URL and FENNEL_BENCH_PYTHON, as bench/redis.bench.ts.
@@ -29,33 +31,56 @@ interface MergesortConfig {
   wire: 'packed' | 'json';
   chunks: number;
   pool: 'process' | 'async';
+  /** chord: the sorts, then one k-way merge (a chord's callback); tree: two-way merges level by level, on references. */
+  shape: 'chord' | 'tree';
 }
 
 const MERGESORT_CONFIGS: MergesortConfig[] = [
-  { id: 'sqlite-2x1', title: 'SQLite, 2 workers × `-c 1`', broker: 'sqlite', workers: 2, concurrency: 1, wire: 'packed', chunks: 8, pool: 'process' },
-  { id: 'sqlite-1x2', title: 'SQLite, 1 worker × `-c 2`', broker: 'sqlite', workers: 1, concurrency: 2, wire: 'packed', chunks: 8, pool: 'process' },
-  { id: 'sqlite-2x1-2chunks', title: 'SQLite, 2 workers × `-c 1`', broker: 'sqlite', workers: 2, concurrency: 1, wire: 'packed', chunks: 2, pool: 'process' },
-  { id: 'sqlite-2x1-async', title: 'SQLite, 2 workers × `-c 1`, `--pool async`', broker: 'sqlite', workers: 2, concurrency: 1, wire: 'packed', chunks: 8, pool: 'async' },
-  { id: 'redis-2x1', title: 'Redis, 2 workers × `-c 1`', broker: 'redis', workers: 2, concurrency: 1, wire: 'packed', chunks: 8, pool: 'process' },
-  { id: 'redis-2x1-async', title: 'Redis, 2 workers × `-c 1`, `--pool async`', broker: 'redis', workers: 2, concurrency: 1, wire: 'packed', chunks: 8, pool: 'async' },
-  { id: 'sqlite-2x1-json', title: 'SQLite, 2 workers × `-c 1`, `--wire json`', broker: 'sqlite', workers: 2, concurrency: 1, wire: 'json', chunks: 8, pool: 'process' },
+  { id: 'sqlite-2x1', title: 'SQLite, 2 workers × `-c 1`', broker: 'sqlite', workers: 2, concurrency: 1, wire: 'packed', chunks: 8, pool: 'process', shape: 'chord' },
+  { id: 'sqlite-2x1-tree', title: 'SQLite, 2 workers × `-c 1`, `--shape tree`', broker: 'sqlite', workers: 2, concurrency: 1, wire: 'packed', chunks: 8, pool: 'process', shape: 'tree' },
+  { id: 'sqlite-1x2', title: 'SQLite, 1 worker × `-c 2`', broker: 'sqlite', workers: 1, concurrency: 2, wire: 'packed', chunks: 8, pool: 'process', shape: 'chord' },
+  { id: 'sqlite-2x1-2chunks', title: 'SQLite, 2 workers × `-c 1`', broker: 'sqlite', workers: 2, concurrency: 1, wire: 'packed', chunks: 2, pool: 'process', shape: 'chord' },
+  { id: 'sqlite-2x1-async', title: 'SQLite, 2 workers × `-c 1`, `--pool async`', broker: 'sqlite', workers: 2, concurrency: 1, wire: 'packed', chunks: 8, pool: 'async', shape: 'chord' },
+  { id: 'redis-2x1', title: 'Redis, 2 workers × `-c 1`', broker: 'redis', workers: 2, concurrency: 1, wire: 'packed', chunks: 8, pool: 'process', shape: 'chord' },
+  { id: 'redis-2x1-tree', title: 'Redis, 2 workers × `-c 1`, `--shape tree`', broker: 'redis', workers: 2, concurrency: 1, wire: 'packed', chunks: 8, pool: 'process', shape: 'tree' },
+  { id: 'redis-2x1-async', title: 'Redis, 2 workers × `-c 1`, `--pool async`', broker: 'redis', workers: 2, concurrency: 1, wire: 'packed', chunks: 8, pool: 'async', shape: 'chord' },
+  { id: 'sqlite-2x1-json', title: 'SQLite, 2 workers × `-c 1`, `--wire json`', broker: 'sqlite', workers: 2, concurrency: 1, wire: 'json', chunks: 8, pool: 'process', shape: 'chord' },
+];
+
+/** The tree's command in the section's text: the main configuration as a tree. */
+const TREE_EXAMPLE: MergesortConfig = { ...MERGESORT_CONFIGS[0]!, id: 'sqlite-2x1-tree', shape: 'tree' };
+
+/** The chord and tree rows compared under the table: [chord id, tree id, engine]. */
+const TREE_PAIRS: Array<[string, string, string]> = [
+  ['sqlite-2x1', 'sqlite-2x1-tree', 'SQLite'],
+  ['redis-2x1', 'redis-2x1-tree', 'Redis'],
 ];
 
 /** What main.ts --json prints (medians of its runs). */
 interface MergesortReport {
+  shape: 'chord' | 'tree';
   localMs: number;
   totalMs: number;
   speedup: number;
   /** local ÷ (sorting per slot + merging): the speedup if moving the data cost nothing. */
   boundSpeedup: number;
+  /** What `merging` is in the bound: one k-way merge (chord), or the merge levels' critical path on the slots (tree). */
+  bound: string;
   localOk: boolean;
   remoteOk: boolean;
   firstSortDoneMs: number;
   lastSortDoneMs: number;
+  /** The chord's callback, or the tree's root merge, stored. */
   mergeDoneMs: number;
+  /** The tree: each level's last merge stored (empty for the chord). */
+  levelDoneMs: number[];
   chunkSortMs: number;
   sortPerSlotMs: number;
+  /** The merging term of the bound: kWayMergeMs for the chord, treeMergeMs for the tree. */
   mergeMs: number;
+  kWayMergeMs: number;
+  treeMergeMs: number;
+  mergeLevels: Array<{ merges: number; size: number; mergeMs: number; rounds: number; levelMs: number }>;
   chunkWireMs: number;
   chunkBytes: number;
 }
@@ -63,7 +88,7 @@ interface MergesortReport {
 function mergesortArgs(config: MergesortConfig, runs: number, broker?: string): string[] {
   return [
     '--n', String(MERGESORT_N), '--chunks', String(config.chunks), '--workers', String(config.workers), '--concurrency', String(config.concurrency),
-    '--wire', config.wire, '--pool', config.pool, '--runs', String(runs), ...(broker ? ['--broker', broker] : []), '--json',
+    '--wire', config.wire, '--pool', config.pool, '--shape', config.shape, '--runs', String(runs), ...(broker ? ['--broker', broker] : []), '--json',
   ];
 }
 
@@ -77,6 +102,7 @@ async function runMergesort(config: MergesortConfig, runs: number): Promise<Merg
   const stdout = await runProcess(process.execPath, args, { timeoutMs: 600_000 });
   const report = JSON.parse(stdout.trim().split('\n').at(-1)!) as MergesortReport;
   if (!report.localOk || !report.remoteOk) throw new Error(`mergesort ${config.id}: an output differs from the built-in sort`);
+  if (report.shape !== config.shape) throw new Error(`mergesort ${config.id}: ran as a ${report.shape}, not a ${config.shape}`);
   return report;
 }
 
@@ -94,6 +120,92 @@ function mergesortTable(rows: Array<{ config: MergesortConfig; report: Mergesort
     );
   }
   return lines.join('\n');
+}
+
+/** Each row's command line, in the table's order. */
+function mergesortCommands(rows: Array<{ config: MergesortConfig }>, runs: number): string {
+  return rows
+    .map(({ config }) => `- ${config.title}, ${config.chunks} chunks: \`node --conditions=development --import tsx examples/mergesort/main.ts ${mergesortArgs(config, runs, config.broker === 'redis' ? REDIS_URL : undefined).join(' ')}\``)
+    .join('\n');
+}
+
+/** The tree against the chord on the same engine and workers, from the measured numbers (TREE_PAIRS). */
+function treeVsChord(rows: Array<{ config: MergesortConfig; report: MergesortReport }>): string {
+  const byId = new Map(rows.map((row) => [row.config.id, row]));
+  const pairs = TREE_PAIRS.flatMap(([chordId, treeId, engine]) => {
+    const chord = byId.get(chordId);
+    const tree = byId.get(treeId);
+    return chord && tree ? [{ engine, chord: chord.report, tree: tree.report, slots: tree.config.workers * tree.config.concurrency, chunks: tree.config.chunks }] : [];
+  });
+  if (pairs.length === 0) return '';
+  const pct = (a: number, b: number): string => `${Math.abs((a / b - 1) * 100).toFixed(0)} %`;
+  const sentences = pairs.map(({ engine, chord: c, tree: t }) => {
+    const levels = t.mergeLevels.length;
+    const after = { chord: c.mergeDoneMs - c.lastSortDoneMs, tree: t.mergeDoneMs - t.lastSortDoneMs };
+    return (
+      `On ${engine} the tree took **${ms(t.totalMs)} ms** against the chord's **${ms(c.totalMs)} ms** (${t.totalMs <= c.totalMs ? `${pct(c.totalMs, t.totalMs)} less` : `${pct(t.totalMs, c.totalMs)} more`}). ` +
+      `The sorts are the same tasks; the tree's last one is stored at ${ms(t.lastSortDoneMs)} ms, the chord's at ${ms(c.lastSortDoneMs)}${
+        t.lastSortDoneMs > c.lastSortDoneMs * 1.05 ? ' (later: the tree\'s first merges can start beside the last sorts, on the same CPUs, and each stored sort releases a parked merge)' : ''
+      }. From the last sort stored to the merged result stored the tree took ${ms(after.tree)} ms ` +
+      `(its ${levels} levels' last merges stored at ${t.levelDoneMs.map(ms).join(', ')} ms from the apply) and the chord ${ms(after.chord)} ms. ` +
+      `Computing is ${ms(t.treeMergeMs)} ms of that for the tree's levels and ${ms(c.kWayMergeMs)} ms for the chord's k-way merge, ` +
+      `so moving the data took ≈ ${ms(after.tree - t.treeMergeMs)} ms in the tree (≈ ${ms((after.tree - t.treeMergeMs) / levels)} ms a level) and ≈ ${ms(after.chord - c.kWayMergeMs)} ms in the chord's join and callback.`
+    );
+  });
+  const { tree: t, slots, chunks } = pairs[0]!;
+  const levels = t.mergeLevels.length;
+  const mergeCount = t.mergeLevels.reduce((sum, level) => sum + level.merges, 0);
+  const first = t.mergeLevels[0]!;
+  // The step costs are timed in each run's driver: means over the pairs' runs, with each run's value shown.
+  type Pair = (typeof pairs)[number];
+  const mean = (of: (pair: Pair) => number): number => pairs.reduce((sum, pair) => sum + of(pair), 0) / pairs.length;
+  const each = (of: (pair: Pair) => number): string => pairs.map((pair) => ms(of(pair))).join(' and ');
+  const twoWayWork = mean((pair) => pair.tree.mergeLevels.reduce((sum, level) => sum + level.merges * level.mergeMs, 0));
+  const heapWork = mean((pair) => pair.tree.kWayMergeMs);
+  const rootMerge = mean((pair) => pair.tree.mergeLevels.at(-1)!.mergeMs);
+  const treeCritical = mean((pair) => pair.tree.treeMergeMs);
+  const chordMerge = mean((pair) => pair.chord.kWayMergeMs);
+  const spread = (of: (pair: Pair) => number): number => Math.max(...pairs.map(of)) / Math.min(...pairs.map(of));
+  const noisy = spread((pair) => pair.tree.treeMergeMs) > 1.25 || spread((pair) => pair.chord.kWayMergeMs) > 1.25;
+  const runsNote =
+    pairs.length > 1
+      ? ` (means of the ${pairs.map((pair) => pair.engine).join(' and ')} runs' timings in the driver: ${each((pair) => pair.tree.treeMergeMs)} ms against ${each((pair) => pair.chord.kWayMergeMs)} ms${
+          noisy ? '; timings of tens of ms vary that much from run to run on this shared machine' : ''
+        })`
+      : '';
+  const perLevelHops = pairs.map(({ tree }) => (tree.mergeDoneMs - tree.lastSortDoneMs - tree.treeMergeMs) / tree.mergeLevels.length);
+  const perLevelWork = treeCritical / levels;
+  const verdict = pairs.every(({ chord, tree }) => tree.totalMs > chord.totalMs)
+    ? `The hops win: the tree is slower than the chord on ${pairs.length > 1 ? 'both engines' : 'this engine'} here.`
+    : pairs.every(({ chord, tree }) => tree.totalMs <= chord.totalMs)
+      ? `Even so the tree is no slower than the chord on ${pairs.length > 1 ? 'either engine' : 'this engine'} here: the parallel, cheaper merging wins back what the extra hops cost.`
+      : `The two come out differently by engine here (${pairs.map(({ engine, chord, tree }) => `${engine}: tree ${ms(tree.totalMs)} ms, chord ${ms(chord.totalMs)} ms`).join('; ')}).`;
+  const work = twoWayWork < 0.85 * heapWork ? 'less work than' : twoWayWork > 1.15 * heapWork ? 'more work than' : 'about the same work as';
+  const firstLevel = `the ${first.merges} merges of its first level run ${Math.min(first.merges, slots)} at a time, one per slot`;
+  const gains =
+    treeCritical < 0.85 * chordMerge
+      ? `Where the tree gains is computing: ${firstLevel}`
+      : treeCritical <= 1.15 * chordMerge
+        ? `On computing the tree comes out about even with the chord here, although ${firstLevel}`
+        : `The tree gains nothing on computing here, although ${firstLevel}`;
+  return `**Tree vs chord.** The \`--shape tree\` rows send one \`mergesort.sort_packed\` per chunk, then \`mergesort.merge2_packed\`
+(a two-way merge) on each pair of references, level by level up to one root (${t.mergeLevels.map((level) => level.merges).join(' + ')} merges in ${levels} levels for ${MERGESORT_N.toLocaleString('en')}
+integers in ${chunks} chunks); each merge is parked in the result backend until its two inputs are stored, and the driver reads
+only the root's result. For the tree, *last sort → merge stored* runs to the root merge, and *merging* in the bound
+is the merge levels' critical path on the ${slots} slots (each level's merges side by side, the levels one after another,
+from two-way merges timed in the driver), not one k-way merge. ${sentences.join(' ')}
+
+${gains}. In all its
+${mergeCount} two-way merges are ${work} the chord's one ${chunks}-way heap merge (${levels} passes over the data against one pass through a heap
+${levels} deep: ≈ ${ms(twoWayWork)} ms against ≈ ${ms(heapWork)} ms), and its root merge (all ${MERGESORT_N.toLocaleString('en')} integers, ≈ ${ms(rootMerge)} ms)
+runs on one slot while the other waits: its merging's critical path is ≈ ${ms(treeCritical)} ms where the chord's is ≈ ${ms(chordMerge)} ms${runsNote}.
+Where it loses is hops: each level stores all ${MERGESORT_N.toLocaleString('en')} integers in the result backend and reads them
+back (the parked merges released, their messages sent and fetched, both inputs read by a worker and handed to its slot,
+the merged result stored), and the levels run one after another. The tree writes the data to the result backend
+${levels + 1} times (the sorts, then each level) where the chord writes it twice, and its workers read it ${levels} times where the chord's
+reads it once. A level's hops (≈ ${pairs.map((p, i) => `${ms(perLevelHops[i]!)} ms on ${p.engine}`).join(', ')}) ${
+    perLevelHops.every((h) => h > perLevelWork) ? 'cost more than the merging they carry' : 'cost about as much as the merging they carry, or less'
+  } (≈ ${ms(perLevelWork)} ms a level). ${verdict}`;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -213,8 +325,18 @@ which runs each task in the worker process itself, without the hop to a pool slo
 checked against \`Float64Array.from(xs).sort()\`. The timeline columns are from the \`date_done\` the workers stored;
 *sorting per slot*, *merging* and *one hop* are the same steps timed in the driver process on the same data, and
 *bound* is the speedup if moving the data cost nothing (Amdahl's bound): local ÷ (sorting per slot + merging).
+The \`--shape tree\` rows merge the same sorted chunks as a tree of two-way merges that take object references
+(issue #17, docs/refs.md), \`merge2.delay(sort.delay(a), sort.delay(b))\` level by level:
+\`node --conditions=development --import tsx examples/mergesort/main.ts ${mergesortArgs(TREE_EXAMPLE, runs).join(' ')}\`
+(compared under the table).
 
 ${mergesortTable(mergesortRows)}
+
+Each row's command (the table's numbers are its \`--json\` line; without \`--json\` it prints the same as text):
+
+${mergesortCommands(mergesortRows, runs)}
+
+${treeVsChord(mergesortRows)}
 
 ### (b) Chord of ${CHORD_MEMBERS.toLocaleString('en')} no-op members: apply → callback result
 
