@@ -140,6 +140,7 @@ export class ActorHost {
     this.hosted.set(entry.id, hosted);
     hosted.subscription = await this.app.transport.consume({ queues: [actorQueue(entry.id)], prefetch: entry.maxConcurrency }, (delivery) => this.onDelivery(delivery));
     this.log.info({ actor: entry.id, name: entry.name, class: entry.className, restarts: entry.restarts }, `actor ${entry.className} '${entry.name}' hosted here${entry.restarts ? ` (restart ${entry.restarts})` : ''}`);
+    await this.announce();
     return undefined;
   }
 
@@ -161,6 +162,7 @@ export class ActorHost {
     if (!hosted) return;
     this.hosted.delete(id);
     await hosted.subscription?.cancel();
+    if (!this.stopping) await this.announce();
   }
 
   private async call(id: string, request: TaskRequest, delivery: Delivery): Promise<void> {
@@ -253,8 +255,13 @@ export class ActorHost {
       const now = Date.now();
       for (const [session, { usedAt }] of hosted.sessions) if (now - usedAt > SESSION_IDLE_MS) hosted.sessions.delete(session);
     }
-    await this.names.announceHost({ node: this.node, at: Date.now(), classes: [...this.app.actorDefinitions.keys()], actors: this.hosted.size, calls: this.calls });
+    await this.announce();
     await this.takeOver();
+  }
+
+  /** Tells the name server this host is alive and how loaded: every tick, and at once when its actors change (placement reads it). */
+  private async announce(): Promise<void> {
+    await this.names.announceHost({ node: this.node, at: Date.now(), classes: [...this.app.actorDefinitions.keys()], actors: this.hosted.size, calls: this.calls });
   }
 
   /** Actors whose host stopped renewing their lease: restarted here (or declared dead) by whichever host wins the lease. */
