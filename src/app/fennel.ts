@@ -5,6 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { createBackend } from '../backends/index.ts';
 import type { ResultBackend } from '../backends/backend.ts';
+import { signedBackend } from '../backends/signed.ts';
 import { ChannelHub, type Channel, type ChannelOptions } from '../channels/channel.ts';
 import type { ChannelEngine } from '../channels/engine.ts';
 import { createChannelEngine } from '../channels/index.ts';
@@ -300,7 +301,10 @@ export class Fennel {
 
   get backend(): ResultBackend {
     if (this.closed) throw new ClosedError('this Fennel app');
-    return (this.backendInstance ??= createBackend(this.config.backend, { ...this.config, replies: this.replies }));
+    if (this.backendInstance) return this.backendInstance;
+    const backend = createBackend(this.config.backend, { ...this.config, replies: this.replies });
+    // With a key, results and records are signed when stored and checked when read (docs/security.md).
+    return (this.backendInstance = this.signer ? signedBackend(backend, this.signer) : backend);
   }
 
   /** Picks the queue: the call's, then the route table's, then the task's, then the default. */

@@ -48,23 +48,32 @@ export class Signer {
 
   /** Sets the message's signature header, made with the first key. */
   sign(message: WireMessage): void {
-    const key = this.keys[0]!;
-    message.headers[SIGNATURE_HEADER] = `v1.${key.id}.${mac(key.secret, message).toString('base64url')}`;
+    message.headers[SIGNATURE_HEADER] = this.signText(messageText(message));
   }
 
   /** Whether the message carries a signature made by one of the keys over what it carries now. */
   verify(message: WireMessage): Verdict {
-    const value = message.headers[SIGNATURE_HEADER];
-    if (value === undefined) return { ok: false, reason: 'the message is not signed' };
-    if (typeof value !== 'string') return { ok: false, reason: `its ${SIGNATURE_HEADER} header is not text` };
-    const parts = value.split('.');
-    if (parts.length !== 3 || parts[0] !== 'v1') return { ok: false, reason: `its ${SIGNATURE_HEADER} header is not a v1 signature` };
-    const [, id, text] = parts as [string, string, string];
+    return this.verifyText(messageText(message), message.headers[SIGNATURE_HEADER], 'its body and headers');
+  }
+
+  /** A signature of `text` with the first key: `v1.<key id>.<MAC>` (results and records use it too). */
+  signText(text: string): string {
+    const key = this.keys[0]!;
+    return `v1.${key.id}.${mac(key.secret, text).toString('base64url')}`;
+  }
+
+  /** Whether `signature` (as signText makes it) was made by one of the keys over `text`; `what` names `text` in the reason. */
+  verifyText(text: string, signature: unknown, what = 'what it signs'): Verdict {
+    if (signature === undefined || signature === null) return { ok: false, reason: 'the message is not signed' };
+    if (typeof signature !== 'string') return { ok: false, reason: `its ${SIGNATURE_HEADER} is not text` };
+    const parts = signature.split('.');
+    if (parts.length !== 3 || parts[0] !== 'v1') return { ok: false, reason: `its ${SIGNATURE_HEADER} is not a v1 signature` };
+    const [, id, encoded] = parts as [string, string, string];
     const key = this.keys.find((k) => k.id === id);
     if (!key) return { ok: false, reason: `it is signed with a key this worker does not hold (key id ${id})` };
-    const given = Buffer.from(text, 'base64url');
-    const expected = mac(key.secret, message);
-    if (given.length !== expected.length || !timingSafeEqual(given, expected)) return { ok: false, reason: `its signature does not match its body and headers (key id ${id}): it was changed after it was signed, or forged` };
+    const given = Buffer.from(encoded, 'base64url');
+    const expected = mac(key.secret, text);
+    if (given.length !== expected.length || !timingSafeEqual(given, expected)) return { ok: false, reason: `its signature does not match ${what} (key id ${id}): it was changed after it was signed, or forged` };
     return { ok: true, keyId: id };
   }
 }
@@ -87,8 +96,12 @@ function keyId(key: string): string {
   return createHash('sha256').update(`fennel-signing-key:${key}`).digest('hex').slice(0, 8);
 }
 
-function mac(secret: Buffer, message: WireMessage): Buffer {
+/** What a message's signature covers. */
+function messageText(message: WireMessage): string {
   const steering = SIGNED_HEADERS.map((name) => message.headers[name] ?? null);
-  const signed = JSON.stringify(['fennel-signature-v1', steering, message.contentType, message.contentEncoding, message.body]);
-  return createHmac('sha256', secret).update(signed).digest();
+  return JSON.stringify(['fennel-signature-v1', steering, message.contentType, message.contentEncoding, message.body]);
+}
+
+function mac(secret: Buffer, text: string): Buffer {
+  return createHmac('sha256', secret).update(text).digest();
 }

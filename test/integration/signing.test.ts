@@ -59,7 +59,8 @@ for (const engine of engines) {
     it('runs calls signed with either of its keys, and signs the retries and the chain steps it sends', async () => {
       const app = producer([KEY]);
       assert.equal(await app.sendTask('test.add', [2, 3]).get({ timeoutMs: WAIT_MS }), 5);
-      assert.equal(await producer([OLD]).sendTask('test.add', [20, 22]).get({ timeoutMs: WAIT_MS }), 42, 'the retired key is still accepted');
+      // A producer midway through a rotation: it signs with the old key and reads results signed with the new one.
+      assert.equal(await producer([OLD, KEY]).sendTask('test.add', [20, 22]).get({ timeoutMs: WAIT_MS }), 42, 'the retired key is still accepted');
       assert.equal(await app.sendTask('test.flaky', [2]).get({ timeoutMs: WAIT_MS }), 'ok after 2 retries', 'each retry, republished by the worker, is signed again');
       // The producer declares the worker's tasks by name, for their signatures (it never runs them).
       const add = app.task('test.add', (a: number, b: number) => a + b);
@@ -108,6 +109,23 @@ for (const engine of engines) {
       assert.match(logged, /test\.add/);
       assert.ok(isRunning(worker), 'the worker is still running');
       assert.equal(await app.sendTask('test.add', [4, 4]).get({ timeoutMs: WAIT_MS }), 8, 'and it runs the next signed call');
+    });
+
+    it('results are signed: a result the worker stored reads back, a forged one (stored without the key) is refused as SignatureError', async () => {
+      const app = producer([KEY]);
+      const ran = app.sendTask('test.add', [3, 4]);
+      assert.equal(await ran.get({ timeoutMs: WAIT_MS }), 7, 'the worker signs what it stores');
+      // Someone with write access to the result store but not the key answers for a task.
+      const forged = producer();
+      const id = randomUUID();
+      await forged.backend.store({ status: 'SUCCESS', result: 'forged', traceback: null, children: [], date_done: new Date().toISOString(), task_id: id });
+      const error = await app.asyncResult(id).get({ timeoutMs: WAIT_MS }).then(
+        (value) => assert.fail(`a forged result was read: ${JSON.stringify(value)}`),
+        (e: unknown) => e,
+      );
+      assert.ok(error instanceof RemoteTaskError, String(error));
+      assert.equal(error.remoteName, 'SignatureError');
+      assert.match(error.remoteMessage, new RegExp(`the stored result of task ${id} was refused: it is not signed`));
     });
 
     it('a producer without a key gets nothing run: its call waits, dead-lettered, until get() times out', async () => {
