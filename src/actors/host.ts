@@ -261,7 +261,8 @@ export class ActorHost {
 
   /** Tells the name server this host is alive and how loaded: every tick, and at once when its actors change (placement reads it). */
   private async announce(): Promise<void> {
-    await this.names.announceHost({ node: this.node, at: Date.now(), classes: [...this.app.actorDefinitions.keys()], actors: this.hosted.size, calls: this.calls });
+    const callsByActor = Object.fromEntries([...this.hosted].map(([id, hosted]) => [id, hosted.calls]));
+    await this.names.announceHost({ node: this.node, at: Date.now(), classes: [...this.app.actorDefinitions.keys()], actors: this.hosted.size, calls: this.calls, callsByActor });
   }
 
   /** Actors whose host stopped renewing their lease: restarted here (or declared dead) by whichever host wins the lease. */

@@ -66,6 +66,8 @@ export interface HostRecord {
   /** How many actors it runs now, and calls it has run. */
   actors: number;
   calls: number;
+  /** Calls each of its actors has run here, by actor id (since this host took it). */
+  callsByActor: Record<string, number>;
 }
 
 /** A host whose last heartbeat is older than this is not placed on. */
