@@ -21,13 +21,12 @@
 // unique per run too) and FENNEL_BENCH_AMQP_URL (as bench/amqp.bench.ts; a run's exchanges are deleted after it).
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
 import { connect, type ConfirmChannel } from 'amqplib';
 import { Fennel } from 'fennel';
 import { Redis } from 'ioredis';
 import { AMQP_URL } from './amqp.bench.ts';
-import { median, ROOT, tempDatabase } from './support.ts';
+import { cpuModel, median, ROOT, tempDatabase } from './support.ts';
 
 export const CHANNELS_REDIS_URL = process.env['FENNEL_BENCH_CHANNELS_REDIS_URL'] || 'redis://127.0.0.1:6379/1';
 
@@ -466,13 +465,6 @@ function cpuTable(rows: Row[], engines: Engine[]): string {
   return lines.join('\n');
 }
 
-function cpuModel(): string {
-  try {
-    return /^model name\s*:\s*(.+)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1]?.trim() ?? 'unknown';
-  } catch {
-    return 'unknown';
-  }
-}
 
 /** Runs the benchmark and returns the section of BENCHMARKS.md. */
 export async function channelsSection(runs = 3): Promise<string> {

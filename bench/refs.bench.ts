@@ -16,13 +16,12 @@
 // closest other way, one chord per level whose callback hands the level's results back to the producer, which waits
 // for them before it sends the next level, and the section says so.
 
-import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { availableParallelism, cpus, loadavg } from 'node:os';
 import { chord, type AsyncResult, type CanvasNode } from 'fennel';
 import { refsApp } from './refs-tasks.ts';
 import { environment, flush, REDIS_URL, redisCounters } from './redis.bench.ts';
-import { FENNEL_BIN, median, processCpuSec, ROOT, startProcess, tempDatabase, type WorkerProcess } from './support.ts';
+import { commit, FENNEL_BIN, median, processCpuSec, startProcess, tempDatabase, type WorkerProcess } from './support.ts';
 
 /** The tree's depth: 2^9 = 512 leaves, 511 inner nodes, 1,023 tasks; 10 levels. */
 const DEPTH = 9;
@@ -267,15 +266,6 @@ const rate = (shape: Shape, ms: number): number => (TASKS[shape] * 1000) / ms;
 const whole = (v: number): string => (Number.isFinite(v) ? Math.round(v).toLocaleString('en') : '–');
 const med = (samples: readonly Sample[], pick: (s: Sample) => number): number => median(samples.map(pick));
 
-function commit(): string {
-  try {
-    const sha = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim();
-    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'src'], { cwd: ROOT, encoding: 'utf8' }).trim() !== '';
-    return dirty ? `${sha} (with uncommitted changes in src/)` : sha;
-  } catch {
-    return 'unknown';
-  }
-}
 
 function chordsTitle(s: Scenario): string {
   if (s.shape === 'fanin') return `one chord: ${FAN_IN.toLocaleString('en')} \`leaf.s(i)\` → \`sum.s()\``;

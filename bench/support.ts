@@ -2,7 +2,7 @@
 // users start them (Fennel's and the peers'; always killed, even when a run throws), polling, and the
 // statistics (median, percentile).
 
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -305,4 +305,24 @@ export async function delayAllAndGet(noop: NoopTask, count: number, batch: numbe
     for (const result of results) gets.push(result.get({ timeoutMs: 300_000 }));
   }
   await Promise.all(gets);
+}
+
+/** The CPU's model name (Linux), for the machine line of a section. */
+export function cpuModel(): string {
+  try {
+    return /^model name\s*:\s*(.+)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1]?.trim() ?? 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** The commit benchmarked, marked when src/ has uncommitted changes. */
+export function commit(): string {
+  try {
+    const sha = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'src'], { cwd: ROOT, encoding: 'utf8' }).trim() !== '';
+    return dirty ? `${sha} (with uncommitted changes in src/)` : sha;
+  } catch {
+    return 'unknown';
+  }
 }
