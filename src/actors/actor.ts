@@ -7,7 +7,8 @@
 import { randomUUID } from 'node:crypto';
 import { ActorNotFoundError, ConfigError } from '../errors.ts';
 import type { AsyncResult } from '../app/result.ts';
-import { actorQueue, type ActorEntry, type InstanceMode, type Names } from './names.ts';
+import type { ResultBackend } from '../backends/backend.ts';
+import { ACTOR_LEASE_MS, actorLease, actorQueue, type ActorEntry, type InstanceMode, type Names } from './names.ts';
 
 export const ACTOR_START = 'fennel.actor.start';
 export const ACTOR_CALL = 'fennel.actor.call';
@@ -79,6 +80,7 @@ export interface ActorHandle {
 export interface ActorApp {
   readonly actorDefinitions: Map<string, ActorDefinition>;
   readonly names: Names;
+  readonly backend: ResultBackend;
   sendTask<R = unknown>(name: string, args?: readonly unknown[], options?: { queue?: string; worker?: string; ignoreResult?: boolean }): AsyncResult<R>;
 }
 
@@ -125,10 +127,15 @@ export class ActorType<T extends object, A extends unknown[]> {
       createdAt: new Date().toISOString(),
     };
     await names.put(entry);
+    // Held in the host's name until it starts the actor (and renews it): no host takes it over meanwhile, unless the
+    // start waits longer than the lease (a busy or dead host), and then another host places it instead.
+    await this.app.backend.acquireLease?.(actorLease(id), host, ACTOR_LEASE_MS);
     try {
       await this.app.sendTask(ACTOR_START, [id], { worker: host }).get({ timeoutMs: options.timeoutMs ?? 30_000 });
     } catch (error) {
-      await names.remove(entry).catch(() => {});
+      // The host refused it (no such class there, a constructor that threw): it does not exist. A timeout leaves it
+      // registered: a host may still start it, or take it over once the lease lapses.
+      if ((error as { code?: string }).code === 'FENNEL_REMOTE_TASK') await names.remove(entry).catch(() => {});
       throw error;
     }
     return makeProxy<T>(this.app, entry, definition);

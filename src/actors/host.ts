@@ -1,6 +1,6 @@
 // The actor host: what a worker started with `--actors` runs beside its pool. It constructs the actors placed on
-// it, consumes each one's own queue (prefetch = its maxConcurrency, 1 by default: calls run one at a time, in
-// arrival order), holds each one's lease in the result backend and renews it, and takes over actors whose host
+// it, consumes each one's own queue (a few calls fetched ahead; with maxConcurrency 1, the default, they run one at
+// a time in arrival order, each to its ack before the next starts), holds each one's lease in the result backend and renews it, and takes over actors whose host
 // stopped renewing theirs (a restart: constructed again, from its last snapshot if it keeps them).
 //
 // Calls run in the worker's own process, not in a pool slot: an actor is state in memory, and a slot may be
@@ -19,10 +19,13 @@ import { errorInfo, exceptionInfo, nowIso, type ExceptionInfo, type TaskMeta } f
 import { States } from '../protocol/states.ts';
 import type { Delivery, Subscription } from '../transports/transport.ts';
 import { ACTOR_CALL, ACTOR_CLOSE, ACTOR_START, ACTOR_STOP, actorMethods, type ActorDefinition } from './actor.ts';
-import { actorLease, actorQueue, Names, SNAPSHOTS, type ActorEntry } from './names.ts';
+import { ACTOR_LEASE_MS, actorLease, actorQueue, Names, SNAPSHOTS, type ActorEntry } from './names.ts';
 
-/** How long a host's lease on an actor lasts unrenewed: the time before another host may take it over. */
-export const ACTOR_LEASE_MS = 10_000;
+/**
+ * Calls of one actor fetched ahead of the one running (maxConcurrency 1): the next is at hand when one ends, rather
+ * than a broker round trip away. They still run one at a time, in order; a host that dies hands them back.
+ */
+const FETCH_AHEAD = 16;
 /** Renewals, heartbeats and the takeover scan, this often. */
 const TICK_MS = 3_000;
 /** A session instance unused this long is dropped (its proxy's owner went away without closing it). */
@@ -38,6 +41,10 @@ interface Hosted {
   /** The last call applied to the stored snapshot, and its outcome (single actors with snapshot()). */
   last: { callId: string; meta: TaskMeta } | undefined;
   calls: number;
+  /** maxConcurrency 1: the call running now and those waiting behind it, in arrival order. */
+  turn: Promise<void>;
+  /** Its public methods (what a call may name). */
+  methods: Set<string>;
 }
 
 interface Snapshot {
@@ -108,20 +115,34 @@ export class ActorHost {
     if (this.hosted.has(id)) return success({ host: this.node });
     const entry = await this.names.byId(id);
     if (!entry) return failure('ActorNotFoundError', `no actor ${id} in the name server (destroyed?)`);
+    // The creator took the lease in this host's name; it may have lapsed while the start waited here, and another host
+    // taken the actor over meanwhile: then it runs there, which is what create() asked for.
     const lease = await this.app.backend.acquireLease!(actorLease(id), this.node, ACTOR_LEASE_MS);
-    if (lease.holder !== this.node) return failure('ActorError', `actor ${id} is hosted by ${lease.holder}`);
+    if (lease.holder !== this.node) return success({ host: lease.holder });
     const error = await this.host(entry);
     return error ? failure(error.exc_type, String(error.exc_message[0])) : success({ host: this.node });
   }
 
+  /** Actors being constructed here now: a start and a takeover of one actor never build two instances. */
+  private readonly hosting = new Map<string, Promise<ExceptionInfo | undefined>>();
+
   /** Constructs `entry` here (restoring its snapshot), and consumes its queue. The lease is held already. */
-  private async host(entry: ActorEntry): Promise<ExceptionInfo | undefined> {
+  private host(entry: ActorEntry): Promise<ExceptionInfo | undefined> {
+    if (this.hosted.has(entry.id)) return Promise.resolve(undefined);
+    const pending = this.hosting.get(entry.id);
+    if (pending) return pending;
+    const building = this.build(entry).finally(() => this.hosting.delete(entry.id));
+    this.hosting.set(entry.id, building);
+    return building;
+  }
+
+  private async build(entry: ActorEntry): Promise<ExceptionInfo | undefined> {
     const definition = this.app.actorDefinitions.get(entry.className);
     if (!definition) {
       await this.app.backend.releaseLease?.(actorLease(entry.id), this.node);
       return exceptionInfo('ActorError', `this worker (${this.node}) has no actor class '${entry.className}'`, 'fennel');
     }
-    const hosted: Hosted = { entry, definition, instance: undefined, sessions: new Map(), subscription: undefined, last: undefined, calls: 0 };
+    const hosted: Hosted = { entry, definition, instance: undefined, sessions: new Map(), subscription: undefined, last: undefined, calls: 0, turn: Promise.resolve(), methods: actorMethods(definition) };
     if (entry.state === 'alive' && entry.mode === 'single') {
       try {
         hosted.instance = construct(definition, entry.args);
@@ -135,10 +156,11 @@ export class ActorHost {
         return errorInfo(error).info;
       }
     }
-    if (entry.host !== this.node) await this.names.put((entry = { ...entry, host: this.node }));
+    if (entry.host !== this.node || entry.hostedAt === undefined) await this.names.put((entry = { ...entry, host: this.node, hostedAt: entry.hostedAt ?? new Date().toISOString() }));
     hosted.entry = entry;
     this.hosted.set(entry.id, hosted);
-    hosted.subscription = await this.app.transport.consume({ queues: [actorQueue(entry.id)], prefetch: entry.maxConcurrency }, (delivery) => this.onDelivery(delivery));
+    const prefetch = entry.maxConcurrency === 1 ? FETCH_AHEAD : entry.maxConcurrency;
+    hosted.subscription = await this.app.transport.consume({ queues: [actorQueue(entry.id)], prefetch }, (delivery) => this.onDelivery(delivery));
     this.log.info({ actor: entry.id, name: entry.name, class: entry.className, restarts: entry.restarts }, `actor ${entry.className} '${entry.name}' hosted here${entry.restarts ? ` (restart ${entry.restarts})` : ''}`);
     await this.announce();
     return undefined;
@@ -172,7 +194,14 @@ export class ActorHost {
       await delivery.reject({ requeue: true });
       return;
     }
-    const run = this.runCall(hosted, request, delivery);
+    // One at a time unless maxConcurrency allows more (the prefetch bounds those): handle() is reached in delivery
+    // order (the executor's checks before it are synchronous), so the chain keeps the queue's order.
+    let run: Promise<void>;
+    if (hosted.entry.maxConcurrency === 1) {
+      run = hosted.turn.then(() => this.runCall(hosted, request, delivery));
+      // A call that fails to store its outcome (handed back by the executor) does not stop the ones behind it.
+      hosted.turn = run.catch(() => {});
+    } else run = this.runCall(hosted, request, delivery);
     this.running.add(run);
     try {
       await run;
@@ -187,7 +216,7 @@ export class ActorHost {
     // Applied already (its host died after the snapshot, before the ack): its outcome, not a second run.
     if (hosted.last?.callId === request.id) return this.store(request, delivery, hosted.last.meta);
     const [, method, args, session] = request.args as [string, unknown, unknown, unknown];
-    if (typeof method !== 'string' || !actorMethods(hosted.definition).has(method)) return this.answer(request, delivery, failure('ActorMethodError', `actor class '${entry.className}' has no method ${JSON.stringify(method)}`));
+    if (typeof method !== 'string' || !hosted.methods.has(method)) return this.answer(request, delivery, failure('ActorMethodError', `actor class '${entry.className}' has no method ${JSON.stringify(method)}`));
     if (!Array.isArray(args)) return this.answer(request, delivery, failure('ActorError', `the arguments of ${entry.className}.${method} must be an array`));
     let instance: object;
     try {
@@ -269,25 +298,24 @@ export class ActorHost {
   private async takeOver(): Promise<void> {
     const backend = this.app.backend;
     for (const entry of await this.names.entries()) {
-      if (this.hosted.has(entry.id) || !this.app.actorDefinitions.has(entry.className)) continue;
+      if (this.hosted.has(entry.id) || this.hosting.has(entry.id) || !this.app.actorDefinitions.has(entry.className)) continue;
+      // The creator holds the lease in the placed host's name until that host starts it: a lapsed lease is a host
+      // that died, or a start that waited longer than the lease behind a busy host's work.
       if (await backend.readLease!(actorLease(entry.id))) continue;
-      // A lease never taken: the actor is being placed (its start message is on its way to its host).
-      if (entry.host !== this.node && Date.now() - Date.parse(entry.createdAt) < ACTOR_LEASE_MS && entry.restarts === 0 && !(await this.wasHosted(entry))) continue;
       const lease = await backend.acquireLease!(actorLease(entry.id), this.node, ACTOR_LEASE_MS);
       if (lease.holder !== this.node) continue;
       let next: ActorEntry = { ...entry, host: this.node };
-      if (entry.state === 'alive' && (!entry.restart || entry.restarts >= entry.maxRestarts)) next = { ...next, state: 'dead' };
+      const placing = entry.hostedAt === undefined;
+      if (placing) {
+        // Never constructed: this is its placement, moved here, not a restart.
+      } else if (entry.state === 'alive' && (!entry.restart || entry.restarts >= entry.maxRestarts)) next = { ...next, state: 'dead' };
       else if (entry.state === 'alive') next = { ...next, restarts: entry.restarts + 1 };
       await this.names.put(next);
-      this.log.warn({ actor: entry.id, from: entry.host }, next.state === 'dead' ? `actor '${entry.name}' lost its host ${entry.host}: dead (restart ${entry.restart ? `limit ${entry.maxRestarts} reached` : 'false'}); its calls fail with ActorDiedError` : `actor '${entry.name}' lost its host ${entry.host}: restarting it here`);
+      const what = placing ? `was not started by ${entry.host} within ${ACTOR_LEASE_MS / 1000} s: placed here instead` : next.state === 'dead' ? `lost its host ${entry.host}: dead (restart ${entry.restart ? `limit ${entry.maxRestarts} reached` : 'false'}); its calls fail with ActorDiedError` : `lost its host ${entry.host}: restarting it here`;
+      this.log.warn({ actor: entry.id, from: entry.host }, `actor '${entry.name}' ${what}`);
       const error = await this.host(next);
       if (error) this.log.error({ actor: entry.id }, `could not restart actor '${entry.name}': ${String(error.exc_message[0])}`);
     }
-  }
-
-  /** Whether `entry` ever ran anywhere: a snapshot exists, or it has a host other than the one it was placed on. */
-  private async wasHosted(entry: ActorEntry): Promise<boolean> {
-    return (await this.readSnapshot(entry.id)) !== undefined;
   }
 
   /** Warm stop: no new calls, running ones finish (up to `graceMs`), leases released so another host takes over at once. */

@@ -12,9 +12,10 @@ export const HOSTS = 'fennel.actor.hosts';
 export const SNAPSHOTS = 'fennel.actor.snapshots';
 
 /** Where the actor's calls go: a queue of its own, consumed by its host only (one at a time, in order). */
-export function actorQueue(id: string): string {
-  return `fennel.actor.${id}`;
-}
+export { actorQueue } from '../protocol/queues.ts';
+
+/** How long a host's lease on an actor lasts unrenewed: the time before another host may take it over. */
+export const ACTOR_LEASE_MS = 10_000;
 
 /** The lease its host holds while it runs it. */
 export function actorLease(id: string): string {
@@ -49,6 +50,8 @@ export interface ActorEntry {
   /** `dead`: its host died and it may not restart; calls fail with ActorDiedError. */
   state: 'alive' | 'dead';
   createdAt: string;
+  /** When a host first constructed it: a takeover before that is its placement, not a restart. */
+  hostedAt?: string;
 }
 
 /** An entry as listed: with whether a live host runs it now, and where. */

@@ -5,6 +5,7 @@
 //
 //   /api/tasks/:name  POST submit        /api/tasks/:id  GET state · DELETE revoke        /api/ws  push
 //   /api/schedules    GET the schedules, their last and next fires, the leading beat
+//   /api/actors       GET the actors in the name server (host, state, calls) and the live actor hosts
 //   /api/control/:command  POST remote control (inspect, pool-grow, shutdown, …; changes need a token)
 //   /dashboard/       the live monitor   /metrics        Prometheus                       /healthz liveness + broker
 //   /                 the application's own pages, with --site <dir>
@@ -18,6 +19,7 @@ import { tokenCheck } from './auth.ts';
 import { HttpError, toHttp } from './http-errors.ts';
 import { GatewayMetrics } from './metrics.ts';
 import { Monitor } from './monitor.ts';
+import { registerActorRoutes } from './routes/actors.ts';
 import { registerControlRoutes } from './routes/control.ts';
 import { registerScheduleRoutes } from './routes/schedules.ts';
 import { registerTaskRoutes } from './routes/tasks.ts';
@@ -91,6 +93,7 @@ export async function createGateway(app: Fennel, options: GatewayOptions = {}): 
 
   registerTaskRoutes(server, { app, monitor, publishTimeoutMs: options.publishTimeoutMs ?? 10_000 });
   registerScheduleRoutes(server, { app });
+  registerActorRoutes(server, { app });
   registerControlRoutes(server, { app, tokenConfigured: Boolean(token) });
 
   server.get('/metrics', async (_request, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));

@@ -38,3 +38,15 @@ export const BROADCAST_HEADER = 'fennel_broadcast';
 export function broadcastResultId(taskId: string, worker: string): string {
   return `${taskId}/${worker}`;
 }
+
+const ACTOR_PREFIX = 'fennel.actor.';
+
+/** The queue of actor `id`'s calls (actors/): consumed by its host only. */
+export function actorQueue(id: string): string {
+  return `${ACTOR_PREFIX}${id}`;
+}
+
+/** True for an actor's queue. Engines that keep queues until deleted (AMQP) let these expire once unused. */
+export function isActorQueue(queue: string): boolean {
+  return queue.startsWith(ACTOR_PREFIX) && queue.length > ACTOR_PREFIX.length;
+}

@@ -15,7 +15,7 @@ import { randomUUID } from 'node:crypto';
 import type { Channel, ConsumeMessage, GetMessage } from 'amqplib';
 import { BrokerUnavailableError, ClosedError, ConfigError } from '../errors.ts';
 import type { WireMessage } from '../protocol/message.ts';
-import { broadcastCopyQueue, DIRECT_EXCHANGE, directQueueNode } from '../protocol/queues.ts';
+import { broadcastCopyQueue, DIRECT_EXCHANGE, directQueueNode, isActorQueue } from '../protocol/queues.ts';
 import { amqpTable } from '../clients/amqp/table.ts';
 import { AmqpConnection, isConnectionError, isNotFound, isPreconditionFailed, type Session } from '../clients/amqp/connection.ts';
 import { DELAY_PREFIX, DELIVER_EXCHANGE, LEVELS, delayRoutingKey, delayUnits, delayableQueue, deliverPattern, levelExchange, levelQueue, levelQueuePattern, nextExchange, passPattern, topLevel, UNIT_MS } from './amqp/delay.ts';
@@ -115,8 +115,9 @@ export class AmqpTransport implements Transport {
         await ch.assertExchange(queue, 'direct', { durable: true });
         const node = directQueueNode(queue);
         // A worker's direct queue outlives it by a day at most once unused (x-expires): node names carry a pid by
-        // default, and every run would otherwise leave a durable queue behind. Messages for it wait that long.
-        const args = node === undefined ? this.queueArguments() : { ...this.queueArguments(), 'x-expires': DIRECT_QUEUE_EXPIRES_MS };
+        // default, and every run would otherwise leave a durable queue behind. Messages for it wait that long. So
+        // does an actor's queue: destroy() leaves it, and a host consumes it while the actor lives.
+        const args = node === undefined && !isActorQueue(queue) ? this.queueArguments() : { ...this.queueArguments(), 'x-expires': DIRECT_QUEUE_EXPIRES_MS };
         await ch.assertQueue(queue, { durable: true, arguments: args });
         await ch.bindQueue(queue, queue, queue);
         // A worker's direct queue is also bound as Celery's worker_direct binds it: exchange C.dq2, key = node name.
@@ -199,13 +200,20 @@ export class AmqpTransport implements Transport {
       if (route.delayUntil && !delayableQueue(route.queue)) throw new ConfigError(`queue '${route.queue}' has a '*' or '#' word, which the delay levels' topic bindings would read as a wildcard; rename it to use countdown/eta`);
       if (route.delayUntil && Buffer.byteLength(route.queue) > MAX_DELAYED_QUEUE_BYTES) throw new ConfigError(`queue '${route.queue}' is longer than ${MAX_DELAYED_QUEUE_BYTES} bytes, too long for a delayed publish's routing key`);
     }
+    // This publish's place in the process's order, taken before the first await: its messages go onto the channel
+    // after those of every publish called before it (below), however long each one's declarations take.
+    const previous = this.publishOrder;
+    let issued!: () => void;
+    this.publishOrder = new Promise<void>((resolve) => (issued = resolve));
     const deadline = Date.now() + PUBLISH_RETRY_MS;
     for (let attempt = 1; ; attempt++) {
       try {
         const session = await this.connection.session();
-        await this.withinAttemptBound(this.publishOnce(batch, session), session);
+        // Only the first attempt keeps its place: one sent again after a lost connection follows what went meanwhile.
+        await this.withinAttemptBound(this.publishOnce(batch, session, attempt === 1 ? { previous, issued } : undefined), session);
         return;
       } catch (error) {
+        issued();
         // A lost connection or a nack: nothing in this batch is known to be stored, so all of it is sent
         // again on a new connection. The worst case is a duplicate (stored, then the confirm was lost):
         // at-least-once, never a publish that silently vanishes. Bounded by time, not attempts: connections
@@ -237,7 +245,15 @@ export class AmqpTransport implements Transport {
     });
   }
 
-  private async publishOnce(batch: ReadonlyArray<readonly [WireMessage, Route]>, session: Session): Promise<void> {
+  /**
+   * Resolves once the messages of the last publish called have been put on the channel (or it failed first): a
+   * process's publishes reach the broker in the order they were called. Without it, publishes waiting on a queue's
+   * declaration resumed in any order (76 of 200 concurrent calls to a new queue were out of order): an actor's calls
+   * from one caller must arrive as they were made.
+   */
+  private publishOrder: Promise<void> = Promise.resolve();
+
+  private async publishOnce(batch: ReadonlyArray<readonly [WireMessage, Route]>, session: Session, order?: { previous: Promise<void>; issued: () => void }): Promise<void> {
     const now = Date.now();
     const items = batch.map(([message, route]) => {
       // A broadcast goes out at once through its fanout exchange; an eta on it is kept by each worker's copy.
@@ -258,6 +274,7 @@ export class AmqpTransport implements Transport {
     }
     for (const item of items) if (item.units > 0) await this.ensureDelayQueues(item.queue, item.units, session);
     const { channel } = await this.connection.confirmChannel();
+    if (order) await order.previous;
     const confirms: Array<Promise<void>> = [];
     for (const { queue, units, out, broadcast } of items) {
       confirms.push(
@@ -270,6 +287,7 @@ export class AmqpTransport implements Transport {
         }),
       );
     }
+    order?.issued();
     // A channel or connection that closes with publishes unconfirmed rejects their callbacks (amqplib ≥ 1.0.5).
     await Promise.all(confirms);
   }

@@ -1,8 +1,9 @@
 // The Fennel dashboard: a live view of the cluster from the gateway's WebSocket feed ({"op":"subscribe","all":true}):
 // a snapshot first, then task changes in batches and workers/queues/throughput every second. Plain DOM, no build
 // step. Every value from the cluster is shown with textContent (task arguments are user input: never HTML).
-// The schedules (app.schedule) are not in events: they are read from GET /api/schedules every few seconds, and
-// the tasks each worker runs from POST /api/control/active. A token, if the gateway wants one, comes from the URL:
+// The schedules (app.schedule) are not in events: they are read from GET /api/schedules every few seconds, the
+// actors and their hosts from GET /api/actors (names and metadata are user input too: text only), and the tasks
+// each worker runs from POST /api/control/active. A token, if the gateway wants one, comes from the URL:
 // /dashboard/#token=…; with one, the page also controls the workers (shutdown, pool size, revoke), which the
 // gateway allows only when it has a token itself.
 
@@ -10,13 +11,15 @@ const token = new URLSearchParams(location.hash.slice(1)).get('token');
 const MAX_ROWS = 300;
 
 const SCHEDULES_POLL_MS = 5000;
+/** Actor hosts announce themselves (and their calls) every 3 s: reading more often would show nothing new. */
+const ACTORS_POLL_MS = 3000;
 const ACTIVE_POLL_MS = 2000;
 /** How long the gateway gathers replies to a control request; addressed workers usually answer at once. */
 const CONTROL_TIMEOUT_MS = 5000;
 /** Control buttons only with a token: a gateway without one refuses the commands that change workers. */
 const controls = Boolean(token);
 
-const state = { workers: [], queues: [], throughput: [], tasks: new Map(), selected: null, schedules: null, active: null };
+const state = { workers: [], queues: [], throughput: [], tasks: new Map(), selected: null, schedules: null, actors: null, active: null };
 
 const authHeaders = () => (token ? { authorization: `Bearer ${token}` } : {});
 
@@ -297,9 +300,99 @@ async function refreshSchedules() {
     }, SCHEDULES_POLL_MS);
   }
 }
+
+/** An actor's state as `fennel names list` words it: dead, or whether a live host runs it now. */
+const actorState = (a) => (a.state === 'dead' ? 'dead' : a.available ? 'available' : 'unavailable');
+
+function renderActors() {
+  const view = state.actors;
+  const section = $('actors-section');
+  if (!view) return;
+  // A cluster without actors (and a gateway whose app declares none) has nothing to show here.
+  const shown = view.actors.length > 0 || view.hosts.length > 0 || Boolean(view.reason) || Boolean(view.error);
+  section.hidden = !shown;
+  section.dataset.loaded = 'true';
+  if (!shown) return;
+  const reason = $('actors-reason');
+  reason.hidden = !(view.reason || view.error);
+  reason.textContent = view.error ? `could not read the actors: ${view.error}` : (view.reason ?? '');
+  reason.classList.toggle('error', Boolean(view.error));
+  const live = new Set(view.hosts.map((h) => h.node));
+  const rows = view.actors.map((a) => {
+    const tr = document.createElement('tr');
+    tr.dataset.actor = a.name;
+    tr.dataset.id = a.id;
+    tr.dataset.state = actorState(a);
+    const name = cell(a.name);
+    if (a.name !== a.id) name.title = `id ${a.id}`;
+    const stateCell = document.createElement('td');
+    stateCell.append(badge(actorState(a)));
+    const calls = cell(a.calls ?? '–', a.calls === null ? 'muted' : undefined);
+    if (a.calls === null) calls.title = live.has(a.host) ? `${a.host} does not count this actor's calls` : `${a.host} is not a live actor host: the calls run there are not known`;
+    const meta = Object.entries(a.meta ?? {}).map(([k, v]) => `${k}=${v}`).join(', ');
+    tr.append(name, cell(a.className), cell(a.mode), cell(a.host), stateCell, cell(a.restarts), calls, cell(meta, 'wrap'));
+    return tr;
+  });
+  if (rows.length === 0) {
+    const tr = document.createElement('tr');
+    const td = cell('no actors', 'muted');
+    td.colSpan = 8;
+    tr.append(td);
+    rows.push(tr);
+  }
+  $('actors').hidden = view.actors.length === 0 && Boolean(view.reason);
+  $('actors').tBodies[0].replaceChildren(...rows);
+  $('actors-count').textContent = view.error || view.reason ? '' : `${view.actors.filter((a) => a.available).length} of ${view.actors.length} available`;
+
+  const hostRows = view.hosts.map((h) => {
+    const tr = document.createElement('tr');
+    tr.dataset.host = h.node;
+    const heard = cell(ago(h.at));
+    heard.title = new Date(h.at).toISOString();
+    tr.append(cell(h.node), cell(h.classes.join(', '), 'wrap'), cell(h.actors), cell(h.calls), heard);
+    return tr;
+  });
+  if (hostRows.length === 0) {
+    const tr = document.createElement('tr');
+    const td = cell('no live actor host (start a worker with --actors)', 'muted');
+    td.colSpan = 5;
+    tr.append(td);
+    hostRows.push(tr);
+  }
+  // The reason (an rpc:// backend) says why both lists are empty; tables saying so too would add nothing.
+  $('actor-hosts').hidden = view.hosts.length === 0 && Boolean(view.reason);
+  $('actor-hosts-heading').hidden = $('actor-hosts').hidden;
+  $('actor-hosts').tBodies[0].replaceChildren(...hostRows);
+  $('actor-hosts-count').textContent = `${view.hosts.length} live`;
+}
+
+let actorsTimer;
+let actorsBusy = false;
+/** Reads GET /api/actors, then again in ACTORS_POLL_MS while the page is visible. */
+async function refreshActors() {
+  if (actorsBusy) return;
+  actorsBusy = true;
+  clearTimeout(actorsTimer);
+  try {
+    const response = await fetch('/api/actors', { headers: authHeaders() });
+    const body = await response.json();
+    if (response.ok) state.actors = body;
+    else state.actors = { ...(state.actors ?? { actors: [], hosts: [] }), error: `${response.status}: ${body.error ?? response.statusText}` };
+  } catch (error) {
+    state.actors = { ...(state.actors ?? { actors: [], hosts: [] }), error: error.message };
+  } finally {
+    actorsBusy = false;
+    renderActors();
+    actorsTimer = setTimeout(() => {
+      if (!document.hidden) void refreshActors();
+    }, ACTORS_POLL_MS);
+  }
+}
+
 document.addEventListener('visibilitychange', () => {
   if (!document.hidden) {
     void refreshSchedules();
+    void refreshActors();
     void refreshActive();
   }
 });
@@ -453,11 +546,13 @@ function connect() {
 for (const th of document.querySelectorAll('th.control')) th.hidden = !controls;
 $('control-hint').hidden = controls;
 
-// "last heartbeat … ago" and the schedules' "in … s" move on between updates.
+// "last heartbeat … ago", the schedules' "in … s" and the actor hosts' "… ago" move on between updates.
 setInterval(() => {
   renderWorkers();
   renderSchedules();
+  renderActors();
 }, 1000);
 connect();
 void refreshSchedules();
+void refreshActors();
 // The running tasks are first read once the feed's snapshot has said which workers are online (onMessage).
