@@ -18,11 +18,10 @@
 import { randomUUID } from 'node:crypto';
 import { availableParallelism, cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
-import { connect, type Channel } from 'amqplib';
 import { Fennel } from 'fennel';
 import { AMQP_URL } from './amqp.bench.ts';
 import { REDIS_URL, flush } from './redis.bench.ts';
-import { CELERY_PYTHON, FENNEL_BIN, median, percentile, ROOT, runCeleryProducer, runProcess, startCeleryWorker, startWorker, tempDatabase, type WorkerProcess } from './support.ts';
+import { CELERY_PYTHON, deleteAmqp, FENNEL_BIN, median, percentile, ROOT, runCeleryProducer, runProcess, startCeleryWorker, startWorker, tempDatabase, type WorkerProcess } from './support.ts';
 
 /** Timed pings per pair and run, after WARMUP untimed ones; FENNEL_BENCH_CONTROL_PINGS for a quick look. */
 const PINGS = Number(process.env['FENNEL_BENCH_CONTROL_PINGS'] || 300);
@@ -108,7 +107,7 @@ async function withWorker<T>(worker: Side, broker: Broker, body: (target: Target
     }
   } finally {
     await running?.stop();
-    if (broker === 'amqp') await deleteAmqp([queue, `${node}.dq2`]);
+    if (broker === 'amqp') await deleteAmqp(AMQP_URL, [queue, `${node}.dq2`]);
     db?.cleanup();
   }
 }
@@ -183,24 +182,6 @@ function lastLine(error: unknown): string {
     .filter(Boolean);
   const line = lines.at(-1) ?? 'unknown error';
   return line.length > 240 ? `${line.slice(0, 240)}…` : line;
-}
-
-/** Deletes each queue, the exchange of the same name (Fennel declares one per queue) if any, each on its own channel: a 404 closes a channel. */
-async function deleteAmqp(names: readonly string[]): Promise<void> {
-  const connection = await connect(AMQP_URL);
-  connection.on('error', () => {});
-  try {
-    for (const name of names) {
-      for (const remove of [(ch: Channel) => ch.deleteQueue(name), (ch: Channel) => ch.deleteExchange(name)]) {
-        const channel = await connection.createChannel();
-        channel.on('error', () => {});
-        await remove(channel).catch(() => {});
-        await channel.close().catch(() => {});
-      }
-    }
-  } finally {
-    await connection.close().catch(() => {});
-  }
 }
 
 function celeryAvailable(): Promise<boolean> {

@@ -7,6 +7,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { connect, type Channel } from 'amqplib';
 
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -324,5 +325,26 @@ export function commit(): string {
     return dirty ? `${sha} (with uncommitted changes in src/)` : sha;
   } catch {
     return 'unknown';
+  }
+}
+
+/**
+ * Deletes each queue on the RabbitMQ at `url`, and the exchange of the same name (Fennel declares one per queue)
+ * if any, each on its own channel: a 404 closes a channel.
+ */
+export async function deleteAmqp(url: string, names: readonly string[]): Promise<void> {
+  const connection = await connect(url);
+  connection.on('error', () => {});
+  try {
+    for (const name of names) {
+      for (const remove of [(ch: Channel) => ch.deleteQueue(name), (ch: Channel) => ch.deleteExchange(name)]) {
+        const channel = await connection.createChannel();
+        channel.on('error', () => {});
+        await remove(channel).catch(() => {});
+        await channel.close().catch(() => {});
+      }
+    }
+  } finally {
+    await connection.close().catch(() => {});
   }
 }

@@ -6,11 +6,11 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { BrowserContext, Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { Fennel } from '../../src/index.ts';
-import { startWorker, stopProcess, tempDb, uniqueQueue, waitFor, type RunningWorker } from '../support/process.ts';
-import { startGateway, TASKS, type RunningGateway } from '../gateway/support.ts';
-import { chromiumSkipReason, launchBrowser } from './support.ts';
+import { tempDb, uniqueQueue, waitFor, type RunningWorker } from '../support/process.ts';
+import { TASKS, type RunningGateway } from '../gateway/support.ts';
+import { chromiumSkipReason, startDashboard, stopDashboard, type LaunchedBrowser } from './support.ts';
 
 const TOKEN = 'dashboard-control-token';
 /** Generous: the worker compiles its app and forks its pool slots, and the page polls every 2 s, on a busy 2-core machine. */
@@ -23,21 +23,16 @@ describe('dashboard remote control in Chromium', { skip: chromiumSkipReason() },
   const client = new Fennel({ broker: db.url });
   let worker: RunningWorker | undefined;
   let gateway: RunningGateway;
-  let browser: { context: BrowserContext; close: () => Promise<void> };
+  let browser: LaunchedBrowser;
   let page: Page;
 
   const row = `#workers tr[data-node="${node}"][data-status="online"]`;
 
   before(async () => {
-    worker = await startWorker(TASKS, db.url, ['-P', 'process', '-c', '1', '-n', node]);
-    gateway = await startGateway({ FENNEL_BROKER_URL: db.url, FENNEL_GATEWAY_TOKEN: TOKEN });
-    browser = await launchBrowser();
-    page = await browser.context.newPage();
+    ({ worker, gateway, browser, page } = await startDashboard({ app: TASKS, brokerUrl: db.url, workerFlags: ['-P', 'process', '-c', '1', '-n', node], gatewayEnv: { FENNEL_GATEWAY_TOKEN: TOKEN } }));
   });
   after(async () => {
-    await browser?.close();
-    if (gateway) await stopProcess(gateway.process, 'SIGTERM');
-    if (worker) await stopProcess(worker);
+    await stopDashboard({ browser, gateway, worker });
     await client.close();
     db.cleanup();
   });

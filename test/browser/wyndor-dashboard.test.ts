@@ -4,10 +4,10 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { BrowserContext, Page } from 'playwright-core';
-import { startWorker, stopProcess, tempDb, type RunningWorker } from '../support/process.ts';
-import { startGateway, type RunningGateway } from '../gateway/support.ts';
-import { chromiumSkipReason, launchBrowser } from './support.ts';
+import type { Page } from 'playwright-core';
+import { stopProcess, tempDb, type RunningWorker } from '../support/process.ts';
+import type { RunningGateway } from '../gateway/support.ts';
+import { chromiumSkipReason, startDashboard, stopDashboard, type LaunchedBrowser } from './support.ts';
 
 // The page's DOM as far as these tests read it: the functions below run in the browser, and the project
 // compiles without TypeScript's DOM library.
@@ -27,19 +27,14 @@ describe('Wyndor page and dashboard in Chromium', { skip: chromiumSkipReason() }
   const db = tempDb();
   let worker: RunningWorker;
   let gateway: RunningGateway;
-  let browser: { context: BrowserContext; close: () => Promise<void> };
+  let browser: LaunchedBrowser;
   let page: Page;
 
   before(async () => {
-    worker = await startWorker(APP, db.url, ['-P', 'process', '-c', '1', '-E']);
-    gateway = await startGateway({ FENNEL_BROKER_URL: db.url }, ['--site', 'examples/wyndor/public'], APP);
-    browser = await launchBrowser();
-    page = await browser.context.newPage();
+    ({ worker, gateway, browser, page } = await startDashboard({ app: APP, brokerUrl: db.url, workerFlags: ['-P', 'process', '-c', '1', '-E'], gatewayFlags: ['--site', 'examples/wyndor/public'] }));
   });
   after(async () => {
-    await browser?.close();
-    if (gateway) await stopProcess(gateway.process, 'SIGTERM');
-    if (worker) await stopProcess(worker);
+    await stopDashboard({ browser, gateway, worker });
     db.cleanup();
   });
 

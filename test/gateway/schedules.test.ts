@@ -7,10 +7,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { BeatStatus, ScheduleStatus } from 'fennel';
-import { connect as amqpConnect } from 'amqplib';
 import { runCli, runCliToEnd, stopProcess, tempDb, uniqueQueue, waitFor, type RunningWorker } from '../support/process.ts';
 import { flushRedisDb, RABBIT_URL, rabbitSkipReason, REDIS_DB, redisSkipReason, redisUrlForTest } from '../support/services.ts';
-import { request, startGateway, TASKS, type RunningGateway } from './support.ts';
+import { assertBrokerUnavailable, request, startGateway, stopGatewaysAndDeleteQueue, TASKS, type RunningGateway } from './support.ts';
 
 const BEAT_TASKS = 'test/gateway/fixtures/beat-tasks.ts';
 /** Generous: a beat process compiles its app with tsx first, on a 2-core machine busy with other processes. */
@@ -141,14 +140,7 @@ describe('GET /api/schedules with an rpc:// backend', { skip: await rabbitSkipRe
   const queue = uniqueQueue('gwrpc');
   const env = { FENNEL_BROKER_URL: RABBIT_URL, FENNEL_RESULT_BACKEND: 'rpc://', FENNEL_DEFAULT_QUEUE: queue };
   const gateways: RunningGateway[] = [];
-  after(async () => {
-    for (const gateway of gateways) await stopProcess(gateway.process, 'SIGTERM');
-    // The gateway's depth sampling may have declared the default queue; remove it.
-    const connection = await amqpConnect(RABBIT_URL);
-    const channel = await connection.createChannel();
-    await channel.deleteQueue(queue);
-    await connection.close();
-  });
+  after(() => stopGatewaysAndDeleteQueue(gateways, queue));
 
   it('answers an empty list with the reason for an app with schedules, and just an empty list for one without', async () => {
     const withSchedules = await startGateway(env, [], BEAT_TASKS);
@@ -166,16 +158,6 @@ describe('GET /api/schedules with an rpc:// backend', { skip: await rabbitSkipRe
 
 describe('GET /api/schedules with its backend down', () => {
   it('answers 503 BROKER_UNAVAILABLE with Retry-After (redis:// with nothing listening), as the other routes do', async () => {
-    const gateway = await startGateway({ FENNEL_BROKER_URL: 'redis://127.0.0.1:1/0' }, [], BEAT_TASKS);
-    try {
-      const down = await fetch(`${gateway.url}/api/schedules`);
-      const body = (await down.json()) as Record<string, unknown>;
-      assert.equal(down.status, 503, JSON.stringify(body));
-      assert.equal(down.headers.get('retry-after'), '5');
-      assert.equal(body['code'], 'BROKER_UNAVAILABLE');
-      assert.match(String(body['error']), /broker unavailable: .*ECONNREFUSED/);
-    } finally {
-      await stopProcess(gateway.process, 'SIGTERM');
-    }
+    await assertBrokerUnavailable('/api/schedules', BEAT_TASKS);
   });
 });

@@ -1,8 +1,11 @@
 // Test support for the gateway: a real `fennel gateway` process, and a WebSocket client that records what the
 // gateway pushes and waits for a message by predicate (never by time).
 
+import assert from 'node:assert/strict';
+import { connect as amqpConnect } from 'amqplib';
 import { WebSocket } from 'ws';
-import { runCli, type RunningWorker } from '../support/process.ts';
+import { runCli, stopProcess, type RunningWorker } from '../support/process.ts';
+import { RABBIT_URL } from '../support/services.ts';
 
 export const TASKS = 'test/gateway/fixtures/tasks.ts';
 
@@ -16,6 +19,30 @@ export async function startGateway(env: Record<string, string>, flags: string[] 
   const process = runCli(['gateway', '--app', app, '--port', '0', ...flags], env);
   const line = await process.waitForLine(/gateway listening on/);
   return { process, url: /listening on (http:\/\/\S+?);?\s/.exec(line)![1]!.replace(/;$/, '') };
+}
+
+/** Stops each gateway (SIGTERM), then deletes `queue` on the local RabbitMQ: the default queue the gateways' depth sampling may have declared. */
+export async function stopGatewaysAndDeleteQueue(gateways: readonly RunningGateway[], queue: string): Promise<void> {
+  for (const gateway of gateways) await stopProcess(gateway.process, 'SIGTERM');
+  const connection = await amqpConnect(RABBIT_URL);
+  const channel = await connection.createChannel();
+  await channel.deleteQueue(queue);
+  await connection.close();
+}
+
+/** Starts a gateway for `app` on redis:// with nothing listening, and asserts that GET `path` answers 503 BROKER_UNAVAILABLE with Retry-After. */
+export async function assertBrokerUnavailable(path: string, app: string): Promise<void> {
+  const gateway = await startGateway({ FENNEL_BROKER_URL: 'redis://127.0.0.1:1/0' }, [], app);
+  try {
+    const down = await fetch(`${gateway.url}${path}`);
+    const body = (await down.json()) as Record<string, unknown>;
+    assert.equal(down.status, 503, JSON.stringify(body));
+    assert.equal(down.headers.get('retry-after'), '5');
+    assert.equal(body['code'], 'BROKER_UNAVAILABLE');
+    assert.match(String(body['error']), /broker unavailable: .*ECONNREFUSED/);
+  } finally {
+    await stopProcess(gateway.process, 'SIGTERM');
+  }
 }
 
 export interface PushClient {

@@ -18,12 +18,12 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
-import { AsyncResult, Fennel, RemoteTaskError } from '../../src/index.ts';
+import { AsyncResult, Fennel } from '../../src/index.ts';
 import { States } from '../../src/protocol/states.ts';
 import type * as RefsApp from './fixtures/refs-app.ts';
-import { fileLines, startWorker, stopProcess, tempDb, waitFor, type RunningWorker } from '../support/process.ts';
+import { fileLines, remoteFailure, startWorker, stopProcess, tempDb, waitFor, type RunningWorker } from '../support/process.ts';
 import { removeRabbitQueues } from '../support/rabbit.ts';
-import { flushRedisDb, RABBIT_URL, rabbitSkipReason, REDIS_DB, redisSkipReason, redisUrlForTest, testRedisClient } from '../support/services.ts';
+import { engineSelection, flushRedisDb, RABBIT_URL, REDIS_DB, redisUrlForTest, testRedisClient, type TestEngine } from '../support/services.ts';
 import { makeTempDir, type TempDir } from '../support/tmp.ts';
 
 const TASKS = join(import.meta.dirname, 'fixtures/refs-app.ts');
@@ -37,21 +37,12 @@ const DB = REDIS_DB.eventBuses;
 const REDIS_URL = redisUrlForTest(DB);
 const run = randomUUID().slice(0, 8);
 
-const only = process.env['REFS_TEST_ENGINES']?.split(',').map((name) => name.trim());
-const unselected = (name: string): string | false => (only && !only.includes(name) ? `not in REFS_TEST_ENGINES (${only.join(',')})` : false);
-const redisSkip = unselected('redis') || (await redisSkipReason());
 // RabbitMQ keeps its results in Redis: rpc:// results go to the sender only, and references need a shared store.
-const amqpSkip = unselected('amqp') || (await rabbitSkipReason()) || (await redisSkipReason());
+const { unselected, redis: redisSkip, amqp: amqpSkip } = await engineSelection('REFS_TEST_ENGINES');
 const sqlite = tempDb();
 after(() => sqlite.cleanup());
 
-interface Engine {
-  name: string;
-  broker: string;
-  backend: string;
-  skip: string | false;
-  /** Before the suite: a clean store. */
-  prepare(): Promise<void>;
+interface Engine extends TestEngine {
   /** After the suite: removes what it left on the broker, given the queues it used. */
   cleanup(queues: string[]): Promise<void>;
   /** The bodies of the messages waiting in a queue no worker consumes, where the broker lets the test read them. */
@@ -157,16 +148,6 @@ function amqpEngine(): Engine {
   };
 }
 
-/** The outcome of a call that must fail: its RemoteTaskError. */
-async function failure(result: AsyncResult<unknown>): Promise<RemoteTaskError> {
-  const error = await result.get({ timeoutMs: WAIT_MS }).then(
-    (value) => assert.fail(`expected a failure, got ${JSON.stringify(value)}`),
-    (e: unknown) => e,
-  );
-  assert.ok(error instanceof RemoteTaskError, String(error));
-  return error;
-}
-
 /** How many of the results are in each state, as the backend holds them. */
 async function statesOf(app: Fennel, results: ReadonlyArray<AsyncResult<unknown>>): Promise<Record<string, number>> {
   const metas = await Promise.all(results.map((result) => app.backend.get(result.id)));
@@ -241,14 +222,14 @@ function engineSuite(engine: Engine): void {
       const dependent = r.node.delay(ledger, failed, r.leaf.delay(1));
       const grandchild = r.node.delay(ledger, dependent, 2);
 
-      const own = await failure(failed);
+      const own = await remoteFailure(failed, WAIT_MS);
       assert.equal(own.remoteName, 'RangeError');
-      const first = await failure(dependent);
+      const first = await remoteFailure(dependent, WAIT_MS);
       assert.equal(first.remoteName, 'DependencyError', String(first));
       assert.equal(first.state, States.FAILURE);
       assert.ok(first.remoteMessage.includes(failed.id), first.remoteMessage);
       assert.match(first.remoteMessage, /boom/);
-      const second = await failure(grandchild);
+      const second = await remoteFailure(grandchild, WAIT_MS);
       assert.equal(second.remoteName, 'DependencyError', String(second));
       assert.ok(second.remoteMessage.includes(dependent.id), second.remoteMessage);
       assert.equal(existsSync(ledger), false, 'neither dependent ran');
@@ -263,10 +244,10 @@ function engineSuite(engine: Engine): void {
       await dependent.sent;
       await waitFor(async () => (await held.status()) === States.STARTED, 'the held input to start', WAIT_MS);
       await app.revoke(held.id, { terminate: true });
-      const error = await failure(dependent);
+      const error = await remoteFailure(dependent, WAIT_MS);
       assert.equal(error.state, States.REVOKED, String(error));
       assert.ok(error.remoteMessage.includes(held.id), error.remoteMessage);
-      assert.equal((await failure(held)).state, States.REVOKED);
+      assert.equal((await remoteFailure(held, WAIT_MS)).state, States.REVOKED);
       assert.equal(existsSync(ledger), false, 'the dependent did not run');
       assert.equal(received(dependent.id), false, 'the dependent was not sent to a worker');
     });
@@ -332,7 +313,7 @@ function engineSuite(engine: Engine): void {
         await sweeper.close();
         assert.equal(await short.backend.get(plain.id), undefined, 'the plain object has expired');
         assert.equal(await short.sendTask<number>('refs.len', [pinned]).get({ timeoutMs: WAIT_MS }), 4, 'the pinned object is read');
-        const error = await failure(short.sendTask('refs.len', [plain]));
+        const error = await remoteFailure(short.sendTask('refs.len', [plain]), WAIT_MS);
         assert.equal(error.remoteName, 'DependencyError', String(error));
         assert.match(error.remoteMessage, new RegExp(`input ${plain.id} \\(an object from put\\) is not in the result backend .*expired`));
         assert.throws(() => short.put(1, { ttlSec: -1 }), /ttlSec must be a number of seconds ≥ 0/);

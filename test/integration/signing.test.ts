@@ -14,7 +14,7 @@ import { buildTaskMessage, type WireMessage } from '../../src/protocol/message.t
 import { Signer } from '../../src/protocol/signing.ts';
 import { isRunning, startWorker, stopProcess, tempDb, waitFor, type RunningWorker } from '../support/process.ts';
 import { removeRabbitQueues } from '../support/rabbit.ts';
-import { flushRedisDb, RABBIT_URL, rabbitSkipReason, REDIS_DB, redisSkipReason, redisUrlForTest } from '../support/services.ts';
+import { engineSelection, flushRedisDb, RABBIT_URL, REDIS_DB, redisUrlForTest } from '../support/services.ts';
 
 const TASKS = join(import.meta.dirname, 'fixtures/tasks.ts');
 const WAIT_MS = 30_000;
@@ -26,11 +26,11 @@ const OTHER = 'signing-test-key-of-someone-else-99';
 const sqlite = tempDb();
 after(() => sqlite.cleanup());
 
-const redisSkip = await redisSkipReason();
+const skip = await engineSelection();
 const engines = [
   { name: 'sqlite', broker: sqlite.url, backend: sqlite.url, skip: false as string | false },
-  { name: 'redis', broker: REDIS_URL, backend: REDIS_URL, skip: redisSkip },
-  { name: 'amqp', broker: RABBIT_URL, backend: REDIS_URL, skip: (await rabbitSkipReason()) || redisSkip },
+  { name: 'redis', broker: REDIS_URL, backend: REDIS_URL, skip: skip.redis },
+  { name: 'amqp', broker: RABBIT_URL, backend: REDIS_URL, skip: skip.amqp },
 ];
 
 for (const engine of engines) {

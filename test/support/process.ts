@@ -1,10 +1,13 @@
-// Test support: temp databases, real `fennel worker` processes, and polling waits (never timing asserts).
+// Test support: temp databases, real `fennel worker` processes, polling waits (never timing asserts), and results that must fail.
 
+import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import type { AsyncResult } from '../../src/app/result.ts';
+import { RemoteTaskError } from '../../src/errors.ts';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
 export const CLI = join(ROOT, 'src/cli/main.ts');
@@ -157,6 +160,16 @@ export async function startWorker(app: string, url: string, flags: string[] = []
 export async function stopProcess(worker: RunningWorker, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
   if (worker.child.exitCode === null && worker.child.signalCode === null) worker.child.kill(signal);
   await worker.exited;
+}
+
+/** Awaits a result that must fail (within `timeoutMs`), and returns the RemoteTaskError it failed with. */
+export async function remoteFailure(result: AsyncResult<unknown>, timeoutMs: number): Promise<RemoteTaskError> {
+  const error = await result.get({ timeoutMs }).then(
+    (value) => assert.fail(`expected a failure, got ${JSON.stringify(value)}`),
+    (e: unknown) => e,
+  );
+  assert.ok(error instanceof RemoteTaskError, String(error));
+  return error;
 }
 
 /** Polls `predicate` until it is true; fails with `what` after `timeoutMs`. */

@@ -119,6 +119,40 @@ export async function rabbitSkipReason(port = RABBIT_PORT): Promise<string | fal
   return skipReason('RabbitMQ', RABBIT_HOST, port, await rabbitAnswers(port));
 }
 
+/** Which engines a test file that runs on sqlite://, redis:// and amqp:// runs, and why the others are skipped. */
+export interface EngineSelection {
+  /** Why engine `name` is left out: not among those the environment variable lists; false if listed, or if it is unset. */
+  unselected: (name: string) => string | false;
+  /** Why the redis:// engine is skipped (left out, or Redis not reachable), or false. */
+  redis: string | false;
+  /** Why the amqp:// engine, with its results in Redis, is skipped (left out, RabbitMQ or Redis not reachable), or false. */
+  amqp: string | false;
+}
+
+/** What each engine of such a file has: the URLs of its broker and result backend, why it is skipped, a clean start. */
+export interface TestEngine {
+  name: string;
+  broker: string;
+  backend: string;
+  skip: string | false;
+  /** Before the suite: a clean store. */
+  prepare(): Promise<void>;
+}
+
+/**
+ * The engines a test file runs: all of them, or only those `envName` lists (comma-separated, e.g.
+ * `REFS_TEST_ENGINES=sqlite`, for a local run beside another that uses Redis), and the skip reasons of redis:// and
+ * amqp:// (which keeps its results in Redis, so it needs both services). Without `envName`, every engine is selected.
+ * Throws on CI (CI=true) for a selected engine whose service does not answer, as redisSkipReason does.
+ */
+export async function engineSelection(envName?: string): Promise<EngineSelection> {
+  const only = envName === undefined ? undefined : process.env[envName]?.split(',').map((name) => name.trim());
+  const unselected = (name: string): string | false => (only && !only.includes(name) ? `not in ${envName} (${only.join(',')})` : false);
+  const redis = unselected('redis') || (await redisSkipReason());
+  const amqp = unselected('amqp') || (await rabbitSkipReason()) || (await redisSkipReason());
+  return { unselected, redis, amqp };
+}
+
 /** A TCP port nothing listens on now (the kernel's pick, released at once): for a private server a test starts. */
 export async function freePort(): Promise<number> {
   const server = createServer();
