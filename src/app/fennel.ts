@@ -290,7 +290,7 @@ export class Fennel {
    */
   get control(): Control {
     if (this.closed) throw new ClosedError('this Fennel app');
-    return (this.controlInstance ??= new Control(() => this.mailbox));
+    return (this.controlInstance ??= new Control(() => this.mailbox, this.signer));
   }
 
   /** The remote-control mailbox (opened on first use): the broker's engine in Celery's pidbox layout. */

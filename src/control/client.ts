@@ -6,7 +6,8 @@
 
 import { randomUUID } from 'node:crypto';
 import type { MailboxEngine } from './mailbox.ts';
-import { controlRequest, DEFAULT_CONTROL_TIMEOUT_SEC, parseControlReply, requestHeaders, type Addressing } from './protocol.ts';
+import { controlRequest, controlSignedText, DEFAULT_CONTROL_TIMEOUT_SEC, parseControlReply, requestHeaders, type Addressing } from './protocol.ts';
+import type { Signer } from '../protocol/signing.ts';
 
 export interface ControlCall extends Addressing {
   method: string;
@@ -27,7 +28,7 @@ export interface ControlOutcome {
 }
 
 /** Sends one control request and gathers its replies. `clock` is the sender's Lamport clock, for the header. */
-export async function sendControl(engine: MailboxEngine, call: ControlCall, clock = 0): Promise<ControlOutcome> {
+export async function sendControl(engine: MailboxEngine, call: ControlCall, clock = 0, signer?: Signer): Promise<ControlOutcome> {
   const timeoutMs = call.timeoutMs ?? DEFAULT_CONTROL_TIMEOUT_SEC * 1000;
   const wantsReply = call.reply ?? true;
   const oid = randomUUID();
@@ -37,7 +38,10 @@ export async function sendControl(engine: MailboxEngine, call: ControlCall, cloc
   const destination = call.destination ? [...new Set(call.destination)] : null;
   try {
     const request = controlRequest(call.method, call.arguments ?? {}, { ...call, destination }, wantsReply ? { ticket, oid } : undefined);
-    await engine.broadcast(request, requestHeaders(clock, timeoutMs / 1000));
+    const headers = requestHeaders(clock, timeoutMs / 1000);
+    // With a key, workers that hold it act only on signed requests (a forged shutdown is dropped).
+    if (signer) headers.fennel_signature = signer.signText(controlSignedText(request, headers.expires));
+    await engine.broadcast(request, headers);
     const replies: ControlOutcome['replies'] = [];
     if (inbox) {
       const limit = call.limit ?? (destination?.length ? destination.length : Infinity);

@@ -4,6 +4,7 @@
 // `{<node>: <result>}`, an inspection's merged into one object by node name. `broadcast()` is the whole answer:
 // every reply, and the destinations that did not answer. The commands and their replies: docs/control.md.
 
+import type { Signer } from '../protocol/signing.ts';
 import type { MailboxEngine } from './mailbox.ts';
 import { sendControl, type ControlOutcome } from './client.ts';
 import type { Addressing } from './protocol.ts';
@@ -42,14 +43,17 @@ export class Control {
   private clock = 0;
 
   /** `engine` opens the mailbox on first use (the app's broker). */
-  constructor(private readonly engine: () => MailboxEngine) {}
+  constructor(
+    private readonly engine: () => MailboxEngine,
+    private readonly signer?: Signer,
+  ) {}
 
   /**
    * Sends `method` with `args` to the addressed workers and gathers their replies, naming those that did not
    * answer. `reply: false` sends a cast: the workers act and nobody answers.
    */
   broadcast(method: string, args: Record<string, unknown> = {}, options: ControlOptions & { reply?: boolean } = {}): Promise<ControlOutcome> {
-    return sendControl(this.engine(), { method, arguments: args, ...options }, ++this.clock);
+    return sendControl(this.engine(), { method, arguments: args, ...options }, ++this.clock, this.signer);
   }
 
   private async command<R = CommandResult>(method: string, args: Record<string, unknown>, options: ControlOptions): Promise<Replies<R>> {

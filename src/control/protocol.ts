@@ -50,6 +50,13 @@ export interface ControlHeaders {
   clock: number;
   /** Epoch seconds after which the request is stale; 0: never. */
   expires: number;
+  /** Fennel's, with a signing key: the request's signature (controlSignedText; docs/security.md). */
+  fennel_signature?: string;
+}
+
+/** What a control request's signature covers: its body as it travels, and when it goes stale. */
+export function controlSignedText(body: unknown, expires: unknown): string {
+  return JSON.stringify(['fennel-control-v1', body, expires ?? null]);
 }
 
 export interface Addressing {

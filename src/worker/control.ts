@@ -14,7 +14,8 @@ import type { Fennel } from '../app/fennel.ts';
 import { parseRateLimit } from '../app/options.ts';
 import type { TaskInfo } from '../control/control.ts';
 import type { MailboxEngine } from '../control/mailbox.ts';
-import { controlError, controlReply, isAddressedTo, isStale, parseControlRequest, replyHeaders, type ControlRequest } from '../control/protocol.ts';
+import { controlError, controlReply, controlSignedText, isAddressedTo, isStale, parseControlRequest, replyHeaders, type ControlRequest } from '../control/protocol.ts';
+import type { Signer } from '../protocol/signing.ts';
 import { FennelError } from '../errors.ts';
 import type { TaskRequest } from '../protocol/message.ts';
 import type { Delivery } from '../transports/transport.ts';
@@ -362,6 +363,8 @@ export class ControlPanel {
     private readonly worker: ControlledWorker,
     private readonly mailbox: MailboxEngine,
     private readonly log: Logger,
+    /** With a signing key: requests not signed with one of its keys are dropped (docs/security.md). */
+    private readonly signer?: Signer,
   ) {}
 
   /** Listens on the mailbox; resolves once listening (rejects if the broker cannot be reached). */
@@ -379,6 +382,13 @@ export class ControlPanel {
         return;
       }
       if (!isAddressedTo(request, this.worker.name)) return;
+      if (this.signer) {
+        const verdict = this.signer.verifyText(controlSignedText(incoming.body, incoming.headers['expires']), incoming.headers['fennel_signature'], 'the request');
+        if (!verdict.ok) {
+          this.log.warn({ method: request.method, reason: verdict.reason }, `refused a control request '${request.method}': ${verdict.reason.replace('the message', 'it')}`);
+          return;
+        }
+      }
       if (isStale(incoming.headers, Date.now(), CLOCK_SKEW_MS)) {
         this.log.warn({ method: request.method }, `dropped a stale control request '${request.method}' (its expires time has passed)`);
         return;

@@ -212,7 +212,7 @@ export class Worker {
     this.subscription = await this.subscribe();
     // Control listens before the worker says it is ready, so a script that waits for "ready" can inspect it.
     if (this.options.control !== false) {
-      this.panel = new ControlPanel(this.controlSurface(), this.app.mailbox, this.log);
+      this.panel = new ControlPanel(this.controlSurface(), this.app.mailbox, this.log, this.app.signer);
       await this.panel.start().catch((error: unknown) => {
         // Remote control is an operator's tool: a mailbox that cannot be opened must not stop the work.
         this.log.warn({ err: error }, `remote control is off: could not listen on the mailbox (${(error as Error).message})`);

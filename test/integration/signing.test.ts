@@ -36,6 +36,7 @@ const engines = [
 for (const engine of engines) {
   describe(`signed messages on ${engine.name}://`, { skip: engine.skip }, () => {
     const queue = `signing-${engine.name}-${randomUUID().slice(0, 8)}`;
+    const node = `${queue}@test`;
     let worker: RunningWorker;
     const apps: Fennel[] = [];
     /** A producer on this engine, signing with `keys` (none: unsigned). */
@@ -48,7 +49,7 @@ for (const engine of engines) {
     before(async () => {
       if (engine.backend === REDIS_URL) await flushRedisDb(DB);
       // Two keys: it signs with the first and accepts both (a rotation in progress).
-      worker = await startWorker(TASKS, engine.broker, ['-P', 'async', '-c', '4', '-Q', queue], { FENNEL_RESULT_BACKEND: engine.backend, FENNEL_DEFAULT_QUEUE: queue, FENNEL_SIGNING_KEY: `${KEY},${OLD}` });
+      worker = await startWorker(TASKS, engine.broker, ['-P', 'async', '-c', '4', '-Q', queue, '-n', node], { FENNEL_RESULT_BACKEND: engine.backend, FENNEL_DEFAULT_QUEUE: queue, FENNEL_SIGNING_KEY: `${KEY},${OLD}` });
     });
     after(async () => {
       await stopProcess(worker);
@@ -126,6 +127,23 @@ for (const engine of engines) {
       assert.ok(error instanceof RemoteTaskError, String(error));
       assert.equal(error.remoteName, 'SignatureError');
       assert.match(error.remoteMessage, new RegExp(`the stored result of task ${id} was refused: it is not signed`));
+    });
+
+    it('remote control: a signed request is answered; an unsigned or foreign-key one (a forged shutdown included) is dropped with a warning', async () => {
+      const signed = await producer([KEY]).control.ping({ destination: [node], timeoutMs: 5_000 });
+      assert.deepEqual(signed, [{ [node]: { ok: 'pong' } }]);
+      const refusedShutdowns = (): number => worker.lines.filter((l) => /refused a control request 'shutdown'/.test(l)).length;
+      for (const [i, [keys, reason]] of ([[undefined, /it is not signed/], [[OTHER], /key this worker does not hold/]] as const).entries()) {
+        const app = producer(keys ? [...keys] : undefined);
+        const outcome = await app.control.broadcast('ping', {}, { destination: [node], timeoutMs: 1_000 });
+        assert.deepEqual(outcome, { replies: [], missing: [node] }, 'no reply');
+        await worker.waitForLine(new RegExp(`refused a control request 'ping': .*${reason.source}`), 5_000);
+        // A cast: nobody answers it either way, and the worker must not act on it.
+        await app.control.broadcast('shutdown', {}, { destination: [node], reply: false });
+        await waitFor(() => refusedShutdowns() === i + 1, `the worker to refuse shutdown number ${i + 1}`, 5_000);
+      }
+      assert.ok(isRunning(worker), 'the forged shutdowns did not stop the worker');
+      assert.deepEqual(await producer([OLD, KEY]).control.ping({ destination: [node], timeoutMs: 5_000 }), [{ [node]: { ok: 'pong' } }], 'and it still answers signed requests');
     });
 
     it('a producer without a key gets nothing run: its call waits, dead-lettered, until get() times out', async () => {
