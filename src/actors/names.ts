@@ -105,6 +105,18 @@ export class Names {
     return json === undefined ? undefined : (JSON.parse(json) as ActorEntry);
   }
 
+  /**
+   * Pyro's `remove(name)`: forgets the actor holding `name` (its entry, snapshot and name; true if there was one).
+   * It does not stop it: proxies made before still reach it until `destroy()`, but lookups do not find it, and it is
+   * not restarted if its host dies. For a dead actor's name, say, or one whose host will not come back.
+   */
+  async unregister(name: string): Promise<boolean> {
+    const entry = await this.lookup(name);
+    if (!entry) return false;
+    await this.remove(entry);
+    return true;
+  }
+
   async put(entry: ActorEntry): Promise<void> {
     await this.store().putRecord(ENTRIES, entry.id, JSON.stringify(entry));
   }

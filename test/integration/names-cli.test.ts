@@ -49,6 +49,17 @@ describe('fennel names list', () => {
     assert.deepEqual(prefixed.stdout.filter((l) => l.includes('\tCounter\t')).map((l) => l.split('\t')[0]), ['hits']);
   });
 
+  it('unregister forgets a name: not listed, not found by lookup, and a name never held is false', async () => {
+    await Counter.create({ name: 'temporary' });
+    assert.equal(await app.names.unregister('temporary'), true);
+    assert.equal(await app.names.unregister('temporary'), false);
+    assert.equal(await app.names.unregister('never-created'), false);
+    assert.deepEqual((await app.names.list({ prefix: 'temp' })).map((a) => a.name), []);
+    await assert.rejects(Counter.lookup('temporary'), { name: 'ActorNotFoundError' });
+    const run = await runCliToEnd(['names', 'list', '--prefix', 'temp'], env);
+    assert.deepEqual(run.stdout.filter((l) => l.includes('\tCounter\t')), []);
+  });
+
   it('refuses a metadata filter that is not key=value, with one line and exit code 2', async () => {
     const run = await runCliToEnd(['names', 'list', '--meta', 'team'], env);
     assert.equal(run.code, 2);
