@@ -36,6 +36,8 @@ export interface ActorDefinition {
   name: string;
   cls: ActorClass;
   options: Required<ActorOptions>;
+  /** Its public methods, own and inherited: what a proxy offers and a call may name (not the hooks, not `_private`). */
+  methods: ReadonlySet<string>;
 }
 
 export interface CreateOptions<A extends unknown[]> {
@@ -84,14 +86,11 @@ export interface ActorApp {
   sendTask<R = unknown>(name: string, args?: readonly unknown[], options?: { queue?: string; worker?: string; ignoreResult?: boolean }): AsyncResult<R>;
 }
 
-/** The public methods of a class, own and inherited (not Object's). */
-export function actorMethods(definition: ActorDefinition): Set<string> {
+/** The names of a class's methods, own and inherited (not Object's). */
+function methodNames(cls: ActorClass): Set<string> {
   const found = new Set<string>();
-  for (let proto = definition.cls.prototype as object | null; proto && proto !== Object.prototype; proto = Object.getPrototypeOf(proto) as object | null) {
-    for (const key of Object.getOwnPropertyNames(proto)) {
-      const descriptor = Object.getOwnPropertyDescriptor(proto, key);
-      if (typeof descriptor?.value === 'function' && !RESERVED.has(key) && !key.startsWith('_')) found.add(key);
-    }
+  for (let proto = cls.prototype as object | null; proto && proto !== Object.prototype; proto = Object.getPrototypeOf(proto) as object | null) {
+    for (const key of Object.getOwnPropertyNames(proto)) if (typeof Object.getOwnPropertyDescriptor(proto, key)?.value === 'function') found.add(key);
   }
   return found;
 }
@@ -161,7 +160,7 @@ function makeProxy<T>(app: ActorApp, entry: ActorEntry, definition: ActorDefinit
   const queue = actorQueue(entry.id);
   const session = entry.mode === 'session' ? randomUUID() : null;
   const proxy: Record<string, unknown> = {};
-  for (const method of actorMethods(definition)) {
+  for (const method of definition.methods) {
     const send = (args: unknown[], ignoreResult: boolean): AsyncResult<unknown> => app.sendTask(ACTOR_CALL, [entry.id, method, args, session], { queue, ...(ignoreResult ? { ignoreResult } : {}) });
     const call = (...args: unknown[]): Promise<unknown> => send(args, false).get();
     call.async = (...args: unknown[]) => send(args, false);
@@ -186,10 +185,10 @@ export function defineActor(name: string, cls: ActorClass, options: ActorOptions
   if (!Number.isInteger(maxConcurrency) || maxConcurrency < 1) throw new ConfigError(`app.actor('${name}'): maxConcurrency must be a positive integer`);
   const maxRestarts = options.maxRestarts ?? 3;
   if (!Number.isInteger(maxRestarts) || maxRestarts < 0) throw new ConfigError(`app.actor('${name}'): maxRestarts must be an integer ≥ 0`);
-  for (let proto = cls.prototype as object | null; proto && proto !== Object.prototype; proto = Object.getPrototypeOf(proto) as object | null) {
-    for (const key of ['id', 'name', 'destroy', 'close', 'then']) {
-      if (typeof Object.getOwnPropertyDescriptor(proto, key)?.value === 'function') throw new ConfigError(`app.actor('${name}'): a method may not be called '${key}' (the proxy's own)`);
-    }
+  const names = methodNames(cls);
+  for (const key of ['id', 'name', 'destroy', 'close', 'then']) {
+    if (names.has(key)) throw new ConfigError(`app.actor('${name}'): a method may not be called '${key}' (the proxy's own)`);
   }
-  return { name, cls, options: { mode, maxConcurrency, restart: options.restart ?? true, maxRestarts } };
+  const methods = new Set([...names].filter((key) => !RESERVED.has(key) && !key.startsWith('_')));
+  return { name, cls, options: { mode, maxConcurrency, restart: options.restart ?? true, maxRestarts }, methods };
 }

@@ -18,7 +18,7 @@ import type { TaskRequest } from '../protocol/message.ts';
 import { errorInfo, exceptionInfo, nowIso, type ExceptionInfo, type TaskMeta } from '../protocol/result.ts';
 import { States } from '../protocol/states.ts';
 import type { Delivery, Subscription } from '../transports/transport.ts';
-import { ACTOR_CALL, ACTOR_CLOSE, ACTOR_START, ACTOR_STOP, actorMethods, type ActorDefinition } from './actor.ts';
+import { ACTOR_CALL, ACTOR_CLOSE, ACTOR_START, ACTOR_STOP, type ActorDefinition } from './actor.ts';
 import { ACTOR_LEASE_MS, actorLease, actorQueue, Names, SNAPSHOTS, type ActorEntry } from './names.ts';
 
 /**
@@ -43,8 +43,6 @@ interface Hosted {
   calls: number;
   /** maxConcurrency 1: the call running now and those waiting behind it, in arrival order. */
   turn: Promise<void>;
-  /** Its public methods (what a call may name). */
-  methods: Set<string>;
 }
 
 interface Snapshot {
@@ -142,7 +140,7 @@ export class ActorHost {
       await this.app.backend.releaseLease?.(actorLease(entry.id), this.node);
       return exceptionInfo('ActorError', `this worker (${this.node}) has no actor class '${entry.className}'`, 'fennel');
     }
-    const hosted: Hosted = { entry, definition, instance: undefined, sessions: new Map(), subscription: undefined, last: undefined, calls: 0, turn: Promise.resolve(), methods: actorMethods(definition) };
+    const hosted: Hosted = { entry, definition, instance: undefined, sessions: new Map(), subscription: undefined, last: undefined, calls: 0, turn: Promise.resolve() };
     if (entry.state === 'alive' && entry.mode === 'single') {
       try {
         hosted.instance = construct(definition, entry.args);
@@ -216,7 +214,7 @@ export class ActorHost {
     // Applied already (its host died after the snapshot, before the ack): its outcome, not a second run.
     if (hosted.last?.callId === request.id) return this.store(request, delivery, hosted.last.meta);
     const [, method, args, session] = request.args as [string, unknown, unknown, unknown];
-    if (typeof method !== 'string' || !hosted.methods.has(method)) return this.answer(request, delivery, failure('ActorMethodError', `actor class '${entry.className}' has no method ${JSON.stringify(method)}`));
+    if (typeof method !== 'string' || !hosted.definition.methods.has(method)) return this.answer(request, delivery, failure('ActorMethodError', `actor class '${entry.className}' has no method ${JSON.stringify(method)}`));
     if (!Array.isArray(args)) return this.answer(request, delivery, failure('ActorError', `the arguments of ${entry.className}.${method} must be an array`));
     let instance: object;
     try {

@@ -79,12 +79,12 @@ export const HOST_STALE_MS = 15_000;
 export class Names {
   constructor(private readonly backendFn: () => ResultBackend) {}
 
-  private store(): Required<Pick<ResultBackend, 'putRecord' | 'readRecords' | 'deleteRecord' | 'readLease'>> & ResultBackend {
+  private store(): Required<Pick<ResultBackend, 'putRecord' | 'readRecords' | 'deleteRecord' | 'readLease' | 'acquireLease'>> & ResultBackend {
     const backend = this.backendFn();
     if (!backend.putRecord || !backend.readRecords || !backend.deleteRecord || !backend.readLease || !backend.acquireLease) {
       throw new ConfigError(`actors need a result backend every process shares (sqlite://, redis://); ${backend.url} is not`);
     }
-    return backend as Required<Pick<ResultBackend, 'putRecord' | 'readRecords' | 'deleteRecord' | 'readLease'>> & ResultBackend;
+    return backend as Required<Pick<ResultBackend, 'putRecord' | 'readRecords' | 'deleteRecord' | 'readLease' | 'acquireLease'>> & ResultBackend;
   }
 
   async entries(): Promise<ActorEntry[]> {
@@ -92,17 +92,16 @@ export class Names {
     return [...records.values()].map((json) => JSON.parse(json) as ActorEntry);
   }
 
+  /** The entry of actor `id` (entries are keyed by id: one record read, not every entry parsed). */
   async byId(id: string): Promise<ActorEntry | undefined> {
-    return (await this.entries()).find((entry) => entry.id === id);
+    const json = (await this.store().readRecords(ENTRIES)).get(id);
+    return json === undefined ? undefined : (JSON.parse(json) as ActorEntry);
   }
 
   /** The entry holding `name` (an entry whose name lease it no longer holds does not count). */
   async lookup(name: string): Promise<ActorEntry | undefined> {
-    const store = this.store();
-    const holder = (await store.readLease(nameLease(name)))?.holder;
-    if (holder === undefined) return undefined;
-    const json = (await store.readRecords(ENTRIES)).get(holder);
-    return json === undefined ? undefined : (JSON.parse(json) as ActorEntry);
+    const holder = (await this.store().readLease(nameLease(name)))?.holder;
+    return holder === undefined ? undefined : this.byId(holder);
   }
 
   /**
@@ -136,14 +135,13 @@ export class Names {
     const store = this.store();
     const lease = nameLease(name);
     const TEN_YEARS_MS = 10 * 365 * 86_400_000;
-    const got = await store.acquireLease!(lease, id, TEN_YEARS_MS);
+    const got = await store.acquireLease(lease, id, TEN_YEARS_MS);
     if (got.holder === id) return true;
-    const json = (await store.readRecords(ENTRIES)).get(got.holder);
-    const holder = json === undefined ? undefined : (JSON.parse(json) as ActorEntry);
+    const holder = await this.byId(got.holder);
     if (holder && holder.state !== 'dead') return false;
     if (holder) await this.remove(holder);
     else await store.releaseLease?.(lease, got.holder);
-    return (await store.acquireLease!(lease, id, TEN_YEARS_MS)).holder === id;
+    return (await store.acquireLease(lease, id, TEN_YEARS_MS)).holder === id;
   }
 
   /** Pyro's `list(prefix, metadata_all)`: the entries whose name starts with `prefix` and whose meta has every pair of `meta`. */

@@ -25,7 +25,7 @@ export function signedBackend(inner: ResultBackend, signer: Signer): ResultBacke
     const { [SIGNATURE_HEADER]: signature, ...plain } = meta as TaskMeta & { [SIGNATURE_HEADER]?: unknown };
     const verdict = signer.verifyText(metaText(plain), signature);
     if (verdict.ok) return plain;
-    return { status: States.FAILURE, result: exceptionInfo('SignatureError', `the stored result of task ${meta.task_id} was refused: ${verdict.reason.replace('the message', 'it')}`, 'fennel'), traceback: null, children: [], date_done: meta.date_done, task_id: meta.task_id };
+    return { status: States.FAILURE, result: exceptionInfo('SignatureError', `the stored result of task ${meta.task_id} was refused: ${verdict.reason}`, 'fennel'), traceback: null, children: [], date_done: meta.date_done, task_id: meta.task_id };
   };
   const overrides: Partial<ResultBackend> = {
     store: (meta) => inner.store(sign(meta)),
@@ -53,7 +53,7 @@ export function signedBackend(inner: ResultBackend, signer: Signer): ResultBacke
         const json = typeof record?.fennel_record === 'string' ? record.fennel_record : undefined;
         const verdict = json === undefined ? { ok: false as const, reason: 'it is not signed' } : signer.verifyText(recordText(table, key, json), record?.[SIGNATURE_HEADER]);
         if (verdict.ok) verified.set(key, json!);
-        else process.emitWarning(`record ${JSON.stringify(key)} of ${table} in ${inner.url} was left out: ${verdict.reason.replace('the message', 'it')}`, { code: 'FENNEL_SIGNATURE' });
+        else process.emitWarning(`record ${JSON.stringify(key)} of ${table} in ${inner.url} was left out: ${verdict.reason}`, { code: 'FENNEL_SIGNATURE' });
       }
       return verified;
     };

@@ -53,7 +53,7 @@ export class Signer {
 
   /** Whether the message carries a signature made by one of the keys over what it carries now. */
   verify(message: WireMessage): Verdict {
-    return this.verifyText(messageText(message), message.headers[SIGNATURE_HEADER], 'its body and headers');
+    return this.verifyText(messageText(message), message.headers[SIGNATURE_HEADER], 'its body and headers', 'the message');
   }
 
   /** A signature of `text` with the first key: `v1.<key id>.<MAC>` (results and records use it too). */
@@ -62,9 +62,12 @@ export class Signer {
     return `v1.${key.id}.${mac(key.secret, text).toString('base64url')}`;
   }
 
-  /** Whether `signature` (as signText makes it) was made by one of the keys over `text`; `what` names `text` in the reason. */
-  verifyText(text: string, signature: unknown, what = 'what it signs'): Verdict {
-    if (signature === undefined || signature === null) return { ok: false, reason: 'the message is not signed' };
+  /**
+   * Whether `signature` (as signText makes it) was made by one of the keys over `text`; in the reason, `what` names
+   * `text` and `subject` the thing signed.
+   */
+  verifyText(text: string, signature: unknown, what = 'what it signs', subject = 'it'): Verdict {
+    if (signature === undefined || signature === null) return { ok: false, reason: `${subject} is not signed` };
     if (typeof signature !== 'string') return { ok: false, reason: `its ${SIGNATURE_HEADER} is not text` };
     const parts = signature.split('.');
     if (parts.length !== 3 || parts[0] !== 'v1') return { ok: false, reason: `its ${SIGNATURE_HEADER} is not a v1 signature` };

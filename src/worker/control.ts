@@ -385,7 +385,7 @@ export class ControlPanel {
       if (this.signer) {
         const verdict = this.signer.verifyText(controlSignedText(incoming.body, incoming.headers['expires']), incoming.headers['fennel_signature'], 'the request');
         if (!verdict.ok) {
-          this.log.warn({ method: request.method, reason: verdict.reason }, `refused a control request '${request.method}': ${verdict.reason.replace('the message', 'it')}`);
+          this.log.warn({ method: request.method, reason: verdict.reason }, `refused a control request '${request.method}': ${verdict.reason}`);
           return;
         }
       }
