@@ -4,6 +4,8 @@
 //     file is done (a worker, a pool slot, a Python worker, a redis-server) is listed, killed, and fails it;
 //   - services: Redis (6379) and RabbitMQ (5672), if they answered before the file, must answer after it (a
 //     file that restarts one gets a minute to bring it back); one left down fails the file.
+//   - failures: the details of every failing test (its name, error and stack) are printed again at the end,
+//     after the summary, so that the tail of a long CI log says what failed and why.
 // Node 20 has no --test globs, so the files are listed here.
 // --test-force-exit: a test file that leaves a handle open (a stray connection) fails loudly instead of hanging;
 // --test-timeout bounds any one test (testTimeoutMs).
@@ -88,6 +90,29 @@ function leftovers(tag) {
   return found;
 }
 
+/** How many lines of one failing test's report are repeated at the end. */
+const FAILURE_LINES = 40;
+
+/**
+ * The report of each failing test in a TAP log: a `not ok` line and the YAML block under it (error, stack),
+ * up to FAILURE_LINES lines each. A failing suite is left out when a test inside it is reported (its own
+ * block only says that a subtest failed).
+ */
+function failureReports(log) {
+  const lines = log.replace(/\x1b\[[0-9;]*m/g, '').split('\n');
+  const reports = [];
+  for (let i = 0; i < lines.length; i++) {
+    const match = /^(\s*)not ok \d+ - (.*)$/.exec(lines[i]);
+    if (!match) continue;
+    const block = [lines[i].trim()];
+    const end = `${match[1]}  ...`;
+    for (let j = i + 1; j < lines.length && lines[j] !== end; j++) block.push(lines[j].slice(match[1].length));
+    if (block.some((line) => /failureType: 'subtestsFailed'/.test(line))) continue;
+    reports.push(block.length > FAILURE_LINES ? [...block.slice(0, FAILURE_LINES), `  … ${block.length - FAILURE_LINES} more lines`] : block);
+  }
+  return reports.map((block) => block.join('\n'));
+}
+
 /** Runs one file in a runner of its own, echoing what it prints; resolves with its exit code and its summary counts. */
 function runFile(file) {
   const tag = relative(repo, file);
@@ -96,22 +121,24 @@ function runFile(file) {
   const env = { ...process.env, FENNEL_TEST_FILE: tag, ...(process.stdout.isTTY ? { FORCE_COLOR: '1' } : {}) };
   return new Promise((resolve) => {
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'], env });
-    let tail = '';
+    let log = '';
     child.stdout.on('data', (chunk) => {
       process.stdout.write(chunk);
-      tail = (tail + chunk.toString('utf8')).slice(-4096);
+      log += chunk.toString('utf8');
     });
     child.once('close', (code, signal) => {
       // The runner's summary at the end of its output: "# pass 12" (tap) or "ℹ pass 12" (spec).
       const summary = {};
+      const tail = log.slice(-4096);
       for (const match of tail.replace(/\x1b\[[0-9;]*m/g, '').matchAll(/^(?:# |\u2139 )(tests|pass|fail|cancelled|skipped|todo) (\d+)$/gm)) summary[match[1]] = Number(match[2]);
-      resolve({ code: code ?? (signal ? 1 : 0), summary });
+      resolve({ code: code ?? (signal ? 1 : 0), summary, failures: reporter === 'tap' ? failureReports(log) : [] });
     });
   });
 }
 
 const counts = { tests: 0, pass: 0, fail: 0, cancelled: 0, skipped: 0, todo: 0 };
 const failed = [];
+const failures = [];
 const started = Date.now();
 const up = new Map();
 for (const service of SERVICES) up.set(service.name, await listening(service.port));
@@ -119,7 +146,8 @@ for (const service of SERVICES) up.set(service.name, await listening(service.por
 for (const file of files) {
   const tag = relative(repo, file);
   const fileStarted = Date.now();
-  const { code, summary } = await runFile(file);
+  const { code, summary, failures: reports } = await runFile(file);
+  for (const report of reports) failures.push(`${tag}\n${report}`);
   const problems = [];
   if (code !== 0) problems.push(`its tests failed (exit ${code})`);
   if (summary.tests === undefined) problems.push('its runner printed no summary');
@@ -166,5 +194,6 @@ const seconds = Math.round(((Date.now() - started) % 60_000) / 1000);
 process.stdout.write(
   `\n# ${files.length} files, ${counts.tests} tests: ${counts.pass} pass, ${counts.fail} fail, ${counts.cancelled} cancelled, ${counts.skipped} skipped, ${counts.todo} todo; ${minutes} min ${seconds} s\n`,
 );
+if (failures.length) process.stdout.write(`# failing tests, again:\n${failures.map((f) => f.replace(/^/gm, '#   ')).join('\n#\n')}\n`);
 if (failed.length) process.stdout.write(`# failed files:\n${failed.map((f) => `#   ${f}`).join('\n')}\n`);
 process.exit(failed.length ? 1 : 0);
