@@ -955,8 +955,12 @@ export function transportSuite(name: string, factory: TransportFactory, capabili
       }));
 
       it('does not redeliver a message its live holder keeps past three visibility timeouts', scoped(async (s) => {
-        const holderSide = await s.open({ visibilityTimeoutSec: 1 });
-        const otherSide = await s.reopen(holderSide, { visibilityTimeoutSec: 1 });
+        // Renewals come every third of the timeout, so a lease lapses only if the holder's event loop stalls for
+        // two thirds of it: 2 s rather than 1 s keeps a loaded two-core machine (a file's helper processes
+        // compiling beside it) from stalling that long, while the wait still spans three timeouts.
+        const VISIBILITY_SEC = 2;
+        const holderSide = await s.open({ visibilityTimeoutSec: VISIBILITY_SEC });
+        const otherSide = await s.reopen(holderSide, { visibilityTimeoutSec: VISIBILITY_SEC });
         const q = queueName();
         const { id, message } = task(q);
         await holderSide.publish(message, { queue: q });
@@ -965,7 +969,7 @@ export function transportSuite(name: string, factory: TransportFactory, capabili
         await held.waitForCount(1);
         const other = new Inbox();
         await s.consume(otherSide, [q], 1, other);
-        await sleep(3 * 1_000 + GRACE_MS);
+        await sleep(3 * VISIBILITY_SEC * 1_000 + GRACE_MS);
         assert.deepEqual(other.ids, [], 'the other connection got nothing');
         assert.deepEqual(held.ids, [id], 'the holder was not handed it again either');
         assert.equal((await statsOf(otherSide, q)).unacked, 1);
