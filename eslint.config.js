@@ -43,6 +43,7 @@ const canvasFromWorker = {
   regex: '^\\.\\./app/canvas(?:\\.ts)?$',
   message: 'The worker reaches the canvas only through src/worker/workflow.ts, its one adapter (docs/internals.md, Layers).',
 };
+const cacheBesideEngines = layers(['app', 'worker', 'transports', 'backends', 'events', 'channels', 'control', 'actors', 'beat', 'gateway'], 'The cache tier stands beside the engines: it imports src/clients, protocol, util and errors only');
 const clientsBelowAll = layers(['app', 'worker', 'transports', 'backends', 'events', 'channels', 'gateway', 'canvas'], 'src/clients is the bottom layer: it imports only util, errors and protocol');
 
 export default defineConfig(
@@ -99,7 +100,7 @@ export default defineConfig(
   // Layering. A later config object replaces (does not merge) a rule's options, so each folder gets the full list.
   {
     files: ['src/**/*.ts'],
-    ignores: ['src/clients/**', 'src/transports/**', 'src/backends/**', 'src/events/**', 'src/channels/**', 'src/control/**', 'src/cli/**'],
+    ignores: ['src/clients/**', 'src/transports/**', 'src/backends/**', 'src/events/**', 'src/channels/**', 'src/control/**', 'src/cli/**', 'src/cache/**'],
     rules: { 'no-restricted-imports': ['error', { patterns: [clientLibraries, cliFromCore] }] },
   },
   {
@@ -118,6 +119,10 @@ export default defineConfig(
   {
     files: ['src/backends/**/*.ts', 'src/events/**/*.ts', 'src/channels/**/*.ts'],
     rules: { 'no-restricted-imports': ['error', { patterns: [clientLibraries, cliFromCore, noTransports] }] },
+  },
+  {
+    files: ['src/cache/**/*.ts'],
+    rules: { 'no-restricted-imports': ['error', { patterns: [clientLibraries, cliFromCore, cacheBesideEngines] }] },
   },
   {
     files: ['src/control/**/*.ts'],

@@ -165,6 +165,19 @@ export class ActorNotFoundError extends FennelError {
   }
 }
 
+/**
+ * A cache operation failed: its server did not answer within the time limit, refused the value (too large for
+ * memcached), or is down. Only `cache.set()` and `cache.add()` of a value too large reject with it; everywhere
+ * else the Cache turns it into a miss, counted and logged at warn (src/cache/cache.ts).
+ */
+export class CacheError extends FennelError {
+  override readonly code = 'FENNEL_CACHE';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'CacheError';
+  }
+}
+
 /** Every code, for docs/errors.md and its test. */
 export const ERROR_CODES = {
   FENNEL_ERROR: FennelError,
@@ -178,6 +191,7 @@ export const ERROR_CODES = {
   FENNEL_CLOSED: ClosedError,
   FENNEL_CHANNEL_OVERFLOW: ChannelOverflowError,
   FENNEL_ACTOR_NOT_FOUND: ActorNotFoundError,
+  FENNEL_CACHE: CacheError,
   FENNEL_RETRY: Retry,
   FENNEL_REJECT: Reject,
 } as const;

@@ -33,6 +33,10 @@ export { ActorType, type ActorProxy, type ActorHandle, type ActorOptions, type C
 export type { ActorEntry, NameListing, HostRecord, InstanceMode } from './actors/names.ts';
 export type { Names } from './actors/names.ts';
 export type { WorkerOptions, PoolKind } from './worker/worker.ts';
+export { Cache, type CacheOptions, type CacheSpec, type SetOptions, type WrapOptions } from './cache/cache.ts';
+export type { CacheStats } from './cache/stats.ts';
+export type { CacheEngine } from './cache/engine.ts';
+export type { TaskCacheOptions } from './app/memo.ts';
 export {
   FennelError,
   ConfigError,
@@ -45,6 +49,7 @@ export {
   ClosedError,
   ChannelOverflowError,
   ActorNotFoundError,
+  CacheError,
   Retry,
   Reject,
 } from './errors.ts';

@@ -7,6 +7,8 @@
 
 import { z } from 'zod';
 import { checkBackendUrl } from '../backends/index.ts';
+import { tierUrls } from '../cache/cache.ts';
+import { checkCacheUrl } from '../cache/engines.ts';
 import { ConfigError } from '../errors.ts';
 import { checkBrokerUrl } from '../transports/index.ts';
 import { DEFAULT_CONNECT_TIMEOUT_MS } from '../util/connection-state.ts';
@@ -23,6 +25,12 @@ const url = z.string();
 export const OPTIONS = {
   broker: { schema: url, env: 'FENNEL_BROKER_URL', default: 'sqlite://fennel.db', doc: 'Broker URL: sqlite://path (one machine), redis://host:port/db (many machines; Celery-compatible), memory:// (one process only).' },
   backend: { schema: url, env: 'FENNEL_RESULT_BACKEND', default: undefined, doc: 'Result backend URL. Defaults to the broker URL.' },
+  cache: {
+    schema: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]),
+    env: 'FENNEL_CACHE_URL',
+    default: 'lru://',
+    doc: "The app's cache (app.cache, memoized tasks; docs/cache.md): lru://?max=10000 (this process only), redis://host:6379/0 or memcached://host1:11211,host2:11211 (sharded). Tiers, hottest first: an array, or URLs separated by spaces in the environment.",
+  },
   connectTimeoutMs: {
     schema: z.number().int().positive(),
     env: 'FENNEL_CONNECT_TIMEOUT_MS',
@@ -118,6 +126,12 @@ export function resolveConfig(options: FennelOptions = {}, env: NodeJS.ProcessEn
   // A backend left unset is the broker's URL, checked as a result backend too (every broker scheme is one).
   if (out['backend'] === undefined) out['backend'] = broker;
   else checkUrl('backend', out['backend'] as string, sources.backend!, broker);
+  try {
+    for (const tier of tierUrls(out['cache'] as string | string[])) checkCacheUrl(tier);
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    throw new ConfigError(`${sources.cache!} is invalid: ${error.message}`, { cause: error });
+  }
   return out as ResolvedConfig;
 }
 

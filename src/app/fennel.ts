@@ -32,7 +32,9 @@ import { isReady, States } from '../protocol/states.ts';
 import { STARMAP_TASK, type CanvasNode } from './canvas.ts';
 import { defineSchedule, type Schedule, type ScheduleOptions, type ScheduleSpec } from '../beat/schedule.ts';
 import { checkCallOptions, checkTaskOptions, timeLimits, toDate } from './options.ts';
-import { AsyncResult, type GetOptions, type ResultOwner } from './result.ts';
+import { AsyncResult, answerLocally, type GetOptions, type ResultOwner } from './result.ts';
+import { Cache, type CacheOptions } from '../cache/cache.ts';
+import { answerableFromCache, cachedOutcome, callKey, fillLocalTiers, memoOf, type Memo } from './memo.ts';
 import { makeTask, type CallOptions, type RegisteredTask, type Task, type TaskFunction, type TaskOptions } from './task.ts';
 
 const APP_BRAND = Symbol.for('fennel.app');
@@ -56,6 +58,10 @@ export class Fennel {
   private channelHub: ChannelHub | undefined;
   private mailboxInstance: MailboxEngine | undefined;
   private controlInstance: Control | undefined;
+  private cacheInstance: Cache | undefined;
+  /** Memoized tasks' own caches, by URL. */
+  private readonly taskCaches = new Map<string, Cache>();
+  private readonly cacheOptions: CacheOptions = {};
   private backendInstance: ResultBackend | undefined;
   private closed = false;
   /** This process's reply address, sent as `reply_to` on every message, as Celery's app.thread_oid. */
@@ -104,10 +110,12 @@ export class Fennel {
     if (this.tasks.has(name)) throw new ConfigError(`a task named '${name}' is already registered`);
     if (typeof fn !== 'function') throw new ConfigError(`task '${name}' needs a function`);
     checkTaskOptions(name, options);
-    this.tasks.set(name, { name, fn: fn as (...args: unknown[]) => unknown, options });
+    const memo = memoOf(name, options.cache);
+    this.tasks.set(name, { name, fn: fn as (...args: unknown[]) => unknown, options, memo });
     return makeTask(name, fn, options, {
       app: () => this,
       send: (n, args, call, taskOptions) => this.send(n, args, call, taskOptions),
+      invalidate: (n, args) => this.invalidate(n, args),
       sendMany: (n, argsList, call) => this.sendMany(n, argsList, call),
     });
   }
@@ -307,6 +315,34 @@ export class Fennel {
     return (this.backendInstance = this.signer ? signedBackend(backend, this.signer) : backend);
   }
 
+  /**
+   * The app's cache (its `cache` option, default lru://): cache-aside for any code (`app.cache.wrap(key, fn)`), and
+   * where memoized tasks keep their results unless they name their own. Opened on first use.
+   */
+  get cache(): Cache {
+    if (this.closed) throw new ClosedError('this Fennel app');
+    return (this.cacheInstance ??= new Cache(this.config.cache, this.cacheOptions));
+  }
+
+  /** The cache a memoized task uses: its own `url`'s (one Cache per URL in this app), or the app's. */
+  cacheFor(memo: Memo): Cache {
+    if (memo.url === undefined) return this.cache;
+    let cache = this.taskCaches.get(memo.url);
+    if (!cache) this.taskCaches.set(memo.url, (cache = new Cache(memo.url, this.cacheOptions)));
+    return cache;
+  }
+
+  /** Where the app's caches write their warnings (a worker sets its logger before any cache opens). */
+  setCacheLog(log: NonNullable<CacheOptions['log']>): void {
+    this.cacheOptions.log = log;
+  }
+
+  private async invalidate(name: string, args: readonly unknown[]): Promise<void> {
+    const memo = this.tasks.get(name)?.memo;
+    if (!memo) throw new ConfigError(`invalidate: task '${name}' is not memoized (give it the option cache: { ttlSec })`);
+    await this.cacheFor(memo).delete(callKey(name, memo, args));
+  }
+
   /** Picks the queue: the call's, then the route table's, then the task's, then the default. */
   queueFor(name: string, call: { queue?: string }, task: TaskOptions = this.tasks.get(name)?.options ?? {}): string {
     return this.pickQueue(call, task, this.route(name));
@@ -325,10 +361,27 @@ export class Fennel {
     if (refs) return this.sendParked(name, refs, call, task);
     const [message, route] = this.prepare(name, args, call, task);
     if (route.broadcast) return this.sendBroadcast(name, message, route);
+    const memo = task.cache ? this.tasks.get(name)?.memo : undefined;
+    if (memo && answerableFromCache(call, task)) return this.sendMemoized(name, args, call, task, memo, message, route);
     const sent = this.transport.publish(message, route);
     // The rejection is re-thrown by get() and by awaiting `result.sent`; this keeps it from being unhandled.
     sent.catch(() => {});
     return new AsyncResult(message.headers['id'] as string, this.backendFn, sent, name, this.resultOwner, route.queue);
+  }
+
+  /**
+   * Sends a memoized call unless the cache holds its result (src/app/memo.ts): a hit is the AsyncResult's outcome at
+   * once, stored in the result backend too (`sent` resolves when it is); a miss is published as any call is.
+   */
+  private sendMemoized(name: string, args: readonly unknown[], call: CallOptions, task: TaskOptions, memo: Memo, message: WireMessage, route: TransportRoute): AsyncResult<unknown> {
+    const cache = this.cacheFor(memo);
+    const key = callKey(name, memo, args, call.kwargs);
+    const id = message.headers['id'] as string;
+    const outcome = cachedOutcome(cache, key, id, name);
+    const store = !(call.ignoreResult ?? task.ignoreResult);
+    const sent = outcome.then((meta) => (meta === undefined ? this.transport.publish(message, route) : store ? storeOutcome(this, { ...meta, queue: route.queue }, false) : undefined));
+    sent.catch(() => {});
+    return answerLocally(new AsyncResult(id, this.backendFn, sent, name, this.resultOwner, route.queue), outcome, fillLocalTiers(cache, key, memo.ttlSec));
   }
 
   /**
@@ -443,6 +496,14 @@ export class Fennel {
   /** Closes the engines this app opened. Sending or reading results afterwards throws ClosedError. */
   async close(): Promise<void> {
     this.closed = true;
-    await Promise.all([this.transportInstance?.close(), this.backendInstance?.close(), this.eventsInstance?.close(), this.channelHub?.close(), this.mailboxInstance?.close()]);
+    await Promise.all([
+      this.transportInstance?.close(),
+      this.backendInstance?.close(),
+      this.eventsInstance?.close(),
+      this.channelHub?.close(),
+      this.mailboxInstance?.close(),
+      this.cacheInstance?.close(),
+      ...[...this.taskCaches.values()].map((cache) => cache.close()),
+    ]);
   }
 }

@@ -47,6 +47,7 @@ const TASK_CHECKS: Record<keyof TaskOptions, Check> = {
   broadcast: bool,
   expose: bool,
   schema: anything,
+  cache: anything, // checked by memoOf (src/app/memo.ts), which reads it
 };
 
 const CALL_CHECKS: Record<keyof CallOptions, Check> = {

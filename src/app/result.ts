@@ -50,6 +50,24 @@ function unsentSignal(sent: Promise<void>): AbortSignal {
 
 const ALREADY_SENT = Promise.resolve();
 
+/**
+ * Outcomes an AsyncResult knows without its result backend: a memoized call answered from the cache
+ * (src/app/memo.ts). `meta` resolves with the outcome, or undefined if the call was sent after all (a miss);
+ * `onSuccess` sees a sent call's result once get() has read it.
+ */
+interface LocalOutcome {
+  meta: Promise<TaskMeta | undefined>;
+  onSuccess: ((result: unknown) => void) | undefined;
+}
+
+const localOutcomes = new WeakMap<AsyncResult<unknown>, LocalOutcome>();
+
+/** Lets `result` answer from `meta` once it resolves with an outcome (see LocalOutcome). */
+export function answerLocally<T>(result: AsyncResult<T>, meta: Promise<TaskMeta | undefined>, onSuccess?: (value: unknown) => void): AsyncResult<T> {
+  localOutcomes.set(result, { meta, onSuccess });
+  return result;
+}
+
 /** What the AsyncResults an app makes ask of it: one object per app, shared by all of them. */
 export interface ResultOwner {
   revoke(id: string, options: { terminate?: boolean }): Promise<void>;
@@ -92,6 +110,8 @@ export class AsyncResult<T = unknown> implements PromiseLike<T> {
   /** Reads the current state from the result store (PENDING if nothing is stored yet). */
   async refresh(): Promise<TaskMeta> {
     if (this.meta && isReady(this.meta.status)) return this.meta;
+    const known = await localOutcomes.get(this)?.meta;
+    if (known) return (this.meta = known);
     this.meta = (await this.backend().get(this.id)) ?? this.meta ?? pendingMeta(this.id);
     return this.meta;
   }
@@ -127,13 +147,24 @@ export class AsyncResult<T = unknown> implements PromiseLike<T> {
    * so (its `hint`) when no live worker consumes the queue the task was sent to, if the broker can tell.
    */
   async get(options: GetOptions = {}): Promise<T> {
+    const local = localOutcomes.get(this);
+    if (local) {
+      const known = await local.meta;
+      if (known) {
+        this.meta = known;
+        return known.result as T;
+      }
+    }
     const meta = await this.waitWhileSending(options);
     if (!meta) {
       const hint = this.queue !== undefined && typeof this.owner === 'object' ? await this.owner.queueHint?.(this.queue) : undefined;
       throw new TimeoutError(this.id, options.timeoutMs ?? 0, this.taskName, hint);
     }
     this.meta = meta;
-    if (meta.status === States.SUCCESS) return meta.result as T;
+    if (meta.status === States.SUCCESS) {
+      local?.onSuccess?.(meta.result);
+      return meta.result as T;
+    }
     throw remoteError(meta);
   }
 

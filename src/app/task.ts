@@ -10,6 +10,7 @@ import type { Fennel } from './fennel.ts';
 import type { BroadcastResult } from './broadcast.ts';
 import type { AsyncResult } from './result.ts';
 import { makeContext, runInContext } from './context.ts';
+import type { Memo, TaskCacheOptions } from './memo.ts';
 
 /** Per-call options, Celery's names; times in seconds as in Celery. */
 export interface CallOptions {
@@ -81,6 +82,11 @@ export interface TaskOptions {
   expose?: boolean;
   /** A zod schema for the positional arguments (e.g. `z.tuple([z.number()])`); the gateway answers 400 with its reasons. */
   schema?: ZodType;
+  /**
+   * Memoize: a call whose arguments' result is in the cache is answered from it, without sending a message; a
+   * worker stores each success there. `true` or `{ ttlSec, url, key }` (src/app/memo.ts, docs/cache.md).
+   */
+  cache?: boolean | TaskCacheOptions;
 }
 
 export type TaskFunction<A extends unknown[] = never[], R = unknown> = (...args: A) => R;
@@ -116,18 +122,23 @@ export interface Task<A extends unknown[], R, Broadcast extends boolean = false>
   starmap(argsList: ReadonlyArray<A>): Group<Awaited<R>>;
   /** A group of `size`-long chunks of argument lists, each chunk one task that runs them in turn: few messages for many small calls. */
   chunks(argsList: ReadonlyArray<A>, size: number): Group<Array<Awaited<R>>>;
+  /** A memoized task: forgets the cached result of the call with these arguments (its cache's delete). */
+  invalidate(...args: A): Promise<void>;
 }
 
 export interface RegisteredTask {
   name: string;
   fn: (...args: unknown[]) => unknown;
   options: TaskOptions;
+  /** A memoized task's cache settings (its `cache` option, checked). */
+  memo?: Memo | undefined;
 }
 
 interface Producer {
   readonly app: () => Fennel;
   send(name: string, args: readonly unknown[], call: CallOptions, task: TaskOptions): AsyncResult<unknown> | BroadcastResult<unknown>;
   sendMany(name: string, argsList: ReadonlyArray<readonly unknown[]>, call: Omit<CallOptions, 'taskId'>): Array<AsyncResult<unknown>>;
+  invalidate(name: string, args: readonly unknown[]): Promise<void>;
 }
 
 /** The signal of an in-process call: nothing aborts it (its controller is not kept). */
@@ -150,6 +161,7 @@ export function makeTask<A extends unknown[], R, B extends boolean>(name: string
     si: { value: (...args: A) => new Signature(producer.app, name, args, {}, {}, true) },
     map: { value: (items: ReadonlyArray<unknown>) => new Group(producer.app, items.map((item) => new Signature(producer.app, name, [item], {}, {}, true))) },
     starmap: { value: (argsList: ReadonlyArray<A>) => new Group(producer.app, argsList.map((args) => new Signature(producer.app, name, args, {}, {}, true))) },
+    invalidate: { value: (...args: A) => producer.invalidate(name, args) },
     chunks: {
       value: (argsList: ReadonlyArray<A>, size: number) => {
         if (!Number.isInteger(size) || size < 1) throw new ConfigError(`chunks(): size must be a positive integer (got ${size})`);

@@ -14,6 +14,7 @@ import { States } from '../protocol/states.ts';
 import type { TaskEventType } from '../events/events.ts';
 import type { Delivery } from '../transports/transport.ts';
 import type { ErrorReport, Job, Outcome, Pool } from './pools/pool.ts';
+import { callKey } from '../app/memo.ts';
 import { storeOutcome } from '../app/refs.ts';
 import { continueWorkflow, failWorkflow, inWorkflow, jobArgs } from './workflow.ts';
 
@@ -64,6 +65,7 @@ const MAX_REQUEUE_PAUSE_MS = 30_000;
 /** Handles one delivery to the end. Never throws: every failure ends in an ack, a dead letter or a requeue. */
 export async function execute(delivery: Delivery, ctx: ExecutorContext, held?: HeldTask): Promise<void> {
   let request: TaskRequest | undefined;
+  let memo: MemoCall | undefined;
   try {
     // Each check is a plain test here, and its async handler runs only when it applies: most tasks pass them
     // all, and a worker running 20,000 tasks a second should not make a promise for each check of each one.
@@ -112,7 +114,10 @@ export async function execute(delivery: Delivery, ctx: ExecutorContext, held?: H
         marks?.cancel(request!);
         void storeProgress(request!, metaJson, ctx);
       };
-      outcome = Array.isArray(args) ? await ctx.pool.run(toJob(request, args, ctx), { onProgress }) : args;
+      // A memoized task is looked up in its cache first (src/app/memo.ts); a hit is its outcome, without running.
+      memo = Array.isArray(args) ? memoLookup(ctx, request, args) : undefined;
+      const cached = memo && (await memo.cached);
+      outcome = cached !== undefined ? { kind: 'success', resultJson: cached } : Array.isArray(args) ? await ctx.pool.run(toJob(request, args, ctx), { onProgress }) : args;
     } finally {
       marks?.cancel(request);
       // The slot is free as soon as the function has returned: the next task runs in it while this one's
@@ -122,6 +127,9 @@ export async function execute(delivery: Delivery, ctx: ExecutorContext, held?: H
     const runtimeSec = (performance.now() - startedAt) / 1000;
     // Past the grace period the worker has handed this message back already: its outcome is not ours to store.
     if (ctx.abandoned()) return;
+    // A memoized task's new result goes to its cache first (within the cache's time limit; a cache that fails is only
+    // counted), so that whoever has read the outcome finds it in the cache when they call again.
+    if (memo && outcome.kind === 'success' && !memo.hit()) await memo.store(outcome.resultJson);
     await settle(request, delivery, outcome, runtimeSec, ctx);
   } catch (error) {
     if (ctx.abandoned()) return;
@@ -308,6 +316,34 @@ async function storeProgress(request: TaskRequest, metaJson: string, ctx: Execut
   } catch (error) {
     ctx.log.warn({ err: error, id: request.id }, 'could not store progress');
   }
+}
+
+/** A memoized call in the worker: its cache lookup, and how to store its result. */
+interface MemoCall {
+  /** The result JSON the cache holds, or undefined (a miss, or a cache that failed). */
+  cached: Promise<string | undefined>;
+  hit(): boolean;
+  store(resultJson: string): Promise<boolean>;
+}
+
+/** Undefined for a task that is not memoized (one map lookup), or one whose key cannot be made. */
+function memoLookup(ctx: ExecutorContext, request: TaskRequest, args: unknown[]): MemoCall | undefined {
+  const memo = ctx.app.registry.get(request.name)?.memo;
+  if (!memo) return undefined;
+  let key: string;
+  try {
+    key = callKey(request.name, memo, args, Object.keys(request.kwargs).length ? request.kwargs : undefined);
+  } catch (error) {
+    ctx.log.warn({ err: error, id: request.id }, `task ${request.name}[${request.id}]: no cache key (${(error as Error).message}); running it uncached`);
+    return undefined;
+  }
+  const cache = ctx.app.cacheFor(memo);
+  let hit = false;
+  const cached = cache.getText(key).then((text) => {
+    hit = text !== undefined;
+    return text;
+  });
+  return { cached, hit: () => hit, store: (resultJson) => cache.setText(key, resultJson, memo.ttlSec) };
 }
 
 /** Stores the outcome, then acknowledges (or dead-letters) the delivery. */

@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import type { Fennel } from '../app/fennel.ts';
 import { ConfigError } from '../errors.ts';
 import { FENNEL_VERSION } from '../version.ts';
+import { processCacheStats } from '../cache/stats.ts';
 import { HEARTBEAT_SEC, type EventType, type FennelEvent } from '../events/events.ts';
 import type { Delivery, Subscription } from '../transports/transport.ts';
 import { maskUrl } from '../util/url.ts';
@@ -168,6 +169,9 @@ export class Worker {
     ({ log: this.log, print: this.print } = options.logger
       ? { log: options.logger, print: undefined }
       : workerLog({ name: this.name, level: options.logLevel ?? 'info', format: options.logFormat ?? 'json' }));
+    // Memoized tasks' caches warn in the worker's log (a cache that fails is a miss, never a failed task).
+    const log = this.log;
+    app.setCacheLog({ warn: (message) => log.warn(message) });
     // Made here, so that a backend that cannot hold the beat's lease is an error before anything starts.
     if (options.actors) this.actorHost = new ActorHost({ app, node: this.name, log: this.log });
     if (options.beat) this.beat = new Beat(app, { name: `${this.name}/beat`, ...(options.beat === true ? {} : options.beat), logger: this.log });
@@ -439,6 +443,7 @@ export class Worker {
 
   /** What worker-online, worker-heartbeat and worker-offline carry (Celery's heartbeat fields, plus the pool). */
   private workerFields(): Record<string, unknown> {
+    const caches = processCacheStats();
     return {
       freq: HEARTBEAT_SEC,
       active: this.busy,
@@ -451,6 +456,9 @@ export class Worker {
       concurrency: this.slotLimit,
       queues: this.queueList,
       ...(this.autoscaler ? { autoscale: { max: this.autoscaler.max, min: this.autoscaler.min } } : {}),
+      // The caches open in this process (memoized tasks' lookups run here), by engine: the gateway's /metrics and
+      // dashboard show them. Absent when there is none, as the other optional fields.
+      ...(caches.length > 0 ? { cache: caches } : {}),
     };
   }
 

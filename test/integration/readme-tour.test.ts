@@ -3,7 +3,8 @@
 // built, as `npm install` would leave it). TypeScript blocks whose first line names a file (`// tasks.ts`) are
 // written to that file; every line of a `sh` block is run by bash in the project (`npx fennel worker …` in the
 // background, until it says it is ready; anything else to its end, which must be exit 0). What each command
-// printed is then checked against what the README says it prints.
+// printed is then checked against what the README says it prints. The section on the cache runs the same way, after
+// the tour, in the same project.
 
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
@@ -72,6 +73,40 @@ function runToEnd(line: string): Promise<{ code: number | null; stdout: string; 
   });
 }
 
+/** Runs every block of a README section in the project, as a newcomer would; what each foreground command printed. */
+async function runSection(heading: string): Promise<Map<string, string>> {
+  const blocks = sectionBlocks(readFileSync(join(ROOT, 'README.md'), 'utf8'), heading);
+  const outputs = new Map<string, string>();
+  for (const block of blocks) {
+    if (block.lang === 'ts') {
+      const name = /^\/\/ ([\w.-]+\.ts)(:|$)/.exec(block.lines[0]!)?.[1];
+      assert.ok(name, `a ts block of '${heading}' starts with the name of its file:\n${block.lines.join('\n')}`);
+      writeFileSync(join(project, name), `${block.lines.join('\n')}\n`);
+      continue;
+    }
+    assert.equal(block.lang, 'sh', `'${heading}' has only ts and sh blocks (got '${block.lang}')`);
+    for (const line of block.lines.map(command).filter(Boolean)) {
+      if (line.startsWith('npx fennel worker')) {
+        const worker = runInBackground(line);
+        background.push(worker);
+        await worker.waitForLine(/worker ready/, 60_000);
+        continue;
+      }
+      const run = await runToEnd(line);
+      assert.equal(run.code, 0, `'${line}' exited ${run.code}:\n${run.stdout}${run.stderr}`);
+      outputs.set(line, run.stdout);
+    }
+  }
+  return outputs;
+}
+
+/** The lines printed by the command of `outputs` that starts with `prefix`. */
+function printedBy(outputs: Map<string, string>, prefix: string): string[] {
+  const key = [...outputs.keys()].find((k) => k.startsWith(prefix));
+  assert.ok(key, `the section runs '${prefix}…'`);
+  return outputs.get(key)!.trim().split('\n');
+}
+
 describe("the README's short tour, as printed", () => {
   before(() => {
     // The project uses Fennel as installed: its compiled dist/. Build it if the sources are newer.
@@ -95,38 +130,18 @@ describe("the README's short tour, as printed", () => {
   });
 
   it('runs every block of the section and prints what it says', async () => {
-    const blocks = sectionBlocks(readFileSync(join(ROOT, 'README.md'), 'utf8'), 'A short tour');
-    const outputs = new Map<string, string>();
-    for (const block of blocks) {
-      if (block.lang === 'ts') {
-        const name = /^\/\/ ([\w.-]+\.ts)$/.exec(block.lines[0]!)?.[1];
-        assert.ok(name, `a ts block of the tour starts with the name of its file:\n${block.lines.join('\n')}`);
-        writeFileSync(join(project, name), `${block.lines.join('\n')}\n`);
-        continue;
-      }
-      assert.equal(block.lang, 'sh', `the tour has only ts and sh blocks (got '${block.lang}')`);
-      for (const line of block.lines.map(command).filter(Boolean)) {
-        if (line.startsWith('npx fennel worker')) {
-          const worker = runInBackground(line);
-          background.push(worker);
-          await worker.waitForLine(/worker ready/, 60_000);
-          continue;
-        }
-        const run = await runToEnd(line);
-        assert.equal(run.code, 0, `'${line}' exited ${run.code}:\n${run.stdout}${run.stderr}`);
-        outputs.set(line, run.stdout);
-      }
-    }
-    const printed = (prefix: string): string[] => {
-      const key = [...outputs.keys()].find((k) => k.startsWith(prefix));
-      assert.ok(key, `the tour runs '${prefix}…'`);
-      return outputs.get(key)!.trim().split('\n');
-    };
+    const outputs = await runSection('A short tour');
+    const printed = (prefix: string): string[] => printedBy(outputs, prefix);
     assert.deepEqual(printed('npx tsx caller.ts'), ['5', '5', '5', '[ 3, 7 ]', '5', '9592']);
     assert.deepEqual(printed('npx tsx lookup.ts'), ['SUCCESS 5']);
     assert.deepEqual(printed('npx fennel call math.add 2 3 --app ./tasks.ts --wait'), ['5']);
     assert.match(printed('npx fennel status').join('\n'), /SUCCESS\s+\d+/);
     assert.match(printed('npx fennel inspect ping').join('\n'), /^-> \S+@\S+: OK\n\s+pong$/m);
     assert.match(printed('npx fennel control pool-grow 2').join('\n'), /^-> \S+@\S+: OK\n\s+pool will grow$/m);
+  });
+
+  it("runs the cache section's blocks, in the same project, and prints what they say", async () => {
+    const outputs = await runSection('A cache: memoized tasks and cache-aside');
+    assert.deepEqual(printedBy(outputs, 'npx tsx cached.ts'), ['144', '144', "{ name: 'Ada' }"]);
   });
 });

@@ -1,7 +1,7 @@
 // Type-level tests: compiled by `tsc -p tsconfig.json` (the first step of `npm test`), never run.
 // Each @ts-expect-error line must fail to compile; if it ever compiles, tsc reports the unused directive.
 
-import { chain, chord, Fennel, group, type AsyncResult, type BroadcastResult, type CommandResult, type GroupResult } from 'fennel';
+import { Cache, chain, chord, Fennel, group, type AsyncResult, type BroadcastResult, type CommandResult, type GroupResult } from 'fennel';
 
 const app = new Fennel({ broker: 'memory://types' });
 const add = app.task('math.add', (a: number, b: number) => a + b);
@@ -131,4 +131,21 @@ export async function checks(): Promise<void> {
   await app.control.ping({ destination: 'fennel@host1' });
   // @ts-expect-error matcher is 'glob' or 'pcre'
   await app.control.ping({ pattern: 'fennel@*', matcher: 're' });
+
+  // A memoized task: its key function takes the task's arguments; invalidate() takes them too.
+  const square = app.task('math.square', (x: number) => x * x, { cache: { ttlSec: 60, key: (x: number) => `sq:${x}` } });
+  const squared = await square.delay(4);
+  expectType<Equal<typeof squared, number>>(true);
+  await square.invalidate(4);
+  // @ts-expect-error invalidate takes the task's own arguments
+  await square.invalidate('4');
+  // @ts-expect-error ttlSec is a number of seconds
+  app.task('math.cube', (x: number) => x ** 3, { cache: { ttlSec: '60' } });
+  const cache = new Cache(['lru://?max=100', 'redis://127.0.0.1:6379/0']);
+  const user = await cache.wrap('user:1', async () => ({ name: 'Ada' }), { ttlSec: 60 });
+  expectType<Equal<typeof user, { name: string }>>(true);
+  const maybe = await cache.get<number>('n');
+  expectType<Equal<typeof maybe, number | undefined>>(true);
+  // @ts-expect-error getMany takes a list of keys
+  await cache.getMany('k');
 }
