@@ -77,6 +77,7 @@ export async function cachedOutcome(cache: Cache, key: string, id: string, taskN
   try {
     result = decodeJson(text);
   } catch {
+    // Not a result (another program's value under the key): a miss, and the call is sent; the worker says why.
     return undefined;
   }
   return { status: States.SUCCESS, result, traceback: null, children: [], date_done: nowIso(), task_id: id, name: taskName };

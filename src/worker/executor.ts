@@ -340,7 +340,14 @@ function memoLookup(ctx: ExecutorContext, request: TaskRequest, args: unknown[])
   const cache = ctx.app.cacheFor(memo);
   let hit = false;
   const cached = cache.getText(key).then((text) => {
-    hit = text !== undefined;
+    if (text === undefined) return undefined;
+    try {
+      decodeJson(text); // what another program left under the key may not be a result: then it is a miss
+    } catch (error) {
+      ctx.log.warn({ id: request.id }, `task ${request.name}[${request.id}]: the cache holds something under ${key} that is not a result (${(error as Error).message}); running it`);
+      return undefined;
+    }
+    hit = true;
     return text;
   });
   return { cached, hit: () => hit, store: (resultJson) => cache.setText(key, resultJson, memo.ttlSec) };

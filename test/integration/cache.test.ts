@@ -6,7 +6,7 @@
 //   - two worker processes compute each of 20 calls once; the same 20 calls again send no message (the queue's
 //     counts do not move), and are SUCCESS at once, also for another process reading the result backend by id;
 //   - a call sent anyway (a signature, as a canvas sends it) is answered by the worker from the cache, unrun;
-//   - a failure is never cached; invalidate() forgets one call; a task's own key function;
+//   - a failure is never cached; invalidate() forgets one call; a task's own key function; junk under a key is a miss;
 //   - a cached result passed as an argument (an object reference) is read by the worker like any result;
 //   - every memcached server SIGKILLed: calls are sent and computed, never failed;
 //   - on lru:// (this process only), the producer answers a repeated call from what it read the first time.
@@ -15,7 +15,8 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { AsyncResult, Fennel } from '../../src/index.ts';
+import { AsyncResult, Cache, Fennel } from '../../src/index.ts';
+import { memoKey } from '../../src/cache/keys.ts';
 import { States } from '../../src/protocol/states.ts';
 import type * as CacheApp from './fixtures/cache-app.ts';
 import { memcachedSkipReason, startMemcached, type RunningMemcached } from '../support/memcached.ts';
@@ -121,6 +122,19 @@ describe('memoized tasks', { skip }, () => {
     assert.equal(await tasks.greet.delay({ id: 7, name: 'Ada' }).get({ timeoutMs: WAIT_MS }), 'hello Ada');
     assert.equal(await tasks.greet.delay({ id: 7, name: 'someone else' }).get({ timeoutMs: WAIT_MS }), 'hello Ada', 'one key for user 7');
     assert.equal(runs('greet 7').length, 1);
+  });
+
+  it('something under a call’s key that is not a result (another program’s) is a miss: the call is sent and run', async () => {
+    const junk = new Cache(memcachedUrl);
+    try {
+      assert.equal(await junk.setText(memoKey('cache.square', [81]), 'not { json', 0), true);
+    } finally {
+      await junk.close();
+    }
+    assert.equal(await tasks.square.delay(81).get({ timeoutMs: WAIT_MS }), 6561);
+    assert.equal(runs('square 81').length, 1);
+    assert.equal(await tasks.square.delay(81).get({ timeoutMs: WAIT_MS }), 6561, 'and the result replaced it');
+    assert.equal(runs('square 81').length, 1);
   });
 
   it('a cached result passed as an argument is read by the worker like any other result', async () => {
