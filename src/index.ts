@@ -34,7 +34,7 @@ export type { ActorEntry, NameListing, HostRecord, InstanceMode } from './actors
 export type { Names } from './actors/names.ts';
 export type { WorkerOptions, PoolKind } from './worker/worker.ts';
 export { Cache, type CacheOptions, type CacheSpec, type SetOptions, type WrapOptions } from './cache/cache.ts';
-export type { CacheStats } from './cache/stats.ts';
+export { cacheLatency, processCacheStats, type CacheStats } from './cache/stats.ts';
 export type { CacheEngine } from './cache/engine.ts';
 export type { TaskCacheOptions } from './app/memo.ts';
 export {

@@ -6,6 +6,7 @@
 //   /api/tasks/:name  POST submit        /api/tasks/:id  GET state · DELETE revoke        /api/ws  push
 //   /api/schedules    GET the schedules, their last and next fires, the leading beat
 //   /api/actors       GET the actors in the name server (host, state, calls) and the live actor hosts
+//   /api/cache        GET the cache counts of the gateway's process and of each online worker, by engine
 //   /api/control/:command  POST remote control (inspect, pool-grow, shutdown, …; changes need a token)
 //   /dashboard/       the live monitor   /metrics        Prometheus                       /healthz liveness + broker
 //   /                 the application's own pages, with --site <dir>
@@ -95,6 +96,9 @@ export async function createGateway(app: Fennel, options: GatewayOptions = {}): 
   registerScheduleRoutes(server, { app });
   registerActorRoutes(server, { app });
   registerControlRoutes(server, { app, tokenConfigured: Boolean(token) });
+
+  // The rows of /metrics' fennel_cache_* as JSON (the dashboard gets the same rows over the WebSocket).
+  server.get('/api/cache', () => ({ cache: monitor.cacheRows() }));
 
   server.get('/metrics', async (_request, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
 

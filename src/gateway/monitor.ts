@@ -4,7 +4,7 @@
 // Bounded everywhere: recent tasks, throughput history and offline workers are capped or expire, so a busy
 // cluster cannot grow the gateway's memory.
 
-import type { Fennel, FennelEvent } from '../index.ts';
+import { processCacheStats, type Fennel, type FennelEvent } from '../index.ts';
 import type { GatewayMetrics } from './metrics.ts';
 
 /** A worker is offline when this many heartbeat intervals pass without one (Celery's monitors use a similar rule). */
@@ -15,6 +15,13 @@ const FORGET_OFFLINE_MS = 10 * 60_000;
 /** Anyone who can publish on the bus can name queues and tasks: caps keep sampling and metric labels bounded. */
 const MAX_QUEUES = 100;
 const MAX_TASK_NAMES = 500;
+/** A worker reports a cache per engine (three engines today); more is junk. Cache rows come from this many sources at most. */
+export const MAX_CACHE_REPORTS = 8;
+export const MAX_CACHE_SOURCES = 100;
+const MAX_LABEL_CHARS = 128;
+const MAX_URL_CHARS = 500;
+/** An engine's name as a worker reports it: 'lru', 'redis', 'memcached' (a metric label: short and plain). */
+const ENGINE_NAME = /^[a-z][a-z0-9_-]{0,31}$/;
 
 export interface WorkerInfo {
   id: string;
@@ -31,6 +38,28 @@ export interface WorkerInfo {
   lastSeen: number;
   online: boolean;
   version: string | null;
+  /** The caches open in the worker's process, by engine, as of its last event that carried them. */
+  cache: CacheReport[];
+}
+
+/** One engine's counts in one process (src/cache/stats.ts CacheStats.toJSON), as the worker's events carry them. */
+export interface CacheReport {
+  engine: string;
+  /** The engine's URL, password masked (user input: shown as text only). */
+  url: string;
+  hits: number;
+  /** Errors are misses too. */
+  misses: number;
+  errors: number;
+  refused: number;
+  sets: number;
+  operations: number;
+  meanMs: number;
+}
+
+/** A row of the cache metrics and the dashboard's Cache panel: one engine of one source ('gateway', or a worker's hostname). */
+export interface CacheRow extends CacheReport {
+  source: string;
 }
 
 export interface TaskRecord {
@@ -105,6 +134,7 @@ export class Monitor {
     private readonly options: { queues?: string[]; sampleMs?: number } = {},
   ) {
     for (const queue of [app.config.defaultQueue, ...(options.queues ?? [])]) this.knowQueue(queue);
+    metrics.cacheRows = () => this.cacheRows();
   }
 
   async start(): Promise<void> {
@@ -163,6 +193,7 @@ export class Monitor {
       lastSeen: Date.now(),
       online: event.type !== 'worker-offline',
       version: typeof event['sw_ver'] === 'string' ? event['sw_ver'] : (known?.version ?? null),
+      cache: parseCacheReports(event['cache']) ?? known?.cache ?? [],
     };
     this.workers.set(id, worker);
     for (const queue of worker.queues) this.knowQueue(queue);
@@ -326,8 +357,44 @@ export class Monitor {
     return Array.from({ length: 60 }, (_, i) => byT.get(now - 59 + i) ?? { t: now - 59 + i, succeeded: 0, failed: 0 });
   }
 
-  snapshot(): { workers: WorkerInfo[]; queues: QueueInfo[]; tasks: TaskRecord[]; throughput: ThroughputPoint[] } {
-    return { workers: [...this.workers.values()], queues: [...this.queues.values()], tasks: [...this.tasks.values()].slice(-500), throughput: this.throughputSeries() };
+  /**
+   * The cache counts of the gateway's own process (source 'gateway') and of each online worker (source: its
+   * hostname), summed by source and engine (two workers of one hostname make one row), at most MAX_CACHE_SOURCES
+   * sources: what /metrics and the dashboard show.
+   */
+  cacheRows(): CacheRow[] {
+    const rows = new Map<string, CacheRow>();
+    const sources = new Set<string>();
+    const add = (source: string, report: CacheReport): void => {
+      if (!sources.has(source)) {
+        if (sources.size >= MAX_CACHE_SOURCES) return;
+        sources.add(source);
+      }
+      const key = `${source}\0${report.engine}`;
+      const row = rows.get(key);
+      if (!row) {
+        rows.set(key, { source, ...report });
+        return;
+      }
+      const operations = row.operations + report.operations;
+      row.meanMs = operations > 0 ? (row.meanMs * row.operations + report.meanMs * report.operations) / operations : 0;
+      row.operations = operations;
+      row.hits += report.hits;
+      row.misses += report.misses;
+      row.errors += report.errors;
+      row.refused += report.refused;
+      row.sets += report.sets;
+    };
+    for (const report of parseCacheReports(processCacheStats()) ?? []) add('gateway', report);
+    for (const worker of this.workers.values()) {
+      if (!worker.online) continue;
+      for (const report of worker.cache) add(worker.hostname.slice(0, MAX_LABEL_CHARS), report);
+    }
+    return [...rows.values()];
+  }
+
+  snapshot(): { workers: WorkerInfo[]; queues: QueueInfo[]; tasks: TaskRecord[]; throughput: ThroughputPoint[]; cache: CacheRow[] } {
+    return { workers: [...this.workers.values()], queues: [...this.queues.values()], tasks: [...this.tasks.values()].slice(-500), throughput: this.throughputSeries(), cache: this.cacheRows() };
   }
 
   async stop(): Promise<void> {
@@ -336,6 +403,35 @@ export class Monitor {
     clearInterval(this.sampler);
     await this.unsubscribe?.();
   }
+}
+
+/**
+ * A worker event's `cache` field: each engine's counts, checked field by field (any process can publish events).
+ * Entries without a plain engine name are dropped, a count that is not a finite number ≥ 0 reads as 0, at most
+ * MAX_CACHE_REPORTS entries are kept. Undefined when the field is not a list (absent: the last report stands).
+ */
+export function parseCacheReports(value: unknown): CacheReport[] | undefined {
+  if (!Array.isArray(value)) return undefined;
+  const count = (v: unknown): number => (typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : 0);
+  const reports: CacheReport[] = [];
+  for (const entry of value as unknown[]) {
+    if (reports.length >= MAX_CACHE_REPORTS) break;
+    if (entry === null || typeof entry !== 'object' || Array.isArray(entry)) continue;
+    const e = entry as Record<string, unknown>;
+    if (typeof e['engine'] !== 'string' || !ENGINE_NAME.test(e['engine'])) continue;
+    reports.push({
+      engine: e['engine'],
+      url: typeof e['url'] === 'string' ? e['url'].slice(0, MAX_URL_CHARS) : '',
+      hits: count(e['hits']),
+      misses: count(e['misses']),
+      errors: count(e['errors']),
+      refused: count(e['refused']),
+      sets: count(e['sets']),
+      operations: count(e['operations']),
+      meanMs: count(e['meanMs']),
+    });
+  }
+  return reports;
 }
 
 function round(n: number): number {

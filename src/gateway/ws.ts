@@ -5,7 +5,8 @@
 //   client → {"op":"unsubscribe","ids":[…]}
 //   client → {"op":"subscribe","all":true}    the dashboard feed: a snapshot, then task batches and stats
 //   server → {"type":"task","task":TaskView}  a subscribed task changed state (final states come from the result store)
-//   server → {"type":"snapshot",…} / {"type":"tasks","tasks":[…]} / {"type":"stats",…}   (dashboard feed)
+//   server → {"type":"snapshot",…} / {"type":"tasks","tasks":[…]} / {"type":"stats",…}   (dashboard feed; the
+//            snapshot and stats carry the workers, queues, throughput and cache rows)
 //   server → {"type":"error","error":"…"}     a frame the hub could not use; the connection stays open
 // Where a subscribed task's outcome comes from: the result backend (AsyncResult.get(), pushed by Redis and
 // AMQP, polled on SQLite), so it arrives whether or not workers send events; events (-E) add the states in
@@ -192,7 +193,7 @@ export class WsHub {
     let text: string | undefined;
     for (const c of this.clients) {
       if (!c.all) continue;
-      text ??= safeStringify({ type: 'stats', workers: [...this.monitor.workers.values()], queues: [...this.monitor.queues.values()], throughput: this.monitor.throughputSeries() });
+      text ??= safeStringify({ type: 'stats', workers: [...this.monitor.workers.values()], queues: [...this.monitor.queues.values()], throughput: this.monitor.throughputSeries(), cache: this.monitor.cacheRows() });
       this.sendText(c, text);
     }
   }

@@ -457,8 +457,8 @@ export class Worker {
       queues: this.queueList,
       ...(this.autoscaler ? { autoscale: { max: this.autoscaler.max, min: this.autoscaler.min } } : {}),
       // The caches open in this process (memoized tasks' lookups run here), by engine: the gateway's /metrics and
-      // dashboard show them. Absent when there is none, as the other optional fields.
-      ...(caches.length > 0 ? { cache: caches } : {}),
+      // dashboard show them. Sent empty too, so that caches closed since the last heartbeat leave the gateway's view.
+      cache: caches,
     };
   }
 

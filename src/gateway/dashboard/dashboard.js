@@ -3,9 +3,10 @@
 // step. Every value from the cluster is shown with textContent (task arguments are user input: never HTML).
 // The schedules (app.schedule) are not in events: they are read from GET /api/schedules every few seconds, the
 // actors and their hosts from GET /api/actors (names and metadata are user input too: text only), and the tasks
-// each worker runs from POST /api/control/active. A token, if the gateway wants one, comes from the URL:
-// /dashboard/#token=…; with one, the page also controls the workers (shutdown, pool size, revoke), which the
-// gateway allows only when it has a token itself.
+// each worker runs from POST /api/control/active. The Cache panel shows the feed's cache rows (the gateway's own
+// caches and each online worker's, as /metrics counts them; URLs are user input: text only). A token, if the
+// gateway wants one, comes from the URL: /dashboard/#token=…; with one, the page also controls the workers
+// (shutdown, pool size, revoke), which the gateway allows only when it has a token itself.
 
 const token = new URLSearchParams(location.hash.slice(1)).get('token');
 const MAX_ROWS = 300;
@@ -19,7 +20,7 @@ const CONTROL_TIMEOUT_MS = 5000;
 /** Control buttons only with a token: a gateway without one refuses the commands that change workers. */
 const controls = Boolean(token);
 
-const state = { workers: [], queues: [], throughput: [], tasks: new Map(), selected: null, schedules: null, actors: null, active: null };
+const state = { workers: [], queues: [], throughput: [], cache: [], tasks: new Map(), selected: null, schedules: null, actors: null, active: null };
 
 const authHeaders = () => (token ? { authorization: `Bearer ${token}` } : {});
 
@@ -397,6 +398,32 @@ document.addEventListener('visibilitychange', () => {
   }
 });
 
+/** Hits over lookups (errors are misses too): '–' before the first lookup. */
+function hitRatio(row) {
+  const lookups = row.hits + row.misses;
+  return lookups > 0 ? `${((row.hits / lookups) * 100).toFixed(1)} %` : '–';
+}
+
+function renderCache() {
+  const rows = state.cache.map((c) => {
+    const tr = document.createElement('tr');
+    tr.dataset.source = c.source;
+    tr.dataset.engine = c.engine;
+    const url = cell(c.url, 'wrap');
+    url.title = c.url;
+    const errors = cell(c.errors, 'num');
+    if (c.refused > 0) errors.title = `and ${c.refused} values refused (too large, or not encodable)`;
+    const mean = cell(c.operations > 0 ? `${c.meanMs.toFixed(c.meanMs < 1 ? 3 : 1)} ms` : '–', 'num');
+    mean.title = `${c.operations} operations timed`;
+    tr.append(cell(c.source), cell(c.engine), url, cell(c.hits, 'num'), cell(c.misses, 'num'), errors, cell(hitRatio(c), 'num'), mean);
+    return tr;
+  });
+  // Nothing caches in this cluster (no memoized task, no open cache): nothing to show.
+  $('cache-section').hidden = rows.length === 0;
+  $('cache').tBodies[0].replaceChildren(...rows);
+  $('cache-count').textContent = `${new Set(state.cache.map((c) => c.source)).size} reporting`;
+}
+
 function renderQueues() {
   const rows = state.queues.map((q) => {
     const tr = document.createElement('tr');
@@ -508,7 +535,9 @@ function onMessage(message) {
       state.workers = message.workers;
       state.queues = message.queues;
       state.throughput = message.throughput;
+      state.cache = Array.isArray(message.cache) ? message.cache : [];
       renderWorkers();
+      renderCache();
       renderQueues();
       renderThroughput();
       // The workers are known now: ask them what they run without waiting for the next poll.
