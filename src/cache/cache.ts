@@ -78,6 +78,8 @@ export class Cache {
   readonly url: string;
   private readonly tiers: Tier[];
   private readonly hotTtlSec: number;
+  /** The smallest value limit of the tiers (Infinity if none has one). */
+  private readonly smallestMax: number;
   private readonly log: (message: string) => void;
   /** wrap()'s computations running in this process, by key. */
   private readonly inflight = new Map<string, Promise<unknown>>();
@@ -95,6 +97,7 @@ export class Cache {
       return { engine, stats: new CacheStats(engine.kind, engine.url), quiet: { errors: 0, since: 0 } };
     });
     this.url = this.tiers.map((t) => t.engine.url).join(' ');
+    this.smallestMax = Math.min(...this.tiers.map((t) => t.engine.maxValueBytes ?? Infinity));
     trackCache(this);
   }
 
@@ -109,9 +112,20 @@ export class Cache {
   }
 
   /** The value under `key`, or undefined (never stored, expired, evicted, or the cache did not answer in time). */
-  async get<T = unknown>(key: string): Promise<T | undefined> {
-    const text = await this.getText(safeKey(key));
-    return text === undefined ? undefined : (decodeJson(text) as T);
+  get<T = unknown>(key: string): Promise<T | undefined> {
+    if (this.tiers.length > 1) return this.getTextFromTiers(safeKey(key)).then((text) => (text === undefined ? undefined : (decodeJson(text) as T)));
+    // One tier: getText's steps and the decoding in one callback (see run).
+    const tier = this.tiers[0]!;
+    const safe = safeKey(key);
+    return this.run(tier, 'get', () => tier.engine.get(safe)).then((text) => {
+      if (text === FAILED) return undefined;
+      if (text === undefined) {
+        tier.stats.misses++;
+        return undefined;
+      }
+      tier.stats.hits++;
+      return decodeJson(text) as T;
+    });
   }
 
   /** The values under `keys`, in order; each tier is asked once for the keys the tiers before it lacked. */
@@ -154,9 +168,12 @@ export class Cache {
    * Stores `value` in every tier. True if every tier stored it; false if one failed (counted and logged). Rejects
    * for what the caller must fix: a value the codec cannot carry, or one larger than a tier stores.
    */
-  async set(key: string, value: unknown, options: SetOptions = {}): Promise<boolean> {
-    const text = this.encode(key, value, true);
-    return this.setText(safeKey(key), text!, ttlOf(options));
+  set(key: string, value: unknown, options: SetOptions = {}): Promise<boolean> {
+    try {
+      return this.setText(safeKey(key), this.encode(key, value, true)!, ttlOf(options));
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
   /** Stores `value` only where `key` holds nothing (memcached's add): true if it was stored (in the coldest tier). */
@@ -227,7 +244,18 @@ export class Cache {
   }
 
   /** The text under an already safe key, tier by tier (Fennel's memoized tasks store result JSON as it is). */
-  async getText(key: string): Promise<string | undefined> {
+  getText(key: string): Promise<string | undefined> {
+    if (this.tiers.length > 1) return this.getTextFromTiers(key);
+    const tier = this.tiers[0]!;
+    return this.run(tier, 'get', () => tier.engine.get(key)).then((text) => {
+      if (text === FAILED) return undefined;
+      if (text === undefined) tier.stats.misses++;
+      else tier.stats.hits++;
+      return text;
+    });
+  }
+
+  private async getTextFromTiers(key: string): Promise<string | undefined> {
     for (let level = 0; level < this.tiers.length; level++) {
       const tier = this.tiers[level]!;
       const text = await this.run(tier, 'get', () => tier.engine.get(key));
@@ -244,7 +272,20 @@ export class Cache {
   }
 
   /** Stores text under an already safe key in every tier; false if a tier failed or refused it (counted, logged). */
-  async setText(key: string, text: string, ttlSec: number, onlyLocal = false): Promise<boolean> {
+  setText(key: string, text: string, ttlSec: number, onlyLocal = false): Promise<boolean> {
+    if (this.tiers.length === 1 && !onlyLocal) {
+      const tier = this.tiers[0]!;
+      const max = tier.engine.maxValueBytes;
+      // UTF-8 takes at most 3 bytes a UTF-16 unit: a text that short cannot be over the limit, and is not measured.
+      if (max === undefined || text.length * 3 <= max || Buffer.byteLength(text) <= max) {
+        tier.stats.sets++;
+        return this.run(tier, 'set', () => tier.engine.set(key, text, ttlSec)).then((r) => r !== FAILED);
+      }
+    }
+    return this.setTextInTiers(key, text, ttlSec, onlyLocal);
+  }
+
+  private async setTextInTiers(key: string, text: string, ttlSec: number, onlyLocal: boolean): Promise<boolean> {
     const bytes = Buffer.byteLength(text);
     const stored = await Promise.all(
       this.tiers.map((tier, level) => {
@@ -288,14 +329,21 @@ export class Cache {
     }
     let text: string;
     try {
-      text = encodeJson(value, `the cached value of ${key}`);
-    } catch (error) {
+      text = encodeJson(value, 'value');
+    } catch (first) {
+      // Encoded again to say which key's value it was (not built for every set: most values encode).
+      let error = first;
+      try {
+        encodeJson(value, `the cached value of ${key}`);
+      } catch (named) {
+        error = named;
+      }
       if (strict) throw error;
       this.tiers[0]!.stats.refused++;
       this.warn(this.tiers[0]!, `not stored: ${(error as Error).message}`);
       return undefined;
     }
-    if (strict) {
+    if (strict && text.length * 3 > this.smallestMax) {
       const bytes = Buffer.byteLength(text);
       const small = this.tiers.find((t) => t.engine.maxValueBytes !== undefined && bytes > t.engine.maxValueBytes);
       if (small) {
@@ -306,19 +354,33 @@ export class Cache {
     return text;
   }
 
-  /** Runs one engine operation: its time is recorded; a failure is counted, logged, and returned as FAILED. */
-  private async run<T>(tier: Tier, op: string, operation: () => Promise<T>): Promise<T | Failed> {
+  /**
+   * Runs one engine operation: its time is recorded; a failure is counted, logged, and returned as FAILED. One
+   * `then` on the engine's promise (no async layer of its own): a cache hit is a few microseconds of CPU, and each
+   * layer of promises is a measurable part of it.
+   */
+  private run<T>(tier: Tier, op: string, operation: () => Promise<T>): Promise<T | Failed> {
     const started = performance.now();
+    let pending: Promise<T>;
     try {
-      const value = await operation();
-      recordLatency(tier.stats, op, performance.now() - started);
-      return value;
+      pending = operation();
     } catch (error) {
-      tier.stats.errors++;
-      recordLatency(tier.stats, op, performance.now() - started);
-      this.warn(tier, `${op} failed (counted as a miss): ${(error as Error)?.message ?? String(error)}`);
-      return FAILED;
+      return Promise.resolve(this.failed(tier, op, started, error));
     }
+    return pending.then(
+      (value) => {
+        recordLatency(tier.stats, op, performance.now() - started);
+        return value;
+      },
+      (error: unknown) => this.failed(tier, op, started, error),
+    );
+  }
+
+  private failed(tier: Tier, op: string, started: number, error: unknown): Failed {
+    tier.stats.errors++;
+    recordLatency(tier.stats, op, performance.now() - started);
+    this.warn(tier, `${op} failed (counted as a miss): ${(error as Error)?.message ?? String(error)}`);
+    return FAILED;
   }
 
   /** A warning about a tier: at once, then at most once per LOG_EVERY_MS with the number left unsaid. */

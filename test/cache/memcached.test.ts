@@ -306,6 +306,16 @@ describe('memcached:// cache engine', { skip }, () => {
       // Two failures in a row: out of the ring, and the next operation rejects without waiting.
       assert.match(await cacheErrorOf(cache.get('k')), /^no memcached server is in the ring/);
 
+      // Twenty requests waiting on one connection that times out are one failure of the server, not twenty: a
+      // stall of this process with many in flight must not empty the ring.
+      const crowd = engine(`memcached://${address}?failures=2`, 300);
+      const crowded = await Promise.all(Array.from({ length: 20 }, (_, i) => cacheErrorOf(crowd.get(`crowd:${i}`))));
+      assert.ok(crowded.every((message) => message.includes('timed out after 300 ms')), crowded.join(' | '));
+      assert.deepEqual(crowd.servers().map((s) => [s.inRing, s.failures]), [[true, 1]], 'one failure, still in the ring');
+      assert.equal(await cacheErrorOf(crowd.get('again')), `memcached ${address}: timed out after 300 ms`);
+      assert.deepEqual(crowd.servers().map((s) => s.inRing), [false], 'the second failure in a row takes it out');
+      await crowd.close();
+
       // Requests keep coming while the earlier ones time out (the server never taken out of the ring): memjs 1.3,
       // reusing a connection after a timeout, would orphan the sockets it opens meanwhile (see retire() in
       // memcached.ts); after close() none may stay open.
