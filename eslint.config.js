@@ -12,7 +12,7 @@ import { defineConfig, globalIgnores } from 'eslint/config';
 import importX, { createNodeResolver } from 'eslint-plugin-import-x';
 import tseslint from 'typescript-eslint';
 
-const CLIENT_LIBRARIES = ['better-sqlite3', 'ioredis', 'amqplib'];
+const CLIENT_LIBRARIES = ['better-sqlite3', 'ioredis', 'amqplib', '@nats-io/transport-node', '@nats-io/jetstream', '@nats-io/kv', '@nats-io/nats-core'];
 
 /** Forbids the broker client libraries (and their subpaths), but for their types. */
 const clientLibraries = {

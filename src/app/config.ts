@@ -23,7 +23,7 @@ const url = z.string();
 
 /** Every option: its schema, environment variable (if any), default and one line of documentation. */
 export const OPTIONS = {
-  broker: { schema: url, env: 'FENNEL_BROKER_URL', default: 'sqlite://fennel.db', doc: 'Broker URL: sqlite://path (one machine), redis://host:port/db (many machines; Celery-compatible), memory:// (one process only).' },
+  broker: { schema: url, env: 'FENNEL_BROKER_URL', default: 'sqlite://fennel.db', doc: 'Broker URL: sqlite://path (one machine), redis://host:port/db or amqp://host/vhost (many machines; Celery-compatible), nats://host:4222,host2:4222 (JetStream, replicated with ?replicas=3), memory:// (one process only).' },
   backend: { schema: url, env: 'FENNEL_RESULT_BACKEND', default: undefined, doc: 'Result backend URL. Defaults to the broker URL.' },
   cache: {
     schema: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]),

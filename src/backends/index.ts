@@ -6,6 +6,7 @@ import { checkEngineUrl } from '../clients/urls.ts';
 import { maskUrl, notAUrl, schemeOf } from '../util/url.ts';
 import type { ResultBackend } from './backend.ts';
 import { MemoryBackend } from './memory.ts';
+import { NatsBackend } from './nats.ts';
 import { RedisBackend } from './redis.ts';
 import { RpcBackend } from './rpc.ts';
 import { SqliteBackend } from './sqlite.ts';
@@ -21,7 +22,7 @@ export interface BackendOptions {
   replies?: ReplyRoutes;
 }
 
-export const BACKEND_SCHEMES = ['sqlite', 'redis', 'rediss', 'rpc', 'memory'] as const;
+export const BACKEND_SCHEMES = ['sqlite', 'redis', 'rediss', 'nats', 'rpc', 'memory'] as const;
 
 const memory = new Map<string, MemoryBackend>();
 
@@ -57,6 +58,8 @@ export function createBackend(url: string, options: BackendOptions): ResultBacke
     case 'redis':
     case 'rediss':
       return new RedisBackend(url, options);
+    case 'nats':
+      return new NatsBackend(url, { resultExpiresSec: options.resultExpiresSec, ...(connectTimeoutMs !== undefined ? { connectTimeoutMs } : {}) });
     case 'rpc':
       if (!options.broker) throw new ConfigError('the rpc:// result backend sends results through the broker; give the app an amqp:// broker URL');
       checkRpc(url, options.broker);

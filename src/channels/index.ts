@@ -1,12 +1,14 @@
 // URL scheme → channel engine. Channels travel through the broker's own engine, so publishers and subscribers
 // need nothing more than the broker URL: sqlite:// a table in the broker's file (sqlite.ts), redis:// pub/sub
-// (redis.ts), amqp:// a fanout exchange per channel (amqp.ts), memory:// the process itself (memory.ts).
+// (redis.ts), amqp:// a fanout exchange per channel (amqp.ts), nats:// a core NATS subject per channel (nats.ts),
+// memory:// the process itself (memory.ts).
 
 import { ConfigError } from '../errors.ts';
 import { maskUrl } from '../util/url.ts';
 import { AmqpChannelEngine } from './amqp.ts';
 import type { ChannelEngine } from './engine.ts';
 import { MemoryChannelEngine } from './memory.ts';
+import { NatsChannelEngine } from './nats.ts';
 import { RedisChannelEngine } from './redis.ts';
 import { SqliteChannelEngine } from './sqlite.ts';
 
@@ -31,12 +33,14 @@ export function createChannelEngine(url: string, options: ChannelEngineOptions =
     case 'amqp':
     case 'amqps':
       return new AmqpChannelEngine(url, { connectTimeoutMs });
+    case 'nats':
+      return new NatsChannelEngine(url, { connectTimeoutMs });
     case 'memory': {
       let engine = memory.get(url);
       if (!engine) memory.set(url, (engine = new MemoryChannelEngine(url)));
       return engine;
     }
     default:
-      throw new ConfigError(`no channel engine for ${maskUrl(url)}; channels use the broker's engine: sqlite://, redis://, rediss://, amqp://, amqps:// or memory://`);
+      throw new ConfigError(`no channel engine for ${maskUrl(url)}; channels use the broker's engine: sqlite://, redis://, rediss://, amqp://, amqps://, nats:// or memory://`);
   }
 }

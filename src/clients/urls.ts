@@ -3,10 +3,11 @@
 // would, before any connection is tried.
 
 import { parseAmqpUrl } from './amqp/url.ts';
+import { parseNatsUrl } from './nats/url.ts';
 import { parseRedisUrl } from './redis/url.ts';
 import { sqlitePath } from './sqlite-file.ts';
 
-/** Checks `url` if its scheme is one of the engines' (sqlite, redis, amqp, memory); false for any other scheme. */
+/** Checks `url` if its scheme is one of the engines' (sqlite, redis, amqp, nats, memory); false for any other scheme. */
 export function checkEngineUrl(url: string, scheme: string): boolean {
   switch (scheme) {
     case 'sqlite':
@@ -19,6 +20,9 @@ export function checkEngineUrl(url: string, scheme: string): boolean {
     case 'amqp':
     case 'amqps':
       parseAmqpUrl(url);
+      return true;
+    case 'nats':
+      parseNatsUrl(url);
       return true;
     case 'memory':
       return true; // any suffix names an instance

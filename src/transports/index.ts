@@ -6,6 +6,7 @@ import { ConfigError } from '../errors.ts';
 import { maskUrl, notAUrl, schemeOf as urlScheme } from '../util/url.ts';
 import { AmqpTransport } from './amqp.ts';
 import { MemoryTransport } from './memory.ts';
+import { NatsTransport } from './nats.ts';
 import { RedisTransport } from './redis.ts';
 import { SqliteTransport } from './sqlite.ts';
 import type { Transport } from './transport.ts';
@@ -22,7 +23,7 @@ export interface TransportOptions {
   replies?: ReplyRoutes;
 }
 
-export const TRANSPORT_SCHEMES = ['sqlite', 'redis', 'rediss', 'amqp', 'amqps', 'memory'] as const;
+export const TRANSPORT_SCHEMES = ['sqlite', 'redis', 'rediss', 'amqp', 'amqps', 'memory', 'nats'] as const;
 
 // memory:// engines are shared within a process by URL, so an app's producer and an in-process worker meet.
 const memory = new Map<string, MemoryTransport>();
@@ -67,6 +68,9 @@ export function createTransport(url: string, options: TransportOptions): Transpo
         ...(connectTimeoutMs !== undefined ? { connectTimeoutMs } : {}),
         ...(options.replies ? { replies: options.replies } : {}),
       });
+    case 'nats':
+      // JetStream: one stream for every queue, a durable consumer per queue; the ack wait is the visibility timeout.
+      return new NatsTransport(url, options);
     case 'memory': {
       let t = memory.get(url);
       if (!t) memory.set(url, (t = new MemoryTransport(url)));

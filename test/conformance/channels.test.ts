@@ -21,6 +21,10 @@ import { sqlitePath } from '../../src/clients/sqlite-file.ts';
 import { makeTempDir, type TempDir } from '../support/tmp.ts';
 import { RABBIT_URL, rabbitSkipReason, REDIS_DB, redisSkipReason, redisUrlForTest, testRedisClient } from '../support/services.ts';
 import { channelSuite } from './channel.suite.ts';
+import { connect as natsConnect } from '@nats-io/transport-node';
+import { BrokerUnavailableError } from '../../src/errors.ts';
+import type { NatsChannelEngine } from '../../src/channels/nats.ts';
+import { natsSkipReason, natsUrlForTest } from '../support/nats.ts';
 import { waitFor } from './helpers/wait.ts';
 
 const REDIS_CHANNEL_DB = REDIS_DB.channels;
@@ -269,6 +273,56 @@ describe('app.channel() options', () => {
       await assert.rejects(subscription.ready, /stop/);
       assert.deepEqual(await subscription.next(), { value: undefined, done: true });
       assert.equal(await engineSubscribers([app], 'ok'), 0);
+    } finally {
+      await app.close();
+    }
+  });
+});
+
+// NATS: core pub/sub keeps nothing on the server, so the suite counts the subscriptions the apps' engines hold; the
+// prefix is this file's own on the shared server.
+const natsSkip = await natsSkipReason();
+describe('nats://', { skip: natsSkip }, () => {
+  const NATS_URL = natsUrlForTest('fennel-test-channels');
+  const natsSubscribers = async (apps: readonly Fennel[], channel: string): Promise<number> => {
+    let count = 0;
+    for (const engine of new Set(apps.map((app) => app.channelEngine))) count += (engine as NatsChannelEngine).subscriberCount(channel);
+    return count;
+  };
+  channelSuite('nats', { url: () => NATS_URL, crossProcess: true, subscribers: natsSubscribers });
+
+  it('publishes the JSON text on <prefix>.ch.<name escaped into one token>; another prefix does not receive', async () => {
+    const app = new Fennel({ broker: NATS_URL });
+    const elsewhere = new Fennel({ broker: natsUrlForTest('fennel-test-channels-other') });
+    const raw = await natsConnect({ servers: '127.0.0.1:4222' });
+    const name = `lay.out:${process.pid}_x`;
+    try {
+      const seen: Array<[string, string]> = [];
+      raw.subscribe('fennel-test-channels.ch.>', { callback: (_error, message) => void seen.push([message.subject, message.string()]) });
+      await raw.flush();
+      const other = elsewhere.channel<string>(name).subscribe();
+      await other.ready;
+      await app.channel<string>(name).publish('here');
+      await waitFor(() => seen.length === 1, { what: 'the raw subscriber' });
+      assert.deepEqual(seen, [[`fennel-test-channels.ch.lay_2eout_3a${process.pid}__x`, '"here"']]);
+      assert.equal((app.channelEngine as NatsChannelEngine).subjectOf(name), seen[0]![0]);
+      // The app on the other prefix is subscribed to its own subject: a message there is the first it reads.
+      await elsewhere.channel<string>(name).publish('there');
+      assert.deepEqual(await other.next(), { value: 'there', done: false });
+    } finally {
+      await raw.close();
+      await Promise.all([app.close(), elsewhere.close()]);
+    }
+  });
+
+  it('rejects publish and subscribe with BrokerUnavailableError within connectTimeoutMs when no server answers', async () => {
+    const app = new Fennel({ broker: 'nats://127.0.0.1:1?prefix=nobody', connectTimeoutMs: 500 });
+    try {
+      const started = Date.now();
+      await assert.rejects(app.channel<number>('down').publish(1), (error: unknown) => error instanceof BrokerUnavailableError && /127\.0\.0\.1:1/.test(error.message));
+      const subscription = app.channel<number>('down').subscribe();
+      await assert.rejects(subscription.ready, BrokerUnavailableError);
+      assert.ok(Date.now() - started < 10_000, 'bounded by the connect timeout, not hanging');
     } finally {
       await app.close();
     }

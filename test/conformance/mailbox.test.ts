@@ -13,6 +13,13 @@ import { RedisMailboxEngine } from '../../src/control/redis.ts';
 import { RABBIT_URL, rabbitSkipReason, REDIS_DB, redisSkipReason, redisUrlForTest, testRedisClient } from '../support/services.ts';
 import { makeTempDir } from '../support/tmp.ts';
 import { mailboxSuite } from './mailbox.suite.ts';
+import { connect as natsConnect } from '@nats-io/transport-node';
+import { NatsMailboxEngine } from '../../src/control/nats.ts';
+import type { IncomingRequest } from '../../src/control/mailbox.ts';
+import { controlRequest, requestHeaders } from '../../src/control/protocol.ts';
+import { BrokerUnavailableError } from '../../src/errors.ts';
+import { natsSkipReason, natsUrlForTest } from '../support/nats.ts';
+import { waitFor } from './helpers/wait.ts';
 
 // memory:// channel engines are shared by URL within a process: the suite's engines of one test meet there.
 const memoryUrl = `memory://mailbox-${randomUUID()}`;
@@ -46,3 +53,56 @@ if (!redisSkip) {
 const rabbitSkip = await rabbitSkipReason();
 if (!rabbitSkip) mailboxSuite('amqp', { open: () => new AmqpMailboxEngine(RABBIT_URL) });
 else describe('mailbox conformance: amqp', { skip: rabbitSkip }, () => it('skipped', () => {}));
+
+// NATS: core pub/sub on this file's own prefix of the shared server; nothing is stored, so nothing is left behind.
+const natsSkip = await natsSkipReason();
+describe('nats://', { skip: natsSkip }, () => {
+  const NATS_URL = natsUrlForTest('fennel-test-mailbox');
+  mailboxSuite('nats', { open: () => new NatsMailboxEngine(NATS_URL) });
+
+  it('sends a reply to the escaped oid only: an oid with dots or wildcards reaches no other reply subject', async () => {
+    const [client, worker] = [new NatsMailboxEngine(NATS_URL), new NatsMailboxEngine(NATS_URL)];
+    try {
+      const plain = await client.openReplies('a');
+      const wild = await client.openReplies('>');
+      for (const oid of ['>', '*', 'a.b', 'a.>']) await worker.reply({ exchange: 'reply.celery.pidbox', routing_key: oid }, { 'w@test': { oid } }, { ticket: 't' });
+      assert.deepEqual(await wild.next(10_000), { body: { 'w@test': { oid: '>' } }, headers: { ticket: 't' } });
+      assert.equal(await wild.next(500), undefined, 'only the reply to its own oid');
+      assert.equal(await plain.next(500), undefined, 'nothing for oid a');
+      assert.equal(worker.replySubject('a.>'), 'fennel-test-mailbox.pidbox.reply.a_2e_3e');
+      await Promise.all([plain.close(), wild.close()]);
+    } finally {
+      await Promise.all([client.close(), worker.close()]);
+    }
+  });
+
+  it('hands a malformed request on as undecodable, and goes on listening', async () => {
+    const worker = new NatsMailboxEngine(NATS_URL);
+    const raw = await natsConnect({ servers: '127.0.0.1:4222' });
+    try {
+      const got: IncomingRequest[] = [];
+      const stop = await worker.listen('a@test', (request) => got.push(request));
+      for (const junk of ['not json', '[1,2]', 'null', '{"headers":{}}']) raw.publish(worker.requestSubject, junk);
+      await raw.flush();
+      const request = controlRequest('ping', {});
+      await worker.broadcast(request, requestHeaders(1, 0));
+      await waitFor(() => got.length === 5, { what: 'five messages' });
+      assert.deepEqual(got.slice(0, 4).map((r) => [r.body, typeof r.undecodable]), Array.from({ length: 4 }, () => [undefined, 'string']));
+      assert.deepEqual(got[4], { body: request, headers: { clock: 1, expires: 0 } });
+      await stop();
+    } finally {
+      await raw.close();
+      await worker.close();
+    }
+  });
+
+  it('rejects a broadcast with BrokerUnavailableError within connectTimeoutMs when no server answers', async () => {
+    const engine = new NatsMailboxEngine('nats://127.0.0.1:1', { connectTimeoutMs: 500 });
+    try {
+      await assert.rejects(engine.broadcast(controlRequest('ping', {}), requestHeaders(1, 0)), BrokerUnavailableError);
+      await assert.rejects(engine.openReplies('x'), BrokerUnavailableError);
+    } finally {
+      await engine.close();
+    }
+  });
+});

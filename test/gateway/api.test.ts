@@ -12,6 +12,10 @@ import { runCli, stopProcess, tempDb, uniqueQueue, waitFor, type RunningWorker }
 import { connect as amqpConnect } from 'amqplib';
 import { flushRedisDb, RABBIT_URL, rabbitSkipReason, REDIS_DB, redisSkipReason, redisUrlForTest } from '../support/services.ts';
 import { connect, post, request, startGateway, taskMessage, TASKS, type RunningGateway } from './support.ts';
+import { Fennel } from '../../src/index.ts';
+import { GatewayMetrics } from '../../src/gateway/metrics.ts';
+import { Monitor } from '../../src/gateway/monitor.ts';
+import { natsSkipReason, natsUrlForTest } from '../support/nats.ts';
 
 const BODY_LIMIT = 4096;
 
@@ -318,6 +322,33 @@ apiSuite('amqp:// (results in redis://)', amqpSkip, async () => {
       await connection.close();
     },
   };
+});
+
+// NATS JetStream as broker and result store (issue #20), on this file's own prefix of the shared server.
+const natsSkip = await natsSkipReason();
+apiSuite('nats://', natsSkip, () => Promise.resolve({ url: natsUrlForTest('fennel-test-gateway'), cleanup: () => {} }));
+
+describe('gateway monitor on nats://', { skip: natsSkip }, () => {
+  it("receives a worker's events from the nats:// event bus: online, its tasks, offline", async () => {
+    const url = natsUrlForTest('fennel-test-gateway-monitor');
+    const gatewayApp = new Fennel({ broker: url });
+    const workerApp = new Fennel({ broker: url });
+    const monitor = new Monitor(gatewayApp, new GatewayMetrics());
+    try {
+      await monitor.start();
+      assert.equal(monitor.eventsError, null);
+      const base = { hostname: 'w@nats', pid: 4242, timestamp: Date.now() / 1000 };
+      workerApp.events.publish({ ...base, type: 'worker-online', pool: 'async', queues: ['on-nats'] });
+      workerApp.events.publish({ ...base, type: 'task-started', uuid: 'nats-task-1' });
+      await waitFor(() => monitor.workers.get('w@nats:4242')?.online === true && monitor.tasks.get('nats-task-1')?.state === 'STARTED', 'the worker online and its task started');
+      assert.deepEqual(monitor.workers.get('w@nats:4242')?.queues, ['on-nats']);
+      workerApp.events.publish({ ...base, type: 'worker-offline' });
+      await waitFor(() => monitor.workers.get('w@nats:4242')?.online === false, 'the worker offline');
+    } finally {
+      await monitor.stop();
+      await Promise.all([gatewayApp.close(), workerApp.close()]);
+    }
+  });
 });
 
 describe('gateway with FENNEL_GATEWAY_TOKEN', () => {

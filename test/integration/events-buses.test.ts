@@ -13,6 +13,9 @@ import { eventChannelPrefix, RedisEventBus } from '../../src/events/redis.ts';
 import { AmqpEventBus } from '../../src/events/amqp.ts';
 import { startWorker, stopProcess, tempDb, uniqueQueue, waitFor, type RunningWorker } from '../support/process.ts';
 import { flushRedisDb, RABBIT_URL, rabbitSkipReason, REDIS_DB, redisSkipReason, redisUrlForTest } from '../support/services.ts';
+import { connect as natsConnect } from '@nats-io/transport-node';
+import { NatsEventBus } from '../../src/events/nats.ts';
+import { natsSkipReason, natsUrlForTest } from '../support/nats.ts';
 
 const TASKS = 'test/gateway/fixtures/tasks.ts';
 
@@ -214,6 +217,69 @@ describe('amqp:// event bus', { skip: await rabbitSkipReason() }, () => {
     } finally {
       await bus.close();
       await connection.close();
+    }
+  });
+});
+
+describe('nats:// event bus', { skip: await natsSkipReason() }, () => {
+  const url = natsUrlForTest('fennel-test-events');
+
+  it('carries a worker process\'s worker and task events to a subscriber in another process', async () => {
+    await workerEventsRoundTrip(url);
+  });
+
+  it('publishes on <prefix>.events.<type with dots>, the event as JSON, in order, to subscriptions live now', async () => {
+    const raw = await natsConnect({ servers: '127.0.0.1:4222' });
+    const bus = new NatsEventBus(url);
+    const monitor = new NatsEventBus(url);
+    try {
+      const got: Array<[string, unknown]> = [];
+      raw.subscribe('fennel-test-events.events.task.>', { callback: (_error, m) => void got.push([m.subject, JSON.parse(m.string())]) });
+      await raw.flush();
+      bus.publish({ type: 'worker-heartbeat', hostname: 'before', timestamp: 0 }); // no monitor subscribed yet
+      const seen: number[] = [];
+      await monitor.subscribe((e) => {
+        assert.notEqual(e.hostname, 'before');
+        if (e.type === 'worker-heartbeat') seen.push(e['n'] as number);
+      });
+      bus.publish({ type: 'worker-heartbeat', hostname: 'h', timestamp: 1 }); // not under task.>
+      bus.publish({ type: 'task-succeeded', hostname: 'h', timestamp: 1, uuid: 'u1', result: '5', runtime: 0.1 });
+      for (let n = 0; n < 1200; n++) bus.publish({ type: 'worker-heartbeat', hostname: 'h', timestamp: 0, n });
+      await waitFor(() => got.length === 1 && seen.length === 1201, 'the task event and 1200 heartbeats');
+      assert.deepEqual(got[0], ['fennel-test-events.events.task.succeeded', { type: 'task-succeeded', hostname: 'h', timestamp: 1, uuid: 'u1', result: '5', runtime: 0.1 }]);
+      assert.deepEqual(seen.slice(1), [...Array(1200).keys()]);
+    } finally {
+      await raw.close();
+      await Promise.all([bus.close(), monitor.close()]);
+    }
+  });
+
+  it('drops messages on the subjects that are not events, and events it cannot send, and keeps delivering', async () => {
+    const bus = new NatsEventBus(url);
+    const raw = await natsConnect({ servers: '127.0.0.1:4222' });
+    try {
+      const seen: FennelEvent[] = [];
+      await bus.subscribe((e) => seen.push(e));
+      for (const junk of ['not json', '[1,2]', '{"type":5}', '']) raw.publish('fennel-test-events.events.task.x', junk);
+      await raw.flush();
+      bus.publish({ type: 'task-x', hostname: 'h', timestamp: 0, big: 10n }); // JSON cannot carry it
+      bus.publish({ type: 'odd type.*', hostname: 'h', timestamp: 0 }); // not subject tokens: under <prefix>.events._
+      bus.publish({ type: 'worker-online', hostname: 'h', timestamp: 0 });
+      await waitFor(() => seen.length === 2, 'the good events');
+      assert.deepEqual(seen.map((e) => e.type), ['odd type.*', 'worker-online']);
+    } finally {
+      await raw.close();
+      await bus.close();
+    }
+  });
+
+  it('fails a subscribe with BrokerUnavailableError within connectTimeoutMs when no server answers; publish drops', async () => {
+    const bus = new NatsEventBus('nats://127.0.0.1:1', { connectTimeoutMs: 500 });
+    try {
+      bus.publish({ type: 'worker-online', hostname: 'h', timestamp: 0 });
+      await assert.rejects(bus.subscribe(() => {}), (error: unknown) => (error as { code?: string }).code === 'FENNEL_BROKER_UNAVAILABLE');
+    } finally {
+      await bus.close();
     }
   });
 });

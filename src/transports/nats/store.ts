@@ -1,0 +1,154 @@
+// The JetStream primitives under the shared consumer (transports/subscription.ts), for one subscription:
+//   claim      a `no_wait` pull from each queue's durable consumer in the order given, for the room left: the
+//              server hands each message to one pull request only, and tracks it as pending until it is acked
+//   renew      "+WPI" for every held message: its ack wait (the visibility timeout) starts again
+//   ack        "+ACK" as a request: WorkQueue retention deletes the message once the server has applied it
+//   requeue    "-NAK": handed out again at once, its delivery count (redelivered) one higher
+//   deadLetter the message and its reason published to P_DEAD (one record per stream sequence: a retry is a
+//              duplicate the server drops), then "+TERM" (deletes it: never delivered again)
+//   releaseAll "-NAK" for each held message (transport close)
+//   waitForWork the queues' wake subjects (core NATS), which producers, requeues and the scheduler publish to
+// A message whose holder dies is handed out again when its ack wait lapses, marked redelivered (deliveries > 1).
+
+import type { NatsConnection } from '@nats-io/transport-node';
+import { ackMeta, ConsumerGoneError, inProgress, pullNoWait, settle, type Msg } from '../../clients/nats/jetstream.ts';
+import { decodeEnvelope } from '../../protocol/envelope.ts';
+import type { WireMessage } from '../../protocol/message.ts';
+import type { Claimed, ClaimResult, QueueStore } from '../subscription.ts';
+
+/** A held message: where to settle it, and what a dead letter keeps. */
+export interface HeldMessage {
+  readonly queue: string;
+  /** Its `$JS.ACK.…` reply subject. */
+  readonly reply: string;
+  readonly streamSeq: number;
+  /** The payload as delivered. */
+  readonly raw: string;
+  readonly message: WireMessage;
+}
+
+/** What the store needs of its transport. */
+export interface StoreHost {
+  readonly timeoutMs: number;
+  readonly stream: string;
+  connection(): Promise<NatsConnection>;
+  consumerName(queue: string): string;
+  /** Makes the queue's consumer again (it was deleted under a running subscription). */
+  recreateConsumer(queue: string): Promise<void>;
+  deadLetter(held: HeldMessage, reason: string): Promise<void>;
+  /** Tells idle consumers of `queue` (any process) that there may be work. */
+  wake(queue: string): void;
+  /** Subscribes to the wake subject of `queues`; returns the unsubscribe. */
+  onWake(queues: readonly string[], wake: () => void): Promise<() => void>;
+}
+
+/** Messages asked for by one pull: the server's default limit of a batch is far above it. */
+const MAX_PULL = 256;
+
+export class NatsQueueStore implements QueueStore<HeldMessage> {
+  /** Set by a wake that arrived since the last claim began: the next wait returns at once. */
+  private woken = false;
+  private wakeWaiter: (() => void) | undefined;
+  private unsubscribe: (() => void) | undefined;
+  private stopped = false;
+
+  private constructor(
+    private readonly host: StoreHost,
+    private readonly queues: readonly string[],
+  ) {}
+
+  /** A store subscribed to its queues' wake subjects before its first claim, so no wake-up falls in between. */
+  static async open(host: StoreHost, queues: readonly string[]): Promise<NatsQueueStore> {
+    const store = new NatsQueueStore(host, queues);
+    store.unsubscribe = await host.onWake(queues, () => store.wake());
+    return store;
+  }
+
+  private wake(): void {
+    this.woken = true;
+    const waiter = this.wakeWaiter;
+    this.wakeWaiter = undefined;
+    waiter?.();
+  }
+
+  async claim(max: number): Promise<ClaimResult<HeldMessage>> {
+    this.woken = false;
+    const nc = await this.host.connection();
+    const claimed: Array<Claimed<HeldMessage>> = [];
+    try {
+      for (const queue of this.queues) {
+        while (claimed.length < max) {
+          const room = Math.min(max - claimed.length, MAX_PULL);
+          const msgs = await this.pull(nc, queue, room);
+          for (const msg of msgs) claimed.push(this.held(queue, msg));
+          if (msgs.length < room) break;
+        }
+        if (claimed.length >= max) break;
+      }
+    } catch (error) {
+      // What earlier pulls took is this subscription's now: hand it out rather than leave it to lapse.
+      if (claimed.length === 0) throw error;
+    }
+    return { claimed };
+  }
+
+  private async pull(nc: NatsConnection, queue: string, batch: number): Promise<Msg[]> {
+    try {
+      return await pullNoWait(nc, this.host.stream, this.host.consumerName(queue), batch, this.host.timeoutMs);
+    } catch (error) {
+      if (!(error instanceof ConsumerGoneError)) throw error;
+      // Deleted under us (an operator, a stream made again): make it again and ask once more.
+      await this.host.recreateConsumer(queue);
+      return pullNoWait(nc, this.host.stream, this.host.consumerName(queue), batch, this.host.timeoutMs);
+    }
+  }
+
+  /** Never throws: a payload that is not an envelope is handed out marked malformed, and the executor dead-letters it. */
+  private held(queue: string, msg: Msg): Claimed<HeldMessage> {
+    const raw = msg.string();
+    const message = decodeEnvelope(raw);
+    const { deliveries, streamSeq } = ackMeta(msg.reply ?? '');
+    return { handle: { queue, reply: msg.reply!, streamSeq, raw, message }, message, queue, redelivered: deliveries > 1 };
+  }
+
+  async renew(held: readonly HeldMessage[]): Promise<void> {
+    const nc = await this.host.connection();
+    for (const h of held) inProgress(nc, h.reply);
+  }
+
+  async ack(held: HeldMessage): Promise<void> {
+    await settle(await this.host.connection(), held.reply, '+ACK', this.host.timeoutMs);
+  }
+
+  async requeue(held: HeldMessage): Promise<void> {
+    await settle(await this.host.connection(), held.reply, '-NAK', this.host.timeoutMs);
+    this.host.wake(held.queue);
+  }
+
+  deadLetter(held: HeldMessage, reason: string): Promise<void> {
+    return this.host.deadLetter(held, reason);
+  }
+
+  async releaseAll(held: readonly HeldMessage[]): Promise<void> {
+    await Promise.all(held.map((h) => this.requeue(h).catch(() => {})));
+  }
+
+  /** Resolves on a wake-up of one of the queues, at `until`, or when the store stops; no request to the server. */
+  waitForWork(until: number): Promise<void> {
+    if (this.woken || this.stopped) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => this.wake(), Math.max(1, until - Date.now()));
+      timer.unref();
+      this.wakeWaiter = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.unsubscribe?.();
+    this.wake();
+  }
+}

@@ -1,0 +1,163 @@
+// Runs the transport conformance suite against the nats:// engine on the shared NATS server (127.0.0.1:4222,
+// JetStream), under the prefix `conformance_t`, owned by this file. Every factory call starts from an empty broker:
+// the prefix's streams (CONFORMANCE_T_TASKS, CONFORMANCE_T_DEAD) and key-value buckets are deleted first, and again
+// when the file ends. `reopen` opens a second transport on its own connection; the suite's child processes reach the
+// same streams through the URL.
+//
+// Capabilities: no priorities (JetStream hands out in stream order), no broadcast (not built on NATS yet); delayed
+// delivery through the scheduler consumer, deduplication through per-subject expected sequences and the dedupe bucket.
+// Presence: workers announce themselves in the bucket conformance_t_consumers.
+// Then the engine's own cases: the names the encoding must escape, a payload that is not an envelope, a server that
+// is not there.
+
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { NatsLink } from '../../src/clients/nats/connection.ts';
+import { subjectToken } from '../../src/clients/nats/core.ts';
+import { tokenText } from '../../src/clients/nats/jetstream.ts';
+import { BrokerUnavailableError, ConfigError } from '../../src/errors.ts';
+import { buildTaskMessage } from '../../src/protocol/message.ts';
+import { NatsTransport } from '../../src/transports/nats.ts';
+import type { Delivery } from '../../src/transports/transport.ts';
+import { natsSkipReason, natsUrlForTest } from '../support/nats.ts';
+import { sleep, waitFor } from './helpers/wait.ts';
+import { transportSuite, type TransportOpenOptions } from './transport.suite.ts';
+
+const PREFIX = 'conformance_t';
+const URL = natsUrlForTest(PREFIX);
+const POLL_MS = 100;
+const skip = await natsSkipReason();
+
+/** Deletes every stream of this file's prefix (the task and dead-letter streams, and the buckets' KV_ streams). */
+async function removeStreams(): Promise<void> {
+  const link = new NatsLink(URL, { connectTimeoutMs: 5_000, name: 'conformance-cleanup' });
+  try {
+    const { jsm } = await link.handles();
+    const names: string[] = [];
+    for await (const name of jsm.streams.names()) names.push(name);
+    const mine = names.filter((n) => n.startsWith(`${PREFIX.toUpperCase()}_`) || n.startsWith(`KV_${PREFIX}_`));
+    await Promise.all(mine.map((n) => jsm.streams.delete(n)));
+  } finally {
+    await link.close();
+  }
+}
+
+function openTransport(url: string, opts: TransportOpenOptions): NatsTransport {
+  return new NatsTransport(url, { visibilityTimeoutSec: opts.visibilityTimeoutSec, pollIntervalMs: POLL_MS });
+}
+
+describe('nats:// transport', { skip }, () => {
+  before(removeStreams);
+  after(removeStreams);
+
+  transportSuite(
+    'nats',
+    async (opts) => {
+      await removeStreams();
+      return openTransport(URL, opts);
+    },
+    { delayedDelivery: true, priorities: false, crossProcess: true, deduplication: true, broadcast: false },
+    { reopen: (transport, opts) => openTransport(transport.url, opts), presence: 'announced' },
+  );
+
+  describe('nats:// engine', () => {
+    it('encodes queue names injectively into one subject token and reads them back', () => {
+      const names = ['celery', 'a.b', 'a_2eb', 'a*b', 'a>b', 'a b', '', '_', '__', 'fennel.1234@host.dq2', 'é✓🚀', 'Q', 'q'];
+      const tokens = names.map(subjectToken);
+      assert.equal(new Set(tokens).size, names.length, 'no two names share a token');
+      for (const token of tokens) assert.match(token, /^[A-Za-z0-9_-]+$/);
+      assert.deepEqual(tokens.map(tokenText), names);
+      assert.equal(tokenText('_scheduler'), undefined, 'the scheduler consumer is no queue');
+    });
+
+    it('carries queues whose names a subject cannot hold, each to its own consumer', async () => {
+      await removeStreams();
+      const t = openTransport(URL, { visibilityTimeoutSec: 30 });
+      try {
+        const queues = [`x.${randomUUID()}`, `x*${randomUUID()}`, `x>${randomUUID()} y`];
+        const expected = new Map<string, string>();
+        for (const queue of queues) {
+          const id = randomUUID();
+          expected.set(id, queue);
+          await t.publish(buildTaskMessage({ id, name: 'tests.echo', args: [queue], queue }), { queue });
+        }
+        const got: Delivery[] = [];
+        const sub = await t.consume({ queues, prefetch: 10 }, (d) => got.push(d));
+        await waitFor(() => got.length === 3, { what: 'three deliveries' });
+        assert.deepEqual(new Map(got.map((d) => [String(d.message.headers['id']), d.queue])), expected);
+        for (const d of got) await d.ack();
+        assert.deepEqual((await t.stats()).map((s) => s.queue).sort(), [...queues].sort());
+        await sub.cancel();
+      } finally {
+        await t.close();
+      }
+    });
+
+    it('refuses a queue name too long for a consumer name with a ConfigError', async () => {
+      const t = openTransport(URL, { visibilityTimeoutSec: 30 });
+      try {
+        const queue = '✓'.repeat(60);
+        await assert.rejects(t.publish(buildTaskMessage({ id: randomUUID(), name: 'tests.echo', args: [], queue }), { queue }), ConfigError);
+        await assert.rejects(t.consume({ queues: [queue], prefetch: 1 }, () => {}), ConfigError);
+      } finally {
+        await t.close();
+      }
+    });
+
+    it('hands out a payload that is not an envelope marked malformed, and dead-letters it with its reason', async () => {
+      await removeStreams();
+      const t = openTransport(URL, { visibilityTimeoutSec: 30 });
+      const link = new NatsLink(URL, { connectTimeoutMs: 5_000, name: 'conformance-raw' });
+      try {
+        const queue = `raw-${randomUUID()}`;
+        const got: Delivery[] = [];
+        const sub = await t.consume({ queues: [queue], prefetch: 1 }, (d) => got.push(d));
+        const { js } = await link.handles();
+        await js.publish(t.layout.subject('q', queue), 'not json at all');
+        await waitFor(() => got.length === 1, { what: 'the malformed delivery' });
+        assert.ok(got[0]!.message.malformed, 'marked malformed');
+        await got[0]!.reject({ requeue: false, reason: 'ProtocolError: not an envelope' });
+        const letters = (await t.listDeadLetters()).filter((l) => l.queue === queue);
+        assert.equal(letters.length, 1);
+        assert.equal(letters[0]!.reason, 'ProtocolError: not an envelope');
+        assert.equal(await t.depth(queue), 0);
+        await sub.cancel();
+      } finally {
+        await link.close();
+        await t.close();
+      }
+    });
+
+    it('fails a publish to a server that is not there with BrokerUnavailableError within the connect timeout', async () => {
+      const t = new NatsTransport('nats://127.0.0.1:1?prefix=conformance_t', { connectTimeoutMs: 500 });
+      try {
+        const started = Date.now();
+        await assert.rejects(t.publish(buildTaskMessage({ id: randomUUID(), name: 'tests.echo', args: [], queue: 'q' }), { queue: 'q' }), BrokerUnavailableError);
+        assert.ok(Date.now() - started < 5_000);
+      } finally {
+        await t.close();
+      }
+    });
+
+    it('an idle consumer costs no requests: it waits on the wake subject, and a publish is seen at once', async () => {
+      await removeStreams();
+      const t = new NatsTransport(URL, { visibilityTimeoutSec: 30, pollIntervalMs: 60_000 });
+      const producer = openTransport(URL, { visibilityTimeoutSec: 30 });
+      try {
+        const queue = `idle-${randomUUID()}`;
+        const got: number[] = [];
+        const sub = await t.consume({ queues: [queue], prefetch: 1 }, () => got.push(Date.now()));
+        await sleep(300);
+        const sent = Date.now();
+        await producer.publish(buildTaskMessage({ id: randomUUID(), name: 'tests.echo', args: [], queue }), { queue });
+        await waitFor(() => got.length === 1, { what: 'the delivery', timeoutMs: 5_000 });
+        assert.ok(got[0]! - sent < 1_000, `seen ${got[0]! - sent} ms after the publish, with a 60 s poll`);
+        await sub.cancel();
+      } finally {
+        await producer.close();
+        await t.close();
+      }
+    });
+  });
+});
