@@ -4,10 +4,10 @@
 // checked only for their trend: a cache operation that times out on a busy machine is a miss, and one more computation.
 
 import assert from 'node:assert/strict';
-import { Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { memcachedSkipReason, startMemcached, type RunningMemcached } from '../support/memcached.ts';
 import { runScriptToEnd, waitFor } from '../support/process.ts';
+import { tcpAccepts } from '../support/services.ts';
 
 const SMALL = ['--rounds', '3', '--calls', '200', '--range', '100'];
 const ROUND = /^round +(\d+) +(\d+\.\d{3}) s +computed +(\d+) +from the cache +(\d+) \( *(\d+\.\d)%\)$/;
@@ -48,20 +48,6 @@ function checkRounds(stdout: string): Round[] {
   return rounds;
 }
 
-function accepts(address: string): Promise<boolean> {
-  const [host, port] = address.split(':');
-  return new Promise((resolve) => {
-    const socket = new Socket();
-    const done = (ok: boolean): void => {
-      socket.destroy();
-      resolve(ok);
-    };
-    socket.setTimeout(1000, () => done(false));
-    socket.once('error', () => done(false));
-    socket.connect(Number(port), host!, () => done(true));
-  });
-}
-
 const skip = memcachedSkipReason();
 
 describe('examples/cache/main.ts', { skip }, () => {
@@ -85,8 +71,7 @@ describe('examples/cache/main.ts', { skip }, () => {
     assert.equal(addresses.length, 3);
     assert.match(first.stdout, /^memcached: \d+ hits, \d+ misses, \d+ errors, \d+ values stored$/m);
     // The servers it started are gone with it.
-    await waitFor(async () => (await Promise.all(addresses.map(accepts))).every((up) => !up), `the example's memcached servers (${addresses.join(', ')}) to stop`, 10_000);
-
+    await waitFor(async () => (await Promise.all(addresses.map((a) => tcpAccepts(Number(a.split(':')[1]))))).every((up) => !up), `the example's memcached servers (${addresses.join(', ')}) to stop`, 10_000);
   });
 
   it('runs the calls as a memoized task on the servers given with --servers', async () => {
@@ -96,6 +81,6 @@ describe('examples/cache/main.ts', { skip }, () => {
     assert.match(run.stdout, /^each call: await square\.delay\(x\), a memoized task/m);
     checkRounds(run.stdout);
     // The servers given are left running.
-    assert.ok((await Promise.all(servers.map((s) => accepts(s.address)))).every(Boolean));
+    assert.ok((await Promise.all(servers.map((s) => tcpAccepts(Number(s.address.split(':')[1]))))).every(Boolean));
   });
 });

@@ -4,9 +4,8 @@
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { Socket } from 'node:net';
 import { track } from './process.ts';
-import { freePort } from './services.ts';
+import { freePort, tcpAccepts } from './services.ts';
 
 /** Debian's binary; else whatever `memcached` is on PATH. */
 const MEMCACHED = existsSync('/usr/bin/memcached') ? '/usr/bin/memcached' : 'memcached';
@@ -57,7 +56,7 @@ export async function startMemcached(opts: { memoryMb?: number; port?: number } 
     let stderr = '';
     proc.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
     const deadline = Date.now() + START_TIMEOUT_MS;
-    while (!(await accepts(port))) {
+    while (!(await tcpAccepts(port))) {
       if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`memcached on port ${port} exited at start (${proc.exitCode ?? proc.signalCode}): ${stderr.trim()}`);
       if (Date.now() > deadline) {
         proc.kill('SIGKILL');
@@ -85,18 +84,4 @@ export async function startMemcached(opts: { memoryMb?: number; port?: number } 
     },
     stop: () => kill('SIGKILL'),
   };
-}
-
-/** True if something accepts a TCP connection on 127.0.0.1:port (then hung up at once). */
-function accepts(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = new Socket();
-    const done = (ok: boolean): void => {
-      socket.destroy();
-      resolve(ok);
-    };
-    socket.setTimeout(1_000, () => done(false));
-    socket.once('error', () => done(false));
-    socket.connect(port, '127.0.0.1', () => done(true));
-  });
 }

@@ -4,9 +4,8 @@
 // apps a `prefix` of its own (nats://…?prefix=…), so streams and buckets of two files never meet on the shared server.
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { Socket } from 'node:net';
 import { track } from './process.ts';
-import { freePort } from './services.ts';
+import { freePort, tcpAccepts } from './services.ts';
 
 export const NATS_HOST = '127.0.0.1';
 export const NATS_PORT = 4222;
@@ -18,16 +17,7 @@ export function natsUrlForTest(prefix: string, port = NATS_PORT): string {
 
 /** True if something accepts a TCP connection on the port within `timeoutMs`. */
 export function natsAnswers(port = NATS_PORT, timeoutMs = 1_000): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = new Socket();
-    const done = (ok: boolean): void => {
-      socket.destroy();
-      resolve(ok);
-    };
-    socket.setTimeout(timeoutMs, () => done(false));
-    socket.once('error', () => done(false));
-    socket.connect(port, NATS_HOST, () => done(true));
-  });
+  return tcpAccepts(port, NATS_HOST, timeoutMs);
 }
 
 /** Why the NATS tests cannot run (no server on 4222), or false; with CI=true a missing server is a failure. */

@@ -32,6 +32,20 @@ export function redisAnswers(port = REDIS_PORT, timeoutMs = 1_000, host = REDIS_
   return probe(host, port, timeoutMs, '*1\r\n$4\r\nPING\r\n', (reply) => (reply.includes('\r\n') ? reply.startsWith('+PONG') : undefined));
 }
 
+/** True if something on host:port accepts a TCP connection within `timeoutMs` (hung up at once). */
+export function tcpAccepts(port: number, host = '127.0.0.1', timeoutMs = 1_000): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = new Socket();
+    const done = (ok: boolean): void => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(timeoutMs, () => done(false));
+    socket.once('error', () => done(false));
+    socket.connect(port, host, () => done(true));
+  });
+}
+
 /**
  * Connects, writes `greeting`, and resolves with `judge`'s verdict on what has arrived so far (undefined: read
  * more); false on a refused connection, an error or `timeoutMs` of silence. No client library, no retries.
