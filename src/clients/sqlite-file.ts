@@ -176,6 +176,29 @@ function ensureSchema(db: Database.Database): void {
   }).immediate();
 }
 
+/** What untilNotBusy sleeps on, synchronously (the file is opened in a constructor). */
+const PAUSE = new Int32Array(new SharedArrayBuffer(4));
+
+/**
+ * Runs `step` again while it fails with SQLITE_BUSY, for at most `ms`. A new file starts in rollback-journal mode:
+ * processes opening it together each read it (a shared lock) and then want it to themselves (the switch to WAL, the
+ * schema), and SQLite answers one of them SQLITE_BUSY at once instead of calling its busy handler, which could
+ * deadlock them (sqlite3_busy_handler's documentation: the application should retry). Two workers started together
+ * on a new file failed so ("database is locked") on a loaded machine.
+ */
+function untilNotBusy<T>(ms: number, step: () => T): T {
+  const deadline = Date.now() + ms;
+  for (let pause = 5; ; pause = Math.min(2 * pause, 100)) {
+    try {
+      return step();
+    } catch (error) {
+      const code = (error as { code?: unknown }).code;
+      if (typeof code !== 'string' || !code.startsWith('SQLITE_BUSY') || Date.now() + pause > deadline) throw error;
+      Atomics.wait(PAUSE, 0, 0, pause);
+    }
+  }
+}
+
 /**
  * A group commit stops taking writes once its transaction has held the write lock this long; the rest go in the
  * next one. Every other process waits while the lock is held: a producer that calls delay() 50,000 times in one
@@ -253,11 +276,12 @@ export class SqliteFile {
     }
     try {
       this.db = new Database(path, { timeout: busyTimeoutMs });
-      this.db.pragma('journal_mode = WAL');
+      const db = this.db;
+      untilNotBusy(busyTimeoutMs, () => db.pragma('journal_mode = WAL'));
       // NORMAL under WAL is durable against a crashed process (what at-least-once needs here);
       // only an OS crash or power loss can drop the last commits.
       this.db.pragma('synchronous = NORMAL');
-      ensureSchema(this.db);
+      untilNotBusy(busyTimeoutMs, () => ensureSchema(db));
       this.atomically = this.db.transaction((fn: () => unknown) => fn());
       this.dataVersion = this.db.prepare('PRAGMA data_version').pluck();
     } catch (error) {

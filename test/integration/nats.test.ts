@@ -88,7 +88,13 @@ describe('workers on nats://', { skip }, () => {
     assert.ok(runs.every((line) => line.startsWith(`${result.id} `)));
     assert.notEqual(runs[0]!.split(' ')[1], runs[1]!.split(' ')[1], 'by two processes');
     assert.ok(Date.now() - killedAt >= 1_500, 'not before the visibility timeout lapsed');
-    const stats = (await app.transport.stats()).find((s) => s.queue === queue);
-    assert.deepEqual(stats && { ready: stats.ready, scheduled: stats.scheduled, unacked: stats.unacked }, { ready: 0, scheduled: 0, unacked: 0 });
+    // The outcome is stored before the message is acknowledged: the queue is empty once that ack has landed.
+    const counts = async (): Promise<unknown> => {
+      const stats = (await app.transport.stats()).find((s) => s.queue === queue);
+      return stats && { ready: stats.ready, scheduled: stats.scheduled, unacked: stats.unacked };
+    };
+    const empty = { ready: 0, scheduled: 0, unacked: 0 };
+    await waitFor(async () => JSON.stringify(await counts()) === JSON.stringify(empty), 'the queue empty, nothing held', 10_000).catch(() => {});
+    assert.deepEqual(await counts(), empty);
   });
 });

@@ -4,12 +4,18 @@
 // `fennel dead-letters --requeue` failing in CI right after a worker restart: its transaction read before it
 // wrote, and SQLite cannot make such a transaction wait for the lock.
 //
+// And processes opening a new file at the same instant (two workers started together on a fresh broker file): each
+// must open it, where SQLite answers one of them SQLITE_BUSY without waiting (a new file is in rollback-journal mode
+// until the first switches it to WAL); measured here before the fix, 1 open in about 120 failed so.
+//
 // No timing is asserted: the failure this guards against is the error itself.
 
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { runCliToEnd, startWorker, stopProcess, tempDb, waitFor, type RunningWorker } from '../support/process.ts';
+import { NODE_ARGS, runCliToEnd, startWorker, stopProcess, tempDb, track, waitFor, type RunningWorker } from '../support/process.ts';
+import { makeTempDir } from '../support/tmp.ts';
 
 const db = tempDb();
 process.env['FENNEL_BROKER_URL'] = db.url;
@@ -62,6 +68,30 @@ describe('CLI commands beside busy workers on one SQLite file', () => {
         const result = await runCliToEnd(args, env);
         assert.equal(result.code, 0, `round ${round}: fennel ${args.join(' ')} exited ${result.code}: ${result.stderr.join('\n')}`);
       }
+    }
+  });
+});
+
+describe('processes opening a new SQLite file at the same instant', () => {
+  it('all open it, every time: 12 processes, 30 new files', async () => {
+    const dir = makeTempDir('fennel-new-file-');
+    try {
+      const paths = Array.from({ length: 30 }, (_, i) => dir.file(`new-${i}.db`));
+      // Far enough ahead for every process to have started (tsx compiles the fixture first).
+      const first = Date.now() + 8_000;
+      const outputs = await Promise.all(
+        Array.from({ length: 12 }, () => {
+          const child = track(spawn(process.execPath, [...NODE_ARGS, join(import.meta.dirname, 'fixtures/open-new-sqlite.ts'), String(first), '150', ...paths], { stdio: ['ignore', 'pipe', 'inherit'] }));
+          let out = '';
+          child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+          return new Promise<string[]>((resolve) => child.once('close', () => resolve(out.trim().split('\n'))));
+        }),
+      );
+      const lines = outputs.flat();
+      assert.equal(lines.length, 12 * 30, 'one line per process and file');
+      assert.deepEqual(lines.filter((line) => line !== 'ok'), [], 'every open succeeded');
+    } finally {
+      dir.remove();
     }
   });
 });
