@@ -7,7 +7,11 @@
 // What maps onto JetStream, and how:
 //   publish        js.publish, resolved on the PubAck (the stream has it, on a quorum of replicas); publishMany
 //                  sends them all before awaiting the acks; then one empty core message per queue on p.w.<queue>
-//                  wakes idle consumers (a producer that sends none is found by the next poll, pollIntervalMs)
+//                  wakes idle consumers (a producer that sends none is found by the next poll, pollIntervalMs).
+//                  A publish nobody answered (503 "no responders": the stream has no leader, as during an election
+//                  in a cluster) was received by no one, and is sent again with backoff for up to connectTimeoutMs;
+//                  then it fails with BrokerUnavailableError saying so. One that got no PubAck in time is not sent
+//                  again (the stream may have it): the caller is told.
 //   deduplicate    `true`: the message goes to its own subject p.q.<queue>.d.<task id> with the header
 //                  Nats-Expected-Last-Subject-Sequence: 0, so the stream refuses it while a message with that id is
 //                  on the subject (waiting or held); the ack, the dead letter or a purge deletes it, and the id is
@@ -21,16 +25,20 @@
 //   broadcast      not offered (capability false): it needs a stream of its own with a consumer per worker
 //   dead letters   stream P_DEAD (limits retention), one JSON record per letter; its id is the stream sequence
 //   presence       bucket p_consumers: <queue>.<consumer> → expiry, read with its keys
-// Counts: `depth` and `stats` read the stream's per-subject counts and the consumers' `num_ack_pending`. JetStream
-// counts a message handed back with "-NAK" as pending until a consumer takes it again, so for that moment it is in
-// `unacked`, not in `ready` (a worker that shut down hands its messages back so).
+// Counts: `ready` is the queue consumer's `num_pending` (messages past what it has handed out), `unacked` its
+// `num_ack_pending`, `scheduled` the stream's per-subject counts under p.s.<queue>. Not the stream's count of p.q.<queue>
+// minus the pending: a server SIGKILLed can come back with messages that were acked (deleted) before it died and
+// whose deletion it had not yet written (nats-server 2.9 writes a block's deletes lazily), while the consumer's
+// state, written sooner, is past them; they are never handed out again, and counted that way they would stay `ready`
+// for ever. JetStream counts a message handed back with "-NAK" as pending until a consumer takes it again, so for
+// that moment it is in `unacked`, not in `ready` (a worker that shut down hands its messages back so).
 
 import type { ConsumerConfig, JetStreamClient, JetStreamManager, PubAck } from '@nats-io/jetstream';
 import type { KV, Kvm } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { NatsLink } from '../clients/nats/connection.ts';
-import { AckPolicy, DeliverPolicy, headers, isNotFound, isWrongLastSequence, nanos, pullNoWait, RetentionPolicy, settle, StorageType } from '../clients/nats/jetstream.ts';
-import { asBrokerUnavailable, ClosedError, ConfigError, PayloadTooLargeError } from '../errors.ts';
+import { AckPolicy, DeliverPolicy, headers, isNoResponders, isNotFound, isWrongLastSequence, nanos, pullNoWait, RetentionPolicy, settle, StorageType } from '../clients/nats/jetstream.ts';
+import { asBrokerUnavailable, BrokerUnavailableError, ClosedError, ConfigError, PayloadTooLargeError } from '../errors.ts';
 import { decodeEnvelope, encodeEnvelope } from '../protocol/envelope.ts';
 import type { WireMessage } from '../protocol/message.ts';
 import { DEFAULT_CONNECT_TIMEOUT_MS } from '../util/connection-state.ts';
@@ -191,7 +199,7 @@ export class NatsTransport implements Transport {
           const h = item.scheduled ? headers() : undefined;
           h?.set(DUE_HEADER, String(item.due));
           try {
-            await js.publish(item.subject, item.payload, { ...(h ? { headers: h } : {}), ...(item.once ? { expect: { lastSubjectSequence: 0 } } : {}), timeout: this.timeoutMs });
+            await this.jsPublish(js, item.subject, item.payload, { ...(h ? { headers: h } : {}), ...(item.once ? { expect: { lastSubjectSequence: 0 } } : {}) });
             return !item.scheduled;
           } catch (error) {
             if (item.once && isWrongLastSequence(error)) return false; // a message with this id is pending: dropped
@@ -203,6 +211,27 @@ export class NatsTransport implements Transport {
       const woken = new Set(items.filter((_, i) => sent[i]).map((item) => item.queue));
       for (const queue of woken) nc.publish(this.layout.wake(queue));
     });
+  }
+
+  /**
+   * js.publish, each attempt waiting timeoutMs for its PubAck. While no server answers at all (503 "no responders": a
+   * stream with no leader, as during an election in a cluster) it is sent again with backoff, for up to timeoutMs:
+   * nobody received it, so no copy is made. Past that, BrokerUnavailableError saying so. An attempt that got no
+   * PubAck in time is not sent again (the stream may have it): its error goes to the caller.
+   */
+  private async jsPublish(js: JetStreamClient, subject: string, payload: Uint8Array | string, options: Parameters<JetStreamClient['publish']>[2]): Promise<PubAck> {
+    const deadline = Date.now() + this.timeoutMs;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await js.publish(subject, payload, { ...options, timeout: this.timeoutMs });
+      } catch (error) {
+        if (!isNoResponders(error) || this.closed) throw error;
+        if (Date.now() >= deadline) {
+          throw new BrokerUnavailableError(this.url, `no server took the publish to ${subject} within ${this.timeoutMs} ms ("no responders": its stream has no leader, as while a cluster elects one, or JetStream is not running)`, { cause: error });
+        }
+        await new Promise((resolve) => setTimeout(resolve, Math.min(100 * 2 ** attempt, 1_000, Math.max(1, deadline - Date.now()))));
+      }
+    }
   }
 
   /** Takes `id` for `ttlMs` unless a live entry holds it: resolves with the entry's revision, or false if taken. */
@@ -279,7 +308,7 @@ export class NatsTransport implements Transport {
     const { nc, js } = await this.handles();
     const subject = this.layout.readySubject(scheduled);
     try {
-      await js.publish(subject, payload, { msgID: `s${streamSeq}`, ...(subject.includes('.d.') ? { expect: { lastSubjectSequence: 0 } } : {}), timeout: this.timeoutMs });
+      await this.jsPublish(js, subject, payload, { msgID: `s${streamSeq}`, ...(subject.includes('.d.') ? { expect: { lastSubjectSequence: 0 } } : {}) });
     } catch (error) {
       if (!isWrongLastSequence(error)) throw error; // else: a message with this deduplicated id is pending already
     }
@@ -293,7 +322,7 @@ export class NatsTransport implements Transport {
     const record: DeadRecord = { queue: held.queue, reason, created_at: Date.now(), task_id: taskId, task_name: taskName, envelope: held.raw };
     await this.call(async () => {
       const { nc, js } = await this.handles();
-      await js.publish(this.layout.deadSubject, JSON.stringify(record), { msgID: `t${held.streamSeq}`, timeout: this.timeoutMs });
+      await this.jsPublish(js, this.layout.deadSubject, JSON.stringify(record), { msgID: `t${held.streamSeq}` });
       await settle(nc, held.reply, '+TERM', this.timeoutMs);
     });
   }
@@ -307,11 +336,20 @@ export class NatsTransport implements Transport {
 
   /** The queue consumer's `num_ack_pending`: handed out and not settled (0 if the queue has no consumer). */
   private async unackedOf(queue: string): Promise<number> {
+    return (await this.consumerCounts(queue))?.unacked ?? 0;
+  }
+
+  /**
+   * The queue consumer's counts: `waiting`, its `num_pending` (messages of its filter past what it has handed out),
+   * and `unacked`, its `num_ack_pending`; undefined if the queue has no consumer yet (then nothing was handed out).
+   */
+  private async consumerCounts(queue: string): Promise<{ waiting: number; unacked: number } | undefined> {
     const { jsm } = await this.handles();
     try {
-      return (await jsm.consumers.info(this.layout.tasks, this.layout.consumer(queue))).num_ack_pending;
+      const info = await jsm.consumers.info(this.layout.tasks, this.layout.consumer(queue));
+      return { waiting: info.num_pending, unacked: info.num_ack_pending };
     } catch (error) {
-      if (isNotFound(error)) return 0;
+      if (isNotFound(error)) return undefined;
       throw error;
     }
   }
@@ -337,9 +375,10 @@ export class NatsTransport implements Transport {
 
   async depth(queue: string): Promise<number> {
     return this.call(async () => {
-      const ready = sum(await this.subjectCounts(this.layout.queueFilter('q', queue)));
       const scheduled = sum(await this.subjectCounts(this.layout.queueFilter('s', queue)));
-      return Math.max(0, ready - (await this.unackedOf(queue))) + scheduled;
+      // Without a consumer nothing was handed out: every message on the queue's subjects waits.
+      const ready = (await this.consumerCounts(queue))?.waiting ?? sum(await this.subjectCounts(this.layout.queueFilter('q', queue)));
+      return ready + scheduled;
     });
   }
 
@@ -361,11 +400,13 @@ export class NatsTransport implements Transport {
         if (parsed.stage === 's') r.scheduled += count;
         else r.ready += count;
       }
+      // A queue with a consumer: what it will hand out (see Counts above); without one, every message waits.
       for await (const info of jsm.consumers.list(this.layout.tasks)) {
         const r = row(info.name);
-        if (r) r.unacked = info.num_ack_pending;
+        if (!r) continue;
+        r.unacked = info.num_ack_pending;
+        r.ready = info.num_pending;
       }
-      for (const r of rows.values()) r.ready = Math.max(0, r.ready - r.unacked);
       return [...rows.values()].sort((a, b) => a.queue.localeCompare(b.queue));
     });
   }
@@ -402,7 +443,7 @@ export class NatsTransport implements Transport {
       const record = parseRecord(stored.string());
       if (!record) return false;
       // The letter's sequence as message id: two requeues of one letter within the duplicate window make one message.
-      const ack: PubAck = await js.publish(this.layout.subject('q', record.queue), record.envelope, { msgID: `d${id}`, timeout: this.timeoutMs });
+      const ack: PubAck = await this.jsPublish(js, this.layout.subject('q', record.queue), record.envelope, { msgID: `d${id}` });
       await jsm.streams.deleteMessage(this.layout.dead, Number(id)).catch(() => false);
       nc.publish(this.layout.wake(record.queue));
       return !ack.duplicate;

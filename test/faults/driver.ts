@@ -9,7 +9,7 @@
 // moved on again. What is asserted does not depend on timing; the times are only reported.
 
 import { execFileSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Fennel } from '../../src/index.ts';
 import { runCli, type RunningWorker } from '../support/process.ts';
@@ -40,6 +40,8 @@ export interface EngineSetup {
 
 export interface FaultReport {
   engine: string;
+  /** Published before the first fault (then the backlog is topped up). */
+  upFront: number;
   enqueued: number;
   completed: number;
   lost: number;
@@ -53,23 +55,23 @@ export interface FaultReport {
 }
 
 /** Recovered: this many more runs since the fault, more than the workers' prefetch windows (2 × 2 slots × 4) hold. */
-const RECOVERED_AFTER = 50;
+export const RECOVERED_AFTER = 50;
 /** A fault is injected every this many distinct runs. */
 const FAULT_EVERY = 200;
 /** Tasks kept waiting while faults are injected: many times RECOVERED_AFTER plus the prefetch windows. */
 const BACKLOG = 500;
-const WORKER_FLAGS = ['-P', 'process', '-c', '2', '--loglevel', 'error', '--grace', '60'];
+export const WORKER_FLAGS = ['-P', 'process', '-c', '2', '--loglevel', 'error', '--grace', '60'];
 
-function ledgerIds(ledger: string): string[] {
+export function ledgerIds(ledger: string): string[] {
   return readFileSync(ledger, 'utf8').split('\n').filter(Boolean);
 }
 
 /** FENNEL_FAULTS_TRACE=1 prints each step of a scenario, with the time, to stderr. */
-function trace(text: string): void {
+export function trace(text: string): void {
   if (process.env['FENNEL_FAULTS_TRACE']) process.stderr.write(`[faults ${new Date().toISOString().slice(11, 23)}] ${text}\n`);
 }
 
-async function until(predicate: () => boolean | Promise<boolean>, what: string, timeoutMs: number, explain?: () => Promise<string>): Promise<void> {
+export async function until(predicate: () => boolean | Promise<boolean>, what: string, timeoutMs: number, explain?: () => Promise<string>): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   trace(`waiting for ${what}`);
   while (!(await predicate())) {
@@ -142,7 +144,7 @@ export async function runFaultScenario(setup: EngineSetup, options: { tasks: num
     },
   };
   const faults = [...processFaults, ...setup.brokerFaults, sigterm];
-  const feeder = new Feeder(app, options.queue, [ledger, options.sleepMs], () => distinctRuns(ledger));
+  const feeder = new Feeder({ send: () => app.sendTask('faults.work', [ledger, options.sleepMs], { queue: options.queue, ignoreResult: true }), ran: () => distinctRuns(ledger) });
   try {
     await ctx.startWorker();
     await ctx.startWorker();
@@ -182,12 +184,15 @@ export async function runFaultScenario(setup: EngineSetup, options: { tasks: num
     const totalMs = Date.now() - t0;
     // The killed worker's unacknowledged messages run again after the visibility timeout; let them, so the
     // duplicate count is final.
-    await until(async () => (await app.transport.stats()).every((s) => s.ready + s.scheduled + s.unacked === 0), 'the queue to drain', 120_000).catch(() => {});
+    await until(async () => (await app.transport.stats()).every((s) => s.ready + s.scheduled + s.unacked === 0), 'the queue to drain', 120_000).catch(async (error: unknown) =>
+      trace(`${String(error)}; queues: ${JSON.stringify(await app.transport.stats().catch(String))}`),
+    );
     const runs = ledgerIds(ledger);
     const distinct = new Set(runs);
     const lost = ids.filter((id) => !distinct.has(id)).length;
     return {
       engine: setup.engine,
+      upFront: options.tasks,
       enqueued: ids.length,
       completed: ids.length - lost,
       lost,
@@ -206,7 +211,7 @@ export async function runFaultScenario(setup: EngineSetup, options: { tasks: num
   }
 }
 
-function distinctRuns(ledger: string): number {
+export function distinctRuns(ledger: string): number {
   return new Set(ledgerIds(ledger)).size;
 }
 
@@ -214,35 +219,51 @@ function distinctRuns(ledger: string): number {
  * Keeps at least BACKLOG tasks waiting (published, not yet run) while the faults are injected, so that every
  * fault lands on busy workers and there is always work to show recovery with. Only ids whose publish the
  * broker confirmed count as enqueued; a publish refused during a fault (the broker down for longer than the
- * producer's retries) is tried again with new ids, and is not counted.
+ * producer's retries) is counted as refused, and tried again with new ids. With `limit`, it stops once that many
+ * are enqueued.
  */
-class Feeder {
+export class Feeder {
   readonly ids: string[] = [];
+  /** Publishes the producer reported as failed (their ids are not in `ids`). */
+  refused = 0;
   private running: Promise<void> | undefined;
   private active = false;
+  private sent = 0;
 
   constructor(
-    private readonly app: Fennel,
-    private readonly queue: string,
-    private readonly args: [string, number],
-    private readonly ran: () => number,
+    private readonly options: {
+      /** Sends one task (the n-th the feeder sends) and says when the broker has it. */
+      send: (n: number) => { id: string; sent: Promise<unknown> };
+      /** Distinct tasks run so far. */
+      ran: () => number;
+      limit?: number;
+    },
   ) {}
 
+  /** Sends `count` (in batches of 500); rejects if any of them was refused, after counting the others. */
   async publish(count: number): Promise<void> {
+    const limit = this.options.limit ?? Number.POSITIVE_INFINITY;
     for (let i = 0; i < count; i += 500) {
-      const results = Array.from({ length: Math.min(500, count - i) }, () => this.app.sendTask('faults.work', this.args, { queue: this.queue, ignoreResult: true }));
+      const size = Math.min(500, count - i, limit - this.ids.length);
+      if (size <= 0) return;
+      const results = Array.from({ length: size }, () => this.options.send(this.sent++));
       trace(`publishing ${results.length} (${this.ids.length} enqueued so far)`);
-      await Promise.all(results.map((r) => r.sent));
-      this.ids.push(...results.map((r) => r.id));
-      trace(`published ${results.length}`);
+      const settled = await Promise.allSettled(results.map((r) => r.sent));
+      const refused = settled.filter((s) => s.status === 'rejected');
+      settled.forEach((s, k) => s.status === 'fulfilled' && this.ids.push(results[k]!.id));
+      this.refused += refused.length;
+      trace(`published ${results.length - refused.length}${refused.length ? `, ${refused.length} refused` : ''}`);
+      if (refused.length) throw (refused[0] as PromiseRejectedResult).reason;
     }
   }
 
   start(): void {
     this.active = true;
+    const limit = this.options.limit ?? Number.POSITIVE_INFINITY;
     this.running = (async () => {
       while (this.active) {
-        if (this.ids.length - this.ran() < BACKLOG) await this.publish(BACKLOG).catch((error: unknown) => trace(`publish refused: ${String(error)}`));
+        const waiting = this.ids.length - this.options.ran();
+        if (waiting < BACKLOG && this.ids.length < limit) await this.publish(BACKLOG).catch((error: unknown) => trace(`publish refused: ${String(error)}`));
         await new Promise((resolve) => setTimeout(resolve, 100));
       }
     })();
@@ -263,6 +284,32 @@ function alive(pid: number): boolean {
   }
 }
 
+/** Where the hand-kept part of FAULTS.md starts: everything below it is kept when the report is regenerated. */
+export const KEPT_BY_HAND = '<!-- Below this line: kept by hand when the report above is regenerated. -->';
+const CLUSTER_BEGIN = '<!-- Generated by test/faults/nats-cluster.test.ts: from here to the end marker. -->';
+const CLUSTER_END = '<!-- End of the part generated by test/faults/nats-cluster.test.ts. -->';
+
+/**
+ * Writes one generated part of the report into `target`, keeping the others: `engines` (faults.test.ts, the top
+ * of the file), `cluster` (nats-cluster.test.ts, a section between its markers below it), and what follows
+ * KEPT_BY_HAND (never generated). Each test file rewrites only its own part, so either can run alone.
+ */
+export function writeFaultsReport(target: string, part: 'engines' | 'cluster', markdown: string): void {
+  const previous = existsSync(target) ? readFileSync(target, 'utf8') : '';
+  const keptAt = previous.indexOf(KEPT_BY_HAND);
+  const kept = keptAt < 0 ? '' : previous.slice(keptAt);
+  const generated = keptAt < 0 ? previous : previous.slice(0, keptAt);
+  const begin = generated.indexOf(CLUSTER_BEGIN);
+  const end = generated.indexOf(CLUSTER_END);
+  const hasCluster = begin >= 0 && end > begin;
+  let engines = (hasCluster ? generated.slice(0, begin) : generated).trimEnd();
+  let cluster = hasCluster ? generated.slice(begin + CLUSTER_BEGIN.length, end).trim() : '';
+  if (part === 'engines') engines = markdown.trimEnd();
+  else cluster = markdown.trim();
+  const parts = [engines, cluster && `${CLUSTER_BEGIN}\n\n${cluster}\n\n${CLUSTER_END}`, kept.trimEnd()].filter(Boolean);
+  writeFileSync(target, `${parts.join('\n\n')}\n`);
+}
+
 /** The report as Markdown: one table row per engine, then what was injected and how. */
 export function faultsMarkdown(reports: FaultReport[], command: string): string {
   const lines = [
@@ -272,7 +319,7 @@ export function faultsMarkdown(reports: FaultReport[], command: string): string 
     '',
     `- Command: \`${command}\``,
     `- Date: ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC`,
-    '- Workers: `fennel worker -P process -c 2 --grace 60`, two at a time, `FENNEL_VISIBILITY_TIMEOUT_SEC=3`; each task appends its id to a ledger file, then sleeps. A fault every 200 runs; until the last has recovered, the driver keeps 500 tasks waiting, so how many are enqueued depends on how long the faults take (RabbitMQ\'s restart is the longest).',
+    `- Workers: \`fennel worker -P process -c 2 --grace 60\`, two at a time, \`FENNEL_VISIBILITY_TIMEOUT_SEC=3\`; each task appends its id to a ledger file, then sleeps. Published up front: ${reports.map((r) => `${r.engine} ${r.upFront}`).join(', ')}. A fault every 200 runs; until the last has recovered, the driver keeps 500 tasks waiting, so how many are enqueued depends on how long the faults take (RabbitMQ's restart is the longest).`,
     '',
     '| Engine | Enqueued | Completed | Lost | Run more than once | SIGTERMed worker | Total time |',
     '| --- | ---: | ---: | ---: | ---: | --- | ---: |',

@@ -1,11 +1,12 @@
 // The fault-injection suite (see driver.ts): the same scenario on every engine. SQLite's file survives any
 // process; Redis runs as a private append-only redis-server on port 6392 (fsync always), so it can be
 // restarted without touching the shared one; RabbitMQ is the local node (connections closed, the app
-// stopped and started). Set FENNEL_FAULTS_REPORT=FAULTS.md (npm run faults) to write the report.
+// stopped and started); NATS is a private nats-server with JetStream (a store in this file's temp dir, a free
+// port), SIGKILLed and started again on the same store. Set FENNEL_FAULTS_REPORT=FAULTS.md (npm run faults) to
+// write the report. The three-node NATS cluster has a file of its own (nats-cluster.test.ts).
 
 import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { after, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
@@ -13,15 +14,17 @@ import { ROOT, track } from '../support/process.ts';
 import { makeTempDir } from '../support/tmp.ts';
 import { RABBIT_URL, rabbitAnswers, rabbitSkipReason, REDIS_DB, redisAnswers, redisSkipReason, redisUrlForTest } from '../support/services.ts';
 import { removeRabbitQueues } from '../support/rabbit.ts';
-import { faultsMarkdown, runFaultScenario, type FaultReport } from './driver.ts';
+import { natsServerSkipReason, startNats, type PrivateNats } from '../support/nats.ts';
+import { faultsMarkdown, runFaultScenario, writeFaultsReport, type FaultReport } from './driver.ts';
 
 const TASKS = 1000;
+/** NATS: the issue's 3,000 published up front (the driver tops the backlog up from there while faults run). */
+const NATS_TASKS = 3000;
 const SLEEP_MS = 5;
 // FENNEL_FAULTS_REDIS_PORT moves it, so a repeated run of this file can go on beside the whole suite's.
 const PRIVATE_PORT = Number(process.env['FENNEL_FAULTS_REDIS_PORT'] ?? 6392);
 const dir = makeTempDir('fennel-faults-');
 const LOCK_HOLD_MS = 8_000;
-const KEPT_BY_HAND = '<!-- Below this line: kept by hand when the report above is regenerated. -->';
 /** Takes SQLite's write lock on the file argv[1] (BEGIN EXCLUSIVE), says so, holds it argv[2] ms, then commits. */
 const LOCK_HOLDER = `
 const Database = require('better-sqlite3');
@@ -34,15 +37,12 @@ const reports: FaultReport[] = [];
 const run = Date.now().toString(36);
 const redisSkip = await redisSkipReason();
 const amqpSkip = (await rabbitSkipReason()) || redisSkip;
+const natsSkip = natsServerSkipReason();
 
 after(() => {
   const target = process.env['FENNEL_FAULTS_REPORT'];
-  if (target && reports.length) {
-    // What follows the marker in the report (repeated runs, written by a person) is kept when it is regenerated.
-    const previous = existsSync(target) ? readFileSync(target, 'utf8') : '';
-    const kept = previous.includes(KEPT_BY_HAND) ? previous.slice(previous.indexOf(KEPT_BY_HAND)) : '';
-    writeFileSync(target, `${faultsMarkdown(reports, 'npm run faults')}${kept ? `\n${kept}` : ''}`);
-  }
+  // The cluster's section and what follows the hand-kept marker (repeated runs, written by a person) are kept.
+  if (target && reports.length) writeFaultsReport(target, 'engines', faultsMarkdown(reports, 'npm run faults'));
   for (const r of reports) process.stdout.write(`# faults ${r.engine}: enqueued ${r.enqueued}, completed ${r.completed}, lost ${r.lost}, run twice ${r.duplicates}, ${(r.totalMs / 1000).toFixed(1)} s\n`);
   dir.remove();
 });
@@ -176,6 +176,27 @@ describe('fault injection', () => {
           notApplicable: [],
         },
         { tasks: TASKS, sleepMs: SLEEP_MS, dir: dir.path, queue },
+      );
+      check(report);
+    });
+  });
+
+  describe('nats', { skip: natsSkip }, () => {
+    let server: PrivateNats | undefined;
+    after(() => server?.stop());
+
+    it('nats: no task lost', async () => {
+      server = await startNats({ storeDir: dir.file('nats-store') });
+      const url = `${server.url}?prefix=faults`;
+      const report = await runFaultScenario(
+        {
+          engine: 'nats',
+          brokerUrl: url,
+          backendUrl: url,
+          brokerFaults: [{ label: 'SIGKILL nats-server, restarted on the same store', inject: () => server!.restart() }],
+          notApplicable: ['breaking every connection without a restart: nats-server 2.9 has no CLIENT KILL (kicking a client needs a system account); the SIGKILL of the server breaks them all'],
+        },
+        { tasks: NATS_TASKS, sleepMs: SLEEP_MS, dir: dir.path, queue: `faults-${run}` },
       );
       check(report);
     });

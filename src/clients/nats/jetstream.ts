@@ -30,6 +30,19 @@ export function isNotFound(error: unknown): boolean {
   return error instanceof JetStreamApiError && NOT_FOUND.has(error.code);
 }
 
+/**
+ * True for a request no server answered with a subscription (503 "no responders"), anywhere in `error`'s causes: the
+ * client's publish reports it as "jetstream is not enabled", but in a cluster it is mostly a stream with no leader
+ * (an election after its leader's node was lost). Nobody received the message, so sending it again makes no copy.
+ */
+export function isNoResponders(error: unknown): boolean {
+  for (let e: unknown = error, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+    const check = (e as { isNoResponders?: unknown }).isNoResponders;
+    if (typeof check === 'function' && check.call(e) === true) return true;
+  }
+  return false;
+}
+
 /** A pull that could not be served because the consumer is gone (deleted by an operator, or never made). */
 export class ConsumerGoneError extends Error {
   constructor(stream: string, consumer: string, why: string) {
