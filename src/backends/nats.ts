@@ -17,9 +17,13 @@
 // Key-value has no per-key TTL before NATS 2.11, hence the state bucket and its stored times.
 //
 // Every read-modify-write is a compare-and-set on one key (nats/cas.ts): a store never replaces a SUCCESS, a chord's
-// join completes once, a call is released once, a lease has one holder. A waiter is woken by a KV watch on its
-// result's key (nats/watch.ts): the watch delivers the value as it stands when it starts and every write after,
-// so nothing stored before or after is missed, and no one polls. One watch per waited id, shared by its waiters.
+// join completes once, a call is released once, a lease has one holder. Waiters are woken by one KV watch per
+// process of every result key (nats/watch.ts), writes only, started with the first wait and stopped once nothing has
+// been waited for WATCH_IDLE_MS: a wait reads its key once the watch is up, so a result stored before that read is
+// read, and one stored after it arrives by the watch; no one polls. A watch per waited id (the first version) made
+// the server create and delete a consumer per result, 2 to 5 ms of its CPU each: 220 results a second, and waits
+// timing out under a few hundred at once. The price of one watch: every result stored reaches every process that
+// waits, and each drops those it does not wait for.
 
 import { BrokerUnavailableError, ClosedError, FennelError, ProtocolError, asBrokerUnavailable } from '../errors.ts';
 import { NatsLink, type NatsHandles } from '../clients/nats/connection.ts';
@@ -52,6 +56,8 @@ interface Buckets {
 const COUNT_LIMIT = 100_000;
 /** How often a process that pins objects sweeps those past their time. */
 const PIN_SWEEP_MS = 3_600_000;
+/** How long the result watch stays up after the last wait ended (a producer waits again soon, usually). */
+const WATCH_IDLE_MS = 30_000;
 
 const decoder = new TextDecoder();
 
@@ -68,7 +74,11 @@ export class NatsBackend implements ResultBackend {
   private readonly stateCas = new CasKeys(() => this.buckets().then((b) => b.state), 'the NATS state bucket');
   // The last waiter of an id gone (woken, timed out, aborted): its watch is stopped.
   private readonly waiters = new Waiters(undefined, (taskId) => this.unwatch(taskId));
-  private readonly watches = new Map<string, Follow>();
+  /** The watch of every result key, while this process waits (see the top of this file). */
+  private resultWatch: Follow | undefined;
+  private idleTimer: NodeJS.Timeout | undefined;
+  /** Result key → task id, for every id waited for now. */
+  private readonly waitedKeys = new Map<string, string>();
   private readonly revocationFollows = new Set<Follow>();
   private lastPinSweep = 0;
   /** What park, settle and the chord join need of this backend. */
@@ -205,32 +215,61 @@ export class NatsBackend implements ResultBackend {
   wait(taskId: string, options: { timeoutMs?: number; signal?: AbortSignal }): Promise<TaskMeta | undefined> {
     if (options.signal?.aborted) return Promise.reject(options.signal.reason);
     const waiting = this.waiters.add(taskId, options);
-    if (!this.watches.has(taskId)) this.watch(taskId);
+    const key = resultKeys.meta(taskId);
+    if (!this.waitedKeys.has(key)) {
+      this.waitedKeys.set(key, taskId);
+      this.startWaiting(taskId);
+    }
     return waiting;
   }
 
-  /** Watches the id's result key: its value as it stands, then every write, until its last waiter is gone. */
-  private watch(taskId: string): void {
-    const watch = follow(
-      () => this.buckets().then((b) => b.results),
-      resultKeys.meta(taskId),
-      (entry) => {
-        if (entry.operation === 'PUT') this.onStored(taskId, entry.string());
-      },
-    );
-    this.watches.set(taskId, watch);
-    // Once the watch is up, the state bucket too: a pinned object kept longer than the results has no marker left.
+  /** Once the watch is up, the id's result as it stands (a write after this read comes by the watch). */
+  private startWaiting(taskId: string): void {
+    clearTimeout(this.idleTimer);
+    const watch = (this.resultWatch ??= this.watchResults());
     watch.started.then(
-      () => this.wakeWith(taskId, this.readPinned(taskId)),
+      () => this.wakeWith(taskId, this.read(taskId)),
       (error: unknown) => {
-        if (this.watches.get(taskId) === watch) this.waiters.reject(taskId, asBrokerUnavailable(this.url, error));
+        // The first attempt failed (the server is away): these waits fail, and the next wait tries afresh.
+        if (this.resultWatch === watch) {
+          this.resultWatch = undefined;
+          void watch.stop();
+        }
+        this.waiters.reject(taskId, asBrokerUnavailable(this.url, error));
       },
     );
   }
 
+  private watchResults(): Follow {
+    return follow(
+      () => this.buckets().then((b) => b.results),
+      resultKeys.allMetas,
+      (entry) => {
+        if (entry.operation !== 'PUT') return;
+        const taskId = this.waitedKeys.get(entry.key);
+        if (taskId !== undefined) this.onStored(taskId, entry.string());
+      },
+      {
+        updatesOnly: true,
+        // A watch opened again after it was lost missed what was written meanwhile: every waited key is read again.
+        onOpen: (reopened) => {
+          if (reopened) for (const taskId of this.waitedKeys.values()) this.wakeWith(taskId, this.read(taskId));
+        },
+      },
+    );
+  }
+
+  /** The last waiter of an id gone: its key is dropped, and the watch stopped once none has been waited for a while. */
   private unwatch(taskId: string): void {
-    void this.watches.get(taskId)?.stop();
-    this.watches.delete(taskId);
+    this.waitedKeys.delete(resultKeys.meta(taskId));
+    if (this.waitedKeys.size > 0 || !this.resultWatch) return;
+    clearTimeout(this.idleTimer);
+    this.idleTimer = setTimeout(() => {
+      if (this.waitedKeys.size > 0 || !this.resultWatch) return;
+      void this.resultWatch.stop();
+      this.resultWatch = undefined;
+    }, WATCH_IDLE_MS);
+    this.idleTimer.unref();
   }
 
   private onStored(taskId: string, stored: string): void {
@@ -407,8 +446,10 @@ export class NatsBackend implements ResultBackend {
 
   async close(): Promise<void> {
     this.closed = true;
-    const follows = [...this.watches.values(), ...this.revocationFollows];
-    this.watches.clear();
+    clearTimeout(this.idleTimer);
+    const follows = [...(this.resultWatch ? [this.resultWatch] : []), ...this.revocationFollows];
+    this.resultWatch = undefined;
+    this.waitedKeys.clear();
     this.revocationFollows.clear();
     this.waiters.wakeAll();
     // Their consumers deleted before the connection goes (each request bounded by connectTimeoutMs).

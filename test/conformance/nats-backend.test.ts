@@ -81,19 +81,24 @@ describe('nats:// result backend', { skip }, () => {
     }
   });
 
-  it('a wait that ends leaves no consumer on the server (its watch is deleted, not left to lapse in 5 minutes)', async () => {
+  it('waits share one watch: 50 waits make one consumer on the server, deleted when the backend closes (not left to lapse in 5 minutes)', async () => {
     await destroyBuckets();
     const backend = new NatsBackend(URL);
     const link = new NatsLink(URL, { connectTimeoutMs: 5_000, name: 'fennel test inspector' });
     try {
-      const consumers = async (): Promise<number> => (await (await link.handles()).jsm.streams.info(`KV_${PREFIX}_results`)).state.consumer_count;
+      // 0 until the bucket exists (the backend makes it on first use).
+      const consumers = async (): Promise<number> =>
+        (await (await link.handles()).jsm.streams.info(`KV_${PREFIX}_results`).catch(() => undefined))?.state.consumer_count ?? 0;
       const ids = Array.from({ length: 50 }, () => randomUUID());
       const waits = ids.map((id) => backend.wait(id, { timeoutMs: 20_000 }));
       const timedOut = backend.wait(randomUUID(), { timeoutMs: 300 });
+      await waitFor(async () => (await consumers()) > 0, { timeoutMs: 10_000, what: 'the watch to be up' });
+      assert.equal(await consumers(), 1, 'one watch for every wait');
       for (const id of ids) await backend.store({ status: States.SUCCESS, result: id, traceback: null, children: [], date_done: null, task_id: id });
-      await Promise.all(waits);
+      assert.deepEqual(await Promise.all(waits.map(async (w) => (await w)?.result)), ids, 'each wait woken by its own result');
       assert.equal(await timedOut, undefined);
-      await waitFor(async () => (await consumers()) === 0, { timeoutMs: 10_000, what: 'the watches’ consumers to be deleted' });
+      await backend.close();
+      await waitFor(async () => (await consumers()) === 0, { timeoutMs: 10_000, what: 'the watch’s consumer to be deleted' });
     } finally {
       await link.close();
       await backend.close();

@@ -18,8 +18,12 @@ export interface Follow {
 /** Pause before opening a lost or failed watch again. */
 const REOPEN_MS = 500;
 
-/** Calls `onEntry` for the current value of every key matching `key` (a key, or a filter ending in `>`), then for each write, until stopped. */
-export function follow(bucket: () => Promise<KV>, key: string, onEntry: (entry: KvWatchEntry) => void): Follow {
+/**
+ * Calls `onEntry` for the current value of every key matching `key` (a key, or a filter ending in `>`), then for each
+ * write, until stopped. With `updatesOnly`, writes only: `onOpen` is then called each time the watch is up again
+ * after it was lost (`reopened`), when the caller must read what it follows as it stands.
+ */
+export function follow(bucket: () => Promise<KV>, key: string, onEntry: (entry: KvWatchEntry) => void, options: { updatesOnly?: boolean; onOpen?: (reopened: boolean) => void } = {}): Follow {
   let stopped = false;
   let current: KeyWatch | undefined;
   let first: { resolve: () => void; reject: (error: unknown) => void } | undefined;
@@ -37,7 +41,7 @@ export function follow(bucket: () => Promise<KV>, key: string, onEntry: (entry: 
       if (stopped) break;
       let watch: KeyWatch;
       try {
-        watch = await watchKeys(await bucket(), key);
+        watch = await watchKeys(await bucket(), key, options.updatesOnly ? 'updates' : 'last');
       } catch (error) {
         settleFirst(error);
         continue; // the server is away: try again
@@ -47,6 +51,7 @@ export function follow(bucket: () => Promise<KV>, key: string, onEntry: (entry: 
         break;
       }
       current = watch;
+      options.onOpen?.(first === undefined);
       settleFirst();
       try {
         for await (const entry of watch) {

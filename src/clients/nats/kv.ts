@@ -59,13 +59,14 @@ export interface KeyWatch extends AsyncIterable<KvWatchEntry> {
 }
 
 /**
- * kv.watch (the value of every key matching `key` as it stands, then every write), whose `stop` also deletes the
+ * kv.watch (the value of every key matching `key` as it stands, then every write; with 'updates', only the writes
+ * from now on), whose `stop` also deletes the
  * watch's consumer. The client's own stop only unsubscribes, and the server keeps the consumer for its inactive
  * threshold (5 minutes): a producer waiting on 1,000 results a second would leave 300,000 consumers behind. The
  * consumer is the watch's `_data` (client 3.x); a client without it leaves the consumer to lapse, as before.
  */
-export async function watchKeys(kv: KV, key: string): Promise<KeyWatch> {
-  const watch = await kv.watch({ key, include: KvWatchInclude.LastValue });
+export async function watchKeys(kv: KV, key: string, include: 'last' | 'updates' = 'last'): Promise<KeyWatch> {
+  const watch = await kv.watch({ key, include: include === 'last' ? KvWatchInclude.LastValue : KvWatchInclude.UpdatesOnly });
   const consumer = (watch as unknown as { _data?: { delete?: () => Promise<unknown> } })._data;
   return {
     [Symbol.asyncIterator]: () => watch[Symbol.asyncIterator](),
