@@ -72,11 +72,6 @@ export class LruEngine implements CacheEngine {
     return deleted;
   }
 
-  /** Entries held now (tests, stats). */
-  get size(): number {
-    return this.store.size;
-  }
-
   async close(): Promise<void> {
     this.store.clear();
   }
