@@ -482,6 +482,8 @@ export class Fennel {
     if (broadcast) fields.broadcast = true;
     if (wire) Object.assign(fields, wire);
     const message = buildTaskMessage(fields);
+    // An id made here has no result yet: the backend may skip a read when it is waited for (nats://).
+    if (call.taskId === undefined && !broadcast) this.backendInstance?.expectResult?.(fields.id);
     // UTF-8 takes at most 3 bytes per UTF-16 code unit: a body that short cannot be over the limit, and is not measured.
     if (message.body.length * 3 > this.config.maxPayloadBytes) {
       const size = bodyBytes(message);

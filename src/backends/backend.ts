@@ -87,6 +87,12 @@ export interface ResultBackend {
   // caller awaited the earlier ones (engines queue them: a group commit, one connection's batches). The
   // worker relies on it: a task's STARTED is not awaited before its outcome is stored, and never lands after it.
   get(taskId: string): Promise<TaskMeta | undefined>;
+  /**
+   * Told by a producer just before it sends a call under `taskId`, an id it made (nothing is stored under it yet).
+   * An engine that reads a waited key once before relying on pushed writes may skip that read for it (nats://).
+   * Synchronous and cheap; never fails. Absent where it would change nothing.
+   */
+  expectResult?(taskId: string): void;
   /** Resolves with the meta once it is in a ready state, or with undefined when `timeoutMs` passes. */
   wait(taskId: string, options: { timeoutMs?: number; signal?: AbortSignal }): Promise<TaskMeta | undefined>;
   forget(taskId: string): Promise<void>;

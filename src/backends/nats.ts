@@ -5,7 +5,7 @@
 //   <prefix>_results   TTL = resultExpiresSec (the stream's max_age; 0: none). What expires with the results:
 //     meta.<id>              a task's meta (encodeMeta, Celery's layout, `status` first), or a pinned object's marker
 //     chord.<group>[.<i>]    a chord's join and its members' results (nats/chords.ts)
-//     parked.<id>, dependents.<input>   parked calls (object references, nats/refs.ts)
+//     parked.<id>            parked calls (object references, nats/refs.ts); the ids parked on a task follow its meta
 //     claim.<key>            once-only markers (claimOnce)
 //   <prefix>_state     no TTL. What must outlive the results, each with a time of its own where it has one:
 //     revoked.<id>           {terminate, expires_at}: skipped once past its time, and deleted by a worker that starts
@@ -23,18 +23,19 @@
 // read, and one stored after it arrives by the watch; no one polls. A watch per waited id (the first version) made
 // the server create and delete a consumer per result, 2 to 5 ms of its CPU each: 220 results a second, and waits
 // timing out under a few hundred at once. The price of one watch: every result stored reaches every process that
-// waits, and each drops those it does not wait for.
+// waits, and each drops those it does not wait for. A wait for an id this process made and sent while the watch was
+// up (expectResult) skips the read: its result cannot have been stored before the watch started.
 
 import { BrokerUnavailableError, ClosedError, FennelError, ProtocolError, asBrokerUnavailable } from '../errors.ts';
 import { NatsLink, type NatsHandles } from '../clients/nats/connection.ts';
 import { fromKeyToken, openBucket, purgeKey, snapshot, type KV } from '../clients/nats/kv.ts';
-import { decodeMeta, encodeMeta, type TaskMeta } from '../protocol/result.ts';
+import { decodeMeta, encodeMeta, pendingMeta, type TaskMeta } from '../protocol/result.ts';
 import { isReady, States } from '../protocol/states.ts';
 import { DEFAULT_CONNECT_TIMEOUT_MS } from '../util/connection-state.ts';
 import type { ChordJoin, Lease, ParkOutcome, ReleasedCall, ResultBackend, Revocation } from './backend.ts';
 import { CasKeys } from './nats/cas.ts';
 import { chordJoin, chordResults, type ChordStore } from './nats/chords.ts';
-import { isPinnedMarker, pinnedMarker, resultKeys, stateKeys, statusOf } from './nats/keys.ts';
+import { dependentsOf, isPinnedMarker, metaPart, pinnedMarker, resultKeys, stateKeys, statusOf, withDependents } from './nats/keys.ts';
 import { park, settle, type RefsStore } from './nats/refs.ts';
 import { follow, type Follow } from './nats/watch.ts';
 import { Waiters } from './waiters.ts';
@@ -58,6 +59,8 @@ const COUNT_LIMIT = 100_000;
 const PIN_SWEEP_MS = 3_600_000;
 /** How long the result watch stays up after the last wait ended (a producer waits again soon, usually). */
 const WATCH_IDLE_MS = 30_000;
+/** Sent ids remembered as having no result yet (expectResult); past it, the oldest are forgotten. */
+const FRESH_MAX = 100_000;
 
 const decoder = new TextDecoder();
 
@@ -79,6 +82,14 @@ export class NatsBackend implements ResultBackend {
   private idleTimer: NodeJS.Timeout | undefined;
   /** Result key → task id, for every id waited for now. */
   private readonly waitedKeys = new Map<string, string>();
+  /** The result watch is up: every write from now on is delivered to it (false while it opens, or was lost). */
+  private watchUp = false;
+  /**
+   * Result keys of ids this process is about to send (expectResult) while the watch was up, not yet waited for and
+   * not written since: nothing was stored under them before the watch started, so a wait needs no first read.
+   * Cleared whenever the watch is lost; the oldest are forgotten past FRESH_MAX (their waits then read).
+   */
+  private readonly freshKeys = new Set<string>();
   private readonly revocationFollows = new Set<Follow>();
   private lastPinSweep = 0;
   /** What park, settle and the chord join need of this backend. */
@@ -144,9 +155,14 @@ export class NatsBackend implements ResultBackend {
    * Writes a meta unless a SUCCESS is stored (Celery's rule); resolves with the state that stands. Stores of one id
    * by this process are applied in the order they were called (cas.ts queues them per key).
    */
-  private storeMeta(meta: TaskMeta): Promise<string> {
+  private storeMeta(meta: TaskMeta): Promise<{ status: string; dependents: string[] }> {
     const encoded = encode(meta);
-    return this.resultCas.change(resultKeys.meta(meta.task_id), (current) => (statusOf(current) === States.SUCCESS ? { result: States.SUCCESS } : { next: encoded, result: meta.status }));
+    // The calls parked on the task stay with its meta (nats/refs.ts), and settle releases them.
+    return this.resultCas.change(resultKeys.meta(meta.task_id), (current) => {
+      const dependents = dependentsOf(current);
+      if (statusOf(current) === States.SUCCESS) return { result: { status: States.SUCCESS, dependents } };
+      return { next: withDependents(encoded, dependents), result: { status: meta.status, dependents } };
+    });
   }
 
   /**
@@ -188,7 +204,7 @@ export class NatsBackend implements ResultBackend {
 
   private async read(taskId: string): Promise<TaskMeta | undefined> {
     const stored = text(await (await this.buckets()).results.get(resultKeys.meta(taskId)));
-    if (stored !== undefined && !isPinnedMarker(stored)) return this.decode(taskId, stored);
+    if (stored !== undefined && !isPinnedMarker(stored)) return this.decode(taskId, metaPart(stored));
     // A marker, or nothing: a pinned object kept longer than the results outlives its marker.
     return this.readPinned(taskId);
   }
@@ -212,13 +228,25 @@ export class NatsBackend implements ResultBackend {
     }
   }
 
+  /**
+   * The producer is about to send a call under `taskId`, an id it made: while the watch is up, nothing can be stored
+   * under it before the watch delivers it, so its wait skips the first read (a round trip per result, and the
+   * server's work for it). Does nothing while no watch is up: a process that never waits never starts one.
+   */
+  expectResult(taskId: string): void {
+    if (!this.watchUp) return;
+    this.freshKeys.add(resultKeys.meta(taskId));
+    if (this.freshKeys.size > FRESH_MAX) this.freshKeys.delete(this.freshKeys.values().next().value!);
+  }
+
   wait(taskId: string, options: { timeoutMs?: number; signal?: AbortSignal }): Promise<TaskMeta | undefined> {
     if (options.signal?.aborted) return Promise.reject(options.signal.reason);
     const waiting = this.waiters.add(taskId, options);
     const key = resultKeys.meta(taskId);
     if (!this.waitedKeys.has(key)) {
       this.waitedKeys.set(key, taskId);
-      this.startWaiting(taskId);
+      if (this.freshKeys.delete(key) && this.watchUp) clearTimeout(this.idleTimer);
+      else this.startWaiting(taskId);
     }
     return waiting;
   }
@@ -245,18 +273,27 @@ export class NatsBackend implements ResultBackend {
       () => this.buckets().then((b) => b.results),
       resultKeys.allMetas,
       (entry) => {
-        if (entry.operation !== 'PUT') return;
         const taskId = this.waitedKeys.get(entry.key);
-        if (taskId !== undefined) this.onStored(taskId, entry.string());
+        if (taskId !== undefined) {
+          if (entry.operation === 'PUT') this.onStored(taskId, entry.string());
+        } else if (this.freshKeys.size > 0) this.freshKeys.delete(entry.key); // written now: a wait for it reads
       },
       {
         updatesOnly: true,
         // A watch opened again after it was lost missed what was written meanwhile: every waited key is read again.
         onOpen: (reopened) => {
+          this.watchUp = true;
           if (reopened) for (const taskId of this.waitedKeys.values()) this.wakeWith(taskId, this.read(taskId));
         },
+        onLost: () => this.lostWatch(),
       },
     );
+  }
+
+  /** Writes from now until the watch is up again are not delivered: no sent id is known to have no result. */
+  private lostWatch(): void {
+    this.watchUp = false;
+    this.freshKeys.clear();
   }
 
   /** The last waiter of an id gone: its key is dropped, and the watch stopped once none has been waited for a while. */
@@ -268,6 +305,7 @@ export class NatsBackend implements ResultBackend {
       if (this.waitedKeys.size > 0 || !this.resultWatch) return;
       void this.resultWatch.stop();
       this.resultWatch = undefined;
+      this.lostWatch();
     }, WATCH_IDLE_MS);
     this.idleTimer.unref();
   }
@@ -276,7 +314,7 @@ export class NatsBackend implements ResultBackend {
     if (isPinnedMarker(stored)) return this.wakeWith(taskId, this.readPinned(taskId));
     let meta: TaskMeta;
     try {
-      meta = this.decode(taskId, stored);
+      meta = this.decode(taskId, metaPart(stored));
     } catch (error) {
       // Not a meta: its waiters are told so now rather than left to time out.
       return this.waiters.reject(taskId, error);
@@ -297,6 +335,7 @@ export class NatsBackend implements ResultBackend {
   private async recheckOnReconnect(handles: NatsHandles): Promise<void> {
     for await (const status of handles.nc.status()) {
       if (status.type !== 'reconnect') continue;
+      this.freshKeys.clear(); // the watch may have missed writes while disconnected
       for (const taskId of [...this.waiters.ids()]) this.wakeWith(taskId, this.read(taskId));
     }
   }
@@ -307,6 +346,15 @@ export class NatsBackend implements ResultBackend {
         const { handles, results, state } = await this.buckets();
         const key = resultKeys.meta(taskId);
         const stored = text(await results.get(key));
+        const status = statusOf(stored);
+        if (stored !== undefined && status !== undefined && !isReady(status) && dependentsOf(stored).length > 0) {
+          // Calls are parked on it: its state is forgotten, not them (its outcome, once stored, releases them).
+          await this.resultCas.change(key, (current) => {
+            const now = statusOf(current);
+            return now === undefined || isReady(now) ? { result: undefined } : { next: withDependents(encode(pendingMeta(taskId)), dependentsOf(current)), result: undefined };
+          });
+          return;
+        }
         // Purged rather than deleted: a delete leaves a marker, kept for ever where there is no TTL.
         if (stored !== undefined) await purgeKey(handles, this.names.results, key);
         this.resultCas.forget(key);
@@ -324,7 +372,8 @@ export class NatsBackend implements ResultBackend {
     const counts: Record<string, number> = {};
     for (const { value } of await this.guard(snapshot(results, resultKeys.allMetas, COUNT_LIMIT))) {
       const status = statusOf(decoder.decode(value));
-      if (status) counts[status] = (counts[status] ?? 0) + 1;
+      // PENDING is stored only to hold the calls parked on a task that has stored nothing yet: not a result.
+      if (status && status !== States.PENDING) counts[status] = (counts[status] ?? 0) + 1;
     }
     return counts;
   }
@@ -449,6 +498,7 @@ export class NatsBackend implements ResultBackend {
     clearTimeout(this.idleTimer);
     const follows = [...(this.resultWatch ? [this.resultWatch] : []), ...this.revocationFollows];
     this.resultWatch = undefined;
+    this.lostWatch();
     this.waitedKeys.clear();
     this.revocationFollows.clear();
     this.waiters.wakeAll();

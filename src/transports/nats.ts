@@ -33,11 +33,11 @@
 // for ever. JetStream counts a message handed back with "-NAK" as pending until a consumer takes it again, so for
 // that moment it is in `unacked`, not in `ready` (a worker that shut down hands its messages back so).
 
-import type { ConsumerConfig, JetStreamClient, JetStreamManager, PubAck } from '@nats-io/jetstream';
-import type { KV, Kvm } from '@nats-io/kv';
-import type { NatsConnection } from '@nats-io/transport-node';
-import { NatsLink } from '../clients/nats/connection.ts';
-import { AckPolicy, DeliverPolicy, headers, isNoResponders, isNotFound, isWrongLastSequence, nanos, pullNoWait, RetentionPolicy, settle, StorageType } from '../clients/nats/jetstream.ts';
+import type { ConsumerConfig, JetStreamManager } from '@nats-io/jetstream';
+import type { KV } from '@nats-io/kv';
+import { NatsLink, type NatsHandles } from '../clients/nats/connection.ts';
+import type { Replies } from '../clients/nats/requests.ts';
+import { AckPolicy, DeliverPolicy, headers, isNoResponders, isNotFound, isWrongLastSequence, nanos, publishStored, pullNoWait, RetentionPolicy, settle, StorageType, type Stored } from '../clients/nats/jetstream.ts';
 import { asBrokerUnavailable, BrokerUnavailableError, ClosedError, ConfigError, PayloadTooLargeError } from '../errors.ts';
 import { decodeEnvelope, encodeEnvelope } from '../protocol/envelope.ts';
 import type { WireMessage } from '../protocol/message.ts';
@@ -119,7 +119,7 @@ export class NatsTransport implements Transport {
     }
   }
 
-  private async handles(): Promise<{ nc: NatsConnection; js: JetStreamClient; jsm: JetStreamManager; kvm: Kvm }> {
+  private async handles(): Promise<NatsHandles> {
     const handles = await this.link.handles();
     await (this.streams ??= this.makeStreams(handles.jsm).catch((error: unknown) => {
       this.streams = undefined; // tried again by the next call
@@ -189,17 +189,18 @@ export class NatsTransport implements Transport {
       return { queue: route.queue, ttl, scheduled, due, subject: this.layout.subject(scheduled ? 's' : 'q', route.queue, id), once: id !== undefined, payload: Buffer.from(encodeEnvelope(message, 'utf-8'), 'utf8') };
     });
     await this.call(async () => {
-      const { nc, js } = await this.handles();
+      const { nc, replies } = await this.handles();
       const limit = nc.info?.max_payload;
       for (const item of items) if (limit !== undefined && item.payload.length > limit) throw new PayloadTooLargeError(item.payload.length, limit);
       const sent = await Promise.all(
         items.map(async (item) => {
           const taken = item.ttl ? await this.takeTtl(item.ttl.id, item.ttl.ttlMs) : undefined;
           if (taken === false) return false;
-          const h = item.scheduled ? headers() : undefined;
-          h?.set(DUE_HEADER, String(item.due));
+          const h = item.scheduled || item.once ? headers() : undefined;
+          if (item.scheduled) h!.set(DUE_HEADER, String(item.due));
+          if (item.once) h!.set(EXPECTED_LAST_SUBJECT_SEQUENCE, '0');
           try {
-            await this.jsPublish(js, item.subject, item.payload, { ...(h ? { headers: h } : {}), ...(item.once ? { expect: { lastSubjectSequence: 0 } } : {}) });
+            await this.jsPublish(replies, item.subject, item.payload, h);
             return !item.scheduled;
           } catch (error) {
             if (item.once && isWrongLastSequence(error)) return false; // a message with this id is pending: dropped
@@ -219,11 +220,11 @@ export class NatsTransport implements Transport {
    * nobody received it, so no copy is made. Past that, BrokerUnavailableError saying so. An attempt that got no
    * PubAck in time is not sent again (the stream may have it): its error goes to the caller.
    */
-  private async jsPublish(js: JetStreamClient, subject: string, payload: Uint8Array | string, options: Parameters<JetStreamClient['publish']>[2]): Promise<PubAck> {
+  private async jsPublish(replies: Replies, subject: string, payload: Uint8Array | string, msgHeaders?: ReturnType<typeof headers>): Promise<Stored> {
     const deadline = Date.now() + this.timeoutMs;
     for (let attempt = 0; ; attempt++) {
       try {
-        return await js.publish(subject, payload, { ...options, timeout: this.timeoutMs });
+        return await publishStored(replies, subject, payload, this.timeoutMs, msgHeaders);
       } catch (error) {
         if (!isNoResponders(error) || this.closed) throw error;
         if (Date.now() >= deadline) {
@@ -286,7 +287,7 @@ export class NatsTransport implements Transport {
     return {
       timeoutMs: this.timeoutMs,
       stream: this.layout.tasks,
-      connection: async () => (await this.handles()).nc,
+      connection: async () => (await this.handles()).replies,
       consumerName: (queue) => this.layout.consumer(queue),
       recreateConsumer: async (queue) => {
         this.queueConsumers.delete(queue);
@@ -305,10 +306,13 @@ export class NatsTransport implements Transport {
 
   /** A due scheduled message onto its queue (scheduler.ts): the stream sequence as message id makes a repeat a duplicate. */
   private async promote(scheduled: string, payload: Uint8Array, streamSeq: number): Promise<void> {
-    const { nc, js } = await this.handles();
+    const { nc, replies } = await this.handles();
     const subject = this.layout.readySubject(scheduled);
+    const h = headers();
+    h.set(MSG_ID, `s${streamSeq}`);
+    if (subject.includes('.d.')) h.set(EXPECTED_LAST_SUBJECT_SEQUENCE, '0');
     try {
-      await this.jsPublish(js, subject, payload, { msgID: `s${streamSeq}`, ...(subject.includes('.d.') ? { expect: { lastSubjectSequence: 0 } } : {}) });
+      await this.jsPublish(replies, subject, payload, h);
     } catch (error) {
       if (!isWrongLastSequence(error)) throw error; // else: a message with this deduplicated id is pending already
     }
@@ -321,9 +325,9 @@ export class NatsTransport implements Transport {
     const { taskId, taskName } = describeMessage(held.message);
     const record: DeadRecord = { queue: held.queue, reason, created_at: Date.now(), task_id: taskId, task_name: taskName, envelope: held.raw };
     await this.call(async () => {
-      const { nc, js } = await this.handles();
-      await this.jsPublish(js, this.layout.deadSubject, JSON.stringify(record), { msgID: `t${held.streamSeq}` });
-      await settle(nc, held.reply, '+TERM', this.timeoutMs);
+      const { replies } = await this.handles();
+      await this.jsPublish(replies, this.layout.deadSubject, JSON.stringify(record), msgId(`t${held.streamSeq}`));
+      await settle(replies, held.reply, '+TERM', this.timeoutMs);
     });
   }
 
@@ -360,13 +364,13 @@ export class NatsTransport implements Transport {
    */
   async purge(queue: string): Promise<number> {
     return this.call(async () => {
-      const { nc, jsm } = await this.handles();
+      const { replies, jsm } = await this.handles();
       const scheduled = (await jsm.streams.purge(this.layout.tasks, { filter: this.layout.queueFilter('s', queue) })).purged;
       if ((await this.unackedOf(queue)) === 0) return scheduled + (await jsm.streams.purge(this.layout.tasks, { filter: this.layout.queueFilter('q', queue) })).purged;
       let purged = scheduled;
       for (;;) {
-        const msgs = await pullNoWait(nc, this.layout.tasks, this.layout.consumer(queue), PURGE_BATCH, this.timeoutMs);
-        await Promise.all(msgs.map((m) => settle(nc, m.reply!, '+TERM', this.timeoutMs)));
+        const msgs = await pullNoWait(replies.nc, this.layout.tasks, this.layout.consumer(queue), PURGE_BATCH, this.timeoutMs);
+        await Promise.all(msgs.map((m) => settle(replies, m.reply!, '+TERM', this.timeoutMs)));
         purged += msgs.length;
         if (msgs.length < PURGE_BATCH) return purged;
       }
@@ -434,7 +438,7 @@ export class NatsTransport implements Transport {
   async requeueDeadLetter(id: string): Promise<boolean> {
     if (!/^[1-9]\d{0,15}$/.test(id)) return false;
     return this.call(async () => {
-      const { nc, js, jsm } = await this.handles();
+      const { nc, replies, jsm } = await this.handles();
       const stored = await jsm.streams.getMessage(this.layout.dead, { seq: Number(id) }).catch((error: unknown) => {
         if (isNotFound(error)) return null;
         throw error;
@@ -443,7 +447,7 @@ export class NatsTransport implements Transport {
       const record = parseRecord(stored.string());
       if (!record) return false;
       // The letter's sequence as message id: two requeues of one letter within the duplicate window make one message.
-      const ack: PubAck = await this.jsPublish(js, this.layout.subject('q', record.queue), record.envelope, { msgID: `d${id}` });
+      const ack = await this.jsPublish(replies, this.layout.subject('q', record.queue), record.envelope, msgId(`d${id}`));
       await jsm.streams.deleteMessage(this.layout.dead, Number(id)).catch(() => false);
       nc.publish(this.layout.wake(record.queue));
       return !ack.duplicate;
@@ -497,6 +501,16 @@ export class NatsTransport implements Transport {
       await this.link.close();
     })());
   }
+}
+
+/** JetStream's headers: a message id (deduplicated within the duplicate window), and a publish's expected last sequence on its subject. */
+const MSG_ID = 'Nats-Msg-Id';
+const EXPECTED_LAST_SUBJECT_SEQUENCE = 'Nats-Expected-Last-Subject-Sequence';
+
+function msgId(id: string): ReturnType<typeof headers> {
+  const h = headers();
+  h.set(MSG_ID, id);
+  return h;
 }
 
 function sum(counts: Record<string, number>): number {

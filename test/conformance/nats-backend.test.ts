@@ -105,6 +105,61 @@ describe('nats:// result backend', { skip }, () => {
     }
   });
 
+  it('a sent id (expectResult) waits without a read, and still gets a result that the watch delivered before the wait began', async () => {
+    await destroyBuckets();
+    const backend = new NatsBackend(URL);
+    const peer = new NatsBackend(URL);
+    const meta = (id: string) => ({ status: States.SUCCESS, result: id, traceback: null, children: [], date_done: null, task_id: id });
+    try {
+      const noWatch = randomUUID();
+      backend.expectResult(noWatch); // no watch yet: nothing is remembered, its wait reads
+      await peer.store(meta(noWatch));
+      assert.equal((await backend.wait(noWatch, { timeoutMs: 10_000 }))?.result, noWatch, 'stored before the watch: read');
+      // The watch is up now (that wait started it). A sent id stored by another process after the wait began arrives by the watch…
+      const later = randomUUID();
+      backend.expectResult(later);
+      const waiting = backend.wait(later, { timeoutMs: 10_000 });
+      await peer.store(meta(later));
+      assert.equal((await waiting)?.result, later);
+      // …and one stored before its wait began (delivered by the watch to nobody) is read: the watch's entry took it off the list.
+      const early = randomUUID();
+      backend.expectResult(early);
+      await peer.store(meta(early));
+      const probe = randomUUID(); // stored after `early`: once its wait is woken, the watch has passed `early` too
+      const probing = backend.wait(probe, { timeoutMs: 10_000 });
+      await peer.store(meta(probe));
+      await probing;
+      assert.equal((await backend.wait(early, { timeoutMs: 10_000 }))?.result, early, 'not lost: read, since the watch saw it first');
+    } finally {
+      await Promise.all([backend.close(), peer.close()]);
+    }
+  });
+
+  it('the calls parked on a task follow its meta, are released by its outcome, and are not part of what get() returns', async () => {
+    await destroyBuckets();
+    const backend = new NatsBackend(URL);
+    const link = new NatsLink(URL, { connectTimeoutMs: 5_000, name: 'fennel test inspector' });
+    try {
+      const input = randomUUID();
+      const call = randomUUID();
+      assert.deepEqual(await backend.park(call, [input], JSON.stringify({ call })), { ready: false });
+      const raw = async () => (await (await link.handles()).kvm.open(`${PREFIX}_results`)).get(`meta.${input}`).then((e) => e?.string());
+      const held = await raw();
+      assert.match(held ?? '', /^\{"status":"PENDING".*\}\n\["[^"]+"\]$/, 'a PENDING meta holds the parked id');
+      assert.equal((await backend.get(input))?.status, States.PENDING);
+      assert.deepEqual(await backend.countByState(), {}, 'the holder is not counted as a result');
+      const released = await backend.settle({ status: States.SUCCESS, result: 7, traceback: null, children: [], date_done: null, task_id: input });
+      assert.deepEqual(released.map((r) => r.taskId), [call]);
+      const stored = await backend.get(input);
+      assert.equal(stored?.result, 7);
+      assert.equal(Object.keys(stored).some((k) => k.includes('dependents')), false);
+      assert.deepEqual(await backend.countByState(), { SUCCESS: 1 });
+    } finally {
+      await link.close();
+      await backend.close();
+    }
+  });
+
   it('a server that does not answer is a BrokerUnavailableError within connectTimeoutMs, for a call and for a wait', async () => {
     const backend = new NatsBackend('nats://127.0.0.1:1?prefix=conformance_b', { connectTimeoutMs: 500 });
     try {

@@ -56,11 +56,11 @@ describe('nats:// transport on a private nats-server', { skip }, () => {
     // …then the next 200 taken and acked through the queue's consumer.
     const link = new NatsLink(url, { connectTimeoutMs: 5_000, name: 'engine-test' });
     open.push(link);
-    const { nc } = await link.handles();
+    const { replies } = await link.handles();
     let acked = 0;
     while (acked < 200) {
-      const msgs = await pullNoWait(nc, first.layout.tasks, first.layout.consumer(QUEUE), 200 - acked, 5_000);
-      await Promise.all(msgs.map((m) => settle(nc, m.reply!, '+ACK', 5_000)));
+      const msgs = await pullNoWait(replies.nc, first.layout.tasks, first.layout.consumer(QUEUE), 200 - acked, 5_000);
+      await Promise.all(msgs.map((m) => settle(replies, m.reply!, '+ACK', 5_000)));
       acked += msgs.length;
     }
     assert.equal(await first.depth(QUEUE), 199);

@@ -5,14 +5,12 @@ import { keyToken } from '../../clients/nats/kv.ts';
 
 /** In `<prefix>_results`: expires with the results (the bucket's TTL is resultExpiresSec). */
 export const resultKeys = {
-  /** A task's meta (Celery's celery-task-meta-<id>), or a pinned object's marker. */
+  /** A task's meta (Celery's celery-task-meta-<id>) and the calls parked on it (withDependents), or a pinned object's marker. */
   meta: (taskId: string): string => `meta.${keyToken(taskId)}`,
   /** Every task's meta: what countByState reads. */
   allMetas: 'meta.>',
   /** A parked call: its message, the inputs it still waits for, who released it (ParkedCall). */
   parked: (taskId: string): string => `parked.${keyToken(taskId)}`,
-  /** The ids of the calls parked on an input (a JSON array). */
-  dependents: (input: string): string => `dependents.${keyToken(input)}`,
   /** A chord's join: the indexes recorded so far (a JSON array). */
   chord: (groupId: string): string => `chord.${keyToken(groupId)}`,
   /** A chord member's result, as first recorded (JSON). */
@@ -60,4 +58,27 @@ export function statusOf(text: string | undefined): string | undefined {
   if (text === undefined) return undefined;
   if (isPinnedMarker(text)) return text.slice(PINNED.length);
   return /"status"\s*:\s*"([A-Z_]+)"/.exec(text)?.[1];
+}
+
+/**
+ * A stored meta and the ids of the calls parked on its task (refs.ts): `<meta>\n<["call id", …]>`. The meta is
+ * encodeMeta's JSON, which holds no raw newline, so the first one ends it; without calls, the meta alone.
+ */
+export function withDependents(meta: string, dependents: readonly string[]): string {
+  return dependents.length === 0 ? meta : `${meta}\n${JSON.stringify(dependents)}`;
+}
+
+/** The meta part of a stored value (withDependents), as written. */
+export function metaPart(text: string): string {
+  const newline = text.indexOf('\n');
+  return newline < 0 ? text : text.slice(0, newline);
+}
+
+/** The ids of the calls parked on a stored value's task (withDependents). */
+export function dependentsOf(text: string | undefined): string[] {
+  const newline = text === undefined ? -1 : text.indexOf('\n');
+  if (newline < 0) return [];
+  const ids = JSON.parse(text!.slice(newline + 1)) as unknown;
+  if (!Array.isArray(ids) || !ids.every((id) => typeof id === 'string')) throw new Error(`the calls parked on a result are not a JSON array of ids: ${text!.slice(newline + 1, newline + 200)}`);
+  return ids;
 }

@@ -1,25 +1,29 @@
 // Parked calls (object references, docs/refs.md) on JetStream key-value, in the results bucket (they expire with
-// the results). Two keys per call and input, each changed only by compare-and-set (cas.ts):
+// the results). Two keys, each changed only by compare-and-set (cas.ts):
 //
-//   parked.<call id>      {"call": …, "waits": [inputs not yet counted], "by": input | null, "status": …, "atPark": bool}
-//   dependents.<input>    ["<call id>", …]: the calls parked on the input
+//   parked.<call id>   {"call": …, "waits": [inputs not yet counted], "by": input | null, "status": …, "atPark": bool}
+//   meta.<input>       the input's meta, followed by the ids of the calls parked on it (keys.ts withDependents);
+//                      a call parked on an input that has stored nothing yet writes a PENDING meta to hold its id
 //
-// No lost release without a transaction across keys: park WRITES its id into each input's dependents and then READS
-// the input's meta; settle WRITES the meta and then READS the input's dependents. Every read and write goes to the
-// bucket's stream leader (allow_direct off), in one order: if park's read missed the outcome, the outcome was
-// written after that read, so after park's write, and settle's read of the dependents sees the call. Both may see
-// each other; then both try to count the input on `parked.<id>`, and its compare-and-set lets one of them: an input
-// leaves `waits` once, and the change that empties `waits` (or counts a failed input) sets `by` once. That change
-// is the release, so a call is released exactly once.
+// No lost release, on one key: park adds its id to the input's value unless that value is an outcome already, and
+// settle replaces the value with the outcome, keeping the ids; both by compare-and-set on meta.<input>, so one of
+// them comes second and sees the other: park sees the outcome (and counts the input itself), or settle sees the id
+// (and counts it). Both may count an input (park read it done through stateOf, then settle stored it again); the
+// compare-and-set on `parked.<id>` lets an input leave `waits` once, and the change that empties `waits` (or counts
+// a failed input) sets `by` once. That change is the release, so a call is released exactly once.
+//
+// So settle reads nothing: its store is one write, which returns the ids it kept (nearly always none: the first
+// attempt names no revision, and succeeds unless someone wrote the key). An earlier layout kept the ids under a key
+// of their own, which settle then read after every outcome: a round trip and the server's work per task.
 //
 // A call released by park itself (its inputs were done) is the producer's to send (`ready`) or to fail: settle
 // never hands it back, as Redis and SQLite park nothing then.
 
 import type { ParkOutcome, ReleasedCall } from '../backend.ts';
-import type { TaskMeta } from '../../protocol/result.ts';
+import { encodeMeta, pendingMeta, type TaskMeta } from '../../protocol/result.ts';
 import { isReady, States } from '../../protocol/states.ts';
 import type { CasKeys, Step } from './cas.ts';
-import { resultKeys } from './keys.ts';
+import { dependentsOf, metaPart, resultKeys, statusOf, withDependents } from './keys.ts';
 
 interface ParkedCall {
   call: string;
@@ -45,25 +49,19 @@ interface Outcome {
 export interface RefsStore {
   /** The results bucket's keys. */
   readonly keys: CasKeys;
-  /** A key's value as it stands, read from the stream's leader. */
-  read(key: string): Promise<string | undefined>;
   /** A task's state as stored (its meta's, or a pinned object's), undefined if none. */
   stateOf(taskId: string): Promise<string | undefined>;
-  /** Stores a meta as `store` does; resolves with the state that stands (a SUCCESS stored before stays). */
-  storeMeta(meta: TaskMeta): Promise<string>;
+  /**
+   * Stores a meta as `store` does; resolves with the state that stands (a SUCCESS stored before stays) and the calls
+   * parked on the task.
+   */
+  storeMeta(meta: TaskMeta): Promise<{ status: string; dependents: string[] }>;
 }
 
 function parseCall(text: string): ParkedCall {
   const doc = JSON.parse(text) as ParkedCall;
   if (typeof doc.call !== 'string' || !Array.isArray(doc.waits)) throw new Error(`a parked call is not {call, waits, by, status}: ${text.slice(0, 200)}`);
   return doc;
-}
-
-function parseIds(text: string | undefined): string[] {
-  if (text === undefined) return [];
-  const ids = JSON.parse(text) as unknown;
-  if (!Array.isArray(ids)) throw new Error(`a dependents list is not a JSON array: ${text.slice(0, 200)}`);
-  return ids as string[];
 }
 
 /**
@@ -99,20 +97,27 @@ export async function park(store: RefsStore, taskId: string, inputs: readonly st
   // Parked before (a producer that retried): carried on from where it stands, every step below being idempotent.
   const parked = await store.keys.change(key, (current) => (current === undefined ? { next: JSON.stringify(fresh), result: fresh } : { result: parseCall(current) }));
   if (parked.by !== null) return parked.atPark ? outcomeOf(parked.by, parked.status!) : { ready: false };
-  await Promise.all(
-    parked.waits.map((input) =>
-      store.keys.change(resultKeys.dependents(input), (current) => {
-        const ids = parseIds(current);
-        return ids.includes(taskId) ? { result: undefined } : { next: JSON.stringify([...ids, taskId]), result: undefined };
-      }),
-    ),
-  );
-  // Read only now that every input lists this call (the header: no lost release).
-  const states = await Promise.all(parked.waits.map((input) => store.stateOf(input)));
-  const done = parked.waits.flatMap((input, i) => (states[i] !== undefined && isReady(states[i]) ? [{ input, status: states[i] }] : []));
+  const states = await Promise.all(parked.waits.map((input) => listOn(store, input, taskId)));
+  const done = parked.waits.flatMap((input, i) => (states[i] !== undefined ? [{ input, status: states[i] }] : []));
   if (done.length === 0) return { ready: false };
   const release = await store.keys.change(key, (current) => count(current, done, true));
   return release ? outcomeOf(release.input, release.status) : { ready: false };
+}
+
+/**
+ * Adds `taskId` to the calls parked on `input`, unless the input is done: resolves with its state then, else with
+ * undefined. A pinned object (app.put) whose marker expired is read first: done, and never written over.
+ */
+async function listOn(store: RefsStore, input: string, taskId: string): Promise<string | undefined> {
+  const now = await store.stateOf(input);
+  if (now !== undefined && isReady(now)) return now;
+  return store.keys.change(resultKeys.meta(input), (current) => {
+    const status = statusOf(current);
+    if (status !== undefined && isReady(status)) return { result: status };
+    const ids = dependentsOf(current);
+    if (ids.includes(taskId)) return { result: undefined };
+    return { next: withDependents(current === undefined ? encodeMeta(pendingMeta(input)) : metaPart(current), [...ids, taskId]), result: undefined };
+  });
 }
 
 function outcomeOf(input: string, status: string): ParkOutcome {
@@ -121,10 +126,8 @@ function outcomeOf(input: string, status: string): ParkOutcome {
 
 export async function settle(store: RefsStore, meta: TaskMeta): Promise<ReleasedCall[]> {
   const input = meta.task_id;
-  const status = await store.storeMeta(meta);
-  if (!isReady(status)) return [];
-  // Read only now that the outcome is written (the header). Nearly every task has no dependents: one read.
-  const dependents = parseIds(await store.read(resultKeys.dependents(input)));
+  const { status, dependents } = await store.storeMeta(meta);
+  if (!isReady(status) || dependents.length === 0) return [];
   const releases = await Promise.all(dependents.map((taskId) => store.keys.change(resultKeys.parked(taskId), (current) => count(current, [{ input, status }], false))));
   return releases.flatMap((release, i) => (release ? [{ taskId: dependents[i]!, callJson: release.call, input, status: release.status, again: release.again }] : []));
 }

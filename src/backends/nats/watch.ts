@@ -21,9 +21,10 @@ const REOPEN_MS = 500;
 /**
  * Calls `onEntry` for the current value of every key matching `key` (a key, or a filter ending in `>`), then for each
  * write, until stopped. With `updatesOnly`, writes only: `onOpen` is then called each time the watch is up again
- * after it was lost (`reopened`), when the caller must read what it follows as it stands.
+ * after it was lost (`reopened`), when the caller must read what it follows as it stands. `onLost` is called each
+ * time a watch that was up ends (writes from then until it is up again are not delivered).
  */
-export function follow(bucket: () => Promise<KV>, key: string, onEntry: (entry: KvWatchEntry) => void, options: { updatesOnly?: boolean; onOpen?: (reopened: boolean) => void } = {}): Follow {
+export function follow(bucket: () => Promise<KV>, key: string, onEntry: (entry: KvWatchEntry) => void, options: { updatesOnly?: boolean; onOpen?: (reopened: boolean) => void; onLost?: () => void } = {}): Follow {
   let stopped = false;
   let current: KeyWatch | undefined;
   let first: { resolve: () => void; reject: (error: unknown) => void } | undefined;
@@ -61,6 +62,8 @@ export function follow(bucket: () => Promise<KV>, key: string, onEntry: (entry: 
       } catch {
         // the watch failed: opened again, as one that ended
       }
+      current = undefined;
+      if (!stopped) options.onLost?.();
       if (!stopped) void watch.stop(); // its consumer, if the server still has it
     }
     settleFirst(new Error('stopped'));

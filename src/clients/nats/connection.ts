@@ -10,10 +10,15 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { BrokerUnavailableError, ClosedError } from '../../errors.ts';
+import { Replies } from './requests.ts';
 import { parseNatsUrl, type NatsUrl } from './url.ts';
 
 export interface NatsHandles {
   nc: NatsConnection;
+  /** Requests on the hot paths (requests.ts). */
+  replies: Replies;
+  /** How long a request waits for its reply (the link's connectTimeoutMs). */
+  timeoutMs: number;
   js: JetStreamClient;
   jsm: JetStreamManager;
   kvm: Kvm;
@@ -66,7 +71,7 @@ export class NatsLink {
       throw new BrokerUnavailableError(this.url.safeUrl, `JetStream does not answer (${why}): start nats-server with -js, or check the account's JetStream limits`, { cause: error });
     }
     const js = jetstream(nc, { timeout: connectTimeoutMs });
-    return { nc, js, jsm, kvm: new Kvm(js) };
+    return { nc, replies: new Replies(nc), timeoutMs: connectTimeoutMs, js, jsm, kvm: new Kvm(js) };
   }
 
   private async connect(): Promise<NatsConnection> {

@@ -8,10 +8,14 @@
 //   - ackMeta(): what the `$JS.ACK.…` reply subject of a delivered message says (deliveries, stream sequence).
 //   - settle(): "+ACK", "-NAK", "+TERM" sent as a request, so it resolves once the server has applied it; "+WPI"
 //     (in progress: the ack wait starts again) is fire and forget.
+//   - publishStored() and getStored(): a publish to a stream resolved on its PubAck, and a message read from a
+//     stream, as the client's js.publish() and jsm.streams.getMessage() do, on the connection's Replies
+//     (requests.ts: without the client's per-request Error and timer, a tenth of a worker's CPU).
 // Every wait is bounded by `timeoutMs`; a server that does not answer is an error, never a hang.
 
 import { createInbox, headers, nanos, type Msg, type MsgHdrs, type NatsConnection } from '@nats-io/transport-node';
 import { JetStreamApiError } from '@nats-io/jetstream';
+import type { Replies } from './requests.ts';
 
 export { AckPolicy, DeliverPolicy, DiscardPolicy, RetentionPolicy, StorageType } from '@nats-io/jetstream';
 export { headers, nanos };
@@ -21,6 +25,8 @@ export type { Msg, MsgHdrs };
 const WRONG_LAST_SEQUENCE = 10071;
 /** JetStream API errors for a stream, consumer or message that does not exist. */
 const NOT_FOUND = new Set([10059, 10014, 10037]);
+/** JetStream's API error for a message read that found none. */
+const NO_MESSAGE_FOUND = 10037;
 
 export function isWrongLastSequence(error: unknown): boolean {
   return error instanceof JetStreamApiError && error.code === WRONG_LAST_SEQUENCE;
@@ -54,7 +60,8 @@ export class ConsumerGoneError extends Error {
 /**
  * Asks the durable pull consumer `consumer` of `stream` for up to `batch` messages available now (`no_wait`), and
  * resolves with them once the server has ended the request. Rejects with ConsumerGoneError when the consumer does
- * not exist, and with an Error when the server does not end the request within `timeoutMs`.
+ * not exist, and with an Error when the server does not end the request within `timeoutMs`. An inbox of its own, not
+ * the connection's Replies: a delivered message carries its stream subject, not the inbox it was sent to.
  */
 export function pullNoWait(nc: NatsConnection, stream: string, consumer: string, batch: number, timeoutMs: number): Promise<Msg[]> {
   return new Promise<Msg[]>((resolve, reject) => {
@@ -92,6 +99,62 @@ export function pullNoWait(nc: NatsConnection, stream: string, consumer: string,
   });
 }
 
+/** What a stream said of a message published to it (its PubAck). */
+export interface Stored {
+  seq: number;
+  /** The stream had a message with this Nats-Msg-Id within its duplicate window, and dropped this one. */
+  duplicate: boolean;
+}
+
+/**
+ * Publishes to a stream's subject and resolves with its PubAck (the stream has the message, on a quorum of replicas
+ * in a cluster). A refusal (an expected last sequence that did not hold, …) is the client's JetStreamApiError, so
+ * isWrongLastSequence() and isNoResponders() read it as they read the client's own publish.
+ */
+export async function publishStored(replies: Replies, subject: string, payload: Uint8Array | string, timeoutMs: number, msgHeaders?: MsgHdrs): Promise<Stored> {
+  const reply = await replies.request(subject, payload, timeoutMs, msgHeaders);
+  const ack = apiReply(reply) as { seq?: unknown; duplicate?: unknown };
+  if (typeof ack.seq !== 'number') throw new Error(`the server's reply to a publish to ${subject} is not a PubAck: ${reply.string().slice(0, 200)}`);
+  return { seq: ack.seq, duplicate: ack.duplicate === true };
+}
+
+/** A message as a stream keeps it (STREAM.MSG.GET): its subject, sequence, headers' text and data. */
+export interface StoredMessage {
+  subject: string;
+  seq: number;
+  time: Date;
+  /** The headers block as text ('' for none): `NATS/1.0\r\nName: value\r\n…`. */
+  headerText: string;
+  data: Uint8Array;
+}
+
+/** STREAM.MSG.GET from the stream's leader; null when the stream has no such message. */
+export async function getStored(replies: Replies, stream: string, query: { last_by_subj: string } | { seq: number }, timeoutMs: number): Promise<StoredMessage | null> {
+  const reply = await replies.request(`$JS.API.STREAM.MSG.GET.${stream}`, JSON.stringify(query), timeoutMs);
+  // A miss is the common case of some reads (a key nobody wrote): answered without building an error.
+  const body = JSON.parse(reply.string()) as { error?: ApiError; message?: { subject: string; seq: number; time: string; hdrs?: string; data?: string } };
+  if (body.error) {
+    if (body.error.err_code === NO_MESSAGE_FOUND) return null;
+    throw new JetStreamApiError(body.error);
+  }
+  const m = body.message;
+  if (!m) throw new Error(`the server's reply to a read of ${stream} holds no message: ${reply.string().slice(0, 200)}`);
+  return { subject: m.subject, seq: m.seq, time: new Date(m.time), headerText: m.hdrs ? Buffer.from(m.hdrs, 'base64').toString('utf8') : '', data: m.data ? new Uint8Array(Buffer.from(m.data, 'base64')) : new Uint8Array(0) };
+}
+
+/** A JetStream API reply's JSON; its `error` thrown as the client's JetStreamApiError. */
+interface ApiError {
+  code: number;
+  err_code: number;
+  description: string;
+}
+
+function apiReply(reply: Msg): Record<string, unknown> {
+  const body = JSON.parse(reply.string()) as { error?: ApiError };
+  if (body.error) throw new JetStreamApiError(body.error);
+  return body;
+}
+
 /**
  * What the reply subject of a delivered JetStream message says: `$JS.ACK.<stream>.<consumer>.<delivered>.<stream
  * seq>.<consumer seq>.<timestamp>.<pending>` (9 tokens), or the form with a domain and an account hash before the
@@ -109,18 +172,13 @@ export function ackMeta(reply: string): { deliveries: number; streamSeq: number 
 export type AckVerb = '+ACK' | '-NAK' | '+TERM';
 
 /** Sends `verb` for the message whose reply subject is `reply`, and resolves once the server has applied it. */
-export async function settle(nc: NatsConnection, reply: string, verb: AckVerb, timeoutMs: number): Promise<void> {
-  await nc.request(reply, verb, { timeout: timeoutMs });
+export async function settle(replies: Replies, reply: string, verb: AckVerb, timeoutMs: number): Promise<void> {
+  await replies.request(reply, verb, timeoutMs);
 }
 
 /** Restarts the ack wait of the message (fire and forget: a lost one is sent again at the next renewal). */
 export function inProgress(nc: NatsConnection, reply: string): void {
   nc.publish(reply, '+WPI');
-}
-
-/** `-NAK` with a delay: the server hands the message out again after `delayMs`, not before (fire and forget). */
-export function nakLater(nc: NatsConnection, reply: string, delayMs: number): void {
-  nc.publish(reply, `-NAK ${JSON.stringify({ delay: nanos(Math.max(1, Math.ceil(delayMs))) })}`);
 }
 
 /**

@@ -9,6 +9,7 @@
 import { JetStreamApiError } from '@nats-io/jetstream';
 import { KvWatchInclude, type KV, type KvEntry, type KvWatchEntry } from '@nats-io/kv';
 import type { NatsHandles } from './connection.ts';
+import { getStored, headers, publishStored, type StoredMessage } from './jetstream.ts';
 
 export { KvWatchInclude };
 export type { KV, KvEntry, KvWatchEntry };
@@ -36,8 +37,50 @@ export async function openBucket(handles: NatsHandles, name: string, settings: B
   const info = await handles.jsm.streams.info(stream);
   const wanted = ttlMs * 1_000_000; // nanoseconds
   if (info.config.max_age !== wanted) await handles.jsm.streams.update(stream, { max_age: wanted });
-  return kv;
+  return withFastPath(kv, handles, name);
 }
+
+/**
+ * The bucket with `get(key)` and `put(key, value, { previousSeq })`, its hot steps, sent on the connection's Replies
+ * (requests.ts) instead of the client's request(): the same requests on the wire (STREAM.MSG.GET by last subject
+ * from the leader; a publish to `$KV.<bucket>.<key>` with Nats-Expected-Last-Subject-Sequence), answered the same
+ * way (a KV entry; the revision; JetStreamApiError on a lost compare-and-set). Everything else is the client's.
+ */
+function withFastPath(kv: KV, handles: NatsHandles, bucket: string): KV {
+  const stream = `KV_${bucket}`;
+  const fast: Partial<KV> = {
+    get: async (key, opts) => {
+      if (opts?.revision) return kv.get(key, opts);
+      const stored = await getStored(handles.replies, stream, { last_by_subj: `$KV.${bucket}.${key}` }, handles.timeoutMs);
+      return stored && storedEntry(bucket, key, stored);
+    },
+    put: async (key, value, opts) => {
+      if (opts && Object.keys(opts).some((option) => option !== 'previousSeq')) return kv.put(key, value, opts);
+      const h = opts?.previousSeq === undefined ? undefined : headers();
+      h?.set('Nats-Expected-Last-Subject-Sequence', String(opts!.previousSeq));
+      return (await publishStored(handles.replies, `$KV.${bucket}.${key}`, value, handles.timeoutMs, h)).seq;
+    },
+  };
+  return new Proxy(kv, {
+    get(target, property, receiver) {
+      const own = (fast as Record<PropertyKey, unknown>)[property];
+      if (own !== undefined) return own;
+      const value: unknown = Reflect.get(target, property, receiver);
+      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+    },
+  });
+}
+
+/** A stored message of a bucket as the client's KvEntry: a delete or purge marker says so in its KV-Operation header. */
+function storedEntry(bucket: string, key: string, stored: StoredMessage): KvEntry {
+  const marker = /^KV-Operation:\s*(DEL|PURGE)\s*$/im.exec(stored.headerText)?.[1] as 'DEL' | 'PURGE' | undefined;
+  // A marker the server wrote when a key's max age passed is a purge (nats-server 2.11+).
+  const operation = marker ?? (/^Nats-Marker-Reason:\s*MaxAge\s*$/im.test(stored.headerText) ? 'PURGE' : 'PUT');
+  const value = stored.data;
+  return { bucket, key, rawKey: key, value, created: stored.time, revision: stored.seq, delta: 0, operation, length: value.length, string: () => decoder.decode(value), json: <T>() => JSON.parse(decoder.decode(value)) as T };
+}
+
+const decoder = new TextDecoder();
 
 /** Deletes bucket `name` if it exists (tests start each case from empty buckets). */
 export async function destroyBucket(handles: NatsHandles, name: string): Promise<void> {

@@ -10,7 +10,7 @@
 //   waitForWork the queues' wake subjects (core NATS), which producers, requeues and the scheduler publish to
 // A message whose holder dies is handed out again when its ack wait lapses, marked redelivered (deliveries > 1).
 
-import type { NatsConnection } from '@nats-io/transport-node';
+import type { Replies } from '../../clients/nats/requests.ts';
 import { ackMeta, ConsumerGoneError, inProgress, pullNoWait, settle, type Msg } from '../../clients/nats/jetstream.ts';
 import { decodeEnvelope } from '../../protocol/envelope.ts';
 import type { WireMessage } from '../../protocol/message.ts';
@@ -31,7 +31,8 @@ export interface HeldMessage {
 export interface StoreHost {
   readonly timeoutMs: number;
   readonly stream: string;
-  connection(): Promise<NatsConnection>;
+  /** The connection's requests (clients/nats/requests.ts). */
+  connection(): Promise<Replies>;
   consumerName(queue: string): string;
   /** Makes the queue's consumer again (it was deleted under a running subscription). */
   recreateConsumer(queue: string): Promise<void>;
@@ -92,14 +93,14 @@ export class NatsQueueStore implements QueueStore<HeldMessage> {
     return { claimed };
   }
 
-  private async pull(nc: NatsConnection, queue: string, batch: number): Promise<Msg[]> {
+  private async pull(nc: Replies, queue: string, batch: number): Promise<Msg[]> {
     try {
-      return await pullNoWait(nc, this.host.stream, this.host.consumerName(queue), batch, this.host.timeoutMs);
+      return await pullNoWait(nc.nc, this.host.stream, this.host.consumerName(queue), batch, this.host.timeoutMs);
     } catch (error) {
       if (!(error instanceof ConsumerGoneError)) throw error;
       // Deleted under us (an operator, a stream made again): make it again and ask once more.
       await this.host.recreateConsumer(queue);
-      return pullNoWait(nc, this.host.stream, this.host.consumerName(queue), batch, this.host.timeoutMs);
+      return pullNoWait(nc.nc, this.host.stream, this.host.consumerName(queue), batch, this.host.timeoutMs);
     }
   }
 
@@ -112,8 +113,8 @@ export class NatsQueueStore implements QueueStore<HeldMessage> {
   }
 
   async renew(held: readonly HeldMessage[]): Promise<void> {
-    const nc = await this.host.connection();
-    for (const h of held) inProgress(nc, h.reply);
+    const replies = await this.host.connection();
+    for (const h of held) inProgress(replies.nc, h.reply);
   }
 
   async ack(held: HeldMessage): Promise<void> {
