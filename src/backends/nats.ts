@@ -26,6 +26,7 @@
 // waits, and each drops those it does not wait for. A wait for an id this process made and sent while the watch was
 // up (expectResult) skips the read: its result cannot have been stored before the watch started.
 
+import { LRUCache } from 'lru-cache';
 import { BrokerUnavailableError, ClosedError, FennelError, ProtocolError, asBrokerUnavailable } from '../errors.ts';
 import { NatsLink, type NatsHandles } from '../clients/nats/connection.ts';
 import { fromKeyToken, openBucket, purgeKey, snapshot, type KV } from '../clients/nats/kv.ts';
@@ -89,7 +90,7 @@ export class NatsBackend implements ResultBackend {
    * not written since: nothing was stored under them before the watch started, so a wait needs no first read.
    * Cleared whenever the watch is lost; the oldest are forgotten past FRESH_MAX (their waits then read).
    */
-  private readonly freshKeys = new Set<string>();
+  private readonly freshKeys = new LRUCache<string, true>({ max: FRESH_MAX });
   private readonly revocationFollows = new Set<Follow>();
   private lastPinSweep = 0;
   /** What park, settle and the chord join need of this backend. */
@@ -235,8 +236,7 @@ export class NatsBackend implements ResultBackend {
    */
   expectResult(taskId: string): void {
     if (!this.watchUp) return;
-    this.freshKeys.add(resultKeys.meta(taskId));
-    if (this.freshKeys.size > FRESH_MAX) this.freshKeys.delete(this.freshKeys.values().next().value!);
+    this.freshKeys.set(resultKeys.meta(taskId), true);
   }
 
   wait(taskId: string, options: { timeoutMs?: number; signal?: AbortSignal }): Promise<TaskMeta | undefined> {

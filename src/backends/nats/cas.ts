@@ -11,6 +11,7 @@
 //     absent (a task's first state). A guess that was wrong costs one refused write and one read.
 // A decision to write nothing is taken on a value read from the server, never on a remembered one (it may be old).
 
+import { LRUCache } from 'lru-cache';
 import { isWrongRevision, type KV } from '../../clients/nats/kv.ts';
 
 /** What a change does with the value it is given: `next` to write (null deletes, undefined writes nothing), and what the caller gets. */
@@ -37,14 +38,15 @@ interface Known {
 
 /** Attempts before a change gives up: contention from other processes only, as one process's changes are merged. */
 const MAX_ATTEMPTS = 64;
-/** Revisions remembered, the oldest forgotten first. */
+/** Revisions remembered, the least recently used forgotten first. */
 const REMEMBERED = 10_000;
 /** Values longer than this are not remembered (a large result): the next change of their key reads it. */
 const REMEMBERED_VALUE_CHARS = 16_384;
 
 export class CasKeys {
   private readonly queues = new Map<string, Pending[]>();
-  private readonly remembered = new Map<string, { value: string | undefined; revision: number }>();
+  /** What this process last wrote, per key (an LRU: forgetting the oldest of a plain Map by `keys().next()` was a tenth of a worker's CPU, V8 walking the deleted slots at its front). */
+  private readonly remembered = new LRUCache<string, { value: string | undefined; revision: number }>({ max: REMEMBERED });
 
   constructor(
     private readonly bucket: () => Promise<KV>,
@@ -86,7 +88,8 @@ export class CasKeys {
 
   private async apply(key: string, changes: ReadonlyArray<Change<unknown>>): Promise<unknown[]> {
     const kv = await this.bucket();
-    let known: Known = { ...(this.remembered.get(key) ?? { value: undefined, revision: 0 }), fresh: false };
+    const last = this.remembered.get(key);
+    let known: Known = last ? { value: last.value, revision: last.revision, fresh: false } : { value: undefined, revision: 0, fresh: false };
     for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
       let value = known.value;
       let changed = false;
@@ -108,7 +111,7 @@ export class CasKeys {
         if (value === undefined) {
           await kv.delete(key, { previousSeq: known.revision });
           revision = 0; // a delete marker's revision is not returned: the next change reads
-          this.remembered.delete(key);
+          this.forget(key);
         } else {
           revision = await kv.put(key, value, { previousSeq: known.revision });
           this.remember(key, value, revision);
@@ -116,7 +119,7 @@ export class CasKeys {
         return results;
       } catch (error) {
         if (!isWrongRevision(error)) throw error;
-        this.remembered.delete(key);
+        this.forget(key);
         // Several processes hammering one key: a short random pause spreads their next attempts.
         if (attempt > 3) await new Promise((resolve) => setTimeout(resolve, Math.random() * Math.min(50, attempt * 2)));
         known = await this.read(kv, key);
@@ -133,9 +136,7 @@ export class CasKeys {
   }
 
   private remember(key: string, value: string, revision: number): void {
-    this.remembered.delete(key);
-    if (value.length > REMEMBERED_VALUE_CHARS) return;
-    this.remembered.set(key, { value, revision });
-    if (this.remembered.size > REMEMBERED) this.remembered.delete(this.remembered.keys().next().value!);
+    if (value.length > REMEMBERED_VALUE_CHARS) this.remembered.delete(key);
+    else this.remembered.set(key, { value, revision });
   }
 }

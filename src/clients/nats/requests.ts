@@ -50,7 +50,8 @@ export class Replies {
   request(subject: string, payload: Uint8Array | string, timeoutMs: number, headers?: MsgHdrs): Promise<Msg> {
     return new Promise<Msg>((resolve, reject) => {
       this.send(subject, payload, timeoutMs, headers, reject, (msg) => {
-        if (msg.headers?.code === 503) reject(new errors.RequestError(`no responders: '${subject}'`, { cause: new errors.NoRespondersError(subject) }));
+        // A status comes with headers and no data; a reply with data (a PubAck, a stored message) is not one.
+        if (msg.data.length === 0 && msg.headers?.code === 503) reject(new errors.RequestError(`no responders: '${subject}'`, { cause: new errors.NoRespondersError(subject) }));
         else resolve(msg);
       });
     });
