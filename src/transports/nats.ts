@@ -36,8 +36,9 @@
 import type { ConsumerConfig, JetStreamManager } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
 import { NatsLink, type NatsHandles } from '../clients/nats/connection.ts';
+import { openBucket } from '../clients/nats/kv.ts';
 import type { Replies } from '../clients/nats/requests.ts';
-import { AckPolicy, DeliverPolicy, headers, isNoResponders, isNotFound, isWrongLastSequence, nanos, publishStored, pullNoWait, RetentionPolicy, settle, StorageType, type Stored } from '../clients/nats/jetstream.ts';
+import { AckPolicy, consumerMismatch, DeliverPolicy, headers, isNoResponders, isNotFound, isWrongLastSequence, nanos, publishStored, pullNoWait, RetentionPolicy, settle, StorageType, streamMismatch, type Stored, type StreamNeeds } from '../clients/nats/jetstream.ts';
 import { asBrokerUnavailable, BrokerUnavailableError, ClosedError, ConfigError, PayloadTooLargeError } from '../errors.ts';
 import { decodeEnvelope, encodeEnvelope } from '../protocol/envelope.ts';
 import type { WireMessage } from '../protocol/message.ts';
@@ -142,6 +143,11 @@ export class NatsTransport implements Transport {
     });
     await addStream(jsm, { name: layout.dead, subjects: [layout.deadSubject], retention: RetentionPolicy.Limits, storage: StorageType.File, num_replicas: replicas, duplicate_window: nanos(DUPLICATE_WINDOW_MS), allow_direct: true });
     await addConsumer(jsm, layout.tasks, { durable_name: SCHEDULER, filter_subject: layout.stageFilter('s'), ack_wait: nanos(SCHEDULER_ACK_WAIT_MS) });
+    // Made here, or found: either way what is there now must be what Fennel needs (a stream or consumer someone else
+    // made under these names is a ConfigError, never reconfigured).
+    await checkStream(jsm, layout.tasks, { retention: 'workqueue', subjects: [layout.stageFilter('q'), layout.stageFilter('s')] });
+    await checkStream(jsm, layout.dead, { retention: 'limits', subjects: [layout.deadSubject] });
+    await checkConsumer(jsm, layout.tasks, SCHEDULER, layout.stageFilter('s'));
   }
 
   /**
@@ -157,6 +163,8 @@ export class NatsTransport implements Transport {
         const name = this.layout.consumer(queue);
         try {
           const info = await jsm.consumers.info(this.layout.tasks, name);
+          const mismatch = consumerMismatch(info.config, this.layout.queueFilter('q', queue));
+          if (mismatch) throw consumerError(this.layout.tasks, name, mismatch);
           const ackWaitMs = (info.config.ack_wait ?? 0) / 1e6;
           if (ackWaitMs !== this.visibilityMs) await jsm.consumers.update(this.layout.tasks, name, { ack_wait: nanos(this.visibilityMs) });
           return ackWaitMs;
@@ -164,6 +172,7 @@ export class NatsTransport implements Transport {
           if (!isNotFound(error)) throw error;
         }
         await addConsumer(jsm, this.layout.tasks, { durable_name: name, filter_subject: this.layout.queueFilter('q', queue), ack_wait: nanos(this.visibilityMs) });
+        await checkConsumer(jsm, this.layout.tasks, name, this.layout.queueFilter('q', queue)); // made by another process meanwhile
         return this.visibilityMs;
       })();
       made.catch(() => this.queueConsumers.delete(queue));
@@ -264,7 +273,7 @@ export class NatsTransport implements Transport {
   private bucket(name: string, maxAgeMs: number): Promise<KV> {
     let opening = this.buckets.get(name);
     if (!opening) {
-      opening = (async () => (await this.link.handles()).kvm.create(name, { history: 1, replicas: this.link.url.replicas, ttl: maxAgeMs }))();
+      opening = (async () => openBucket(await this.link.handles(), name, { ttlSec: maxAgeMs / 1000, replicas: this.link.url.replicas }))();
       opening.catch(() => this.buckets.delete(name));
       this.buckets.set(name, opening);
     }
@@ -542,13 +551,35 @@ function deadLetterOf(id: string, text: string, storedAt: Date): DeadLetter | un
   };
 }
 
-/** Adds a stream; one that exists already is used as it is (another process made it, maybe with other limits). */
+/**
+ * Adds a stream; one that exists already is used as it is (another process made it, maybe with other limits), once
+ * checkStream finds it fit. Subjects another stream holds are a ConfigError naming it.
+ */
 async function addStream(jsm: JetStreamManager, config: Parameters<JetStreamManager['streams']['add']>[0]): Promise<void> {
   try {
     await jsm.streams.add(config);
   } catch (error) {
-    if (!/already in use/i.test((error as Error).message)) throw error;
+    if (/already in use/i.test((error as Error).message)) return;
+    if (/subjects overlap/i.test((error as Error).message)) {
+      throw new ConfigError(`NATS stream ${config.name} cannot be made: its subjects ${JSON.stringify(config.subjects)} overlap another stream's (${(error as Error).message}); give Fennel a prefix of its own (nats://…?prefix=…)`, { cause: error });
+    }
+    throw error;
   }
+}
+
+/** A ConfigError naming the stream and the setting, unless the stream is fit for `needs` (jetstream.ts streamMismatch). */
+async function checkStream(jsm: JetStreamManager, name: string, needs: StreamNeeds): Promise<void> {
+  const mismatch = streamMismatch((await jsm.streams.info(name)).config, needs);
+  if (mismatch) throw new ConfigError(`NATS stream ${name} exists and Fennel cannot use it: ${mismatch}. Something else made it under Fennel's name: delete it, or give Fennel a prefix of its own (nats://…?prefix=…)`);
+}
+
+async function checkConsumer(jsm: JetStreamManager, stream: string, name: string, filter: string): Promise<void> {
+  const mismatch = consumerMismatch((await jsm.consumers.info(stream, name)).config, filter);
+  if (mismatch) throw consumerError(stream, name, mismatch);
+}
+
+function consumerError(stream: string, name: string, mismatch: string): ConfigError {
+  return new ConfigError(`NATS consumer ${name} of stream ${stream} exists and Fennel cannot use it: ${mismatch}. Delete it (Fennel makes it again), or give Fennel a prefix of its own (nats://…?prefix=…)`);
 }
 
 /** Adds a durable pull consumer with Fennel's settings: explicit acks, no delivery limit (poison handling is the worker's), no ack-pending limit (many workers share it). */

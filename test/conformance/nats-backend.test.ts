@@ -10,7 +10,8 @@ import { after, before, describe, it } from 'node:test';
 import { NatsBackend } from '../../src/backends/nats.ts';
 import { NatsLink } from '../../src/clients/nats/connection.ts';
 import { destroyBucket, fromKeyToken, keyToken } from '../../src/clients/nats/kv.ts';
-import { BrokerUnavailableError, ProtocolError } from '../../src/errors.ts';
+import { RetentionPolicy } from '../../src/clients/nats/jetstream.ts';
+import { BrokerUnavailableError, ConfigError, ProtocolError } from '../../src/errors.ts';
 import { States } from '../../src/protocol/states.ts';
 import { natsSkipReason, natsUrlForTest } from '../support/nats.ts';
 import { backendSuite } from './backend.suite.ts';
@@ -157,6 +158,24 @@ describe('nats:// result backend', { skip }, () => {
     } finally {
       await link.close();
       await backend.close();
+    }
+  });
+
+  it('refuses a results bucket that is not one Fennel can use (a work-queue stream under its name) with a ConfigError naming it and the setting', async () => {
+    await destroyBuckets();
+    const link = new NatsLink(URL, { connectTimeoutMs: 5_000, name: 'fennel test foreign bucket' });
+    const backend = new NatsBackend(URL);
+    try {
+      const { jsm } = await link.handles();
+      await jsm.streams.add({ name: `KV_${PREFIX}_results`, subjects: [`$KV.${PREFIX}_results.>`], retention: RetentionPolicy.Workqueue });
+      const refused = await backend.get(randomUUID()).catch((error: unknown) => error);
+      assert.ok(refused instanceof ConfigError, `a ConfigError: ${String(refused)}`);
+      assert.match(refused.message, new RegExp(`bucket ${PREFIX}_results \\(stream KV_${PREFIX}_results\\).*retention is 'workqueue'`));
+      assert.equal((await jsm.streams.info(`KV_${PREFIX}_results`)).config.retention, 'workqueue', 'left as it was');
+    } finally {
+      await backend.close();
+      await link.close();
+      await destroyBuckets();
     }
   });
 

@@ -15,7 +15,7 @@ import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { NatsLink } from '../../src/clients/nats/connection.ts';
 import { subjectToken } from '../../src/clients/nats/core.ts';
-import { tokenText } from '../../src/clients/nats/jetstream.ts';
+import { AckPolicy, tokenText } from '../../src/clients/nats/jetstream.ts';
 import { BrokerUnavailableError, ConfigError } from '../../src/errors.ts';
 import { buildTaskMessage } from '../../src/protocol/message.ts';
 import { NatsTransport } from '../../src/transports/nats.ts';
@@ -157,6 +157,41 @@ describe('nats:// transport', { skip }, () => {
       } finally {
         await producer.close();
         await t.close();
+      }
+    });
+
+    it('refuses, with a ConfigError naming it and the setting, a task stream or queue consumer that someone else made unfit, and changes neither', async () => {
+      const link = new NatsLink(URL, { connectTimeoutMs: 5_000, name: 'conformance-foreign' });
+      const queue = `foreign-${randomUUID()}`;
+      const message = buildTaskMessage({ id: randomUUID(), name: 'tests.echo', args: [], queue });
+      try {
+        const { jsm } = await link.handles();
+        // The task stream's name and subjects, but limits retention: acked messages would never be deleted.
+        await removeStreams();
+        const tasks = `${PREFIX.toUpperCase()}_TASKS`;
+        await jsm.streams.add({ name: tasks, subjects: [`${PREFIX}.q.>`, `${PREFIX}.s.>`] });
+        const t = openTransport(URL, { visibilityTimeoutSec: 30 });
+        const refused = await t.publish(message, { queue }).catch((error: unknown) => error);
+        await t.close();
+        assert.ok(refused instanceof ConfigError, `a ConfigError: ${String(refused)}`);
+        assert.match(refused.message, new RegExp(`${tasks}.*retention is 'limits'.*'workqueue'`));
+        assert.equal((await jsm.streams.info(tasks)).config.retention, 'limits', 'left as it was');
+        // A fit stream, and the queue's consumer made by hand to give up after 3 deliveries (no dead letter then).
+        await removeStreams();
+        const ok = openTransport(URL, { visibilityTimeoutSec: 30 });
+        await ok.publish(message, { queue });
+        await ok.close();
+        const consumer = subjectToken(queue);
+        await jsm.consumers.add(tasks, { durable_name: consumer, ack_policy: AckPolicy.Explicit, max_deliver: 3, filter_subject: `${PREFIX}.q.${consumer}.>` });
+        const worker = openTransport(URL, { visibilityTimeoutSec: 30 });
+        const notConsumed = await worker.consume({ queues: [queue], prefetch: 1 }, () => {}).catch((error: unknown) => error);
+        await worker.close();
+        assert.ok(notConsumed instanceof ConfigError, `a ConfigError: ${String(notConsumed)}`);
+        assert.match(notConsumed.message, new RegExp(`consumer ${consumer} of stream ${tasks}.*max_deliver is 3`));
+        assert.equal((await jsm.consumers.info(tasks, consumer)).num_pending, 1, 'the message is still there');
+      } finally {
+        await link.close();
+        await removeStreams();
       }
     });
   });

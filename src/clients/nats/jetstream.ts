@@ -209,3 +209,33 @@ export function tokenText(token: string): string | undefined {
   }
   return text;
 }
+
+/** What Fennel needs of a stream it uses: its retention and the subjects it must hold. */
+export interface StreamNeeds {
+  retention: 'limits' | 'workqueue';
+  subjects: readonly string[];
+}
+
+/**
+ * Why a stream that exists cannot serve as `needs` says (made by someone else, or by another program under the
+ * same name), or undefined if it can. Limits (max age, size, replicas) are left as they are: they are the owner's.
+ */
+export function streamMismatch(config: { retention?: string; subjects?: string[]; mirror?: unknown; sources?: unknown[]; sealed?: boolean; deny_purge?: boolean }, needs: StreamNeeds): string | undefined {
+  if (config.retention !== needs.retention) return `its retention is '${config.retention}', and Fennel needs '${needs.retention}'`;
+  const missing = needs.subjects.filter((subject) => !(config.subjects ?? []).includes(subject));
+  if (missing.length > 0) return `its subjects are ${JSON.stringify(config.subjects ?? [])}, without ${missing.map((m) => `'${m}'`).join(', ')}`;
+  if (config.mirror) return 'it is a mirror of another stream (read-only)';
+  if (config.sealed) return 'it is sealed (read-only)';
+  if (config.deny_purge) return 'it denies purges (deny_purge), which Fennel uses to delete what it is done with';
+  return undefined;
+}
+
+/** What Fennel needs of a queue's (or the scheduler's) durable consumer: a pull consumer of this filter, acked one by one, never giving up on a message. */
+export function consumerMismatch(config: { ack_policy?: string; filter_subject?: string; deliver_subject?: string; max_deliver?: number; deliver_policy?: string }, filter: string): string | undefined {
+  if (config.deliver_subject) return `it is a push consumer (deliver_subject '${config.deliver_subject}'); Fennel pulls`;
+  if (config.ack_policy !== 'explicit') return `its ack_policy is '${config.ack_policy}', and Fennel needs 'explicit' (a message is acked once its outcome is stored)`;
+  if (config.filter_subject !== filter) return `its filter_subject is '${config.filter_subject ?? ''}', and Fennel needs '${filter}'`;
+  if (config.max_deliver !== undefined && config.max_deliver > 0) return `its max_deliver is ${config.max_deliver}: the server would drop a message after that many deliveries, with no dead letter (Fennel counts deliveries itself)`;
+  if (config.deliver_policy !== undefined && config.deliver_policy !== 'all') return `its deliver_policy is '${config.deliver_policy}', and Fennel needs 'all'`;
+  return undefined;
+}

@@ -9,7 +9,8 @@
 import { JetStreamApiError } from '@nats-io/jetstream';
 import { KvWatchInclude, type KV, type KvEntry, type KvWatchEntry } from '@nats-io/kv';
 import type { NatsHandles } from './connection.ts';
-import { getStored, headers, publishStored, type StoredMessage } from './jetstream.ts';
+import { ConfigError } from '../../errors.ts';
+import { getStored, headers, publishStored, streamMismatch, type StoredMessage } from './jetstream.ts';
 
 export { KvWatchInclude };
 export type { KV, KvEntry, KvWatchEntry };
@@ -35,6 +36,9 @@ export async function openBucket(handles: NatsHandles, name: string, settings: B
   const kv = await handles.kvm.create(name, { history: 1, ttl: ttlMs, replicas: settings.replicas, allow_direct: false });
   const stream = `KV_${name}`;
   const info = await handles.jsm.streams.info(stream);
+  // kvm.create uses a stream that exists as it is, whatever it is: one that is not a bucket Fennel can use is refused.
+  const mismatch = streamMismatch(info.config, { retention: 'limits', subjects: [`$KV.${name}.>`] });
+  if (mismatch) throw new ConfigError(`NATS key-value bucket ${name} (stream ${stream}) exists and Fennel cannot use it: ${mismatch}. Something else made it under Fennel's name: delete it, or give Fennel a prefix of its own (nats://…?prefix=…)`);
   const wanted = ttlMs * 1_000_000; // nanoseconds
   if (info.config.max_age !== wanted) await handles.jsm.streams.update(stream, { max_age: wanted });
   return withFastPath(kv, handles, name);
