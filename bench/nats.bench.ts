@@ -373,7 +373,8 @@ function scenario(kind: Kind, make: () => Promise<Target>): () => Promise<Record
     case 'steps':
       // nats:// step by step: the queue filled (bulk enqueue), then drained by one worker with no one waiting (pull,
       // run, store, ack: the clock stops when the tasks stream is empty, every message acked after its outcome was
-      // stored), then every stored result awaited at once by a fresh producer (get(): one key-value watch per id).
+      // stored), then every stored result awaited at once by a fresh producer (get(): the process's one key-value
+      // watch, and a read of each key, since these ids were not sent by this producer).
       return () =>
         withTarget(make, async (t, { leaf }) => {
           const count = NATS_SIZES.tasks / 2;
@@ -622,8 +623,9 @@ batches (no worker running), then **drained** by one worker with no producer wai
 ack; the clock starts once the worker is ready, over the messages still in the tasks stream then, and stops when the
 stream is empty: WorkQueue retention deletes a message when its ack is applied, and a message is acked after its
 outcome is stored), then the first ${NATS_SIZES.window.toLocaleString('en')} of their stored results **awaited** at once by a
-fresh producer (\`app.asyncResult(id).get()\` on each: on nats:// one key-value watch, an ephemeral JetStream
-consumer, per awaited id). CPU per task or per result as above.
+fresh producer (\`app.asyncResult(id).get()\` on each: on nats:// the process's one key-value watch of every
+result key, and one read of each awaited key, as these ids were not sent by this producer). CPU per task or per
+result as above.
 
 ${steps}
 
@@ -633,8 +635,8 @@ ${steps}
   workers (end to end: ${NATS_SIZES.warmup.toLocaleString('en')} tasks through the running workers; round trips: ${NATS_SIZES.warmup.toLocaleString('en')} round trips; enqueue: ${NATS_SIZES.warmup.toLocaleString('en')} enqueues).
 - **end to end**: the workers are started and ready; the clock runs from the first \`delayMany\` (batches of ${NATS_SIZES.batch}, each
   batch's \`sent\` awaited before the next is published, \`get()\` called on each result as soon as its batch is sent)
-  until every \`get()\` has resolved (on nats://, \`get()\` waits by a key-value watch of the result's key; on Redis,
-  by pub/sub). *At most ${NATS_SIZES.window.toLocaleString('en')} awaited at once*: the same in batches of ${NATS_SIZES.windowBatch}, but a batch is published only while at most
+  until every \`get()\` has resolved (on nats://, \`get()\` waits by the process's one key-value watch of every result
+  key, with no read for the ids it sent while the watch was up; on Redis, by pub/sub). *At most ${NATS_SIZES.window.toLocaleString('en')} awaited at once*: the same in batches of ${NATS_SIZES.windowBatch}, but a batch is published only while at most
   ${NATS_SIZES.window.toLocaleString('en')} tasks, counting it, are awaited (a producer with a bounded window, as a service that must not queue
   without limit has).
 - **enqueue**: no worker running; \`await leaf.delay(i).sent\` one at a time (on nats://, resolved on the stream's

@@ -165,8 +165,13 @@ export async function startProcess(options: StartProcessOptions): Promise<Worker
       resolve();
     });
   });
-  const died = exited.then((): never => {
-    throw new Error(`${options.command} ${options.args.join(' ')} exited unexpectedly (code ${child.exitCode}, signal ${child.signalCode}) ${spawnError}:\n${stderr}`);
+  // 'exit' may come before the last of its output has been read ('close' comes after it, unless a pool slot still
+  // holds the pipes): the message waits a little for it, so that it says why.
+  const closed = new Promise<void>((resolve) => child.once('close', () => resolve()));
+  const died = exited.then(async (): Promise<never> => {
+    await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, 1_000))]);
+    const said = [stderr.trim(), ...complaints.slice(-5)].filter(Boolean).join('\n');
+    throw new Error(`${options.command} ${options.args.join(' ')} exited unexpectedly (code ${child.exitCode}, signal ${child.signalCode}) ${spawnError}:\n${said}`);
   });
   died.catch(() => {});
   const stop = async (graceMs = 10_000): Promise<void> => {

@@ -65,6 +65,14 @@ export const DUPLICATE_WINDOW_MS = 120_000;
 export const DEDUPE_TTL_MAX_MS = 31 * 86_400_000;
 /** Presence entries are gone this long after a worker's last announcement, whatever TTL it gave. */
 const PRESENCE_MAX_MS = 86_400_000;
+/**
+ * A queue's consumer nobody has pulled from for this long is deleted by the server (inactive_threshold, honoured for
+ * durable consumers since nats-server 2.9): every worker's direct queue and every actor's queue has one, and default
+ * node names carry the pid, so each run would otherwise leave one behind for ever (RabbitMQ's `x-expires` does the
+ * same for a day). Its messages stay in the stream, and the queue's next worker makes the consumer again, which
+ * hands them out (deliver policy all); a running worker pulls every pollIntervalMs, so its consumers never lapse.
+ */
+export const QUEUE_CONSUMER_IDLE_MS = 86_400_000;
 /** Messages a purge takes through a busy queue's consumer per pull. */
 const PURGE_BATCH = 256;
 
@@ -166,12 +174,14 @@ export class NatsTransport implements Transport {
           const mismatch = consumerMismatch(info.config, this.layout.queueFilter('q', queue));
           if (mismatch) throw consumerError(this.layout.tasks, name, mismatch);
           const ackWaitMs = (info.config.ack_wait ?? 0) / 1e6;
-          if (ackWaitMs !== this.visibilityMs) await jsm.consumers.update(this.layout.tasks, name, { ack_wait: nanos(this.visibilityMs) });
+          if (ackWaitMs !== this.visibilityMs || info.config.inactive_threshold !== nanos(QUEUE_CONSUMER_IDLE_MS)) {
+            await jsm.consumers.update(this.layout.tasks, name, { ack_wait: nanos(this.visibilityMs), inactive_threshold: nanos(QUEUE_CONSUMER_IDLE_MS) });
+          }
           return ackWaitMs;
         } catch (error) {
           if (!isNotFound(error)) throw error;
         }
-        await addConsumer(jsm, this.layout.tasks, { durable_name: name, filter_subject: this.layout.queueFilter('q', queue), ack_wait: nanos(this.visibilityMs) });
+        await addConsumer(jsm, this.layout.tasks, { durable_name: name, filter_subject: this.layout.queueFilter('q', queue), ack_wait: nanos(this.visibilityMs), inactive_threshold: nanos(QUEUE_CONSUMER_IDLE_MS) });
         await checkConsumer(jsm, this.layout.tasks, name, this.layout.queueFilter('q', queue)); // made by another process meanwhile
         return this.visibilityMs;
       })();
@@ -302,6 +312,7 @@ export class NatsTransport implements Transport {
         this.queueConsumers.delete(queue);
         await this.ensureConsumer(queue);
       },
+      consumerExists: async (queue) => (await this.consumerCounts(queue)) !== undefined,
       deadLetter: (held, reason) => this.deadLetter(held, reason),
       wake: (queue) => void this.link.handles().then(({ nc }) => nc.publish(this.layout.wake(queue)), () => {}),
       onWake: async (queues, wake) => {

@@ -160,6 +160,39 @@ describe('nats:// transport', { skip }, () => {
       }
     });
 
+    it('a queue consumer lapses after a day idle (inactive_threshold); one deleted under a running worker is made again and hands out what waits', async () => {
+      await removeStreams();
+      const link = new NatsLink(URL, { connectTimeoutMs: 5_000, name: 'conformance-lapse' });
+      const t = openTransport(URL, { visibilityTimeoutSec: 30 });
+      const queue = `lapse-${randomUUID()}`;
+      const got: string[] = [];
+      try {
+        const { jsm } = await link.handles();
+        const sub = await t.consume({ queues: [queue], prefetch: 10 }, (d) => {
+          got.push(d.message.headers['id'] as string);
+          void d.ack();
+        });
+        const send = async (): Promise<string> => {
+          const id = randomUUID();
+          await t.publish(buildTaskMessage({ id, name: 'tests.echo', args: [], queue }), { queue });
+          return id;
+        };
+        const first = await send();
+        await waitFor(() => got.length === 1, { what: 'the first delivery', timeoutMs: 10_000 });
+        const tasks = `${PREFIX.toUpperCase()}_TASKS`;
+        assert.equal((await jsm.consumers.info(tasks, subjectToken(queue))).config.inactive_threshold, 86_400 * 1e9);
+        // As the server does once the threshold passes (no worker pulled for a day).
+        await jsm.consumers.delete(tasks, subjectToken(queue));
+        const later = [await send(), await send()];
+        await waitFor(() => got.length === 3, { what: 'the deliveries after the consumer was deleted', timeoutMs: 15_000 });
+        assert.deepEqual(got, [first, ...later]);
+        await sub.cancel();
+      } finally {
+        await t.close();
+        await link.close();
+      }
+    });
+
     it('refuses, with a ConfigError naming it and the setting, a task stream or queue consumer that someone else made unfit, and changes neither', async () => {
       const link = new NatsLink(URL, { connectTimeoutMs: 5_000, name: 'conformance-foreign' });
       const queue = `foreign-${randomUUID()}`;

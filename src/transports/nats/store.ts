@@ -36,6 +36,8 @@ export interface StoreHost {
   consumerName(queue: string): string;
   /** Makes the queue's consumer again (it was deleted under a running subscription). */
   recreateConsumer(queue: string): Promise<void>;
+  /** Whether the queue's consumer exists (an error if the server cannot say). */
+  consumerExists(queue: string): Promise<boolean>;
   deadLetter(held: HeldMessage, reason: string): Promise<void>;
   /** Tells idle consumers of `queue` (any process) that there may be work. */
   wake(queue: string): void;
@@ -97,8 +99,10 @@ export class NatsQueueStore implements QueueStore<HeldMessage> {
     try {
       return await pullNoWait(nc.nc, this.host.stream, this.host.consumerName(queue), batch, this.host.timeoutMs);
     } catch (error) {
-      if (!(error instanceof ConsumerGoneError)) throw error;
-      // Deleted under us (an operator, a stream made again): make it again and ask once more.
+      // Deleted under us (its inactive threshold passed while no one pulled, an operator, a stream made again): made
+      // again, and asked once more. nats-server 2.9 does not answer a pull from a consumer that is not there (no
+      // status, no "no responders"): a pull that got no answer asks whether the consumer still exists.
+      if (!(error instanceof ConsumerGoneError) && (await this.host.consumerExists(queue))) throw error;
       await this.host.recreateConsumer(queue);
       return pullNoWait(nc.nc, this.host.stream, this.host.consumerName(queue), batch, this.host.timeoutMs);
     }
