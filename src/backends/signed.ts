@@ -8,6 +8,7 @@
 // (their members' results inside the join) and leases are not covered: docs/security.md.
 
 import type { ResultBackend } from './backend.ts';
+import { overlay } from '../util/overlay.ts';
 import { exceptionInfo, type TaskMeta } from '../protocol/result.ts';
 import { States } from '../protocol/states.ts';
 import { SIGNATURE_HEADER, type Signer } from '../protocol/signing.ts';
@@ -58,14 +59,7 @@ export function signedBackend(inner: ResultBackend, signer: Signer): ResultBacke
       return verified;
     };
   }
-  return new Proxy(inner, {
-    get(target, property, receiver) {
-      const own = (overrides as Record<PropertyKey, unknown>)[property];
-      if (own !== undefined) return own;
-      const value: unknown = Reflect.get(target, property, receiver);
-      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
-    },
-  });
+  return overlay(inner, overrides);
 }
 
 /** What a result's signature covers: its id, state, result, traceback and time (the fields a reader acts on). */

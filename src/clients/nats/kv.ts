@@ -10,6 +10,7 @@ import { JetStreamApiError } from '@nats-io/jetstream';
 import { KvWatchInclude, type KV, type KvEntry, type KvWatchEntry } from '@nats-io/kv';
 import type { NatsHandles } from './connection.ts';
 import { ConfigError } from '../../errors.ts';
+import { overlay } from '../../util/overlay.ts';
 import { getStored, headers, publishStored, streamMismatch, type StoredMessage } from './jetstream.ts';
 
 export { KvWatchInclude };
@@ -65,14 +66,7 @@ function withFastPath(kv: KV, handles: NatsHandles, bucket: string): KV {
       return (await publishStored(handles.replies, `$KV.${bucket}.${key}`, value, handles.timeoutMs, h)).seq;
     },
   };
-  return new Proxy(kv, {
-    get(target, property, receiver) {
-      const own = (fast as Record<PropertyKey, unknown>)[property];
-      if (own !== undefined) return own;
-      const value: unknown = Reflect.get(target, property, receiver);
-      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
-    },
-  });
+  return overlay(kv, fast);
 }
 
 /** A stored message of a bucket as the client's KvEntry: a delete or purge marker says so in its KV-Operation header. */
