@@ -433,11 +433,14 @@ export class NatsBackend implements ResultBackend {
     try {
       await watch.started;
     } catch (error) {
-      // The server is away: a worker starts anyway, and the watch opens (reporting the revocations in force) once
-      // it is back. Any other failure is the caller's.
-      if (!(error instanceof BrokerUnavailableError)) {
+      // The server is away or slow (a bucket made in a cluster under load can take longer than connectTimeoutMs): a
+      // worker starts anyway, and the watch opens (reporting the revocations in force) once it can; closed
+      // meanwhile, there is nothing to watch. What Fennel cannot use (a ConfigError) is the caller's.
+      if (this.closed) return stop;
+      const failure = asBrokerUnavailable(this.url, error);
+      if (!(failure instanceof BrokerUnavailableError)) {
         await stop();
-        throw error;
+        throw failure;
       }
     }
     return stop;

@@ -295,9 +295,19 @@ export class NatsTransport implements Transport {
     if (options.queues.length === 0) throw new RangeError('consume needs at least one queue');
     const queues = options.queues;
     for (const q of queues) this.layout.token(q); // a name too long is a ConfigError here, not a failing claim loop
-    const ackWaits = await this.call(() => Promise.all(queues.map((q) => this.ensureConsumer(q))));
+    // The streams, the queues' consumers and the wake subscriptions are made here when the servers answer in time,
+    // so that what Fennel cannot use (a ConfigError) fails the call. A cluster that is away or slow (an election,
+    // Raft under load: a stream or consumer made can take longer than connectTimeoutMs) does not: the store makes
+    // them on its first claim, the subscription retries with backoff and says so, and `live` waits for it, as a
+    // worker started while its broker is away does on every engine.
+    const store = new NatsQueueStore(this.storeHost(), queues);
+    let ackWaits: number[] = [];
+    try {
+      ackWaits = await this.call(() => store.prepare());
+    } catch (error) {
+      if (!(error instanceof BrokerUnavailableError)) throw error;
+    }
     this.scheduler ??= new Scheduler({ stream: this.layout.tasks, jetstream: async () => (await this.handles()).js, promote: (subject, payload, seq) => this.promote(subject, payload, seq) });
-    const store = await this.call(() => NatsQueueStore.open(this.storeHost(), queues));
     const renewEveryMs = Math.min(this.visibilityMs, ...ackWaits) / 3;
     return this.subscriptions.start(store, { ...options, pollMs: this.pollMs, renewEveryMs }, onDelivery);
   }
@@ -313,6 +323,7 @@ export class NatsTransport implements Transport {
         await this.ensureConsumer(queue);
       },
       consumerExists: async (queue) => (await this.consumerCounts(queue)) !== undefined,
+      ensureConsumers: (queues) => Promise.all(queues.map((q) => this.ensureConsumer(q))),
       deadLetter: (held, reason) => this.deadLetter(held, reason),
       wake: (queue) => void this.link.handles().then(({ nc }) => nc.publish(this.layout.wake(queue)), () => {}),
       onWake: async (queues, wake) => {

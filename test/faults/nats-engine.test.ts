@@ -17,6 +17,7 @@ import { buildTaskMessage } from '../../src/protocol/message.ts';
 import { NatsTransport } from '../../src/transports/nats.ts';
 import type { Delivery } from '../../src/transports/transport.ts';
 import { natsServerSkipReason, startNats, type PrivateNats } from '../support/nats.ts';
+import { freePort } from '../support/services.ts';
 import { waitFor } from '../support/process.ts';
 import { makeTempDir } from '../support/tmp.ts';
 
@@ -89,6 +90,33 @@ describe('nats:// transport on a private nats-server', { skip }, () => {
     assert.equal(row?.ready, depth, 'stats and depth agree');
     assert.equal(ids.size, expected, `depth ${depth} + unacked ${row?.unacked} is what was handed out (the stream held ${streamHolds})`);
     assert.equal(await second.depth(QUEUE), 0, 'nothing is left to count once all was handed out and acked');
+  });
+
+  it('a worker consuming before its server answers starts anyway, goes live once it does, and takes what waits', async () => {
+    const port = await freePort();
+    const url = `nats://127.0.0.1:${port}?prefix=late`;
+    const worker = new NatsTransport(url, { connectTimeoutMs: 1_000, pollIntervalMs: 100 });
+    open.push(worker);
+    const got: Delivery[] = [];
+    // Nobody on the port: consume() does not fail (a cluster that is away or slow to make the consumer is the same case).
+    const sub = await worker.consume({ queues: [QUEUE], prefetch: 10 }, (d) => {
+      got.push(d);
+      void d.ack();
+    });
+    let live = false;
+    assert.ok(sub.live, 'the subscription says when it is live');
+    void sub.live.then(() => (live = true));
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    assert.equal(live, false, 'not live while nothing answers');
+    servers.push(await startNats({ storeDir: dir.file('late'), port }));
+    const producer = new NatsTransport(url, { connectTimeoutMs: 5_000 });
+    open.push(producer);
+    const sent = message(7);
+    await producer.publish(sent, { queue: QUEUE });
+    await waitFor(() => got.length === 1, 'the delivery once the server answers', 30_000);
+    assert.equal(live, true);
+    assert.equal(got[0]!.message.headers['id'], sent.headers['id']);
+    await sub.cancel();
   });
 
   it('sends a publish again while its stream has no leader, and fails it within the bound, saying so', async () => {

@@ -34,6 +34,8 @@ export interface StoreHost {
   /** The connection's requests (clients/nats/requests.ts). */
   connection(): Promise<Replies>;
   consumerName(queue: string): string;
+  /** Makes each queue's consumer if missing (and the streams first); resolves with their ack waits in ms. */
+  ensureConsumers(queues: readonly string[]): Promise<number[]>;
   /** Makes the queue's consumer again (it was deleted under a running subscription). */
   recreateConsumer(queue: string): Promise<void>;
   /** Whether the queue's consumer exists (an error if the server cannot say). */
@@ -55,16 +57,28 @@ export class NatsQueueStore implements QueueStore<HeldMessage> {
   private unsubscribe: (() => void) | undefined;
   private stopped = false;
 
-  private constructor(
+  /** Set once the queues' consumers exist and the wake subscriptions are held (prepare). */
+  private prepared: Promise<number[]> | undefined;
+
+  constructor(
     private readonly host: StoreHost,
     private readonly queues: readonly string[],
   ) {}
 
-  /** A store subscribed to its queues' wake subjects before its first claim, so no wake-up falls in between. */
-  static async open(host: StoreHost, queues: readonly string[]): Promise<NatsQueueStore> {
-    const store = new NatsQueueStore(host, queues);
-    store.unsubscribe = await host.onWake(queues, () => store.wake());
-    return store;
+  /**
+   * Makes the queues' consumers (and the streams) and subscribes to their wake subjects, once: before the first
+   * claim, so that no wake-up falls in between. Resolves with the consumers' ack waits. A failure is tried again by
+   * the next call (the next claim, after the subscription's backoff).
+   */
+  prepare(): Promise<number[]> {
+    this.prepared ??= (async () => {
+      const ackWaits = await this.host.ensureConsumers(this.queues);
+      if (!this.stopped && !this.unsubscribe) this.unsubscribe = await this.host.onWake(this.queues, () => this.wake());
+      if (this.stopped) this.unsubscribe?.();
+      return ackWaits;
+    })();
+    this.prepared.catch(() => (this.prepared = undefined));
+    return this.prepared;
   }
 
   private wake(): void {
@@ -75,6 +89,7 @@ export class NatsQueueStore implements QueueStore<HeldMessage> {
   }
 
   async claim(max: number): Promise<ClaimResult<HeldMessage>> {
+    await this.prepare();
     this.woken = false;
     const nc = await this.host.connection();
     const claimed: Array<Claimed<HeldMessage>> = [];
