@@ -1,4 +1,6 @@
 // The JetStream primitives under the shared consumer (transports/subscription.ts), for one subscription:
+//   prepare    the queues' consumers made (and the streams) and their wake subjects subscribed, once, by consume()
+//              or else by the first claim that can (a cluster away or slow when the worker started)
 //   claim      a `no_wait` pull from each queue's durable consumer in the order given, for the room left: the
 //              server hands each message to one pull request only, and tracks it as pending until it is acked
 //   renew      "+WPI" for every held message: its ack wait (the visibility timeout) starts again
