@@ -141,21 +141,15 @@ export class NatsTransport implements Transport {
   private async makeStreams(jsm: JetStreamManager): Promise<void> {
     const { layout } = this;
     const replicas = this.link.url.replicas;
-    await addStream(jsm, {
-      name: layout.tasks,
-      subjects: [layout.stageFilter('q'), layout.stageFilter('s')],
-      retention: RetentionPolicy.Workqueue,
-      storage: StorageType.File,
-      num_replicas: replicas,
-      duplicate_window: nanos(DUPLICATE_WINDOW_MS),
-    });
-    await addStream(jsm, { name: layout.dead, subjects: [layout.deadSubject], retention: RetentionPolicy.Limits, storage: StorageType.File, num_replicas: replicas, duplicate_window: nanos(DUPLICATE_WINDOW_MS), allow_direct: true });
+    // One that exists already is checked (a stream or consumer someone else made under these names that Fennel
+    // cannot use is a ConfigError, never reconfigured); one made here, or identical to it, is Fennel's.
+    await addStream(
+      jsm,
+      { name: layout.tasks, subjects: [layout.stageFilter('q'), layout.stageFilter('s')], retention: RetentionPolicy.Workqueue, storage: StorageType.File, num_replicas: replicas, duplicate_window: nanos(DUPLICATE_WINDOW_MS) },
+      { retention: 'workqueue', subjects: [layout.stageFilter('q'), layout.stageFilter('s')] },
+    );
+    await addStream(jsm, { name: layout.dead, subjects: [layout.deadSubject], retention: RetentionPolicy.Limits, storage: StorageType.File, num_replicas: replicas, duplicate_window: nanos(DUPLICATE_WINDOW_MS), allow_direct: true }, { retention: 'limits', subjects: [layout.deadSubject] });
     await addConsumer(jsm, layout.tasks, { durable_name: SCHEDULER, filter_subject: layout.stageFilter('s'), ack_wait: nanos(SCHEDULER_ACK_WAIT_MS) });
-    // Made here, or found: either way what is there now must be what Fennel needs (a stream or consumer someone else
-    // made under these names is a ConfigError, never reconfigured).
-    await checkStream(jsm, layout.tasks, { retention: 'workqueue', subjects: [layout.stageFilter('q'), layout.stageFilter('s')] });
-    await checkStream(jsm, layout.dead, { retention: 'limits', subjects: [layout.deadSubject] });
-    await checkConsumer(jsm, layout.tasks, SCHEDULER, layout.stageFilter('s'));
   }
 
   /**
@@ -181,8 +175,8 @@ export class NatsTransport implements Transport {
         } catch (error) {
           if (!isNotFound(error)) throw error;
         }
+        // Made by another process meanwhile: checked by addConsumer.
         await addConsumer(jsm, this.layout.tasks, { durable_name: name, filter_subject: this.layout.queueFilter('q', queue), ack_wait: nanos(this.visibilityMs), inactive_threshold: nanos(QUEUE_CONSUMER_IDLE_MS) });
-        await checkConsumer(jsm, this.layout.tasks, name, this.layout.queueFilter('q', queue)); // made by another process meanwhile
         return this.visibilityMs;
       })();
       made.catch(() => this.queueConsumers.delete(queue));
@@ -574,41 +568,40 @@ function deadLetterOf(id: string, text: string, storedAt: Date): DeadLetter | un
 }
 
 /**
- * Adds a stream; one that exists already is used as it is (another process made it, maybe with other limits), once
- * checkStream finds it fit. Subjects another stream holds are a ConfigError naming it.
+ * Adds a stream. The server takes an identical one as made; one that exists with other settings (another process
+ * made it, maybe with other limits) is used as it is once streamMismatch finds it fit, else it is a ConfigError
+ * naming the stream and the setting. Subjects another stream holds are a ConfigError naming it.
  */
-async function addStream(jsm: JetStreamManager, config: Parameters<JetStreamManager['streams']['add']>[0]): Promise<void> {
+async function addStream(jsm: JetStreamManager, config: Parameters<JetStreamManager['streams']['add']>[0], needs: StreamNeeds): Promise<void> {
   try {
     await jsm.streams.add(config);
+    return;
   } catch (error) {
-    if (/already in use/i.test((error as Error).message)) return;
     if (/subjects overlap/i.test((error as Error).message)) {
       throw new ConfigError(`NATS stream ${config.name} cannot be made: its subjects ${JSON.stringify(config.subjects)} overlap another stream's (${(error as Error).message}); give Fennel a prefix of its own (nats://…?prefix=…)`, { cause: error });
     }
-    throw error;
+    if (!/already in use/i.test((error as Error).message)) throw error;
   }
-}
-
-/** A ConfigError naming the stream and the setting, unless the stream is fit for `needs` (jetstream.ts streamMismatch). */
-async function checkStream(jsm: JetStreamManager, name: string, needs: StreamNeeds): Promise<void> {
-  const mismatch = streamMismatch((await jsm.streams.info(name)).config, needs);
-  if (mismatch) throw new ConfigError(`NATS stream ${name} exists and Fennel cannot use it: ${mismatch}. Something else made it under Fennel's name: delete it, or give Fennel a prefix of its own (nats://…?prefix=…)`);
-}
-
-async function checkConsumer(jsm: JetStreamManager, stream: string, name: string, filter: string): Promise<void> {
-  const mismatch = consumerMismatch((await jsm.consumers.info(stream, name)).config, filter);
-  if (mismatch) throw consumerError(stream, name, mismatch);
+  const mismatch = streamMismatch((await jsm.streams.info(config.name)).config, needs);
+  if (mismatch) throw new ConfigError(`NATS stream ${config.name} exists and Fennel cannot use it: ${mismatch}. Something else made it under Fennel's name: delete it, or give Fennel a prefix of its own (nats://…?prefix=…)`);
 }
 
 function consumerError(stream: string, name: string, mismatch: string): ConfigError {
   return new ConfigError(`NATS consumer ${name} of stream ${stream} exists and Fennel cannot use it: ${mismatch}. Delete it (Fennel makes it again), or give Fennel a prefix of its own (nats://…?prefix=…)`);
 }
 
-/** Adds a durable pull consumer with Fennel's settings: explicit acks, no delivery limit (poison handling is the worker's), no ack-pending limit (many workers share it). */
-async function addConsumer(jsm: JetStreamManager, stream: string, config: Partial<ConsumerConfig> & { durable_name: string }): Promise<void> {
+/**
+ * Adds a durable pull consumer with Fennel's settings: explicit acks, no delivery limit (poison handling is the
+ * worker's), no ack-pending limit (many workers share it). One that exists with other settings is checked
+ * (consumerMismatch) and used as it is, or refused with a ConfigError.
+ */
+async function addConsumer(jsm: JetStreamManager, stream: string, config: Partial<ConsumerConfig> & { durable_name: string; filter_subject: string }): Promise<void> {
   try {
     await jsm.consumers.add(stream, { ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All, max_deliver: -1, max_ack_pending: -1, ...config });
+    return;
   } catch (error) {
     if (!/already (exists|in use)/i.test((error as Error).message)) throw error;
   }
+  const mismatch = consumerMismatch((await jsm.consumers.info(stream, config.durable_name)).config, config.filter_subject);
+  if (mismatch) throw consumerError(stream, config.durable_name, mismatch);
 }
