@@ -162,7 +162,7 @@ export class NatsBackend implements ResultBackend {
     return this.resultCas.change(resultKeys.meta(meta.task_id), (current) => {
       const dependents = dependentsOf(current);
       if (statusOf(current) === States.SUCCESS) return { result: { status: States.SUCCESS, dependents } };
-      return { next: withDependents(encoded, dependents), result: { status: meta.status, dependents } };
+      return { next: withDependents(encoded, dependents), result: { status: meta.status, dependents }, settled: isReady(meta.status) };
     });
   }
 
