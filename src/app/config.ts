@@ -50,7 +50,7 @@ export const OPTIONS = {
   maxPayloadBytes: { schema: z.number().int().positive(), env: 'FENNEL_MAX_PAYLOAD_BYTES', default: 10 * 1024 * 1024, doc: 'Calls whose encoded arguments are larger are refused with PayloadTooLargeError.' },
   resultExpiresSec: { schema: z.number().min(0), env: 'FENNEL_RESULT_EXPIRES_SEC', default: 86_400, doc: 'Stored results are deleted after this many seconds (0: never), as Celery\'s result_expires.' },
   pollIntervalMs: { schema: z.number().int().positive(), env: 'FENNEL_POLL_INTERVAL_MS', default: 250, doc: 'How often an idle consumer looks for work it was not woken for (SQLite: without a file-change notification; Redis: messages from Python producers, which send no wake-up), and SQLite result waiters poll.' },
-  trackStarted: { schema: z.boolean(), env: 'FENNEL_TRACK_STARTED', default: true, doc: 'Store state STARTED (with pid and hostname) while a task runs (from one event-loop turn after it begins: a task that ends sooner goes straight to its outcome).' },
+  trackStarted: { schema: z.boolean(), env: 'FENNEL_TRACK_STARTED', default: true, doc: 'Store state STARTED (with pid and hostname) while a task runs (once it has run 5 ms: a task that ends sooner goes straight to its outcome).' },
   poisonAfterCrashes: { schema: z.number().int().min(1), env: 'FENNEL_POISON_AFTER_CRASHES', default: 3, doc: 'A message whose task has crashed its pool slot this many times goes to the dead letters (FAILURE WorkerLostError) instead of being retried again.' },
   revokeExpiresSec: { schema: z.number().positive(), env: 'FENNEL_REVOKE_EXPIRES_SEC', default: 10_800, doc: 'How long workers keep honouring a revocation (Celery keeps revoked ids 3 hours): a revoked task received after this runs.' },
   signingKey: {

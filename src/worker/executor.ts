@@ -97,10 +97,10 @@ export async function execute(delivery: Delivery, ctx: ExecutorContext, held?: H
       return await discardRevoked(request, delivery, ctx);
     }
     if (held) held.startedAt = Date.now();
-    // STARTED is stored if the task is still running one event-loop turn from now, and no PROGRESS came
-    // first: a task that ends within its turn (most short ones) never builds it. It costs the task no round
-    // trip and is not awaited: the backend applies one process's stores in call order, so it can never land
-    // after the outcome. A STARTED that fails to store costs nothing but the state.
+    // STARTED is stored if the task is still running STARTED_AFTER_MS from now, and no PROGRESS came first: a
+    // task that ends sooner (most short ones, including the round trip to a pool slot) never builds it. It costs
+    // the task no round trip and is not awaited: the backend applies one process's stores in call order, so it
+    // can never land after the outcome. A STARTED that fails to store costs nothing but the state.
     const marks = ctx.app.config.trackStarted && !request.ignoreResult ? startedMarks(ctx) : undefined;
     marks?.add(request);
     ctx.emit('task-started', request);
@@ -274,27 +274,41 @@ async function deferIfEarly(request: TaskRequest, delivery: Delivery, ctx: Execu
  * The tasks started in this event-loop turn whose STARTED is still due: at the end of the turn (one
  * setImmediate for all of them) STARTED is stored for those still running with no PROGRESS reported.
  */
+/**
+ * How long a task runs before its STARTED is stored. It was one event-loop turn, which every task run in a process
+ * or thread slot outlasts (the round trip to the slot): each paid one more store, and its waiters one more
+ * wake-up, for a state no one could see.
+ */
+const STARTED_AFTER_MS = 5;
+
 class StartedMarks {
-  private due = new Set<TaskRequest>();
-  private scheduled = false;
+  /** Tasks whose STARTED is not stored yet, with when it is due, in that order (the delay is the same for all). */
+  private due = new Map<TaskRequest, number>();
+  private timer: NodeJS.Timeout | undefined;
 
   constructor(private readonly ctx: ExecutorContext) {}
 
   add(request: TaskRequest): void {
-    this.due.add(request);
-    if (this.scheduled) return;
-    this.scheduled = true;
-    setImmediate(() => {
-      const due = this.due;
-      this.due = new Set();
-      this.scheduled = false;
-      for (const r of due) void markStarted(r, this.ctx).catch((error: unknown) => this.ctx.log.warn({ err: error, id: r.id }, 'could not store STARTED'));
-    });
+    this.due.set(request, performance.now() + STARTED_AFTER_MS);
+    this.timer ??= setTimeout(() => this.store(), STARTED_AFTER_MS);
   }
 
   /** The task ended, or reported PROGRESS: no STARTED for it. */
   cancel(request: TaskRequest): void {
     this.due.delete(request);
+  }
+
+  private store(): void {
+    this.timer = undefined;
+    const now = performance.now();
+    for (const [request, at] of this.due) {
+      if (at > now) {
+        this.timer = setTimeout(() => this.store(), Math.max(1, at - now));
+        return;
+      }
+      this.due.delete(request);
+      void markStarted(request, this.ctx).catch((error: unknown) => this.ctx.log.warn({ err: error, id: request.id }, 'could not store STARTED'));
+    }
   }
 }
 

@@ -231,7 +231,7 @@ describe('executing (async pool, in process)', () => {
     });
   });
 
-  it('stores STARTED for a task still running a turn after it began, and none for one that ended sooner', async () => {
+  it('stores STARTED for a task still running 5 ms after it began, and none for one that ended sooner', async () => {
     const app = memoryApp();
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
