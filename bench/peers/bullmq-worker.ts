@@ -1,5 +1,6 @@
-// BullMQ's side of the Redis comparison: one worker process running a no-op processor, as a BullMQ user
-// would deploy it. bench/redis.bench.ts spawns it and waits for the JSON "worker ready" line.
+// BullMQ's side of the Redis comparison: one worker process running the echo processor (it returns the job's
+// data, the one argument), as a BullMQ user would deploy it, with BullMQ's defaults otherwise (a completed job is
+// kept, with its return value). bench/redis.bench.ts spawns it and waits for the JSON "worker ready" line.
 //
 //   node --import tsx bench/peers/bullmq-worker.ts <redis url> <queue> <concurrency>
 //
@@ -15,7 +16,7 @@ const { hostname, port, pathname } = new URL(url);
 // maxRetriesPerRequest: null is what BullMQ requires of a worker's connection.
 const connection = { host: hostname, port: Number(port || 6379), db: Number(pathname.slice(1) || 0), maxRetriesPerRequest: null };
 
-const worker = new Worker(queue, async () => null, { connection, concurrency });
+const worker = new Worker<number, number>(queue, (job) => Promise.resolve(job.data), { connection, concurrency });
 // On stdout, as JSON at error level: the driver counts such lines as complaints and fails the run.
 worker.on('error', (error) => console.log(JSON.stringify({ level: 50, msg: `bullmq worker error: ${error.message}` })));
 await worker.waitUntilReady();
