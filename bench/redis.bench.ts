@@ -97,6 +97,21 @@ function argumentBatches(first: number, count: number): number[][] {
   return out;
 }
 
+/**
+ * Every peer's round trips, timed alike: SIZES.warmup untimed (echo(1) …), then SIZES.roundTrips timed one at a time;
+ * `roundTrip(n, timeoutMs)` sends echo(n) and checks its result.
+ */
+async function timeRoundTrips(roundTrip: (n: number, timeoutMs: number) => Promise<void>): Promise<Record<string, Metric>> {
+  for (let n = 1; n <= SIZES.warmup; n++) await roundTrip(n, 60_000);
+  const times: number[] = [];
+  for (let n = SIZES.warmup + 1; n <= SIZES.warmup + SIZES.roundTrips; n++) {
+    const t0 = performance.now();
+    await roundTrip(n, 30_000);
+    times.push(performance.now() - t0);
+  }
+  return { p50: ms(percentile(times, 50)), p99: ms(percentile(times, 99)) };
+}
+
 /** The check every peer's producer makes of every result: echo(n) returned n. */
 function expectEcho(peer: string, sent: number, got: unknown): void {
   if (got !== sent) throw new Error(`${peer}: echo(${sent}) returned ${JSON.stringify(got)}`);
@@ -313,14 +328,7 @@ const fennelLatency = (): Promise<Record<string, Metric>> =>
   withFennel(({ echo }) =>
     withWorkers(1, fennelWorkers(100), async () => {
       const roundTrip = async (n: number, timeoutMs: number): Promise<void> => expectEcho('Fennel', n, await echo.delay(n).get({ timeoutMs }));
-      for (let n = 1; n <= SIZES.warmup; n++) await roundTrip(n, 60_000);
-      const times: number[] = [];
-      for (let n = SIZES.warmup + 1; n <= SIZES.warmup + SIZES.roundTrips; n++) {
-        const t0 = performance.now();
-        await roundTrip(n, 30_000);
-        times.push(performance.now() - t0);
-      }
-      return { p50: ms(percentile(times, 50)), p99: ms(percentile(times, 99)) };
+      return timeRoundTrips(roundTrip);
     }),
   );
 
@@ -414,14 +422,7 @@ const beeLatency = (): Promise<Record<string, Metric>> =>
         const job = await queue.createJob(n).save();
         expectEcho('bee-queue', n, await within(results.of(job.id), timeoutMs, `bee-queue's job ${job.id}`));
       };
-      for (let n = 1; n <= SIZES.warmup; n++) await roundTrip(n, 60_000);
-      const times: number[] = [];
-      for (let n = SIZES.warmup + 1; n <= SIZES.warmup + SIZES.roundTrips; n++) {
-        const t0 = performance.now();
-        await roundTrip(n, 30_000);
-        times.push(performance.now() - t0);
-      }
-      return { p50: ms(percentile(times, 50)), p99: ms(percentile(times, 99)) };
+      return timeRoundTrips(roundTrip);
     }),
   );
 
@@ -510,14 +511,7 @@ const bullLatency = (): Promise<Record<string, Metric>> =>
   withBullmq((queue, events) =>
     withWorkers(1, bullWorkers(100), async () => {
       const roundTrip = async (n: number, timeoutMs: number): Promise<void> => expectEcho('BullMQ', n, await (await queue.add('echo', n)).waitUntilFinished(events, timeoutMs));
-      for (let n = 1; n <= SIZES.warmup; n++) await roundTrip(n, 60_000);
-      const times: number[] = [];
-      for (let n = SIZES.warmup + 1; n <= SIZES.warmup + SIZES.roundTrips; n++) {
-        const t0 = performance.now();
-        await roundTrip(n, 30_000);
-        times.push(performance.now() - t0);
-      }
-      return { p50: ms(percentile(times, 50)), p99: ms(percentile(times, 99)) };
+      return timeRoundTrips(roundTrip);
     }),
   );
 
