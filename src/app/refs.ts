@@ -15,7 +15,8 @@
 // in between, the input runs again, its outcome is stored again, and settle() hands the same calls back marked
 // `again`: they are sent again only if no send of them was recorded (a once-only claim in the backend, taken after
 // the first send), the call has not started (its stored state), and with the broker's deduplication where it has
-// it. A duplicate then needs a worker to die between a publish and its record.
+// it. A worker that dies between a publish and its record still leaves two copies where the broker has no
+// deduplication (RabbitMQ): the worker that gets the second drops it (worker/executor.ts, firstSend).
 
 import type { ParkOutcome, ReleasedCall, ResultBackend } from '../backends/backend.ts';
 import { ConfigError } from '../errors.ts';

@@ -17,6 +17,7 @@ import type { ErrorReport, Job, Outcome, Pool } from './pools/pool.ts';
 import { callKey } from '../app/memo.ts';
 import { storeOutcome } from '../app/refs.ts';
 import { continueWorkflow, failWorkflow, inWorkflow, jobArgs } from './workflow.ts';
+import { takesRefs } from './refs.ts';
 
 export interface ExecutorContext {
   app: Fennel;
@@ -95,6 +96,17 @@ export async function execute(delivery: Delivery, ctx: ExecutorContext, held?: H
     if (ctx.revoked.has(request.id)) {
       ctx.releaseSlot();
       return await discardRevoked(request, delivery, ctx);
+    }
+    // A call released by its inputs (app/refs.ts) is sent twice when a worker dies between sending it and recording
+    // the send, and the input's redelivery sends it again: the copy that comes second is dropped here, by a
+    // once-only claim per call and retry. A copy the broker delivers again (its holder died) is the same send, and
+    // runs. Without this, the only guard was the call's stored state, which a call has not yet while it waits in a
+    // prefetch window or begins (RabbitMQ ran such a call twice in CI).
+    if (!delivery.redelivered && takesRefs(request) && !(await firstSend(request, ctx))) {
+      ctx.releaseSlot();
+      ctx.log.info({ id: request.id, task: request.name }, `task ${request.name}[${request.id}]: a second copy of a released call, sent again after a worker died; dropped`);
+      await delivery.ack();
+      return;
     }
     if (held) held.startedAt = Date.now();
     // STARTED is stored if the task is still running STARTED_AFTER_MS from now, and no PROGRESS came first: a
@@ -318,6 +330,12 @@ function startedMarks(ctx: ExecutorContext): StartedMarks {
   let marks = startedMarksOf.get(ctx);
   if (!marks) startedMarksOf.set(ctx, (marks = new StartedMarks(ctx)));
   return marks;
+}
+
+/** True the first time this call (at this retry) comes to run: the once-only claim of a released call's send. */
+async function firstSend(request: TaskRequest, ctx: ExecutorContext): Promise<boolean> {
+  const { backend } = ctx.app;
+  return backend.claimOnce ? backend.claimOnce(`run-${request.id}-${request.retries}`) : true;
 }
 
 async function markStarted(request: TaskRequest, ctx: ExecutorContext): Promise<void> {

@@ -282,6 +282,43 @@ function engineSuite(engine: Engine): void {
       return app.get(calls, { timeoutMs: WAIT_MS });
     };
 
+    // A worker that dies between sending a released call and recording the send leaves the input's redelivery to send
+    // it again (src/app/refs.ts): the same message twice, neither marked redelivered. On RabbitMQ, which has no
+    // deduplication, the worker runs the first copy and drops the second (src/worker/executor.ts, firstSend),
+    // whichever worker each reaches.
+    it('runs a call that takes references once when the same message is sent twice', async () => {
+      const ledger = tmp.file('sent-twice.log');
+      const [x, y] = [r.leaf.delay(20), r.leaf.delay(22)];
+      assert.deepEqual(await Promise.all([x.get({ timeoutMs: WAIT_MS }), y.get({ timeoutMs: WAIT_MS })]), [20, 22]);
+      // The inputs are done, so the producer sends the call at once: its message is caught on the way and sent again.
+      const transport = app.transport;
+      const publish = transport.publish.bind(transport);
+      let sent: Parameters<typeof transport.publish> | undefined;
+      transport.publish = (message, route) => {
+        if (message.headers['task'] === 'refs.node') sent ??= [message, route];
+        return publish(message, route);
+      };
+      let call: AsyncResult<number>;
+      try {
+        call = r.node.delay(ledger, x, y);
+        await call.sent;
+      } finally {
+        transport.publish = publish;
+      }
+      assert.ok(sent, 'the call went to the broker');
+      await publish(...sent);
+      assert.equal(await call.get({ timeoutMs: WAIT_MS }), 42);
+      // SQLite and Redis drop the second copy themselves (a released call is sent with `deduplicate`): once nothing of
+      // the queue is waiting or held, it has gone. RabbitMQ delivers it, and the worker that gets it says it dropped it.
+      if (engine.name === 'amqp') await waitFor(() => workers.some((w) => w.lines.some((line) => line.includes(call.id) && line.includes('a second copy'))), 'the second copy to be dropped', WAIT_MS);
+      else await drainByStats(app, queue);
+      assert.deepEqual(
+        fileLines(ledger).map((line) => line.split(' ')[0]),
+        [call.id],
+        'it ran once',
+      );
+    });
+
     it('stores a large result once, and each of 8 calls that take it reads it from the result backend, not from its message', async () => {
       const big = r.range.delay(LARGE);
       assert.deepEqual(await readBy8(big, 'result'), Array.from({ length: 8 }, () => LARGE));
