@@ -16,7 +16,7 @@
 // `again`: they are sent again only if no send of them was recorded (a once-only claim in the backend, taken after
 // the first send), the call has not started (its stored state), and with the broker's deduplication where it has
 // it. A worker that dies between a publish and its record still leaves two copies where the broker has no
-// deduplication (RabbitMQ): the worker that gets the second drops it (worker/executor.ts, firstSend).
+// deduplication (RabbitMQ): the worker that gets the second drops it (worker/executor.ts, firstCopy).
 
 import type { ParkOutcome, ReleasedCall, ResultBackend } from '../backends/backend.ts';
 import { ConfigError } from '../errors.ts';

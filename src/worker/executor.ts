@@ -98,11 +98,13 @@ export async function execute(delivery: Delivery, ctx: ExecutorContext, held?: H
       return await discardRevoked(request, delivery, ctx);
     }
     // A call released by its inputs (app/refs.ts) is sent twice when a worker dies between sending it and recording
-    // the send, and the input's redelivery sends it again: the copy that comes second is dropped here, by a
-    // once-only claim per call and retry. A copy the broker delivers again (its holder died) is the same send, and
-    // runs. Without this, the only guard was the call's stored state, which a call has not yet while it waits in a
-    // prefetch window or begins (RabbitMQ ran such a call twice in CI).
-    if (!delivery.redelivered && takesRefs(request) && !(await firstSend(request, ctx))) {
+    // the send, and the input's redelivery sends it again. Where the broker drops a duplicate (the `deduplication`
+    // capability, which released calls are sent with; a copy it let through finds the call's state stored), nothing
+    // more is needed; elsewhere (RabbitMQ) the copy that comes second is dropped here, by a once-only claim per call and
+    // retry. A copy the broker delivers again (its holder died) is the same send, and runs. Without this, the only
+    // guard was the call's stored state, which a call has not yet while it waits in a prefetch window or begins
+    // (RabbitMQ ran such a call twice in CI).
+    if (!delivery.redelivered && !ctx.app.transport.capabilities.deduplication && takesRefs(request) && !(await firstCopy(request, ctx))) {
       ctx.releaseSlot();
       ctx.log.info({ id: request.id, task: request.name }, `task ${request.name}[${request.id}]: a second copy of a released call, sent again after a worker died; dropped`);
       await delivery.ack();
@@ -283,16 +285,16 @@ async function deferIfEarly(request: TaskRequest, delivery: Delivery, ctx: Execu
 }
 
 /**
- * The tasks started in this event-loop turn whose STARTED is still due: at the end of the turn (one
- * setImmediate for all of them) STARTED is stored for those still running with no PROGRESS reported.
- */
-/**
  * How long a task runs before its STARTED is stored. It was one event-loop turn, which every task run in a process
  * or thread slot outlasts (the round trip to the slot): each paid one more store, and its waiters one more
  * wake-up, for a state no one could see.
  */
 const STARTED_AFTER_MS = 5;
 
+/**
+ * The started tasks whose STARTED is still due: one timer for all of them stores it for those still running
+ * STARTED_AFTER_MS after they began, with no PROGRESS reported.
+ */
 class StartedMarks {
   /** Tasks whose STARTED is not stored yet, with when it is due, in that order (the delay is the same for all). */
   private due = new Map<TaskRequest, number>();
@@ -332,8 +334,8 @@ function startedMarks(ctx: ExecutorContext): StartedMarks {
   return marks;
 }
 
-/** True the first time this call (at this retry) comes to run: the once-only claim of a released call's send. */
-async function firstSend(request: TaskRequest, ctx: ExecutorContext): Promise<boolean> {
+/** True the first time this call (at this retry) comes to run: the once-only claim that drops a second copy of a released call. */
+async function firstCopy(request: TaskRequest, ctx: ExecutorContext): Promise<boolean> {
   const { backend } = ctx.app;
   return backend.claimOnce ? backend.claimOnce(`run-${request.id}-${request.retries}`) : true;
 }

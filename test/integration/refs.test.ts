@@ -284,7 +284,7 @@ function engineSuite(engine: Engine): void {
 
     // A worker that dies between sending a released call and recording the send leaves the input's redelivery to send
     // it again (src/app/refs.ts): the same message twice, neither marked redelivered. On RabbitMQ, which has no
-    // deduplication, the worker runs the first copy and drops the second (src/worker/executor.ts, firstSend),
+    // deduplication, the worker runs the first copy and drops the second (src/worker/executor.ts, firstCopy),
     // whichever worker each reaches.
     it('runs a call that takes references once when the same message is sent twice', async () => {
       const ledger = tmp.file('sent-twice.log');
