@@ -60,6 +60,8 @@ export interface HeldTask {
 }
 
 const REQUEUE_PAUSE_MS = 1000;
+
+const noop = (): void => {};
 /** The longest pause between attempts to hand a delivery back while the broker is away. */
 const MAX_REQUEUE_PAUSE_MS = 30_000;
 
@@ -87,15 +89,20 @@ export async function execute(delivery: Delivery, ctx: ExecutorContext, held?: H
     if (request.eta && (await deferIfEarly(request, delivery, ctx))) return;
     const turn = ctx.throttle(request.name);
     if (turn) await turn;
-    const slot = ctx.acquireSlot();
-    if (!(slot === true || (slot !== false && (await slot)))) {
-      await delivery.reject({ requeue: true });
-      return;
-    }
-    // Waiting for a slot can take long: a revocation may have arrived meanwhile.
-    if (ctx.revoked.has(request.id)) {
-      ctx.releaseSlot();
-      return await discardRevoked(request, delivery, ctx);
+    // A short task the pool pipelines (slots.ts) takes no permit: its slot is shared, and the pool keeps the order.
+    const ahead = ctx.pool.takesAhead?.(request.name) === true;
+    const release = ahead ? noop : (): void => ctx.releaseSlot();
+    if (!ahead) {
+      const slot = ctx.acquireSlot();
+      if (!(slot === true || (slot !== false && (await slot)))) {
+        await delivery.reject({ requeue: true });
+        return;
+      }
+      // Waiting for a slot can take long: a revocation may have arrived meanwhile.
+      if (ctx.revoked.has(request.id)) {
+        release();
+        return await discardRevoked(request, delivery, ctx);
+      }
     }
     // A call released by its inputs (app/refs.ts) is sent twice when a worker dies between sending it and recording
     // the send, and the input's redelivery sends it again. Where the broker drops a duplicate (the `deduplication`
@@ -105,7 +112,7 @@ export async function execute(delivery: Delivery, ctx: ExecutorContext, held?: H
     // guard was the call's stored state, which a call has not yet while it waits in a prefetch window or begins
     // (RabbitMQ ran such a call twice in CI).
     if (!delivery.redelivered && !ctx.app.transport.capabilities.deduplication && takesRefs(request) && !(await firstCopy(request, ctx))) {
-      ctx.releaseSlot();
+      release();
       ctx.log.info({ id: request.id, task: request.name }, `task ${request.name}[${request.id}]: a second copy of a released call, sent again after a worker died; dropped`);
       await delivery.ack();
       return;
@@ -136,7 +143,7 @@ export async function execute(delivery: Delivery, ctx: ExecutorContext, held?: H
       marks?.cancel(request);
       // The slot is free as soon as the function has returned: the next task runs in it while this one's
       // outcome is stored and acknowledged (the delivery stays held, and unacked, until then).
-      ctx.releaseSlot();
+      release();
     }
     const runtimeSec = (performance.now() - startedAt) / 1000;
     // Past the grace period the worker has handed this message back already: its outcome is not ours to store.

@@ -1,6 +1,7 @@
 // The pool contract: where a task's function actually runs. `process` (child processes, crash-isolated,
 // the default), `thread` (worker_threads) and `async` (this event loop, for I/O-bound tasks).
-// A pool runs one job per slot; `run` waits for a free slot. Everything it returns is an Outcome, never a
+// A slot runs one job at a time; `run` waits for one to take it (the process and thread pools may hand a slot several
+// short jobs at once, run in turn: slots.ts). Everything it returns is an Outcome, never a
 // throw: a crashed slot, a time limit and a task's own error are all outcomes the executor stores.
 
 export interface Job {
@@ -55,6 +56,15 @@ export interface Pool {
   /** Starts the slots; rejects if the app cannot be loaded in them. */
   start(): Promise<void>;
   run(job: Job, hooks: JobHooks): Promise<Outcome>;
+  /**
+   * True if a job of this task would now be pipelined to a slot that runs others (slots.ts): the worker hands it over
+   * without taking one of its `size` permits, so more jobs than slots are in the pool at once. Absent: never.
+   */
+  takesAhead?(name: string): boolean;
+  /** True while the pool pipelines short tasks (slots.ts); absent: never. */
+  readonly pipelining?: boolean;
+  /** Called when `pipelining` changes. */
+  onPipelining?(listener: (on: boolean) => void): void;
   /** Stops the job with this id if it is running here (revoke with terminate); false if it is not. */
   terminate(id: string): boolean;
   /** Aborts the signals of running jobs (hard shutdown). */

@@ -23,8 +23,13 @@ export function slotExecArgv(): string[] {
 }
 
 export function processPool(size: number, data: SlotData, recycle: RecycleOptions = {}): SlotPool {
+  return new SlotPool('process', size, processSlots(data), recycle);
+}
+
+/** What starts one process slot (a child loading the app at `data.appPath`). */
+export function processSlots(data: SlotData): () => SlotHandle {
   const execArgv = slotExecArgv();
-  return new SlotPool('process', size, (): SlotHandle => {
+  return (): SlotHandle => {
     const child = fork(slotEntry(), [], {
       execArgv,
       env: { ...process.env, FENNEL_SLOT_DATA: JSON.stringify(data) },
@@ -47,5 +52,5 @@ export function processPool(size: number, data: SlotData, recycle: RecycleOption
       onExit: (listener) => child.once('exit', (code, signal) => listener(signal ? `killed by ${signal}` : `exit code ${code}`)),
       pid: child.pid,
     };
-  }, recycle);
+  };
 }

@@ -17,10 +17,15 @@ function bootstrap(): string {
 }
 
 export function threadPool(size: number, data: SlotData, recycle: RecycleOptions = {}): SlotPool {
+  return new SlotPool('thread', size, threadSlots(data), { maxTasksPerChild: recycle.maxTasksPerChild });
+}
+
+/** What starts one thread slot (a worker_thread loading the app at `data.appPath`). */
+export function threadSlots(data: SlotData): () => SlotHandle {
   const code = bootstrap();
   // Resolution conditions (--conditions=development) must match the worker's, so `fennel` resolves alike.
   const execArgv = process.execArgv.filter((a) => a.startsWith('--conditions') || a.startsWith('-C'));
-  return new SlotPool('thread', size, (): SlotHandle => {
+  return (): SlotHandle => {
     const worker = new Worker(code, { eval: true, workerData: data, execArgv });
     return {
       send: (message) => worker.postMessage(message),
@@ -33,5 +38,5 @@ export function threadPool(size: number, data: SlotData, recycle: RecycleOptions
       },
       pid: process.pid,
     };
-  }, { maxTasksPerChild: recycle.maxTasksPerChild });
+  };
 }
