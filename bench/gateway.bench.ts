@@ -9,6 +9,9 @@
 //                     result, submits again; keep-alive), each result pushed back
 //                     over one WebSocket; 2 worker processes (`fennel worker -P async -c 4 -E`, GLPK in the worker
 //                     process itself). Solves per second (first submit → last pushed result) and p50/p99 submit → pushed.
+//   wyndor-process-<engine>  the same with `npm start`'s worker, one `fennel worker -P process -c 2 -E` (issue #21's
+//                     configuration; aim ≥ 2,000 solves/s), and the CPU each part spent per solve (driver, gateway,
+//                     worker, pool slots, Redis). Every Wyndor run warms the path with 300 solves before the timed 1,000.
 //
 // autocannon and the driver run in this process, on the same 2 CPUs as the gateway, the broker and the workers:
 // the numbers are what one machine does with everything on it. Knobs: FENNEL_BENCH_REDIS_URL (default
@@ -16,23 +19,36 @@
 // purged afterwards, and the database is not flushed.
 
 import { spawn, type ChildProcess } from 'node:child_process';
+import http from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { availableParallelism, loadavg } from 'node:os';
 import autocannon from 'autocannon';
 import { connect as amqpConnect } from 'amqplib';
 import { WebSocket } from 'ws';
 import { Fennel } from 'fennel';
-import { FENNEL_BIN, median, percentile, ROOT, startWorker, tempDatabase, type Metric, type WorkerProcess } from './support.ts';
+import { Redis } from 'ioredis';
+import { childPids, FENNEL_BIN, median, percentile, processCpuSec, ROOT, startWorker, tempDatabase, type Metric, type WorkerProcess } from './support.ts';
 
 const REDIS_URL = process.env['FENNEL_BENCH_REDIS_URL'] || 'redis://127.0.0.1:6379/15';
 const AMQP_URL = process.env['FENNEL_BENCH_AMQP_URL'] ?? 'amqp://guest:guest@127.0.0.1:5672/';
 const APP = 'examples/wyndor/tasks.ts';
 export const GATEWAY_AIMS = { submitPerSec: 5000, submitP99Ms: 100 };
 const SUBMIT = { connections: 100, durationSec: 10 };
-const WYNDOR = { solves: 1000, inFlight: 50, workers: 2, concurrency: 4 };
+const WYNDOR = { solves: 1000, warmUp: 300, inFlight: 50, workers: 2, concurrency: 4 };
+/** How the workers of a Wyndor run are started: #7's two async workers, or #21's one process-pool worker. */
+interface WyndorWorkers {
+  workers: number;
+  pool: 'async' | 'process';
+  concurrency: number;
+}
+const TWO_ASYNC: WyndorWorkers = { workers: WYNDOR.workers, pool: 'async', concurrency: WYNDOR.concurrency };
+/** Issue #21's configuration: one worker, `-P process -c 2`. */
+const ONE_PROCESS: WyndorWorkers = { workers: 1, pool: 'process', concurrency: 2 };
+export const WYNDOR_AIM_SOLVES_PER_SEC = 2000;
 
 interface Gateway {
   url: string;
+  pid: number;
   stop(): Promise<void>;
 }
 
@@ -60,7 +76,7 @@ function startGateway(env: Record<string, string>): Promise<Gateway> {
       const url = /gateway listening on (http:\/\/[^\s;]+)/.exec(output)?.[1];
       if (url) {
         clearTimeout(timer);
-        resolve({ url, stop });
+        resolve({ url, pid: child.pid ?? -1, stop });
       }
     };
     child.stdout!.on('data', onData);
@@ -112,20 +128,68 @@ async function submitRate(engine: string, brokerUrl: string): Promise<Record<str
   }
 }
 
-async function wyndorEndToEnd(engine: string, brokerUrl: string): Promise<Record<string, Metric>> {
+/**
+ * POSTs a JSON body on a keep-alive connection and resolves with the JSON answer (rejects on a status other than 2xx).
+ * node:http rather than fetch: the driver plays 50 users' browsers on the same 2 CPUs as the system it measures,
+ * and fetch cost it about twice the CPU per request.
+ */
+function post(agent: http.Agent, url: string, body: string): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const request = http.request(url, { method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (response) => {
+      let text = '';
+      response.setEncoding('utf8');
+      response.on('data', (chunk: string) => (text += chunk));
+      response.on('end', () => {
+        if ((response.statusCode ?? 0) >= 300) reject(new Error(`POST ${url}: ${response.statusCode} ${text}`));
+        else resolve(JSON.parse(text));
+      });
+    });
+    request.on('error', reject);
+    request.end(body);
+  });
+}
+
+/** Redis's own CPU seconds so far (INFO cpu: server-wide, so another client of the server would add to it). */
+async function redisCpuSec(url: string): Promise<number> {
+  const redis = new Redis(url, { lazyConnect: true });
+  try {
+    await redis.connect();
+    const text = await redis.info('cpu');
+    const field = (name: string): number => Number(new RegExp(`^${name}:([\\d.]+)`, 'm').exec(text)?.[1] ?? NaN);
+    return field('used_cpu_user') + field('used_cpu_sys');
+  } finally {
+    redis.disconnect();
+  }
+}
+
+/** CPU seconds of each part of a Wyndor run so far: the driver (this process), the gateway, the workers' main processes, their pool slots, Redis. */
+async function wyndorCpu(gateway: Gateway, workers: readonly WorkerProcess[], brokerUrl: string): Promise<Record<string, number>> {
+  const own = process.cpuUsage();
+  const sum = (pids: number[]): number => pids.reduce((total, pid) => total + processCpuSec(pid), 0);
+  return {
+    driver: (own.user + own.system) / 1e6,
+    gateway: processCpuSec(gateway.pid),
+    worker: sum(workers.map((w) => w.pid)),
+    slots: sum(workers.flatMap((w) => childPids(w.pid))),
+    ...(brokerUrl.startsWith('redis') ? { redis: await redisCpuSec(brokerUrl) } : {}),
+  };
+}
+
+async function wyndorEndToEnd(engine: string, brokerUrl: string, setup: WyndorWorkers): Promise<Record<string, Metric>> {
   const queue = `bench-wy-${randomUUID().slice(0, 8)}`;
   const env = { FENNEL_DEFAULT_QUEUE: queue };
   const workers: WorkerProcess[] = [];
   const gateway = await startGateway({ FENNEL_BROKER_URL: brokerUrl, ...env });
   try {
-    for (let i = 0; i < WYNDOR.workers; i++) {
-      workers.push(await startWorker({ brokerUrl, env, pool: 'async', concurrency: WYNDOR.concurrency, flags: ['--app', APP, '-Q', queue, '-E'] }));
+    for (let i = 0; i < setup.workers; i++) {
+      workers.push(await startWorker({ brokerUrl, env, pool: setup.pool, concurrency: setup.concurrency, flags: ['--app', APP, '-Q', queue, '-E'] }));
     }
     const ws = new WebSocket(`${gateway.url.replace('http', 'ws')}/api/ws`);
     await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
+    const agent = new http.Agent({ keepAlive: true, maxSockets: WYNDOR.inFlight });
     const submittedAt = new Map<string, number>();
     const waiting = new Map<string, () => void>();
-    const latencies: number[] = [];
+    let latencies: number[] = [];
     let lastPushed = 0;
     let failures = 0;
     ws.on('message', (data) => {
@@ -142,28 +206,41 @@ async function wyndorEndToEnd(engine: string, brokerUrl: string): Promise<Record
       waiting.delete(task.id);
     });
     // WYNDOR.inFlight users, each submitting a solve, waiting for its pushed result, and submitting the next.
-    let remaining = WYNDOR.solves;
-    const user = async (): Promise<void> => {
-      while (remaining > 0) {
-        remaining--;
-        const t0 = performance.now();
-        const response = await fetch(`${gateway.url}/api/tasks/wyndor.solve`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"args":[500]}' });
-        const { id } = (await response.json()) as { id: string };
-        submittedAt.set(id, t0);
-        const pushed = new Promise<void>((resolve) => waiting.set(id, resolve));
-        ws.send(JSON.stringify({ op: 'subscribe', ids: [id] }));
-        await pushed;
-      }
+    const solve = async (count: number): Promise<void> => {
+      let remaining = count;
+      const user = async (): Promise<void> => {
+        while (remaining > 0) {
+          remaining--;
+          const t0 = performance.now();
+          const { id } = (await post(agent, `${gateway.url}/api/tasks/wyndor.solve`, '{"args":[500]}')) as { id: string };
+          submittedAt.set(id, t0);
+          const pushed = new Promise<void>((resolve) => waiting.set(id, resolve));
+          ws.send(JSON.stringify({ op: 'subscribe', ids: [id] }));
+          await pushed;
+        }
+      };
+      const done = Promise.all(Array.from({ length: WYNDOR.inFlight }, user));
+      await Promise.race([done, new Promise((_, reject) => setTimeout(() => reject(new Error(`wyndor-${engine}: ${submittedAt.size} results not pushed after 120 s`)), 120_000).unref())]);
     };
+    // The same path warmed first (JIT, GLPK's module in each slot, the pool learning the task is short), as every
+    // other benchmark here warms up; a server runs for longer than a thousand requests.
+    await solve(WYNDOR.warmUp);
+    latencies = [];
+    const cpuBefore = await wyndorCpu(gateway, workers, brokerUrl);
     const started = performance.now();
-    const done = Promise.all(Array.from({ length: WYNDOR.inFlight }, user));
-    await Promise.race([done, new Promise((_, reject) => setTimeout(() => reject(new Error(`wyndor-${engine}: ${submittedAt.size} results not pushed after 120 s`)), 120_000).unref())]);
+    await solve(WYNDOR.solves);
+    const elapsedSec = (lastPushed - started) / 1000;
+    const cpuAfter = await wyndorCpu(gateway, workers, brokerUrl);
     ws.close();
+    agent.destroy();
     if (failures) console.warn(`wyndor-${engine}: ${failures} solves did not succeed with objective 3600`);
+    const cpu: Record<string, Metric> = {};
+    for (const part of Object.keys(cpuAfter)) cpu[`${part} CPU`] = { value: ((cpuAfter[part]! - cpuBefore[part]!) * 1e6) / WYNDOR.solves, unit: 'µs/task' };
     return {
-      'solves/s': { value: WYNDOR.solves / ((lastPushed - started) / 1000), unit: 'tasks/s' },
+      'solves/s': { value: WYNDOR.solves / elapsedSec, unit: 'tasks/s' },
       'p50 ms': { value: percentile(latencies, 50), unit: 'ms' },
       'p99 ms': { value: percentile(latencies, 99), unit: 'ms' },
+      ...cpu,
     };
   } finally {
     await gateway.stop();
@@ -178,14 +255,16 @@ interface Scenario {
   run: () => Promise<Record<string, Metric>>;
 }
 
-function scenarios(): Scenario[] {
+export function scenarios(): Scenario[] {
   const sqlite = tempDatabase();
   return [
     { id: 'submit-redis', what: 'POST submit, 100 connections, publishing to Redis', run: () => submitRate('redis', REDIS_URL) },
     { id: 'submit-amqp', what: 'POST submit, 100 connections, publishing to RabbitMQ', run: () => submitRate('amqp', AMQP_URL) },
     { id: 'submit-amqp-quorum', what: 'POST submit, 100 connections, publishing to RabbitMQ quorum queues', run: () => submitRate('amqp-quorum', `${AMQP_URL}?queueType=quorum`) },
-    { id: 'wyndor-redis', what: 'Wyndor, 1,000 solves over HTTP, 2 workers, Redis', run: () => wyndorEndToEnd('redis', REDIS_URL) },
-    { id: 'wyndor-sqlite', what: 'Wyndor, 1,000 solves over HTTP, 2 workers, SQLite', run: () => wyndorEndToEnd('sqlite', sqlite.url) },
+    { id: 'wyndor-redis', what: 'Wyndor, 1,000 solves over HTTP, 2 workers, Redis', run: () => wyndorEndToEnd('redis', REDIS_URL, TWO_ASYNC) },
+    { id: 'wyndor-sqlite', what: 'Wyndor, 1,000 solves over HTTP, 2 workers, SQLite', run: () => wyndorEndToEnd('sqlite', sqlite.url, TWO_ASYNC) },
+    { id: 'wyndor-process-redis', what: 'Wyndor, 1,000 solves over HTTP, 1 worker -P process -c 2, Redis', run: () => wyndorEndToEnd('redis', REDIS_URL, ONE_PROCESS) },
+    { id: 'wyndor-process-sqlite', what: 'Wyndor, 1,000 solves over HTTP, 1 worker -P process -c 2, SQLite', run: () => wyndorEndToEnd('sqlite', sqlite.url, ONE_PROCESS) },
   ];
 }
 
@@ -241,7 +320,31 @@ Command: \`npm run bench -- gateway\` (${runs} run${runs === 1 ? '' : 's'} of ea
 | scenario | solves/s | p50 submit → pushed, ms | p99 submit → pushed, ms |
 | --- | --- | --- | --- |
 | Wyndor, ${WYNDOR.solves.toLocaleString('en')} solves over HTTP, ${WYNDOR.inFlight} in flight, ${WYNDOR.workers} worker processes (async pool × ${WYNDOR.concurrency}, -E), Redis | ${cell('wyndor-redis', 'solves/s')} | ${cell('wyndor-redis', 'p50 ms')} | ${cell('wyndor-redis', 'p99 ms')} |
-| same, on the embedded SQLite broker (\`npm start\`'s configuration) | ${cell('wyndor-sqlite', 'solves/s')} | ${cell('wyndor-sqlite', 'p50 ms')} | ${cell('wyndor-sqlite', 'p99 ms')} |
+| same, on the embedded SQLite broker | ${cell('wyndor-sqlite', 'solves/s')} | ${cell('wyndor-sqlite', 'p50 ms')} | ${cell('wyndor-sqlite', 'p99 ms')} |
+
+### The seed system: one worker with \`-P process -c 2\` (issue #21)
+
+\`npm start\`'s configuration: the gateway and one \`fennel worker -P process -c 2 -E\`. ${WYNDOR.inFlight} users each submit a
+solve over HTTP (node:http, keep-alive), subscribe to it on one WebSocket and submit the next once its result is pushed;
+${WYNDOR.warmUp} solves warm the path first, then ${WYNDOR.solves.toLocaleString('en')} are timed. Where the time goes: the CPU
+each part spent per solve over the timed part (\`/proc/<pid>/stat\` for the gateway, the worker's main process and
+its pool slots; \`process.cpuUsage()\` for the driver playing the users; \`INFO cpu\` for Redis, server-wide). Two CPUs
+give 2,000,000 µs a second, so ${WYNDOR_AIM_SOLVES_PER_SEC.toLocaleString('en')} solves/s leaves 1,000 µs of CPU per solve for everything.
+
+| engine | solves/s | p50 ms | p99 ms | CPU µs per solve: driver | gateway | worker | pool slots (GLPK) | Redis | total |
+| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
+${['sqlite', 'redis'].map((engine) => {
+  const id = `wyndor-process-${engine}`;
+  const parts = ['driver', 'gateway', 'worker', 'slots', 'redis'];
+  const total = parts.reduce((sum, part) => sum + (med(id, `${part} CPU`) ?? 0), 0);
+  return `| ${engine === 'sqlite' ? 'SQLite' : 'Redis'} | ${cell(id, 'solves/s')} | ${cell(id, 'p50 ms')} | ${cell(id, 'p99 ms')} | ${parts.map((part) => (engine === 'sqlite' && part === 'redis' ? '–' : fmt(med(id, `${part} CPU`), 'µs/task'))).join(' | ')} | ${fmt(total, 'µs/task')} |`;
+}).join('\n')}
+
+Aim (issue #21), ≥ ${WYNDOR_AIM_SOLVES_PER_SEC.toLocaleString('en')} solves/s with one worker \`-P process -c 2\`:
+${['sqlite', 'redis'].map((engine) => {
+  const rate = med(`wyndor-process-${engine}`, 'solves/s');
+  return `- ${engine === 'sqlite' ? 'SQLite' : 'Redis'}: ${fmt(rate, 'tasks/s')} solves/s, ${aim(rate === undefined ? undefined : rate >= WYNDOR_AIM_SOLVES_PER_SEC)}`;
+}).join('\n')}
 
 Aims (issue #7), submissions with ${SUBMIT.connections} connections:
 ${submitLines.join('\n')}

@@ -3,7 +3,7 @@
 // statistics (median, percentile).
 
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -241,6 +241,21 @@ export function processCpuSec(pid: number): number {
   } catch {
     return NaN;
   }
+}
+
+/** The pids of a process's children (a worker's pool slots), from /proc (Linux); empty where that cannot be read. */
+export function childPids(pid: number): number[] {
+  const found: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      // The parent's pid is the 2nd field after the parenthesised command name.
+      if (Number(readFileSync(`/proc/${entry}/stat`, 'utf8').split(') ')[1]!.split(' ')[1]) === pid) found.push(Number(entry));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return found;
 }
 
 /** Resolves once `check()` is true, checking every `everyMs`; rejects after `timeoutMs`. */
