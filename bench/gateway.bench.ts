@@ -11,7 +11,7 @@
 //                     process itself). Solves per second (first submit → last pushed result) and p50/p99 submit → pushed.
 //   wyndor-process-<engine>  the same with `npm start`'s worker, one `fennel worker -P process -c 2 -E` (issue #21's
 //                     configuration; aim ≥ 2,000 solves/s), and the CPU each part spent per solve (driver, gateway,
-//                     worker, pool slots, Redis). Every Wyndor run warms the path with 300 solves before the timed 1,000.
+//                     worker, pool slots, Redis). Every Wyndor run warms the path with 2,000 solves before the timed 2,000.
 //
 // autocannon and the driver run in this process, on the same 2 CPUs as the gateway, the broker and the workers:
 // the numbers are what one machine does with everything on it. Knobs: FENNEL_BENCH_REDIS_URL (default
@@ -34,7 +34,7 @@ const AMQP_URL = process.env['FENNEL_BENCH_AMQP_URL'] ?? 'amqp://guest:guest@127
 const APP = 'examples/wyndor/tasks.ts';
 export const GATEWAY_AIMS = { submitPerSec: 5000, submitP99Ms: 100 };
 const SUBMIT = { connections: 100, durationSec: 10 };
-const WYNDOR = { solves: 1000, warmUp: 300, inFlight: 50, workers: 2, concurrency: 4 };
+const WYNDOR = { solves: 2000, warmUp: 2000, inFlight: 50, workers: 2, concurrency: 4 };
 /** How the workers of a Wyndor run are started: #7's two async workers, or #21's one process-pool worker. */
 interface WyndorWorkers {
   workers: number;
@@ -222,8 +222,10 @@ async function wyndorEndToEnd(engine: string, brokerUrl: string, setup: WyndorWo
       const done = Promise.all(Array.from({ length: WYNDOR.inFlight }, user));
       await Promise.race([done, new Promise((_, reject) => setTimeout(() => reject(new Error(`wyndor-${engine}: ${submittedAt.size} results not pushed after 120 s`)), 120_000).unref())]);
     };
-    // The same path warmed first (JIT, GLPK's module in each slot, the pool learning the task is short), as every
-    // other benchmark here warms up; a server runs for longer than a thousand requests.
+    // The same path warmed first, as every other benchmark here warms up: each process's JIT, and GLPK's WebAssembly
+    // and JavaScript in each slot, which take 120–850 µs of CPU per solve over a process's first ~1,200 solves and
+    // 30–50 µs after (measured in a loop of solves); with 300 solves of warm-up the rate was 0.6–0.7 of what it is after 2,000. A server runs
+    // for longer than a few thousand requests.
     await solve(WYNDOR.warmUp);
     latencies = [];
     const cpuBefore = await wyndorCpu(gateway, workers, brokerUrl);
@@ -261,10 +263,10 @@ export function scenarios(): Scenario[] {
     { id: 'submit-redis', what: 'POST submit, 100 connections, publishing to Redis', run: () => submitRate('redis', REDIS_URL) },
     { id: 'submit-amqp', what: 'POST submit, 100 connections, publishing to RabbitMQ', run: () => submitRate('amqp', AMQP_URL) },
     { id: 'submit-amqp-quorum', what: 'POST submit, 100 connections, publishing to RabbitMQ quorum queues', run: () => submitRate('amqp-quorum', `${AMQP_URL}?queueType=quorum`) },
-    { id: 'wyndor-redis', what: 'Wyndor, 1,000 solves over HTTP, 2 workers, Redis', run: () => wyndorEndToEnd('redis', REDIS_URL, TWO_ASYNC) },
-    { id: 'wyndor-sqlite', what: 'Wyndor, 1,000 solves over HTTP, 2 workers, SQLite', run: () => wyndorEndToEnd('sqlite', sqlite.url, TWO_ASYNC) },
-    { id: 'wyndor-process-redis', what: 'Wyndor, 1,000 solves over HTTP, 1 worker -P process -c 2, Redis', run: () => wyndorEndToEnd('redis', REDIS_URL, ONE_PROCESS) },
-    { id: 'wyndor-process-sqlite', what: 'Wyndor, 1,000 solves over HTTP, 1 worker -P process -c 2, SQLite', run: () => wyndorEndToEnd('sqlite', sqlite.url, ONE_PROCESS) },
+    { id: 'wyndor-redis', what: 'Wyndor solves over HTTP, 2 workers, Redis', run: () => wyndorEndToEnd('redis', REDIS_URL, TWO_ASYNC) },
+    { id: 'wyndor-sqlite', what: 'Wyndor solves over HTTP, 2 workers, SQLite', run: () => wyndorEndToEnd('sqlite', sqlite.url, TWO_ASYNC) },
+    { id: 'wyndor-process-redis', what: 'Wyndor solves over HTTP, 1 worker -P process -c 2, Redis', run: () => wyndorEndToEnd('redis', REDIS_URL, ONE_PROCESS) },
+    { id: 'wyndor-process-sqlite', what: 'Wyndor solves over HTTP, 1 worker -P process -c 2, SQLite', run: () => wyndorEndToEnd('sqlite', sqlite.url, ONE_PROCESS) },
   ];
 }
 
