@@ -328,7 +328,7 @@ Command: \`npm run bench -- gateway\` (${runs} run${runs === 1 ? '' : 's'} of ea
 
 \`npm start\`'s configuration: the gateway and one \`fennel worker -P process -c 2 -E\`. ${WYNDOR.inFlight} users each submit a
 solve over HTTP (node:http, keep-alive), subscribe to it on one WebSocket and submit the next once its result is pushed;
-${WYNDOR.warmUp} solves warm the path first, then ${WYNDOR.solves.toLocaleString('en')} are timed. Where the time goes: the CPU
+${WYNDOR.warmUp.toLocaleString('en')} solves warm the path first, then ${WYNDOR.solves.toLocaleString('en')} are timed. Where the time goes: the CPU
 each part spent per solve over the timed part (\`/proc/<pid>/stat\` for the gateway, the worker's main process and
 its pool slots; \`process.cpuUsage()\` for the driver playing the users; \`INFO cpu\` for Redis, server-wide). Two CPUs
 give 2,000,000 µs a second, so ${WYNDOR_AIM_SOLVES_PER_SEC.toLocaleString('en')} solves/s leaves 1,000 µs of CPU per solve for everything.
