@@ -10,7 +10,7 @@ import { randomUUID } from 'node:crypto';
 import type { Channel, ConsumeMessage } from 'amqplib';
 import { AmqpConnection, type Session } from '../clients/amqp/connection.ts';
 import { parseAmqpUrl } from '../clients/amqp/url.ts';
-import { deliverEvent, parseEvent, type EventBus, type FennelEvent } from './events.ts';
+import { deliverEvent, eventRoutingKey, isList, parseEvents, type EventBus, type FennelEvent } from './events.ts';
 
 export const EVENT_EXCHANGE = 'celeryev';
 /** Celery's event_queue_ttl (5 s) and event_queue_expires (60 s). */
@@ -58,21 +58,32 @@ export class AmqpEventBus implements EventBus {
   }
 
   publish(event: FennelEvent): void {
+    this.send(event);
+  }
+
+  publishMany(events: readonly FennelEvent[]): void {
+    if (events.length === 1) this.send(events[0]!);
+    else if (events.length > 1) this.send(events);
+  }
+
+  /** One message: an event, or a list of a group's events (routing key `task.multi`, as Celery's workers send them). */
+  private send(payload: FennelEvent | readonly FennelEvent[]): void {
     if (this.closed) return;
     let body: Buffer;
     try {
-      body = Buffer.from(JSON.stringify(event));
+      body = Buffer.from(JSON.stringify(payload));
     } catch {
       return;
     }
-    const routingKey = String(event.type).replace(/-/g, '.');
+    const routingKey = eventRoutingKey(payload);
+    const hostname = isList(payload) ? payload[0]!.hostname : payload.hostname;
     const sent = this.channel()
       .then((channel) => {
         channel.publish(EVENT_EXCHANGE, routingKey, body, {
           contentType: 'application/json',
           contentEncoding: 'utf-8',
           deliveryMode: 1,
-          headers: { hostname: event.hostname },
+          headers: { hostname },
         });
       })
       .catch(() => {}); // broker down: the event is dropped (telemetry, never the task's outcome)
@@ -113,8 +124,7 @@ export class AmqpEventBus implements EventBus {
   /** Anyone may publish to `celeryev`: anything that is not a JSON event object is dropped, never thrown. */
   private dispatch(message: ConsumeMessage | null): void {
     if (!message) return;
-    const event = parseEvent(message.content.toString('utf8'));
-    if (event) deliverEvent(this.handlers, event);
+    for (const event of parseEvents(message.content.toString('utf8'))) deliverEvent(this.handlers, event);
   }
 
   async close(): Promise<void> {

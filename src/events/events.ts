@@ -28,20 +28,46 @@ export interface FennelEvent {
 export interface EventBus {
   /** Fire and forget: an event that cannot be sent is dropped (events are telemetry, never the task's outcome). */
   publish(event: FennelEvent): void;
+  /**
+   * Several events of one group (`task`) as one message, as Celery's workers send their task events: a JSON list,
+   * routing key `<group>.multi` (celery/events/dispatcher.py's buffer_group). Every receiver, Celery's and Fennel's,
+   * hands on each event of the list in order. One event is published as itself.
+   */
+  publishMany(events: readonly FennelEvent[]): void;
   /** Calls `handler` for every event published from now on, by any process; returns the unsubscribe. */
   subscribe(handler: (event: FennelEvent) => void): Promise<() => Promise<void>>;
   close(): Promise<void>;
 }
 
-/** An event from text anyone could have written: undefined unless it is a JSON object with a string `type`. */
-export function parseEvent(text: string): FennelEvent | undefined {
-  let event: unknown;
+/**
+ * The events in text anyone could have written: a JSON event object (an object with a string `type`), or a list of
+ * them (Celery's workers send task events buffered, as a list under routing key `task.multi`). What is not an event
+ * is left out: a list's other elements, and anything else whole.
+ */
+export function parseEvents(text: string): FennelEvent[] {
+  let parsed: unknown;
   try {
-    event = JSON.parse(text);
+    parsed = JSON.parse(text);
   } catch {
-    return undefined;
+    return [];
   }
-  return event !== null && typeof event === 'object' && typeof (event as FennelEvent).type === 'string' ? (event as FennelEvent) : undefined;
+  if (Array.isArray(parsed)) return parsed.filter(isEvent);
+  return isEvent(parsed) ? [parsed] : [];
+}
+
+function isEvent(value: unknown): value is FennelEvent {
+  return value !== null && typeof value === 'object' && !Array.isArray(value) && typeof (value as FennelEvent).type === 'string';
+}
+
+/** The routing key of an event (its type with `-` → `.`, as Celery's), or of a list of a group's events (`task.multi`). */
+export function eventRoutingKey(events: FennelEvent | readonly FennelEvent[]): string {
+  if (isList(events)) return `${String(events[0]?.type ?? 'task').split('-')[0]}.multi`;
+  return String(events.type).replace(/-/g, '.');
+}
+
+/** Array.isArray, which does not narrow a readonly array out of a union. */
+export function isList(events: FennelEvent | readonly FennelEvent[]): events is readonly FennelEvent[] {
+  return Array.isArray(events);
 }
 
 /** Hands an event to every handler; a handler that throws (a monitor's bug) does not stop the others. */

@@ -9,6 +9,10 @@ export class LocalEventBus implements EventBus {
     deliverEvent(this.handlers, event);
   }
 
+  publishMany(events: readonly FennelEvent[]): void {
+    for (const event of events) deliverEvent(this.handlers, event);
+  }
+
   async subscribe(handler: (event: FennelEvent) => void): Promise<() => Promise<void>> {
     this.handlers.add(handler);
     return async () => void this.handlers.delete(handler);

@@ -10,7 +10,7 @@
 
 import { NatsPubSub } from '../clients/nats/core.ts';
 import { DEFAULT_CONNECT_TIMEOUT_MS } from '../util/connection-state.ts';
-import { deliverEvent, parseEvent, type EventBus, type FennelEvent } from './events.ts';
+import { deliverEvent, eventRoutingKey, isList, parseEvents, type EventBus, type FennelEvent } from './events.ts';
 
 /** The subject tokens of an event type: Celery's routing key (`task-succeeded` → `task.succeeded`), or '_'. */
 export function eventSubjectSuffix(type: string): string {
@@ -33,14 +33,25 @@ export class NatsEventBus implements EventBus {
   }
 
   publish(event: FennelEvent): void {
+    this.send(event);
+  }
+
+  publishMany(events: readonly FennelEvent[]): void {
+    if (events.length === 1) this.send(events[0]!);
+    else if (events.length > 1) this.send(events);
+  }
+
+  /** One message: an event on <prefix>.events.<type with dots>, or a list of a group's events on ….events.task.multi. */
+  private send(payload: FennelEvent | readonly FennelEvent[]): void {
     if (this.closed) return;
     let body: string;
     try {
-      body = JSON.stringify(event);
+      body = JSON.stringify(payload);
     } catch {
       return; // an event JSON cannot carry (a BigInt, a cycle) is dropped, as one the broker refuses
     }
-    const sent = this.pubsub.send(this.pubsub.subject('events', eventSubjectSuffix(String(event.type))), body);
+    const suffix = isList(payload) ? eventRoutingKey(payload) : eventSubjectSuffix(String(payload.type));
+    const sent = this.pubsub.send(this.pubsub.subject('events', suffix), body);
     this.pending.add(sent);
     void sent.finally(() => this.pending.delete(sent));
   }
@@ -70,8 +81,7 @@ export class NatsEventBus implements EventBus {
 
   /** Anyone may publish on the subjects: what is not a JSON event object is dropped, never thrown. */
   private dispatch(text: string): void {
-    const event = parseEvent(text);
-    if (event) deliverEvent(this.handlers, event);
+    for (const event of parseEvents(text)) deliverEvent(this.handlers, event);
   }
 
   async close(): Promise<void> {

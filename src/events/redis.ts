@@ -14,7 +14,7 @@ import { decodeEnvelope, encodeEnvelope } from '../protocol/envelope.ts';
 import { connectRedis, type FennelRedis } from '../clients/redis/client.ts';
 import { parseRedisUrl, type RedisUrl } from '../clients/redis/url.ts';
 import { DEFAULT_CONNECT_TIMEOUT_MS } from '../util/connection-state.ts';
-import { deliverEvent, parseEvent, type EventBus, type FennelEvent } from './events.ts';
+import { deliverEvent, eventRoutingKey, isList, parseEvents, type EventBus, type FennelEvent } from './events.ts';
 
 export const EVENT_EXCHANGE = 'celeryev';
 
@@ -47,17 +47,28 @@ export class RedisEventBus implements EventBus {
   }
 
   publish(event: FennelEvent): void {
+    this.send(event);
+  }
+
+  publishMany(events: readonly FennelEvent[]): void {
+    if (events.length === 1) this.send(events[0]!);
+    else if (events.length > 1) this.send(events);
+  }
+
+  /** One message: an event, or a list of a group's events (routing key `task.multi`, as Celery's workers send them). */
+  private send(payload: FennelEvent | readonly FennelEvent[]): void {
     if (this.closed) return;
-    const routingKey = String(event.type).replace(/-/g, '.');
+    const routingKey = eventRoutingKey(payload);
     let body: string;
     try {
-      body = JSON.stringify(event);
+      body = JSON.stringify(payload);
     } catch {
       return;
     }
+    const hostname = isList(payload) ? payload[0]!.hostname : payload.hostname;
     const envelope = encodeEnvelope(
       {
-        headers: { hostname: event.hostname },
+        headers: { hostname },
         properties: { delivery_mode: 1, priority: 0, delivery_info: { exchange: EVENT_EXCHANGE, routing_key: routingKey }, delivery_tag: randomUUID() },
         body,
         contentType: 'application/json',
@@ -104,8 +115,7 @@ export class RedisEventBus implements EventBus {
   private dispatch(raw: string): void {
     const message = decodeEnvelope(raw);
     if (message.malformed) return;
-    const event = parseEvent(message.body);
-    if (event) deliverEvent(this.handlers, event);
+    for (const event of parseEvents(message.body)) deliverEvent(this.handlers, event);
   }
 
   async close(): Promise<void> {

@@ -11,7 +11,7 @@
 
 import { SqliteFile, sqlitePath } from '../clients/sqlite-file.ts';
 import { followTable, wakeFollowers } from '../clients/sqlite-tail.ts';
-import { deliverEvent, parseEvent, type EventBus, type FennelEvent } from './events.ts';
+import { deliverEvent, parseEvents, type EventBus, type FennelEvent } from './events.ts';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS fennel_events (
@@ -60,10 +60,20 @@ export class SqliteEventBus implements EventBus {
   }
 
   publish(event: FennelEvent): void {
+    this.send(event);
+  }
+
+  /** One row holding the list (Celery's `task.multi` body); a follower hands on each event in order. */
+  publishMany(events: readonly FennelEvent[]): void {
+    if (events.length === 1) this.send(events[0]!);
+    else if (events.length > 1) this.send(events);
+  }
+
+  private send(payload: FennelEvent | readonly FennelEvent[]): void {
     if (this.closed) return;
     let json: string;
     try {
-      json = JSON.stringify(event);
+      json = JSON.stringify(payload);
     } catch {
       return; // an event that cannot be encoded is dropped, as one that cannot be sent
     }
@@ -93,8 +103,8 @@ export class SqliteEventBus implements EventBus {
       read: this.readAfter,
       deliver: (rows) => {
         for (const row of rows) {
-          const event = parseEvent(row.event); // undefined for a row someone wrote by hand
-          if (event) deliverEvent([handler], event);
+          // Nothing for a row someone wrote by hand that holds no event.
+          for (const event of parseEvents(row.event)) deliverEvent([handler], event);
         }
       },
     });

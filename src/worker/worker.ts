@@ -258,6 +258,10 @@ export class Worker {
     await this.actorHost?.start();
   }
 
+  /** Task events of this turn, and the flush at its end (sendTaskEvent). */
+  private taskEventBuffer: FennelEvent[] = [];
+  private taskEventFlush: NodeJS.Immediate | undefined;
+
   private context: ExecutorContext | undefined;
 
   /** Consumes the current queues with the current prefetch window (start, and each resubscription). */
@@ -421,11 +425,42 @@ export class Worker {
     return [...(this.directQueue ? [this.directQueue] : []), ...this.queueList, ...this.broadcastQueues];
   }
 
-  /** Publishes one event, Celery's common fields first. Events are telemetry: a failure to send is ignored. */
+  /** An event with Celery's common fields first. */
+  private event(type: EventType, fields: Record<string, unknown>): FennelEvent {
+    return { type, hostname: this.name, timestamp: Date.now() / 1000, utcoffset: new Date().getTimezoneOffset() / 60, pid: process.pid, clock: ++this.clock, ...fields };
+  }
+
+  /**
+   * Publishes a worker event at once, after the task events still buffered (so the clock's order holds). Events
+   * are telemetry: a failure to send is ignored.
+   */
   private sendEvent(type: EventType, fields: Record<string, unknown>): void {
-    const event: FennelEvent = { type, hostname: this.name, timestamp: Date.now() / 1000, utcoffset: new Date().getTimezoneOffset() / 60, pid: process.pid, clock: ++this.clock, ...fields };
+    this.flushTaskEvents();
     try {
-      this.app.events.publish(event);
+      this.app.events.publish(this.event(type, fields));
+    } catch {
+      // the app is closing
+    }
+  }
+
+  /**
+   * Buffers a task event until the end of this event-loop turn: the task events of a turn go as one message, a list
+   * under routing key `task.multi`, as Celery's workers send theirs (its dispatcher's buffer_group), instead of one
+   * message each. Celery's monitors and Fennel's read both forms.
+   */
+  private sendTaskEvent(type: EventType, fields: Record<string, unknown>): void {
+    this.taskEventBuffer.push(this.event(type, fields));
+    this.taskEventFlush ??= setImmediate(() => this.flushTaskEvents());
+  }
+
+  private flushTaskEvents(): void {
+    if (this.taskEventFlush) clearImmediate(this.taskEventFlush);
+    this.taskEventFlush = undefined;
+    if (this.taskEventBuffer.length === 0) return;
+    const events = this.taskEventBuffer;
+    this.taskEventBuffer = [];
+    try {
+      this.app.events.publishMany(events);
     } catch {
       // the app is closing
     }
@@ -485,7 +520,7 @@ export class Worker {
         return worker.taskEvents;
       },
       emit: (type, request, fields) => {
-        if (this.taskEvents) this.sendEvent(type, { uuid: request.id, ...fields });
+        if (this.taskEvents) this.sendTaskEvent(type, { uuid: request.id, ...fields });
       },
       timeLimits: this.timeLimits,
       deadLettered: () => void this.deadLetters++,

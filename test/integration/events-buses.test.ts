@@ -19,6 +19,13 @@ import { natsSkipReason, natsUrlForTest } from '../support/nats.ts';
 
 const TASKS = 'test/gateway/fixtures/tasks.ts';
 
+/** One task's events as a worker buffers them in one turn, and as Celery's workers send them: a list, routing key task.multi. */
+const TURN: FennelEvent[] = [
+  { type: 'task-received', hostname: 'h', timestamp: 1, clock: 1, uuid: 'u1', name: 'gw.add' },
+  { type: 'task-started', hostname: 'h', timestamp: 2, clock: 2, uuid: 'u1' },
+  { type: 'task-succeeded', hostname: 'h', timestamp: 3, clock: 3, uuid: 'u1', result: '5', runtime: 0.1 },
+];
+
 /** Runs a worker with -E on `url`, sends gw.add(2, 3) and checks what a subscriber in this process saw. */
 async function workerEventsRoundTrip(url: string, queue = uniqueQueue('ev')): Promise<void> {
   const monitor = new Fennel({ broker: url });
@@ -98,6 +105,25 @@ describe('sqlite:// event bus', () => {
     }
   });
 
+  it("delivers a list of events (publishMany: one row holding Celery's task.multi body) as each event, in order", async () => {
+    const db = tempDb();
+    const a = new SqliteEventBus(db.url);
+    const b = new SqliteEventBus(db.url);
+    try {
+      const seen: FennelEvent[] = [];
+      await b.subscribe((e) => seen.push(e));
+      a.publishMany(TURN);
+      await waitFor(() => seen.length === 3, 'three events');
+      assert.deepEqual(seen, TURN);
+      const file = (a as unknown as { file: { db: { prepare(s: string): { get(): { n: number } } } } }).file;
+      assert.equal(file.db.prepare('SELECT COUNT(*) AS n FROM fennel_events').get().n, 1);
+    } finally {
+      await a.close();
+      await b.close();
+      db.cleanup();
+    }
+  });
+
   it('skips a row that is not JSON', async () => {
     const db = tempDb();
     const bus = new SqliteEventBus(db.url);
@@ -144,6 +170,62 @@ describe('redis:// event bus', { skip: await redisSkipReason() }, () => {
     } finally {
       raw.disconnect();
       await bus.close();
+    }
+  });
+
+  it("sends a list of events (publishMany) as Celery's workers do: one message on /<db>.celeryev/task.multi, each event delivered in order", async () => {
+    const raw = new Redis(url, { lazyConnect: false, maxRetriesPerRequest: 1 });
+    const bus = new RedisEventBus(url);
+    const monitor = new RedisEventBus(url);
+    try {
+      const got: Array<[string, string]> = [];
+      raw.on('pmessage', (_p: string, channel: string, message: string) => got.push([channel, message]));
+      await raw.psubscribe(`${eventChannelPrefix(REDIS_DB.eventBuses)}*`);
+      const seen: FennelEvent[] = [];
+      await monitor.subscribe((e) => seen.push(e));
+      bus.publishMany(TURN);
+      await waitFor(() => got.length === 1 && seen.length === 3, 'one message, three events');
+      const [channel, message] = got[0]!;
+      assert.equal(channel, `/${REDIS_DB.eventBuses}.celeryev/task.multi`);
+      const envelope = JSON.parse(message) as { body: string; properties: Record<string, unknown> };
+      assert.deepEqual(envelope.properties['delivery_info'], { exchange: 'celeryev', routing_key: 'task.multi' });
+      assert.deepEqual(JSON.parse(Buffer.from(envelope.body, 'base64').toString()), TURN);
+      assert.deepEqual(seen, TURN);
+    } finally {
+      raw.disconnect();
+      await Promise.all([bus.close(), monitor.close()]);
+    }
+  });
+
+  it("a worker with -E sends the task events of a turn as task.multi lists: every task's three events, in order", async () => {
+    const raw = new Redis(url, { lazyConnect: false, maxRetriesPerRequest: 1 });
+    const queue = uniqueQueue('evmulti');
+    const producer = new Fennel({ broker: url });
+    let worker: RunningWorker | undefined;
+    try {
+      const messages: Array<{ key: string; events: FennelEvent[] }> = [];
+      raw.on('pmessage', (_p: string, _channel: string, message: string) => {
+        const envelope = JSON.parse(message) as { body: string; properties: { delivery_info: { routing_key: string } } };
+        const body = JSON.parse(Buffer.from(envelope.body, 'base64').toString()) as FennelEvent | FennelEvent[];
+        messages.push({ key: envelope.properties.delivery_info.routing_key, events: Array.isArray(body) ? body : [body] });
+      });
+      await raw.psubscribe(`${eventChannelPrefix(REDIS_DB.eventBuses)}task.*`);
+      worker = await startWorker(TASKS, url, ['-E', '-c', '20', '-P', 'async', '-Q', queue]);
+      const results = Array.from({ length: 40 }, (_, i) => producer.sendTask('gw.add', [i, 1], { queue }));
+      for (const [i, r] of results.entries()) assert.equal(await r.get({ timeoutMs: 20_000 }), i + 1);
+      const ids = new Set(results.map((r) => r.id));
+      const ours = (): FennelEvent[] => messages.flatMap((m) => m.events).filter((e) => ids.has(e['uuid'] as string));
+      await waitFor(() => ours().length === 120, 'three events per task');
+      for (const id of ids) assert.deepEqual(ours().filter((e) => e['uuid'] === id).map((e) => e.type), ['task-received', 'task-started', 'task-succeeded']);
+      const lists = messages.filter((m) => m.key === 'task.multi');
+      assert.ok(lists.some((m) => m.events.length > 1), 'several events in one message');
+      for (const m of messages) assert.equal(m.key, m.events.length > 1 ? 'task.multi' : m.events[0]!.type.replace(/-/g, '.'));
+      const clocks = messages.flatMap((m) => m.events).map((e) => e['clock'] as number);
+      assert.deepEqual(clocks, [...clocks].sort((a, b) => a - b), "the worker's clock never goes back");
+    } finally {
+      if (worker) await stopProcess(worker);
+      raw.disconnect();
+      await producer.close();
     }
   });
 
@@ -201,6 +283,31 @@ describe('amqp:// event bus', { skip: await rabbitSkipReason() }, () => {
     }
   });
 
+  it("sends a list of events (publishMany) as Celery's workers do: one message, routing key task.multi, each event delivered in order", async () => {
+    const connection = await amqpConnect(RABBIT_URL);
+    const channel = await connection.createChannel();
+    const bus = new AmqpEventBus(RABBIT_URL);
+    const monitor = new AmqpEventBus(RABBIT_URL);
+    try {
+      await channel.assertExchange('celeryev', 'topic', { durable: true });
+      const { queue } = await channel.assertQueue('', { exclusive: true, autoDelete: true });
+      await channel.bindQueue(queue, 'celeryev', 'task.#');
+      const got: Array<{ key: string; body: unknown }> = [];
+      await channel.consume(queue, (m) => m && got.push({ key: m.fields.routingKey, body: JSON.parse(m.content.toString()) }), { noAck: true });
+      const seen: FennelEvent[] = [];
+      await monitor.subscribe((e) => {
+        if (e['uuid'] === 'u1') seen.push(e);
+      });
+      bus.publishMany(TURN);
+      await waitFor(() => got.length === 1 && seen.length === 3, 'one message, three events');
+      assert.deepEqual(got[0], { key: 'task.multi', body: TURN });
+      assert.deepEqual(seen, TURN);
+    } finally {
+      await Promise.all([bus.close(), monitor.close()]);
+      await connection.close();
+    }
+  });
+
   it('drops messages on the exchange that are not events, and keeps delivering', async () => {
     const bus = new AmqpEventBus(RABBIT_URL);
     const connection = await amqpConnect(RABBIT_URL);
@@ -248,6 +355,28 @@ describe('nats:// event bus', { skip: await natsSkipReason() }, () => {
       await waitFor(() => got.length === 1 && seen.length === 1201, 'the task event and 1200 heartbeats');
       assert.deepEqual(got[0], ['fennel-test-events.events.task.succeeded', { type: 'task-succeeded', hostname: 'h', timestamp: 1, uuid: 'u1', result: '5', runtime: 0.1 }]);
       assert.deepEqual(seen.slice(1), [...Array(1200).keys()]);
+    } finally {
+      await raw.close();
+      await Promise.all([bus.close(), monitor.close()]);
+    }
+  });
+
+  it('sends a list of events (publishMany) as one message on <prefix>.events.task.multi, each event delivered in order', async () => {
+    const raw = await natsConnect({ servers: '127.0.0.1:4222' });
+    const bus = new NatsEventBus(url);
+    const monitor = new NatsEventBus(url);
+    try {
+      const got: Array<[string, unknown]> = [];
+      raw.subscribe('fennel-test-events.events.task.>', { callback: (_error, m) => void got.push([m.subject, JSON.parse(m.string())]) });
+      await raw.flush();
+      const seen: FennelEvent[] = [];
+      await monitor.subscribe((e) => {
+        if (e['uuid'] === 'u1') seen.push(e);
+      });
+      bus.publishMany(TURN);
+      await waitFor(() => got.length === 1 && seen.length === 3, 'one message, three events');
+      assert.deepEqual(got[0], ['fennel-test-events.events.task.multi', TURN]);
+      assert.deepEqual(seen, TURN);
     } finally {
       await raw.close();
       await Promise.all([bus.close(), monitor.close()]);

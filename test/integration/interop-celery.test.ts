@@ -6,6 +6,8 @@
 
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
@@ -434,6 +436,70 @@ describe('interop with Python Celery 5 on Redis', { skip: ON_CI ? false : reason
       // Anything sent twice would have run by now (the workers are idle); then count once more.
       await new Promise((resolve) => setTimeout(resolve, 2_000));
       for (const id of callbackIds) assert.equal((await runsOf(id)).length, 1, `callback ${id}`);
+    });
+  });
+
+  describe('task events, both ways (a worker sends those of a turn as one task.multi list)', () => {
+    /** The routing keys of the task event messages on the interop database's celeryev channels, as they arrive. */
+    async function watchTaskEventKeys(): Promise<{ keys: string[]; stop: () => void }> {
+      const raw = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
+      const keys: string[] = [];
+      raw.on('pmessage', (_pattern: string, channel: string) => keys.push(channel.slice(channel.lastIndexOf('/') + 1)));
+      await raw.psubscribe(`/${DB}.celeryev/task.*`);
+      return { keys, stop: () => raw.disconnect() };
+    }
+
+    it("a Python Celery prefork worker's task events, sent as task.multi lists, reach a Fennel monitor in order", async () => {
+      const queue = uniqueQueue('interop-events-py');
+      const watch = await watchTaskEventKeys();
+      const monitor = new Fennel({ broker: REDIS_URL });
+      const events: Array<{ type: string; uuid: unknown }> = [];
+      const unsubscribe = await monitor.events.subscribe((e) => events.push({ type: e.type, uuid: e['uuid'] }));
+      const worker = startPython([
+        '-m', 'celery', '-A', 'celery_tasks', 'worker', '-Q', queue, '-c', '1', '-P', 'prefork', '-E',
+        '--without-heartbeat', '--without-gossip', '--without-mingle', '-l', 'info', '-n', `interop-${queue}@%h`,
+      ]);
+      try {
+        await worker.waitForLine(/ready\./);
+        const results = Array.from({ length: 5 }, (_, i) => monitor.sendTask('py.add', [i, 1], { queue }));
+        for (const [i, r] of results.entries()) assert.equal(await r.get({ timeoutMs: 20_000 }), i + 1);
+        const typesOf = (id: string): unknown[] => events.filter((e) => e.uuid === id).map((e) => e.type);
+        await waitFor(() => results.every((r) => typesOf(r.id).includes('task-succeeded')), 'task-succeeded of every call');
+        for (const r of results) assert.deepEqual(typesOf(r.id), ['task-received', 'task-started', 'task-succeeded']);
+        assert.ok(watch.keys.includes('task.multi'), `the Celery worker sent lists (keys seen: ${[...new Set(watch.keys)].join(', ')})`);
+      } finally {
+        await stopPython(worker);
+        await unsubscribe();
+        await monitor.close();
+        watch.stop();
+      }
+    });
+
+    it("Celery's event receiver reads a Fennel worker's task events, sent as task.multi lists", async () => {
+      const queue = uniqueQueue('interop-events-fennel');
+      const dir = mkdtempSync(join(tmpdir(), 'fennel-interop-events-'));
+      const idFile = join(dir, 'ids');
+      const watch = await watchTaskEventKeys();
+      const producer = new Fennel({ broker: REDIS_URL });
+      const receiver = startPython([join(FIXTURES, 'events_receiver.py'), idFile]);
+      let worker: RunningWorker | undefined;
+      try {
+        await receiver.waitForLine(/^ready$/);
+        worker = await startWorker(TASKS, REDIS_URL, ['-E', '-c', '10', '-P', 'async', '-Q', queue]);
+        const results = Array.from({ length: 20 }, (_, i) => producer.sendTask('interop.add', [i, 1], { queue }));
+        writeFileSync(idFile, results.map((r) => r.id).join('\n'));
+        for (const [i, r] of results.entries()) assert.equal(await r.get({ timeoutMs: 20_000 }), i + 1);
+        assert.equal(await receiver.exited, 0, receiver.lines.join('\n'));
+        const read = receiver.lines.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { type: string; uuid: string });
+        for (const r of results) assert.deepEqual(read.filter((e) => e.uuid === r.id).map((e) => e.type), ['task-received', 'task-started', 'task-succeeded'], r.id);
+        assert.ok(watch.keys.includes('task.multi'), `the Fennel worker sent lists (keys seen: ${[...new Set(watch.keys)].join(', ')})`);
+      } finally {
+        if (worker) await stopProcess(worker, 'SIGTERM');
+        await stopPython(receiver);
+        await producer.close();
+        watch.stop();
+        rmSync(dir, { recursive: true, force: true });
+      }
     });
   });
 });
