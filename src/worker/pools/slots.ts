@@ -40,6 +40,13 @@ export interface RecycleOptions {
 
 /** The most short jobs one slot holds at once (4 was measured slower on SQLite with 2 slots: 3,900 against 4,900 tasks/s). */
 export const PIPELINE_DEPTH = 8;
+/**
+ * A task's average run (ms) moves by this share of each new run, and a run counts as at most MAX_SAMPLE_MS: one run
+ * slowed by a garbage collection or a busy machine leaves a short task short (it takes three runs of 8 ms or more in a
+ * row to make a 0.5 ms task long), and a task that has become long runs alone from its third or fourth run on.
+ */
+const AVERAGE_WEIGHT = 0.1;
+const MAX_SAMPLE_MS = 4 * SHORT_TASK_MS;
 /** Short tasks reported in a row before the pool says it pipelines (`pipelining`). */
 const PIPELINING_AFTER = 32;
 /** After the pool stops pipelining, the least time before it says so again, so a mixed load cannot flap. */
@@ -229,7 +236,8 @@ export class SlotPool implements Pool {
       if (at < 0) continue; // ended here already (a time limit, a terminate)
       const [entry] = slot.jobs.splice(at, 1);
       const before = this.averageMs.get(entry!.job.name);
-      const average = before === undefined ? ms : before * 0.8 + ms * 0.2;
+      const sample = Math.min(ms, MAX_SAMPLE_MS);
+      const average = before === undefined ? sample : before * (1 - AVERAGE_WEIGHT) + sample * AVERAGE_WEIGHT;
       this.averageMs.set(entry!.job.name, average);
       if (average < SHORT_TASK_MS) this.shortStreak++;
       else this.shortStreak = 0;

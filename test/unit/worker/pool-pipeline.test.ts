@@ -154,6 +154,20 @@ for (const kind of ['process', 'thread'] as const) {
       });
     });
 
+    it('keeps a short task short after one slow run, and runs it alone once it has become long', async () => {
+      const { pool } = recordedPool(kind, 2);
+      await withPool(pool, async () => {
+        await warmUp(pool);
+        where(await pool.run(job({ busyMs: 50 }), hooks));
+        assert.equal(pool.takesAhead('pipe.work'), true, 'one slow run leaves it short');
+        assert.equal(pool.pipelining, true);
+        for (let i = 0; i < 4 && pool.takesAhead('pipe.work'); i++) where(await pool.run(job({ busyMs: 50 }), hooks));
+        assert.equal(pool.takesAhead('pipe.work'), false, 'long after a few slow runs in a row');
+        where(await pool.run(job(), hooks)); // a lone job now
+        assert.equal(pool.pipelining, false, 'a lone job stops the pipelining');
+      });
+    });
+
     it('does not let short jobs overtake a lone job waiting for an empty slot', async () => {
       const { pool } = recordedPool(kind, 1);
       const gate = tempDir();
