@@ -8,7 +8,7 @@
 // lists them), because the database number is part of each pub/sub channel's name. RabbitMQ: each channel leaves a transient exchange, deleted when this file ends.
 
 import assert from 'node:assert/strict';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { connect as amqpConnect, type GetMessage } from 'amqplib';
 import Database from 'better-sqlite3';
 import { ConfigError, Fennel } from '../../src/index.ts';
@@ -18,7 +18,7 @@ import type { MemoryChannelEngine } from '../../src/channels/memory.ts';
 import { redisChannelName } from '../../src/channels/redis.ts';
 import { MESSAGE_TTL_MS, type SqliteChannelEngine } from '../../src/channels/sqlite.ts';
 import { sqlitePath } from '../../src/clients/sqlite-file.ts';
-import { makeTempDir, type TempDir } from '../support/tmp.ts';
+import { tempDirsForFile } from '../support/tmp.ts';
 import { RABBIT_URL, rabbitSkipReason, REDIS_DB, redisSkipReason, redisUrlForTest, testRedisClient } from '../support/services.ts';
 import { channelSuite } from './channel.suite.ts';
 import { connect as natsConnect } from '@nats-io/transport-node';
@@ -31,15 +31,10 @@ const REDIS_CHANNEL_DB = REDIS_DB.channels;
 const REDIS_URL = redisUrlForTest(REDIS_CHANNEL_DB);
 const [redisSkip, rabbitSkip] = await Promise.all([redisSkipReason(), rabbitSkipReason()]);
 
-const dirs: TempDir[] = [];
-after(() => {
-  for (const dir of dirs) dir.remove();
-});
+const tempDir = tempDirsForFile('fennel-channels-');
 
 function freshSqliteUrl(): string {
-  const dir = makeTempDir('fennel-channels-');
-  dirs.push(dir);
-  return `sqlite://${dir.file('fennel.db')}`;
+  return `sqlite://${tempDir().file('fennel.db')}`;
 }
 
 /** Subscriptions the engines of `apps` hold (memory://, sqlite://: the broker keeps no subscriber state). */

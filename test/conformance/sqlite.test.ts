@@ -10,7 +10,7 @@ import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { symlinkSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import type { ResultBackend } from '../../src/backends/backend.ts';
 import { SqliteBackend } from '../../src/backends/sqlite.ts';
@@ -18,20 +18,15 @@ import { SqliteTransport } from '../../src/transports/sqlite.ts';
 import { SqliteFile, sqlitePath } from '../../src/clients/sqlite-file.ts';
 import type { Delivery, Transport } from '../../src/transports/transport.ts';
 import type { WireMessage } from '../../src/protocol/message.ts';
-import { makeTempDir, type TempDir } from '../support/tmp.ts';
+import { tempDirsForFile } from '../support/tmp.ts';
 import { backendSuite } from './backend.suite.ts';
 import { transportSuite, type TransportOpenOptions } from './transport.suite.ts';
 
 const POLL_MS = 100;
-const dirs: TempDir[] = [];
-after(() => {
-  for (const dir of dirs) dir.remove();
-});
+const tempDir = tempDirsForFile('fennel-sqlite-conformance-');
 
 function freshUrl(): string {
-  const dir = makeTempDir('fennel-sqlite-conformance-');
-  dirs.push(dir);
-  return `sqlite://${dir.file('fennel.db')}`;
+  return `sqlite://${tempDir().file('fennel.db')}`;
 }
 
 /** A URL naming the same database file by another path (a symlink beside it), so it gets its own connection. */

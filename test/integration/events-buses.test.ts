@@ -331,18 +331,25 @@ describe('amqp:// event bus', { skip: await rabbitSkipReason() }, () => {
 describe('nats:// event bus', { skip: await natsSkipReason() }, () => {
   const url = natsUrlForTest('fennel-test-events');
 
+  /** A plain client's subscription to the task event subjects of the test prefix: [subject, body] as they arrive. */
+  async function rawTaskEvents(): Promise<{ got: Array<[string, unknown]>; close: () => Promise<void> }> {
+    const raw = await natsConnect({ servers: '127.0.0.1:4222' });
+    const got: Array<[string, unknown]> = [];
+    raw.subscribe('fennel-test-events.events.task.>', { callback: (_error, m) => void got.push([m.subject, JSON.parse(m.string())]) });
+    await raw.flush();
+    return { got, close: () => raw.close() };
+  }
+
   it('carries a worker process\'s worker and task events to a subscriber in another process', async () => {
     await workerEventsRoundTrip(url);
   });
 
   it('publishes on <prefix>.events.<type with dots>, the event as JSON, in order, to subscriptions live now', async () => {
-    const raw = await natsConnect({ servers: '127.0.0.1:4222' });
+    const raw = await rawTaskEvents();
+    const { got } = raw;
     const bus = new NatsEventBus(url);
     const monitor = new NatsEventBus(url);
     try {
-      const got: Array<[string, unknown]> = [];
-      raw.subscribe('fennel-test-events.events.task.>', { callback: (_error, m) => void got.push([m.subject, JSON.parse(m.string())]) });
-      await raw.flush();
       bus.publish({ type: 'worker-heartbeat', hostname: 'before', timestamp: 0 }); // no monitor subscribed yet
       const seen: number[] = [];
       await monitor.subscribe((e) => {
@@ -362,13 +369,11 @@ describe('nats:// event bus', { skip: await natsSkipReason() }, () => {
   });
 
   it('sends a list of events (publishMany) as one message on <prefix>.events.task.multi, each event delivered in order', async () => {
-    const raw = await natsConnect({ servers: '127.0.0.1:4222' });
+    const raw = await rawTaskEvents();
+    const { got } = raw;
     const bus = new NatsEventBus(url);
     const monitor = new NatsEventBus(url);
     try {
-      const got: Array<[string, unknown]> = [];
-      raw.subscribe('fennel-test-events.events.task.>', { callback: (_error, m) => void got.push([m.subject, JSON.parse(m.string())]) });
-      await raw.flush();
       const seen: FennelEvent[] = [];
       await monitor.subscribe((e) => {
         if (e['uuid'] === 'u1') seen.push(e);

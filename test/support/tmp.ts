@@ -4,6 +4,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { after } from 'node:test';
 
 export interface TempDir {
   readonly path: string;
@@ -19,5 +20,18 @@ export function makeTempDir(prefix = 'fennel-test-'): TempDir {
     path,
     file: (name) => join(path, name),
     remove: () => rmSync(path, { recursive: true, force: true }),
+  };
+}
+
+/** Makes temp directories that are removed when the test file ends (an `after` hook registered here, once). */
+export function tempDirsForFile(prefix: string): () => TempDir {
+  const dirs: TempDir[] = [];
+  after(() => {
+    for (const dir of dirs) dir.remove();
+  });
+  return () => {
+    const dir = makeTempDir(prefix);
+    dirs.push(dir);
+    return dir;
   };
 }

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import type { ToSlot } from '../../../src/worker/pools/ipc.ts';
 import type { Job, JobHooks, Outcome } from '../../../src/worker/pools/pool.ts';
 import { processSlots } from '../../../src/worker/pools/process.ts';
@@ -16,24 +16,14 @@ import { PIPELINE_DEPTH, SlotPool, type RecycleOptions, type SlotHandle } from '
 import { threadSlots } from '../../../src/worker/pools/thread.ts';
 import type { WorkOptions } from '../../fixtures/pool-pipeline-app.ts';
 import { waitFor } from '../../support/process.ts';
-import { makeTempDir, type TempDir } from '../../support/tmp.ts';
+import { tempDirsForFile, type TempDir } from '../../support/tmp.ts';
 
 const appPath = join(import.meta.dirname, '../../fixtures/pool-pipeline-app.ts');
 const hooks: JobHooks = { onProgress: () => {} };
 const LIMIT_MS = 20_000;
 /** More than the pool needs to call a task short and say it pipelines (32 in a row). */
 const WARM_UP = 40;
-const dirs: TempDir[] = [];
-
-after(() => {
-  for (const dir of dirs) dir.remove();
-});
-
-function tempDir(): TempDir {
-  const dir = makeTempDir('fennel-pipeline-');
-  dirs.push(dir);
-  return dir;
-}
+const tempDir = tempDirsForFile('fennel-pipeline-');
 
 function job(options: WorkOptions = {}, extra: Partial<Job> = {}): Job {
   return { id: randomUUID(), name: 'pipe.work', args: [options], kwargs: {}, retries: 0, queue: null, timeLimitSec: null, softTimeLimitSec: null, ...extra };
