@@ -89,8 +89,9 @@ export async function execute(delivery: Delivery, ctx: ExecutorContext, held?: H
     if (request.eta && (await deferIfEarly(request, delivery, ctx))) return;
     const turn = ctx.throttle(request.name);
     if (turn) await turn;
-    // A short task the pool pipelines (slots.ts) takes no permit: its slot is shared, and the pool keeps the order.
-    const ahead = ctx.pool.takesAhead?.(request.name) === true;
+    // A short task the pool pipelines (slots.ts) takes no permit: its slot is shared, and the pool keeps the order. A
+    // time-limited one runs alone (its limit runs from when it is sent), so it takes a permit like any lone job.
+    const ahead = ctx.pool.takesAhead?.(request.name) === true && !timeLimited(request, ctx);
     const release = ahead ? noop : (): void => ctx.releaseSlot();
     if (!ahead) {
       const slot = ctx.acquireSlot();
@@ -181,8 +182,19 @@ async function handBack(delivery: Delivery, label: string, ctx: ExecutorContext)
   }
 }
 
+/** The time limits a task runs under: remote control's for its name (`time_limit`), else its message's. */
+function limitsOf(request: TaskRequest, ctx: ExecutorContext): { soft: number | null; hard: number | null } {
+  const set = ctx.timeLimits.size === 0 ? undefined : ctx.timeLimits.get(request.name);
+  return set ?? { soft: request.softTimeLimitSec, hard: request.timeLimitSec };
+}
+
+function timeLimited(request: TaskRequest, ctx: ExecutorContext): boolean {
+  const limits = limitsOf(request, ctx);
+  return Boolean(limits.soft || limits.hard);
+}
+
 function toJob(request: TaskRequest, args: unknown[], ctx: ExecutorContext): Job {
-  const limits = ctx.timeLimits.size === 0 ? undefined : ctx.timeLimits.get(request.name);
+  const limits = limitsOf(request, ctx);
   return {
     id: request.id,
     name: request.name,
@@ -190,8 +202,8 @@ function toJob(request: TaskRequest, args: unknown[], ctx: ExecutorContext): Job
     kwargs: request.kwargs,
     retries: request.retries,
     queue: request.queue,
-    timeLimitSec: limits ? limits.hard : request.timeLimitSec,
-    softTimeLimitSec: limits ? limits.soft : request.softTimeLimitSec,
+    timeLimitSec: limits.hard,
+    softTimeLimitSec: limits.soft,
   };
 }
 

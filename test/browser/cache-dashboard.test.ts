@@ -63,7 +63,9 @@ describe('dashboard Cache panel in Chromium', { skip: chromiumSkipReason() }, ()
       assert.deepEqual(await cells('#cache tr[data-source="w1@test"][data-engine="redis"]'), ['w1@test', 'redis', HTML_URL, '1', '3', '2', '25.0 %', '2.3 ms']);
       const own = await cells('#cache tr[data-source="gateway"][data-engine="lru"]');
       assert.deepEqual(own.slice(0, 7), ['gateway', 'lru', 'lru://', '1', '1', '0', '50.0 %']);
-      assert.match(own[7] ?? '', /^\d+\.\d{3} ms$/);
+      // The gateway's own mean is measured, so it may be under 1 ms (three decimals) or, on a busy machine, over it
+      // (one): the rule itself is checked on the worker's rows above, whose means are given.
+      assert.match(own[7] ?? '', /^\d+\.(\d{3}|\d) ms$/);
       assert.equal(await page.locator('#cache tbody tr').count(), 3, 'no row for the junk entries');
       assert.equal(await page.locator('#cache-count').textContent(), '2 reporting');
       // The URL is user input: text, never markup.
