@@ -257,7 +257,7 @@ interface Scenario {
   run: () => Promise<Record<string, Metric>>;
 }
 
-export function scenarios(): Scenario[] {
+function scenarios(): Scenario[] {
   const sqlite = tempDatabase();
   return [
     { id: 'submit-redis', what: 'POST submit, 100 connections, publishing to Redis', run: () => submitRate('redis', REDIS_URL) },

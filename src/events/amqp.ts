@@ -10,7 +10,7 @@ import { randomUUID } from 'node:crypto';
 import type { Channel, ConsumeMessage } from 'amqplib';
 import { AmqpConnection, type Session } from '../clients/amqp/connection.ts';
 import { parseAmqpUrl } from '../clients/amqp/url.ts';
-import { deliverEvent, eventRoutingKey, isList, parseEvents, type EventBus, type FennelEvent } from './events.ts';
+import { deliverEvent, eventRoutingKey, parseEvents, payloadOf, senderOf, type EventBus, type FennelEvent } from './events.ts';
 
 export const EVENT_EXCHANGE = 'celeryev';
 /** Celery's event_queue_ttl (5 s) and event_queue_expires (60 s). */
@@ -62,8 +62,8 @@ export class AmqpEventBus implements EventBus {
   }
 
   publishMany(events: readonly FennelEvent[]): void {
-    if (events.length === 1) this.send(events[0]!);
-    else if (events.length > 1) this.send(events);
+    const payload = payloadOf(events);
+    if (payload) this.send(payload);
   }
 
   /** One message: an event, or a list of a group's events (routing key `task.multi`, as Celery's workers send them). */
@@ -76,7 +76,7 @@ export class AmqpEventBus implements EventBus {
       return;
     }
     const routingKey = eventRoutingKey(payload);
-    const hostname = isList(payload) ? payload[0]!.hostname : payload.hostname;
+    const hostname = senderOf(payload);
     const sent = this.channel()
       .then((channel) => {
         channel.publish(EVENT_EXCHANGE, routingKey, body, {

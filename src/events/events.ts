@@ -65,6 +65,16 @@ export function eventRoutingKey(events: FennelEvent | readonly FennelEvent[]): s
   return String(events.type).replace(/-/g, '.');
 }
 
+/** What one message of `events` carries: a lone event as itself (its own routing key), several as their list. */
+export function payloadOf(events: readonly FennelEvent[]): FennelEvent | readonly FennelEvent[] | undefined {
+  return events.length > 1 ? events : events[0];
+}
+
+/** The worker that sent a message's events (kombu's `hostname` header). */
+export function senderOf(payload: FennelEvent | readonly FennelEvent[]): string {
+  return isList(payload) ? payload[0]!.hostname : payload.hostname;
+}
+
 /** Array.isArray, which does not narrow a readonly array out of a union. */
 export function isList(events: FennelEvent | readonly FennelEvent[]): events is readonly FennelEvent[] {
   return Array.isArray(events);

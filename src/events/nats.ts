@@ -10,7 +10,7 @@
 
 import { NatsPubSub } from '../clients/nats/core.ts';
 import { DEFAULT_CONNECT_TIMEOUT_MS } from '../util/connection-state.ts';
-import { deliverEvent, eventRoutingKey, isList, parseEvents, type EventBus, type FennelEvent } from './events.ts';
+import { deliverEvent, eventRoutingKey, isList, parseEvents, payloadOf, type EventBus, type FennelEvent } from './events.ts';
 
 /** The subject tokens of an event type: Celery's routing key (`task-succeeded` → `task.succeeded`), or '_'. */
 export function eventSubjectSuffix(type: string): string {
@@ -37,8 +37,8 @@ export class NatsEventBus implements EventBus {
   }
 
   publishMany(events: readonly FennelEvent[]): void {
-    if (events.length === 1) this.send(events[0]!);
-    else if (events.length > 1) this.send(events);
+    const payload = payloadOf(events);
+    if (payload) this.send(payload);
   }
 
   /** One message: an event on <prefix>.events.<type with dots>, or a list of a group's events on ….events.task.multi. */

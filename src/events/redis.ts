@@ -14,7 +14,7 @@ import { decodeEnvelope, encodeEnvelope } from '../protocol/envelope.ts';
 import { connectRedis, type FennelRedis } from '../clients/redis/client.ts';
 import { parseRedisUrl, type RedisUrl } from '../clients/redis/url.ts';
 import { DEFAULT_CONNECT_TIMEOUT_MS } from '../util/connection-state.ts';
-import { deliverEvent, eventRoutingKey, isList, parseEvents, type EventBus, type FennelEvent } from './events.ts';
+import { deliverEvent, eventRoutingKey, parseEvents, payloadOf, senderOf, type EventBus, type FennelEvent } from './events.ts';
 
 export const EVENT_EXCHANGE = 'celeryev';
 
@@ -51,8 +51,8 @@ export class RedisEventBus implements EventBus {
   }
 
   publishMany(events: readonly FennelEvent[]): void {
-    if (events.length === 1) this.send(events[0]!);
-    else if (events.length > 1) this.send(events);
+    const payload = payloadOf(events);
+    if (payload) this.send(payload);
   }
 
   /** One message: an event, or a list of a group's events (routing key `task.multi`, as Celery's workers send them). */
@@ -65,7 +65,7 @@ export class RedisEventBus implements EventBus {
     } catch {
       return;
     }
-    const hostname = isList(payload) ? payload[0]!.hostname : payload.hostname;
+    const hostname = senderOf(payload);
     const envelope = encodeEnvelope(
       {
         headers: { hostname },

@@ -11,7 +11,7 @@
 
 import { SqliteFile, sqlitePath } from '../clients/sqlite-file.ts';
 import { followTable, wakeFollowers } from '../clients/sqlite-tail.ts';
-import { deliverEvent, parseEvents, type EventBus, type FennelEvent } from './events.ts';
+import { deliverEvent, parseEvents, payloadOf, type EventBus, type FennelEvent } from './events.ts';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS fennel_events (
@@ -65,8 +65,8 @@ export class SqliteEventBus implements EventBus {
 
   /** One row holding the list (Celery's `task.multi` body); a follower hands on each event in order. */
   publishMany(events: readonly FennelEvent[]): void {
-    if (events.length === 1) this.send(events[0]!);
-    else if (events.length > 1) this.send(events);
+    const payload = payloadOf(events);
+    if (payload) this.send(payload);
   }
 
   private send(payload: FennelEvent | readonly FennelEvent[]): void {
