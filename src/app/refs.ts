@@ -24,6 +24,7 @@ import { ResultRef } from '../protocol/json.ts';
 import type { WireMessage } from '../protocol/message.ts';
 import { exceptionInfo, nowIso, revokedMeta, type TaskMeta } from '../protocol/result.ts';
 import { States } from '../protocol/states.ts';
+import type { JoinableWrite } from '../clients/sqlite-file.ts';
 import type { Route, Transport } from '../transports/transport.ts';
 import { AsyncResult } from './result.ts';
 
@@ -118,6 +119,22 @@ export async function storeOutcome(host: RefsHost, meta: TaskMeta, redelivered: 
   if (!backend.settle) return backend.store(meta);
   const released = await backend.settle(meta);
   if (released.length > 0) await releaseCalls(host, released, redelivered);
+}
+
+/**
+ * storeOutcome for a worker's delivery whose ack can join the store's transaction (Delivery.joinableAck): the ack is
+ * taken with the store when the backend shares the store and nothing was released. True if it was taken; the
+ * caller acks otherwise.
+ */
+export async function storeOutcomeAndAck(host: RefsHost, meta: TaskMeta, redelivered: boolean, ack: JoinableWrite | undefined): Promise<boolean> {
+  const backend = host.backend;
+  if (!ack || !backend.settleAndAck) {
+    await storeOutcome(host, meta, redelivered);
+    return false;
+  }
+  const { released, acked } = await backend.settleAndAck(meta, ack);
+  if (released.length > 0) await releaseCalls(host, released, redelivered);
+  return acked;
 }
 
 async function releaseCalls(host: RefsHost, released: readonly ReleasedCall[], redelivered: boolean): Promise<void> {

@@ -3,6 +3,7 @@
 // A backend is done when test/conformance/backend.suite.ts passes against it.
 
 import type { TaskMeta } from '../protocol/result.ts';
+import type { JoinableWrite } from '../clients/sqlite-file.ts';
 
 export interface Revocation {
   taskId: string;
@@ -142,6 +143,13 @@ export interface ResultBackend {
    * storing the same outcome again returns those it released before with `again`. Engines with `park` have it.
    */
   settle?(meta: TaskMeta): Promise<ReleasedCall[]>;
+  /**
+   * `settle`, with a delivery's ack in the same transaction when the ack is a write to this same store (sqlite://,
+   * broker and results in one file) and the outcome releases no call (a released call is sent before the ack, so
+   * that a crash in between sends it again). `acked` says whether the ack was taken; if not, the caller acks as
+   * usual. One commit instead of two, and no moment where the outcome is stored but the message still held.
+   */
+  settleAndAck?(meta: TaskMeta, ack: JoinableWrite): Promise<{ released: ReleasedCall[]; acked: boolean }>;
   /** True the first time it is called with `key` (kept as long as results are), false after: a once-only marker. */
   claimOnce?(key: string): Promise<boolean>;
   /**

@@ -35,6 +35,7 @@ export function signedBackend(inner: ResultBackend, signer: Signer): ResultBacke
   };
   if (inner.storeFor) overrides.storeFor = (meta, ttlSec) => inner.storeFor!(sign(meta), ttlSec);
   if (inner.settle) overrides.settle = (meta) => inner.settle!(sign(meta));
+  if (inner.settleAndAck) overrides.settleAndAck = (meta, ack) => inner.settleAndAck!(sign(meta), ack);
   if (inner.putRecord) {
     overrides.putRecord = (table, key, json) => {
       const record: SignedRecord = { fennel_record: json, [SIGNATURE_HEADER]: signer.signText(recordText(table, key, json)) };

@@ -5,7 +5,7 @@
 
 import { decodeMeta, encodeMeta, type TaskMeta } from '../protocol/result.ts';
 import { isReady, States } from '../protocol/states.ts';
-import { SqliteFile, sqlitePath } from '../clients/sqlite-file.ts';
+import { SqliteFile, sqlitePath, type JoinableWrite } from '../clients/sqlite-file.ts';
 import { decodeJson } from '../protocol/json.ts';
 import type { ChordJoin, Lease, ParkOutcome, ReleasedCall, ResultBackend, Revocation } from './backend.ts';
 import { Waiters } from './waiters.ts';
@@ -98,6 +98,19 @@ export class SqliteBackend implements ResultBackend {
     return this.write(meta, true);
   }
 
+  async settleAndAck(meta: TaskMeta, ack: JoinableWrite): Promise<{ released: ReleasedCall[]; acked: boolean }> {
+    // Another file (results kept apart from the broker): two transactions, as settle then ack.
+    if (ack.file !== this.file) return { released: await this.write(meta, true), acked: false };
+    let acked = false;
+    const released = await this.write(meta, true, null, (calls) => {
+      if (calls.length > 0) return;
+      ack.run();
+      acked = true;
+    });
+    if (acked) ack.committed();
+    return { released, acked };
+  }
+
   async storeFor(meta: TaskMeta, ttlSec: number): Promise<void> {
     // 0 keeps it until it is forgotten: a time no clock reaches.
     await this.write(meta, false, ttlSec === 0 ? Number.MAX_SAFE_INTEGER : Date.now() + ttlSec * 1000);
@@ -105,15 +118,18 @@ export class SqliteBackend implements ResultBackend {
 
   /**
    * One store, and with `release` the calls it releases, in the same transaction of the group commit. `keepUntil`:
-   * kept until then (ms since epoch) rather than for the results' expiry.
+   * kept until then (ms since epoch) rather than for the results' expiry. `then`: run in the same savepoint after the
+   * store, with the calls it released (settleAndAck's ack).
    */
-  private async write(meta: TaskMeta, release: boolean, keepUntil: number | null = null): Promise<ReleasedCall[]> {
+  private async write(meta: TaskMeta, release: boolean, keepUntil: number | null = null, then?: (released: ReleasedCall[]) => void): Promise<ReleasedCall[]> {
     const text = encodeMeta(meta);
     const now = Date.now();
     const released = await this.file.write(() => {
       const seq = (this.sql.nextSeq.get() as { value: number }).value;
       this.sql.store.run(meta.task_id, meta.status, text, seq, now, keepUntil);
-      return release && isReady(meta.status) ? this.releaseOn(meta.task_id) : [];
+      const calls = release && isReady(meta.status) ? this.releaseOn(meta.task_id) : [];
+      then?.(calls);
+      return calls;
     });
     // Once a minute, by whichever process stores: pinned objects past their time, and (unless results are kept for
     // ever) results, joins, claims and parked calls past the results' expiry.

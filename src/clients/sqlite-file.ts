@@ -226,6 +226,18 @@ export function translateSqliteError(url: string, error: unknown, busyTimeoutMs 
   return error instanceof Error ? error : new Error(message);
 }
 
+/**
+ * A write that another component of this process runs inside its own transaction on the same file: a delivery's ack,
+ * taken in the transaction that stores the task's outcome (Delivery.joinableAck, ResultBackend.settleAndAck). `file`
+ * is the handle it must join; `run` is the write, synchronous, inside that transaction; `committed` is called once
+ * that transaction has committed.
+ */
+export interface JoinableWrite {
+  readonly file: SqliteFile;
+  run(): void;
+  committed(): void;
+}
+
 export class SqliteFile {
   private static readonly open = new Map<string, SqliteFile>();
 

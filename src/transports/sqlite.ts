@@ -298,10 +298,17 @@ class SqliteQueueStore implements QueueStore<HeldRow> {
   }
 
   ack(row: HeldRow): Promise<void> {
-    return this.file.write(() => {
-      this.sql.ack.run(row.id, this.lease);
-      this.release(row);
-    });
+    return this.file.write(() => this.ackNow(row));
+  }
+
+  /** The ack inside the transaction that stores the outcome, when the result backend is this file (Backend.settleAndAck). */
+  joinableAck(row: HeldRow): { file: SqliteFile; run(): void } {
+    return { file: this.file, run: () => this.ackNow(row) };
+  }
+
+  private ackNow(row: HeldRow): void {
+    this.sql.ack.run(row.id, this.lease);
+    this.release(row);
   }
 
   requeue(row: HeldRow): Promise<void> {

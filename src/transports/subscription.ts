@@ -15,6 +15,7 @@
 // AMQP pushes deliveries itself (basic.qos is its window) and keeps its native consumer (transports/amqp.ts).
 
 import type { WireMessage } from '../protocol/message.ts';
+import type { JoinableWrite, SqliteFile } from '../clients/sqlite-file.ts';
 import type { ConsumeOptions, Delivery, Subscription } from './transport.ts';
 
 /** One message an engine claimed for this subscription. `handle` is the engine's own: what its steps need. */
@@ -39,6 +40,11 @@ export interface QueueStore<H> {
   renew(held: readonly H[]): Promise<void>;
   /** Removes a held message for good. */
   ack(handle: H): Promise<void>;
+  /**
+   * Engines whose acks can join another write's transaction (Delivery.joinableAck): the file that write must be on,
+   * and the ack as a synchronous write inside it.
+   */
+  joinableAck?(handle: H): { file: SqliteFile; run(): void };
   /** Makes a held message visible again at once (redelivered). */
   requeue(handle: H): Promise<void>;
   /** Moves a held message to the dead letters with `reason`. */
@@ -192,7 +198,21 @@ export class PullSubscription<H> implements Subscription {
       redelivered: claimed.redelivered,
       ack: () => this.settle(held, () => this.store.ack(held.handle)),
       reject: ({ requeue, reason }) => this.settle(held, () => (requeue ? this.store.requeue(held.handle) : this.store.deadLetter(held.handle, reason ?? 'rejected'))),
+      joinableAck: this.joinable(held),
     });
+  }
+
+  private joinable(held: Held<H>): JoinableWrite | undefined {
+    const step = this.store.joinableAck?.(held.handle);
+    if (!step) return undefined;
+    return {
+      file: step.file,
+      // Settled meanwhile (a requeue at shutdown): the ack is not taken, as ack() would not take it.
+      run: () => {
+        if (!held.settled) step.run();
+      },
+      committed: () => this.settled(held),
+    };
   }
 
   private async settle(held: Held<H>, step: () => Promise<void>): Promise<void> {
@@ -200,6 +220,11 @@ export class PullSubscription<H> implements Subscription {
     // If the step fails, the delivery stays held and leased, and the caller's error path can settle it again;
     // marking it settled first would leave it leased for ever.
     await step();
+    this.settled(held);
+  }
+
+  /** After a settle's step has committed: the delivery leaves the window. */
+  private settled(held: Held<H>): void {
     if (held.settled) return;
     held.settled = true;
     this.held.delete(held);

@@ -2,6 +2,7 @@
 // Engines implement storage and hand-out; the semantics above them (routing, acks after store, retries)
 // live once in app/ and worker/. A transport is done when test/conformance/transport.suite.ts passes.
 
+import type { JoinableWrite } from '../clients/sqlite-file.ts';
 import type { WireMessage } from '../protocol/message.ts';
 
 export interface TransportCapabilities {
@@ -65,7 +66,14 @@ export interface Delivery {
    * `requeue: false` moves it to the dead letters with `reason`, where `requeueDeadLetter` can send it again.
    */
   reject(opts: { requeue: boolean; reason?: string }): Promise<void>;
+  /**
+   * Engines whose acks are writes to the store that also holds results (sqlite://, one file for both): the ack as a
+   * write a result backend on that file can take inside the transaction that stores the outcome
+   * (ResultBackend.settleAndAck). Undefined elsewhere.
+   */
+  readonly joinableAck?: JoinableWrite | undefined;
 }
+
 
 export interface ConsumeOptions {
   queues: readonly string[];

@@ -15,7 +15,7 @@ import type { TaskEventType } from '../events/events.ts';
 import type { Delivery } from '../transports/transport.ts';
 import type { ErrorReport, Job, Outcome, Pool } from './pools/pool.ts';
 import { callKey } from '../app/memo.ts';
-import { storeOutcome } from '../app/refs.ts';
+import { storeOutcome, storeOutcomeAndAck } from '../app/refs.ts';
 import { continueWorkflow, failWorkflow, inWorkflow, jobArgs } from './workflow.ts';
 import { takesRefs } from './refs.ts';
 
@@ -410,12 +410,14 @@ function memoLookup(ctx: ExecutorContext, request: TaskRequest, args: unknown[])
 async function settle(request: TaskRequest, delivery: Delivery, outcome: Outcome, runtimeSec: number, ctx: ExecutorContext): Promise<void> {
   if (outcome.kind === 'success') {
     // The common case first, building no log line or event it will not send.
-    if (!request.ignoreResult) await storeOutcome(ctx.app, meta(request, ctx, States.SUCCESS, decodeJson(outcome.resultJson)), delivery.redelivered);
+    const workflow = inWorkflow(request);
+    // Outside a workflow, the ack may ride in the store's own transaction (sqlite://, one file): one commit, not two.
+    // In one, the next steps are in the broker before this message is acknowledged, so the ack waits for them.
+    const acked = !request.ignoreResult && (await storeOutcomeAndAck(ctx.app, meta(request, ctx, States.SUCCESS, decodeJson(outcome.resultJson)), delivery.redelivered, workflow ? undefined : delivery.joinableAck));
     if (ctx.log.isLevelEnabled('info')) ctx.log.info({ task: request.name, id: request.id, runtimeSec: Number(runtimeSec.toFixed(6)) }, `Task ${request.name}[${request.id}] succeeded in ${runtimeSec.toFixed(6)}s: ${truncate(outcome.resultJson)}`);
     if (ctx.taskEvents) ctx.emit('task-succeeded', request, { result: truncate(outcome.resultJson), runtime: runtimeSec });
-    // The next steps of a workflow are in the broker before this message is acknowledged.
-    if (inWorkflow(request)) await continueWorkflow(ctx.app, request, delivery, outcome.resultJson);
-    await delivery.ack();
+    if (workflow) await continueWorkflow(ctx.app, request, delivery, outcome.resultJson);
+    if (!acked) await delivery.ack();
     return;
   }
   const label = `Task ${request.name}[${request.id}]`;

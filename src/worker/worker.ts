@@ -417,6 +417,7 @@ export class Worker {
       redelivered: delivery.redelivered,
       ack: () => delivery.ack(),
       reject: (options) => delivery.reject(options),
+      joinableAck: delivery.joinableAck,
     };
   }
 

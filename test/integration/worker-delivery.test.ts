@@ -5,6 +5,8 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import Database from 'better-sqlite3';
+import { sqlitePath } from '../../src/clients/sqlite-file.ts';
 import { startWorker, stopProcess, tempDb, waitFor, type RunningWorker } from '../support/process.ts';
 
 const db = tempDb();
@@ -59,6 +61,42 @@ describe('workers on one SQLite file', () => {
     assert.equal(runs.length, total, 'each message ran exactly once');
     const pids = new Set(runs.map((l) => l.split(' ')[1]));
     assert.ok(pids.size >= 2, `the work was shared (${pids.size} processes ran tasks)`);
+  });
+
+  it('never shows another process an outcome stored while its message is still held (the ack rides in the store’s commit)', async () => {
+    // The workers of the tests above are stopped, so that the one started here runs these tasks while this process reads.
+    await Promise.all(workers.splice(0).map((w) => stopProcess(w)));
+    const total = 600;
+    const results = add.delayMany(Array.from({ length: total }, (_, i) => [i, 1] as [number, number]));
+    await Promise.all(results.map((r) => r.sent));
+    // One statement is one snapshot: an outcome (a ready state: the fixture app also stores STARTED, legitimately before
+    // the ack) whose message is still in the broker there was stored by one commit and would be acked by a later one.
+    // Read as fast as this process can while the worker runs the tasks.
+    const reader = new Database(sqlitePath(db.url), { readonly: true });
+    const look = reader.prepare(
+      `SELECT (SELECT count(*) FROM fennel_results r JOIN fennel_messages m ON json_extract(m.envelope, '$.headers.id') = r.task_id
+               WHERE r.status = 'SUCCESS') AS both,
+              (SELECT count(*) FROM fennel_results WHERE status = 'SUCCESS' AND task_id IN (SELECT value FROM json_each(?))) AS stored`,
+    );
+    const ids = JSON.stringify(results.map((r) => r.id));
+    const worker = startWorker(TASKS, db.url, ['-c', '2', '-P', 'process', '--loglevel', 'warn']);
+    let midway = 0;
+    let seen = 0;
+    try {
+      for (let stored = 0; stored < total; ) {
+        const row = look.get(ids) as { both: number; stored: number };
+        stored = row.stored;
+        seen += row.both;
+        if (stored > 0 && stored < total) midway++;
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    } finally {
+      reader.close();
+      workers.push(await worker);
+    }
+    assert.deepEqual(await Promise.all(results.map((r) => r.get({ timeoutMs: 60_000 }))), Array.from({ length: total }, (_, i) => i + 1));
+    assert.ok(midway > 10, `the reader looked while the results were being stored (${midway} looks)`);
+    assert.equal(seen, 0, `outcomes seen stored with their message still held, over ${midway} looks`);
   });
 
   it('answers a delay → get round trip from a live worker', async () => {
