@@ -206,6 +206,9 @@ function untilNotBusy<T>(ms: number, step: () => T): T {
  */
 const MAX_HOLD_MS = 20;
 
+/** When, after the last change seen by the file watcher, its listeners look again (ms; SqliteFile.changedElsewhere). */
+const RECHECK_MS: readonly number[] = [2, 20];
+
 /** How long a statement waits for another process's lock when no connectTimeoutMs is given (the app's default). */
 const BUSY_TIMEOUT_MS = 5000;
 
@@ -245,6 +248,8 @@ export class SqliteFile {
   private refs = 0;
   private watcher: FSWatcher | undefined;
   private poll: NodeJS.Timeout | undefined;
+  /** The second look after a change seen by the watcher (changedElsewhere). */
+  private recheck: NodeJS.Timeout | undefined;
   private readonly listeners = new Set<() => void>();
   private wakePending = false;
   /** Commits made by this process, so a reader can tell "nothing changed" without a query. */
@@ -407,12 +412,34 @@ export class SqliteFile {
     const wal = `${basename(this.path)}-wal`;
     try {
       this.watcher = watch(dirname(this.path), { persistent: false }, (_event, name) => {
-        if (name === wal) this.notify();
+        if (name === wal) this.changedElsewhere();
       });
       this.watcher.on('error', () => this.stopWatcherOnly());
     } catch {
       // No inotify here (or too many watches): the fallback poll still delivers, only slower.
     }
+  }
+
+  /**
+   * Another process wrote the -wal file. inotify reports the write of its frames, and the commit becomes visible a
+   * moment later, when that process updates the WAL index (shared memory, which inotify does not see): a listener
+   * that looks at once can find nothing new, and with no later write to wake it, it would wait for the fallback poll
+   * (250 ms; a worker whose result store and ack are one commit left producers waiting so for 1 round trip in 10). So
+   * listeners are woken at once, and again RECHECK_MS after the last such write (a writer descheduled between its
+   * frames and its index is caught by the later look); their own version checks make a look that finds nothing cheap.
+   */
+  private changedElsewhere(): void {
+    this.notify();
+    clearTimeout(this.recheck);
+    const look = (step: number): void => {
+      this.recheck = setTimeout(() => {
+        this.recheck = undefined;
+        this.notify();
+        if (step + 1 < RECHECK_MS.length) look(step + 1);
+      }, RECHECK_MS[step]! - (RECHECK_MS[step - 1] ?? 0));
+      this.recheck.unref();
+    };
+    look(0);
   }
 
   private stopWatcherOnly(): void {
@@ -422,6 +449,8 @@ export class SqliteFile {
 
   private stopWatching(): void {
     this.stopWatcherOnly();
+    clearTimeout(this.recheck);
+    this.recheck = undefined;
     clearInterval(this.poll);
     this.poll = undefined;
   }
