@@ -206,7 +206,7 @@ function untilNotBusy<T>(ms: number, step: () => T): T {
  */
 const MAX_HOLD_MS = 20;
 
-/** When, after the last change seen by the file watcher, its listeners look again (ms; SqliteFile.changedElsewhere). */
+/** When, after a change seen by the file watcher that showed no commit yet, the file is looked at again (ms; SqliteFile.changedElsewhere). */
 const RECHECK_MS: readonly number[] = [2, 20];
 
 /** How long a statement waits for another process's lock when no connectTimeoutMs is given (the app's default). */
@@ -248,8 +248,10 @@ export class SqliteFile {
   private refs = 0;
   private watcher: FSWatcher | undefined;
   private poll: NodeJS.Timeout | undefined;
-  /** The second look after a change seen by the watcher (changedElsewhere). */
+  /** The next look after a change seen by the watcher that showed no commit yet (changedElsewhere). */
   private recheck: NodeJS.Timeout | undefined;
+  /** `PRAGMA data_version` when the watcher last woke the listeners. */
+  private watchedVersion = -1;
   private readonly listeners = new Set<() => void>();
   private wakePending = false;
   /** Commits made by this process, so a reader can tell "nothing changed" without a query. */
@@ -421,25 +423,45 @@ export class SqliteFile {
   }
 
   /**
-   * Another process wrote the -wal file. inotify reports the write of its frames, and the commit becomes visible a
-   * moment later, when that process updates the WAL index (shared memory, which inotify does not see): a listener
-   * that looks at once can find nothing new, and with no later write to wake it, it would wait for the fallback poll
-   * (250 ms; a worker whose result store and ack are one commit left producers waiting so for 1 round trip in 10). So
-   * listeners are woken at once, and again RECHECK_MS after the last such write (a writer descheduled between its
-   * frames and its index is caught by the later look); their own version checks make a look that finds nothing cheap.
+   * The -wal file was written: by another process's commit, or by this process (its own commits, which notify
+   * directly, and its claims, which must not wake its own consumers). Listeners are woken only if another connection
+   * has committed since the watcher last woke them (`PRAGMA data_version`, one cheap read). inotify reports the write
+   * of a commit's frames, and the commit becomes visible a moment later, when the writer updates the WAL index (shared
+   * memory, which inotify does not see): so when nothing has moved yet, the file is looked at again RECHECK_MS later.
+   * Without the later looks a waiter slept until the fallback poll (250 ms): with a worker's store and ack in one
+   * commit, 1 round trip in 10.
    */
   private changedElsewhere(): void {
-    this.notify();
     clearTimeout(this.recheck);
-    const look = (step: number): void => {
-      this.recheck = setTimeout(() => {
+    this.recheck = undefined;
+    if (this.committedElsewhere()) this.notify();
+    else this.lookAgain(0);
+  }
+
+  private lookAgain(step: number): void {
+    if (step >= RECHECK_MS.length) return;
+    this.recheck = setTimeout(
+      () => {
         this.recheck = undefined;
-        this.notify();
-        if (step + 1 < RECHECK_MS.length) look(step + 1);
-      }, RECHECK_MS[step]! - (RECHECK_MS[step - 1] ?? 0));
-      this.recheck.unref();
-    };
-    look(0);
+        if (this.committedElsewhere()) this.notify();
+        else this.lookAgain(step + 1);
+      },
+      RECHECK_MS[step]! - (RECHECK_MS[step - 1] ?? 0),
+    );
+    this.recheck.unref();
+  }
+
+  /** True if another connection has committed since the last time this said so. */
+  private committedElsewhere(): boolean {
+    let version: number;
+    try {
+      version = this.dataVersion.get() as number;
+    } catch {
+      return true; // cannot tell (the file is gone or closing): let the listeners look
+    }
+    if (version === this.watchedVersion) return false;
+    this.watchedVersion = version;
+    return true;
   }
 
   private stopWatcherOnly(): void {

@@ -1,8 +1,9 @@
 // SqliteFile's change notifications: what wakes a waiter when another process commits. The watcher sees the write
 // of a commit's frames to the -wal file, which can come before the commit is visible (the WAL index is updated after
-// it, in shared memory that inotify does not see), so listeners are woken at once and looked at again shortly after.
+// it, in shared memory that inotify does not see): listeners are woken when another connection's commit shows, and
+// the file is looked at again shortly after a change that showed none.
 
-import { utimesSync } from 'node:fs';
+import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { SqliteFile } from '../../../src/clients/sqlite-file.ts';
@@ -24,23 +25,32 @@ describe('SqliteFile change notifications', () => {
     dir.remove();
   });
 
-  it('wakes a listener again after a change seen by the watcher, not only at once (a commit may not be visible yet)', async () => {
+  /** The watcher's callback, called by the test: the real watcher is stopped, so every event below is one the test made. */
+  const watcherEvent = (): void => (file as unknown as { changedElsewhere(): void }).changedElsewhere();
+  const stopWatcher = (): void => (file as unknown as { stopWatcherOnly(): void }).stopWatcherOnly();
+
+  it('wakes listeners for another connection’s commit, and looks again when a change shows no commit yet', async () => {
     let calls = 0;
-    // A fallback poll of a minute: every call below comes from the watcher and its second looks.
+    // A fallback poll of a minute: every call below comes from the events the test makes and their later looks.
     const stop = file.onChange(() => calls++, 60_000);
+    stopWatcher();
+    const other = new Database(dir.file('fennel.db'));
     try {
-      // Another process's write to the -wal file, as the watcher sees it, with no commit behind it yet.
-      const other = new Database(dir.file('fennel.db'));
-      other.prepare('CREATE TABLE IF NOT EXISTS t (x)').run();
-      other.close();
-      await waitFor(() => calls >= 1, { what: 'the wake-up for the write' });
-      await new Promise((resolve) => setTimeout(resolve, 100));
-      const settled = calls;
-      utimesSync(dir.file('fennel.db-wal'), new Date(), new Date());
-      await waitFor(() => calls >= settled + 1, { what: 'the wake-up at once' });
-      // Without the later looks, nothing else would call it for a minute.
-      await waitFor(() => calls >= settled + 3, { what: 'the second and third looks after the change' });
+      other.prepare('CREATE TABLE t (x)').run();
+      watcherEvent();
+      await waitFor(() => calls === 1, { what: 'the wake-up for a commit that is visible' });
+      // A write whose commit is not visible yet (its frames are written, the WAL index not yet updated): nothing moved.
+      watcherEvent();
+      // The commit becomes visible with no further event: only the later look finds it.
+      other.prepare('INSERT INTO t VALUES (1)').run();
+      await waitFor(() => calls === 2, { what: 'the later look, finding the commit' });
+      // This process's own writes (a claim, say) move nothing another connection made: no wake-up from their events.
+      await file.write(() => file.db.prepare('INSERT INTO t VALUES (2)').run(), { quiet: true });
+      watcherEvent();
+      await new Promise((resolve) => setTimeout(resolve, 100)); // past every later look
+      assert.equal(calls, 2, 'no wake-up for this process’s own quiet write');
     } finally {
+      other.close();
       stop();
     }
   });
