@@ -74,7 +74,6 @@ export interface Delivery {
   readonly joinableAck?: JoinableWrite | undefined;
 }
 
-
 export interface ConsumeOptions {
   queues: readonly string[];
   /** At most this many deliveries are held (handed out and not yet acked or rejected) at once. */
