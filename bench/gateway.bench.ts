@@ -257,6 +257,9 @@ interface Scenario {
   run: () => Promise<Record<string, Metric>>;
 }
 
+/** The gateway part's scenario ids (bench/run.ts runs those a filter names, printing only). */
+export const GATEWAY_SCENARIO_IDS = ['submit-redis', 'submit-amqp', 'submit-amqp-quorum', 'wyndor-redis', 'wyndor-sqlite', 'wyndor-process-redis', 'wyndor-process-sqlite'] as const;
+
 function scenarios(): Scenario[] {
   const sqlite = tempDatabase();
   return [
@@ -272,11 +275,14 @@ function scenarios(): Scenario[] {
 
 const fmt = (value: number | undefined, unit: Metric['unit']): string => (value === undefined || !Number.isFinite(value) ? '–' : unit === 'ms' ? value.toFixed(1) : Math.round(value).toLocaleString('en'));
 
-/** Runs every scenario `runs` times and returns the BENCHMARKS.md section (medians, with the range of runs). */
-export async function gatewaySection(runs = 3): Promise<string> {
+/**
+ * Runs every scenario `runs` times and returns the BENCHMARKS.md section (medians, with the range of runs). With
+ * `only`, just the scenarios whose id it accepts (bench/run.ts prints that run and writes nothing).
+ */
+export async function gatewaySection(runs = 3, only?: (id: string) => boolean): Promise<string> {
   const startedAt = new Date();
   const load0 = loadavg();
-  const list = scenarios();
+  const list = scenarios().filter((s) => !only || only(s.id));
   const values = new Map<string, Map<string, { unit: Metric['unit']; values: number[] }>>();
   for (let round = 1; round <= runs; round++) {
     for (const s of list) {

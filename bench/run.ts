@@ -33,7 +33,7 @@
 //                                         and RabbitMQ: enqueue, end to end with 1 and 2 workers, round trip
 //                                         (bench/nats.bench.ts); rewrites only its section
 //   npm run bench -- --runs 1 latency     only the scenarios whose id contains "latency"; prints, writes nothing
-//                                         (e.g. `beequeue`: bee-queue's Redis scenarios)
+//                                         (e.g. `beequeue`: bee-queue's Redis scenarios; `wyndor-process`: the gateway's)
 //
 // SQLite ids: enqueue-single, enqueue-bulk, process-async, e2e-async, e2e-process, latency.
 // Redis ids: redis-<kind>-<peer>[-<config>], kinds e2e-1, e2e-2, enqueue-single, enqueue-bulk, latency; peers fennel,
@@ -53,7 +53,7 @@ import { natsSection } from './nats.bench.ts';
 import { canvasSection } from './canvas.bench.ts';
 import { channelsSection } from './channels.bench.ts';
 import { controlSection } from './control.bench.ts';
-import { gatewaySection } from './gateway.bench.ts';
+import { GATEWAY_SCENARIO_IDS, gatewaySection } from './gateway.bench.ts';
 import { piSection } from './pi.bench.ts';
 import { refsSection } from './refs.bench.ts';
 import { scenarios as sqliteScenarios } from './sqlite.bench.ts';
@@ -615,6 +615,12 @@ async function main(): Promise<void> {
   if (filters.length === 1 && filters[0] === 'canvas') {
     writeDocument({ canvas: await canvasSection(runs ?? 3) });
     console.log('wrote BENCHMARKS.md (the canvas section)');
+    return;
+  }
+  // Filters naming gateway scenarios (wyndor-process, submit-amqp): those alone, printed, nothing written.
+  const gatewayChosen = GATEWAY_SCENARIO_IDS.filter((id) => filters.some((f) => id.includes(f)));
+  if (filters.length > 0 && gatewayChosen.length > 0 && filters.every((f) => GATEWAY_SCENARIO_IDS.some((id) => id.includes(f)))) {
+    await gatewaySection(runs ?? 3, (id) => gatewayChosen.includes(id as (typeof GATEWAY_SCENARIO_IDS)[number]));
     return;
   }
   const whole = filters.length === 0;
