@@ -261,6 +261,8 @@ export async function environment(): Promise<Environment> {
 // Fennel: `fennel worker -P async -c N` processes; producer delayMany / delay, results through get().
 
 type FennelBench = ReturnType<typeof benchApp>;
+/** The worker's pool: async (the tasks run in the worker process), or process (each in one of `-c` child processes). */
+type FennelPool = 'async' | 'process';
 type Echo = FennelBench['echo'];
 
 async function withFennel<T>(body: (bench: FennelBench) => Promise<T>): Promise<T> {
@@ -273,8 +275,8 @@ async function withFennel<T>(body: (bench: FennelBench) => Promise<T>): Promise<
   }
 }
 
-function fennelWorkers(concurrency: number, env: Record<string, string> = {}): (index: number) => Promise<WorkerProcess> {
-  return () => startWorker({ brokerUrl: REDIS_URL, pool: 'async', concurrency, env });
+function fennelWorkers(concurrency: number, env: Record<string, string> = {}, pool: FennelPool = 'async'): (index: number) => Promise<WorkerProcess> {
+  return () => startWorker({ brokerUrl: REDIS_URL, pool, concurrency, env });
 }
 
 /**
@@ -291,10 +293,10 @@ async function fennelPass(echo: Echo, first: number, count: number): Promise<voi
   await Promise.all(checked);
 }
 
-function fennelEndToEnd(workers: number, concurrency: number, env: Record<string, string> = {}): () => Promise<Record<string, Metric>> {
+function fennelEndToEnd(workers: number, concurrency: number, env: Record<string, string> = {}, pool: FennelPool = 'async'): () => Promise<Record<string, Metric>> {
   return () =>
     withFennel((bench) =>
-      withWorkers(workers, fennelWorkers(concurrency, env), async (processes) => {
+      withWorkers(workers, fennelWorkers(concurrency, env, pool), async (processes) => {
         await fennelPass(bench.echo, 1, SIZES.warmup); // untimed (see SIZES)
         const cost = await startCost(processes);
         const t0 = performance.now();
@@ -566,12 +568,14 @@ const celeryLatency = async (): Promise<Record<string, Metric>> => {
 // The scenarios
 
 /** Each peer's configurations for one worker process; the first is the one used in the other rows. */
-const FENNEL_CONFIGS: Array<{ concurrency: number; env?: Record<string, string> }> = [
+const FENNEL_CONFIGS: Array<{ concurrency: number; env?: Record<string, string>; pool?: FennelPool }> = [
   { concurrency: 100 },
   { concurrency: 50 },
   { concurrency: 200 },
   // Celery's default: no STARTED state stored (and published) before each task runs.
   { concurrency: 100, env: { FENNEL_TRACK_STARTED: 'false' } },
+  // Issue #21: the process pool (`npm start`'s worker), each task in one of 2 child processes, against the async pool.
+  { concurrency: 2, pool: 'process' },
 ];
 // Issue #21 asks for bee-queue's best of concurrency 1 and 100; `keep` is bee-queue's default removeOnSuccess: false
 // (the finished job's record stays, as BullMQ's completed job does), for what storing less is worth to it.
@@ -585,8 +589,8 @@ const CELERY_POOLS: string[][] = [
 ];
 const CELERY_MAIN = CELERY_POOLS[0]!;
 
-const fennelConfig = (c: number, env: Record<string, string> = {}): string =>
-  `\`${Object.entries(env).map(([k, v]) => `${k}=${v} `).join('')}fennel worker -P async -c ${c}\``;
+const fennelConfig = (c: number, env: Record<string, string> = {}, pool: FennelPool = 'async'): string =>
+  `\`${Object.entries(env).map(([k, v]) => `${k}=${v} `).join('')}fennel worker -P ${pool} -c ${c}\``;
 const beeConfig = (c: number, keep = false): string => `\`queue.process(${c}, …)\`${keep ? ', `removeOnSuccess: false`' : ''}`;
 const bullConfig = (c: number): string => `\`new Worker(…, { concurrency: ${c} })\``;
 const celeryConfig = (pool: string[]): string => `\`celery worker ${pool.join(' ')}\``;
@@ -596,8 +600,8 @@ export function redisScenarios(): RedisScenario[] {
   const add = (kind: Kind, peer: Peer, config: string, main: boolean, run: () => Promise<Record<string, Metric>>, key = '', maxRuns?: number): void => {
     list.push({ id: `redis-${kind}-${peer}${key ? `-${key}` : ''}`, kind, peer, config, main, run, ...(maxRuns ? { maxRuns } : {}) });
   };
-  FENNEL_CONFIGS.forEach(({ concurrency: c, env }, i) =>
-    add('e2e-1', 'fennel', fennelConfig(c, env), i === 0, fennelEndToEnd(1, c, env), `c${c}${env ? '-untracked' : ''}`),
+  FENNEL_CONFIGS.forEach(({ concurrency: c, env, pool }, i) =>
+    add('e2e-1', 'fennel', fennelConfig(c, env, pool), i === 0, fennelEndToEnd(1, c, env, pool), `${pool === 'process' ? 'process-' : ''}c${c}${env ? '-untracked' : ''}`),
   );
   BEE_CONFIGS.forEach(({ concurrency: c, keep }, i) => add('e2e-1', 'beequeue', beeConfig(c, keep), i === 0, beeEndToEnd(1, c, keep), `c${c}${keep ? '-kept' : ''}`));
   BULLMQ_CONCURRENCY.forEach((c, i) => add('e2e-1', 'bullmq', bullConfig(c), i === 0, bullEndToEnd(1, c), `c${c}`));

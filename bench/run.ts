@@ -66,7 +66,7 @@ const SQLITE_AIMS = { e2eTasksPerSec: 5000, p50Ms: 5 };
  * worker process at least 1.0 × bee-queue's best configuration and 1.5 × BullMQ's, and a p99 round trip no slower
  * than BullMQ's.
  */
-const REDIS_AIMS = { e2eRatioToBeeQueue: 1.0, e2eRatioToBullmq: 1.5 };
+const REDIS_AIMS = { e2eRatioToBeeQueue: 1.0, e2eRatioToBullmq: 1.5, processToAsync: 0.6 };
 const REDIS_TITLE = 'Redis: Fennel vs bee-queue vs BullMQ vs Celery';
 // Three runs each keep `npm run bench` under about eight minutes on a 2-CPU machine (Celery's runs are the long ones).
 const DEFAULT_RUNS = { sqlite: 3, redis: 3 };
@@ -373,6 +373,14 @@ function redisAims(rows: RedisRow[]): string {
     if (fennelBest && fennelBest !== fennelMain) line(`The same with Fennel's best configuration`, need, fennelBest, best);
   }
   line(`End to end, 2 worker processes, ≥ ${REDIS_AIMS.e2eRatioToBullmq.toFixed(1)}× BullMQ (issue #3)`, REDIS_AIMS.e2eRatioToBullmq, mainRow(rows, 'e2e-2', 'fennel', 'rate'), mainRow(rows, 'e2e-2', 'bullmq', 'rate'));
+  // Issue #21: the process pool's rate against the async pool's (the main configuration), one worker process each.
+  const processPool = rows.find((r) => r.scenario.id === 'redis-e2e-1-fennel-process-c2' && r.metric === 'rate');
+  if (processPool && fennelMain) {
+    const r = median(processPool.values) / median(fennelMain.values);
+    lines.push(
+      `- The process pool ≥ ${REDIS_AIMS.processToAsync.toFixed(2)}× the async pool, end to end, 1 worker process (issue #21): Fennel ${processPool.scenario.config} ${format(median(processPool.values), 'tasks/s')} tasks/s ÷ Fennel ${fennelMain.scenario.config} ${format(median(fennelMain.values), 'tasks/s')} tasks/s = **${r.toFixed(2)}×**, ${verdict(r >= REDIS_AIMS.processToAsync)}.`,
+    );
+  }
   for (const [metric, issue] of [
     ['p50', '#3'],
     ['p99', '#21'],

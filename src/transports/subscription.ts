@@ -64,8 +64,6 @@ export interface PullOptions extends ConsumeOptions {
   renewEveryMs?: number | undefined;
   /** The longest an idle consumer waits before it looks again without a notification. */
   pollMs: number;
-  /** After a claim filled the window, claim again once the held count is down to this. Default `prefetch - 1`. */
-  refillAt?: number | undefined;
 }
 
 interface Held<H> {

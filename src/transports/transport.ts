@@ -84,6 +84,12 @@ export interface ConsumeOptions {
    * its `queue` is the consumer's own copy queue on engines that keep one (protocol/queues.ts).
    */
   broadcast?: { queues: readonly string[]; consumer: string } | undefined;
+  /**
+   * For engines that claim (pull): after a claim filled the window, claim again once the held count is down to this.
+   * The default, `prefetch - 1`, takes one more after every settle, as basic.qos does. A lower mark makes fewer,
+   * larger claims; the worker asks for half its window while its pool pipelines. Engines that push (AMQP) ignore it.
+   */
+  refillAt?: number | undefined;
 }
 
 export interface Subscription {

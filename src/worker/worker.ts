@@ -269,7 +269,12 @@ export class Worker {
     const context = this.context!;
     const broadcast = this.broadcastQueues.length && this.app.transport.capabilities.broadcast ? { queues: this.broadcastQueues, consumer: this.name } : undefined;
     const queues = this.directQueue ? [this.directQueue, ...this.queueList.filter((q) => q !== this.directQueue)] : this.queueList;
-    return this.app.transport.consume({ queues, prefetch: this.prefetchCount, broadcast }, (received) => this.take(this.ownCopy(received), context));
+    const prefetch = this.prefetchCount;
+    // While the pool pipelines, its window is PIPELINED_WINDOW times what the slots need: refilling at half of it
+    // still keeps them fed, and makes one claim (and one ack, one store) of many deliveries rather than of one or two.
+    // On Redis, a process pool's worker made 5.2 commands per task refilling after every settle, 4.4 at half (#21).
+    const refillAt = this.pool?.pipelining ? Math.floor(prefetch / 2) : undefined;
+    return this.app.transport.consume({ queues, prefetch, broadcast, refillAt }, (received) => this.take(this.ownCopy(received), context));
   }
 
   /** Runs one delivery (of the worker's queues, or of an actor's it hosts) to its end, holding it meanwhile. */
