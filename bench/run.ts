@@ -627,7 +627,8 @@ async function main(): Promise<void> {
   }
   // Filters naming gateway scenarios (wyndor-process, submit-amqp): those alone, printed, nothing written.
   const gatewayChosen = GATEWAY_SCENARIO_IDS.filter((id) => filters.some((f) => id.includes(f)));
-  if (filters.length > 0 && gatewayChosen.length > 0 && filters.every((f) => GATEWAY_SCENARIO_IDS.some((id) => id.includes(f)))) {
+  const partNamed = filters.some((f) => f === 'sqlite' || f === 'redis');
+  if (!partNamed && filters.length > 0 && gatewayChosen.length > 0 && filters.every((f) => GATEWAY_SCENARIO_IDS.some((id) => id.includes(f)))) {
     await gatewaySection(runs ?? 3, (id) => gatewayChosen.includes(id as (typeof GATEWAY_SCENARIO_IDS)[number]));
     return;
   }
