@@ -53,7 +53,7 @@ import { natsSection } from './nats.bench.ts';
 import { canvasSection } from './canvas.bench.ts';
 import { channelsSection } from './channels.bench.ts';
 import { controlSection } from './control.bench.ts';
-import { GATEWAY_SCENARIO_IDS, gatewaySection } from './gateway.bench.ts';
+import { gatewayScenarioIds, gatewaySection } from './gateway.bench.ts';
 import { piSection } from './pi.bench.ts';
 import { refsSection } from './refs.bench.ts';
 import { scenarios as sqliteScenarios } from './sqlite.bench.ts';
@@ -626,10 +626,10 @@ async function main(): Promise<void> {
     return;
   }
   // Filters naming gateway scenarios (wyndor-process, submit-amqp): those alone, printed, nothing written.
-  const gatewayChosen = GATEWAY_SCENARIO_IDS.filter((id) => filters.some((f) => id.includes(f)));
+  const gatewayIds = gatewayScenarioIds();
   const partNamed = filters.some((f) => f === 'sqlite' || f === 'redis');
-  if (!partNamed && filters.length > 0 && gatewayChosen.length > 0 && filters.every((f) => GATEWAY_SCENARIO_IDS.some((id) => id.includes(f)))) {
-    await gatewaySection(runs ?? 3, (id) => gatewayChosen.includes(id as (typeof GATEWAY_SCENARIO_IDS)[number]));
+  if (!partNamed && filters.length > 0 && filters.every((f) => gatewayIds.some((id) => id.includes(f)))) {
+    await gatewaySection(runs ?? 3, (id) => filters.some((f) => id.includes(f)));
     return;
   }
   const whole = filters.length === 0;
