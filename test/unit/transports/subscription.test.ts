@@ -8,19 +8,10 @@ import { describe, it } from 'node:test';
 import { buildTaskMessage } from '../../../src/protocol/message.ts';
 import { createTransport } from '../../../src/transports/index.ts';
 import type { Delivery, Transport } from '../../../src/transports/transport.ts';
+import { sleep, waitFor } from '../../conformance/helpers/wait.ts';
 
 /** Long enough for a claim the subscription wrongly made to arrive: claims here take microtasks, not time. */
 const GRACE_MS = 150;
-
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function until(check: () => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + 5_000;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(5);
-  }
-}
 
 /** A memory transport with `count` messages on one queue, consumed with `prefetch` and `refillAt`. */
 async function consumer(count: number, prefetch: number, refillAt: number | undefined) {
@@ -51,12 +42,12 @@ async function consumer(count: number, prefetch: number, refillAt: number | unde
 }
 
 describe('PullSubscription: refilling the window', () => {
-  it('by default, one ack lets exactly one more in (as basic.qos does)', async () => {
+  it('by default, one ack lets one more in (as basic.qos does)', async () => {
     const c = await consumer(12, 4, undefined);
     try {
-      await until(() => c.deliveries.length === 4, '4 deliveries');
+      await waitFor(() => c.deliveries.length === 4, { what: '4 deliveries' });
       await c.ack(0);
-      await until(() => c.deliveries.length === 5, 'a 5th delivery after one ack');
+      await waitFor(() => c.deliveries.length === 5, { what: 'a 5th delivery after one ack' });
     } finally {
       await c.stop();
     }
@@ -65,15 +56,15 @@ describe('PullSubscription: refilling the window', () => {
   it('with a refill mark, claims again only once the held count is down to it, then fills the window in one claim', async () => {
     const c = await consumer(12, 4, 2);
     try {
-      await until(() => c.deliveries.length === 4, '4 deliveries');
+      await waitFor(() => c.deliveries.length === 4, { what: '4 deliveries' });
       await c.ack(0);
       await sleep(GRACE_MS);
       assert.equal(c.deliveries.length, 4, '3 held is above the mark of 2: no claim yet');
       await c.ack(1);
-      await until(() => c.deliveries.length === 6, 'two more once 2 are held');
+      await waitFor(() => c.deliveries.length === 6, { what: 'two more once 2 are held' });
       // The rest, acked one at a time as they come: every message arrives, the window never overflows.
       for (let i = 2; i < 12; i++) {
-        await until(() => c.deliveries.length > i, `delivery ${i + 1}`);
+        await waitFor(() => c.deliveries.length > i, { what: `delivery ${i + 1}` });
         await c.ack(i);
       }
       assert.equal(new Set(c.deliveries.map((d) => d.message.headers['id'])).size, 12);
