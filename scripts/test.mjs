@@ -6,9 +6,11 @@
 //     file that restarts one gets a minute to bring it back); one left down fails the file.
 //   - failures: the details of every failing test (its name, error and stack) are printed again at the end,
 //     after the summary, so that the tail of a long CI log says what failed and why.
+//   - hangs: --test-timeout (testTimeoutMs) bounds any one test, and the file as a whole: a file whose process
+//     does not exit after its tests (a handle left open) fails with a timeout. Node's --test-force-exit is not
+//     used: on Linux it can exit before the file's last verdicts reach the report (nodejs/node#64833), so a
+//     file's count silently shrank. Every top-level test that starts must also end in the report, or the file fails.
 // Node 20 has no --test globs, so the files are listed here.
-// --test-force-exit: a test file that leaves a handle open (a stray connection) fails loudly instead of hanging;
-// --test-timeout bounds any one test (testTimeoutMs).
 // Usage: node scripts/test.mjs [folder ...]   (default: every folder under test/ except support/)
 import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
@@ -42,8 +44,9 @@ const SERVICES = [
   { name: 'RabbitMQ', port: 5672 },
 ];
 /**
- * The longest one test may run (the runner's --test-timeout). The fault suite runs one scenario of five faults
- * per engine as one test, minutes on a loaded machine; everything else is bounded by the default.
+ * The longest one test, and one file as a whole, may run (the runner's --test-timeout). The fault suite runs one
+ * scenario of five faults per engine as one test, minutes on a loaded machine; everything else is bounded by the
+ * default.
  */
 function testTimeoutMs(tag) {
   return tag.startsWith('test/faults/') ? 900_000 : 300_000;
@@ -113,11 +116,25 @@ function failureReports(log) {
   return reports.map((block) => block.join('\n'));
 }
 
-/** Runs one file in a runner of its own, echoing what it prints; resolves with its exit code and its summary counts. */
+/**
+ * Top-level tests that started in a TAP log (`# Subtest: name` at the margin) but have no verdict there
+ * (`ok N - name` or `not ok N - name`): a report cut short.
+ */
+function unreported(log) {
+  const lines = log.replace(/\x1b\[[0-9;]*m/g, '').split('\n');
+  const started = lines.filter((line) => line.startsWith('# Subtest: ')).length;
+  const ended = lines.filter((line) => /^(not )?ok \d+ - /.test(line)).length;
+  return Math.max(0, started - ended);
+}
+
+/**
+ * Runs one file in a runner of its own, echoing what it prints; resolves with its exit code, its summary counts,
+ * and how many of its top-level tests have no verdict in the report.
+ */
 function runFile(file) {
   const tag = relative(repo, file);
   const reporter = process.stdout.isTTY ? 'spec' : 'tap';
-  const args = ['--conditions=development', '--import', 'tsx', '--test', '--test-concurrency=1', '--test-force-exit', `--test-timeout=${testTimeoutMs(tag)}`, `--test-reporter=${reporter}`, file];
+  const args = ['--conditions=development', '--import', 'tsx', '--test', '--test-concurrency=1', `--test-timeout=${testTimeoutMs(tag)}`, `--test-reporter=${reporter}`, file];
   const env = { ...process.env, FENNEL_TEST_FILE: tag, ...(process.stdout.isTTY ? { FORCE_COLOR: '1' } : {}) };
   return new Promise((resolve) => {
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'], env });
@@ -131,7 +148,12 @@ function runFile(file) {
       const summary = {};
       const tail = log.slice(-4096);
       for (const match of tail.replace(/\x1b\[[0-9;]*m/g, '').matchAll(/^(?:# |\u2139 )(tests|pass|fail|cancelled|skipped|todo) (\d+)$/gm)) summary[match[1]] = Number(match[2]);
-      resolve({ code: code ?? (signal ? 1 : 0), summary, failures: reporter === 'tap' ? failureReports(log) : [] });
+      resolve({
+        code: code ?? (signal ? 1 : 0),
+        summary,
+        lost: reporter === 'tap' ? unreported(log) : 0,
+        failures: reporter === 'tap' ? failureReports(log) : [],
+      });
     });
   });
 }
@@ -146,11 +168,12 @@ for (const service of SERVICES) up.set(service.name, await listening(service.por
 for (const file of files) {
   const tag = relative(repo, file);
   const fileStarted = Date.now();
-  const { code, summary, failures: reports } = await runFile(file);
+  const { code, summary, lost, failures: reports } = await runFile(file);
   for (const report of reports) failures.push(`${tag}\n${report}`);
   const problems = [];
   if (code !== 0) problems.push(`its tests failed (exit ${code})`);
   if (summary.tests === undefined) problems.push('its runner printed no summary');
+  if (lost) problems.push(`${lost} of its top-level tests started but have no verdict in the report`);
   for (const key of Object.keys(counts)) counts[key] += summary[key] ?? 0;
   // What exits by itself once the file's process is gone (a pool slot whose parent died, tsx's esbuild
   // service) gets a few seconds to do so.
