@@ -399,6 +399,45 @@ export function transportSuite(name: string, factory: TransportFactory, capabili
         await waitFor(async () => (await t.depth(qa)) + (await t.depth(qb)) === 0, { what: 'both queues empty' });
       }));
 
+      it('delivers a publishMany batch of 2,500 to two queues, mixing priorities and delays, each where it belongs and in order', scoped(async (s) => {
+        // Past the lengths engines write in slices (Redis's publish.lua unpacks 1,000 values at a time).
+        const t = await s.open();
+        const queues = [queueName('a'), queueName('b')];
+        const delayUntil = new Date(Date.now() + 1_000);
+        const batch: Array<readonly [WireMessage, Route]> = [];
+        const ready = new Map<string, Array<{ id: string; priority: number }>>(queues.map((q) => [q, []]));
+        const delayed = new Set<string>();
+        for (let i = 0; i < 2_500; i++) {
+          const queue = queues[i % 7 === 0 ? 1 : 0]!;
+          // Most at one priority, so that one queue's bucket gets over 1,000 of them.
+          const priority = capabilities.priorities ? ([9, 5][i % 10] ?? 0) : 0;
+          const { id, message } = task(queue, capabilities.priorities ? { priority } : {});
+          if (capabilities.delayedDelivery && i % 500 === 1) {
+            delayed.add(id);
+            batch.push([message, { queue, delayUntil }]);
+          } else {
+            ready.get(queue)!.push({ id, priority });
+            batch.push([message, capabilities.priorities ? { queue, priority } : { queue }]);
+          }
+        }
+        await t.publishMany(batch);
+        const inbox = new Inbox();
+        await inbox.drain();
+        await s.consume(t, queues, 50, inbox);
+        await inbox.waitForCount(2_500, 30_000);
+        await sleep(GRACE_MS);
+        assert.equal(inbox.deliveries.length, 2_500, 'no message is delivered twice');
+        for (const queue of queues) {
+          // Published before anyone consumed: by rank, then in publish order (a stable sort keeps it).
+          const expected = [...ready.get(queue)!].sort((a, b) => rank(a.priority) - rank(b.priority)).map((m) => m.id);
+          const got = inbox.deliveries.filter((d) => d.queue === queue && !delayed.has(idOf(d))).map(idOf);
+          assert.deepEqual(got, expected, `the order of ${queue}`);
+        }
+        inbox.deliveries.forEach((d, i) => {
+          if (delayed.has(idOf(d))) assert.ok(inbox.receivedAt[i]! >= delayUntil.getTime(), 'a delayed message comes at or after delayUntil');
+        });
+      }));
+
       it('a consumer of two queues receives from both', scoped(async (s) => {
         const t = await s.open();
         const qa = queueName('a');

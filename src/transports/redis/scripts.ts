@@ -46,10 +46,22 @@ export const promoteScript = defineScript('promote', file('promote'), {
   args: ['nowMs', 'max', 'wakePrefix'],
 });
 
+/**
+ * Writes a batch of messages in one step (publish.lua): `targets` are the buckets, then the wake keys, then the
+ * binding keys; `countsThenPayload` is each bucket's envelope count, then the envelopes, the scheduled pairs and
+ * the binding members.
+ */
+export const publishScript = defineScript('publish', file('publish'), {
+  keys: ['scheduled'],
+  restKeys: 'targets',
+  args: ['buckets', 'wakes', 'scheduled'],
+  restArgs: 'countsThenPayload',
+});
+
 /** Publishes a deduplicated message unless its id is taken (publish_once.lua). */
 export const publishOnceScript = defineScript('publish_once', file('publish_once'), {
   keys: ['dedupe', 'target', 'wake', 'binding'],
   args: ['tag', 'payload', 'dueMs', 'bindingMember', 'safetySec'],
 });
 
-export const TRANSPORT_SCRIPTS = [fetchScript, ackScript, restoreScript, deadLetterScript, requeueDeadScript, promoteScript, publishOnceScript] as const;
+export const TRANSPORT_SCRIPTS = [fetchScript, ackScript, restoreScript, deadLetterScript, requeueDeadScript, promoteScript, publishScript, publishOnceScript] as const;
