@@ -14,38 +14,24 @@ export interface GetOptions {
 }
 
 /**
- * What is known of each publish an AsyncResult was made for: whether the broker confirmed it, and the signal
- * its failure aborts. Kept per publish, not per result, because the results of a delayMany() share one
- * publish: hundreds of them then cost one entry, one callback and one AbortController, not one each.
+ * Whether the broker confirmed each publish an AsyncResult was made for. Kept per publish, not per result,
+ * because the results of a delayMany() share one publish: hundreds of them then cost one entry and one callback.
  */
 interface Publish {
   confirmed: boolean;
-  /** Made on the first get() before the confirmation. */
-  unsent: AbortSignal | undefined;
 }
 
 const publishes = new WeakMap<Promise<void>, Publish>();
 
 function watchPublish(sent: Promise<void>): void {
   if (publishes.has(sent)) return;
-  const publish: Publish = { confirmed: false, unsent: undefined };
+  const publish: Publish = { confirmed: false };
   publishes.set(sent, publish);
   // Rejections are the caller's to see (get(), awaiting `sent`); this only notes the success.
   sent.then(
     () => (publish.confirmed = true),
     () => {},
   );
-}
-
-/** The signal that the publish's failure aborts (and that never aborts once it is confirmed). */
-function unsentSignal(sent: Promise<void>): AbortSignal {
-  const publish = publishes.get(sent)!;
-  if (!publish.unsent) {
-    const controller = new AbortController();
-    sent.catch((error: unknown) => controller.abort(error));
-    publish.unsent = controller.signal;
-  }
-  return publish.unsent;
 }
 
 const ALREADY_SENT = Promise.resolve();
@@ -175,9 +161,7 @@ export class AsyncResult<T = unknown> implements PromiseLike<T> {
    */
   private waitWhileSending(options: GetOptions): Promise<TaskMeta | undefined> {
     if (publishes.get(this.sent)!.confirmed) return this.backend().wait(this.id, options);
-    const unsent = unsentSignal(this.sent);
-    const signal = options.signal ? AbortSignal.any([options.signal, unsent]) : unsent;
-    return this.backend().wait(this.id, { ...options, signal });
+    return this.backend().wait(this.id, { ...options, failsWith: this.sent });
   }
 
   then<R1 = T, R2 = never>(onFulfilled?: ((value: T) => R1 | PromiseLike<R1>) | null, onRejected?: ((reason: unknown) => R2 | PromiseLike<R2>) | null): PromiseLike<R1 | R2> {

@@ -5,6 +5,20 @@
 import type { TaskMeta } from '../protocol/result.ts';
 import type { JoinableWrite } from '../clients/sqlite-file.ts';
 
+/** How a wait for a task's outcome may end early. */
+export interface WaitOptions {
+  /** Resolve with undefined after this long. */
+  timeoutMs?: number;
+  /** The caller's signal: its abort rejects the wait with its reason. */
+  signal?: AbortSignal;
+  /**
+   * The publish of the call waited for: its failure rejects the wait with its error. A promise, not a signal:
+   * an AbortSignal with a listener survives V8's young-generation collections, and a producer that waits on
+   * every call it sends made one per call.
+   */
+  failsWith?: Promise<unknown>;
+}
+
 export interface Revocation {
   taskId: string;
   /** Stop the task if it is running now (kill its pool slot), not only refuse it before it starts. */
@@ -95,7 +109,7 @@ export interface ResultBackend {
    */
   expectResult?(taskId: string): void;
   /** Resolves with the meta once it is in a ready state, or with undefined when `timeoutMs` passes. */
-  wait(taskId: string, options: { timeoutMs?: number; signal?: AbortSignal }): Promise<TaskMeta | undefined>;
+  wait(taskId: string, options: WaitOptions): Promise<TaskMeta | undefined>;
   forget(taskId: string): Promise<void>;
   /**
    * Revocations: a set of task ids that every worker sharing this backend consults before it runs a task, kept

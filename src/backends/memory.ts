@@ -3,7 +3,7 @@
 import type { TaskMeta } from '../protocol/result.ts';
 import { isReady, States } from '../protocol/states.ts';
 import { decodeJson } from '../protocol/json.ts';
-import type { ChordJoin, Lease, ParkOutcome, ReleasedCall, ResultBackend, Revocation } from './backend.ts';
+import type { ChordJoin, Lease, ParkOutcome, ReleasedCall, ResultBackend, Revocation, WaitOptions } from './backend.ts';
 import { Waiters } from './waiters.ts';
 
 export class MemoryBackend implements ResultBackend {
@@ -68,7 +68,7 @@ export class MemoryBackend implements ResultBackend {
     return this.metas.get(taskId);
   }
 
-  wait(taskId: string, options: { timeoutMs?: number; signal?: AbortSignal }): Promise<TaskMeta | undefined> {
+  wait(taskId: string, options: WaitOptions): Promise<TaskMeta | undefined> {
     if (options.signal?.aborted) return Promise.reject(options.signal.reason);
     const current = this.metas.get(taskId);
     if (current && isReady(current.status)) return Promise.resolve(current);

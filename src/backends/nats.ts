@@ -33,7 +33,7 @@ import { fromKeyToken, openBucket, purgeKey, snapshot, type KV } from '../client
 import { decodeMeta, encodeMeta, pendingMeta, type TaskMeta } from '../protocol/result.ts';
 import { isReady, States } from '../protocol/states.ts';
 import { DEFAULT_CONNECT_TIMEOUT_MS } from '../util/connection-state.ts';
-import type { ChordJoin, Lease, ParkOutcome, ReleasedCall, ResultBackend, Revocation } from './backend.ts';
+import type { ChordJoin, Lease, ParkOutcome, ReleasedCall, ResultBackend, Revocation, WaitOptions } from './backend.ts';
 import { CasKeys } from './nats/cas.ts';
 import { chordJoin, chordResults, type ChordStore } from './nats/chords.ts';
 import { dependentsOf, isPinnedMarker, metaPart, pinnedMarker, resultKeys, stateKeys, statusOf, withDependents } from './nats/keys.ts';
@@ -239,7 +239,7 @@ export class NatsBackend implements ResultBackend {
     this.freshKeys.set(resultKeys.meta(taskId), true);
   }
 
-  wait(taskId: string, options: { timeoutMs?: number; signal?: AbortSignal }): Promise<TaskMeta | undefined> {
+  wait(taskId: string, options: WaitOptions): Promise<TaskMeta | undefined> {
     if (options.signal?.aborted) return Promise.reject(options.signal.reason);
     const waiting = this.waiters.add(taskId, options);
     const key = resultKeys.meta(taskId);

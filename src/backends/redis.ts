@@ -13,7 +13,7 @@ import { celeryChordJoinScript, celeryChordStartScript, leaseReleaseScript, leas
 import { DEFAULT_CONNECT_TIMEOUT_MS } from '../util/connection-state.ts';
 import { Batcher } from '../util/batcher.ts';
 import { decodeJson } from '../protocol/json.ts';
-import type { ChordJoin, ChordMemberFailure, Lease, ParkOutcome, ReleasedCall, ResultBackend, Revocation } from './backend.ts';
+import type { ChordJoin, ChordMemberFailure, Lease, ParkOutcome, ReleasedCall, ResultBackend, Revocation, WaitOptions } from './backend.ts';
 import { Waiters } from './waiters.ts';
 
 const PREFIX = 'celery-task-meta-';
@@ -174,7 +174,7 @@ export class RedisBackend implements ResultBackend {
     return text ? decodeMeta(text) : undefined;
   }
 
-  wait(taskId: string, options: { timeoutMs?: number; signal?: AbortSignal }): Promise<TaskMeta | undefined> {
+  wait(taskId: string, options: WaitOptions): Promise<TaskMeta | undefined> {
     if (options.signal?.aborted) return Promise.reject(options.signal.reason);
     this.subscriberConnection();
     // The first waiter of an id is the one that grows the set (a size, not another lookup in a large map).

@@ -15,7 +15,7 @@ import { isReady, States } from '../protocol/states.ts';
 import { AmqpConnection, isConnectionError } from '../clients/amqp/connection.ts';
 import { ReplyRoutes, replyQueueOptions } from '../clients/amqp/replies.ts';
 import { parseAmqpUrl } from '../clients/amqp/url.ts';
-import type { ResultBackend } from './backend.ts';
+import type { ResultBackend, WaitOptions } from './backend.ts';
 import { Waiters } from './waiters.ts';
 
 /** Results kept in memory for get() once received (a waiter's result is handed to it on arrival). */
@@ -228,7 +228,7 @@ export class RpcBackend implements ResultBackend {
     return this.cache.get(taskId);
   }
 
-  async wait(taskId: string, options: { timeoutMs?: number; signal?: AbortSignal }): Promise<TaskMeta | undefined> {
+  async wait(taskId: string, options: WaitOptions): Promise<TaskMeta | undefined> {
     options.signal?.throwIfAborted();
     this.check();
     const waiting = this.waiters.add(taskId, options);

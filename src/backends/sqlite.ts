@@ -7,7 +7,7 @@ import { decodeMeta, encodeMeta, type TaskMeta } from '../protocol/result.ts';
 import { isReady, States } from '../protocol/states.ts';
 import { SqliteFile, sqlitePath, type JoinableWrite } from '../clients/sqlite-file.ts';
 import { decodeJson } from '../protocol/json.ts';
-import type { ChordJoin, Lease, ParkOutcome, ReleasedCall, ResultBackend, Revocation } from './backend.ts';
+import type { ChordJoin, Lease, ParkOutcome, ReleasedCall, ResultBackend, Revocation, WaitOptions } from './backend.ts';
 import { Waiters } from './waiters.ts';
 
 export interface SqliteBackendOptions {
@@ -190,7 +190,7 @@ export class SqliteBackend implements ResultBackend {
     return this.read(taskId);
   }
 
-  wait(taskId: string, options: { timeoutMs?: number; signal?: AbortSignal }): Promise<TaskMeta | undefined> {
+  wait(taskId: string, options: WaitOptions): Promise<TaskMeta | undefined> {
     const { signal } = options;
     if (signal?.aborted) return Promise.reject(signal.reason);
     // Everything up to registering the waiter is synchronous, so no store can slip between the cursor,

@@ -4,6 +4,7 @@
 // id is the rule, so an id maps to its waiter (an array only when there are several), and no closures.
 
 import type { TaskMeta } from '../protocol/result.ts';
+import type { WaitOptions } from './backend.ts';
 
 /** One pending wait; its timer's argument. */
 class Waiter {
@@ -90,8 +91,11 @@ export class Waiters {
     return this.byId.has(taskId);
   }
 
-  /** Waits for `wake(taskId, meta)`; resolves undefined after `timeoutMs`; rejects if `signal` aborts. */
-  add(taskId: string, options: { timeoutMs?: number; signal?: AbortSignal }): Promise<TaskMeta | undefined> {
+  /**
+   * Waits for `wake(taskId, meta)`; resolves undefined after `timeoutMs`; rejects if `signal` aborts or
+   * `failsWith` rejects.
+   */
+  add(taskId: string, options: WaitOptions): Promise<TaskMeta | undefined> {
     const { signal } = options;
     if (signal?.aborted) return Promise.reject(signal.reason);
     let waiter!: Waiter;
@@ -104,6 +108,7 @@ export class Waiters {
       if (!aborts) this.bySignal.set(signal, (aborts = new Aborts(this.bySignal, signal)));
       aborts.join(waiter);
     }
+    options.failsWith?.then(undefined, (reason: unknown) => this.remove(waiter) && waiter.reject(reason));
     const entry = this.byId.get(taskId);
     if (entry === undefined) this.byId.set(taskId, waiter);
     else if (Array.isArray(entry)) entry.push(waiter);

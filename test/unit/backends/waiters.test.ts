@@ -104,6 +104,28 @@ describe('Waiters', () => {
     assert.equal(getEventListeners(controller.signal, 'abort').length, 0);
   });
 
+  it('a failed publish (failsWith) rejects the waiters still waiting on it, and none woken before it failed', async () => {
+    const { waiters, released } = recorder();
+    let fail!: (error: Error) => void;
+    const sent = new Promise<void>((_resolve, reject) => (fail = reject));
+    const [a, b] = ['a', 'b'].map((id) => waiters.add(id, { failsWith: sent, timeoutMs: 60_000 }));
+    waiters.wake('a', pendingMeta('a'));
+    fail(new Error('broker said no'));
+    assert.equal((await a!)?.task_id, 'a');
+    await assert.rejects(b!, /broker said no/);
+    assert.equal(waiters.size, 0);
+    assert.deepEqual(released, ['a', 'b']);
+  });
+
+  it('a publish that succeeds (failsWith) leaves its waiters waiting', async () => {
+    const { waiters } = recorder();
+    const waiting = waiters.add('a', { failsWith: Promise.resolve(), timeoutMs: 60_000 });
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(waiters.has('a'), true);
+    waiters.wake('a', pendingMeta('a'));
+    assert.equal((await waiting)?.task_id, 'a');
+  });
+
   it('an abort after the wake changes nothing', async () => {
     const { waiters, released } = recorder();
     const controller = new AbortController();
