@@ -283,11 +283,15 @@ function engineSuite(engine: Engine): void {
     };
 
     // A worker that dies between sending a released call and recording the send leaves the input's redelivery to send
-    // it again (src/app/refs.ts): the same message twice, neither marked redelivered. On RabbitMQ, which has no
-    // deduplication, the worker runs the first copy and drops the second (src/worker/executor.ts, firstCopy),
-    // whichever worker each reaches.
+    // it again (src/app/refs.ts): the same message twice, neither marked redelivered. The repeat first reads the call's
+    // stored state and sends nothing for a call that has run, so a second copy meets a first that still waits or runs:
+    // here the first is held running (its gate) until the second is in. Without the gate the worker could run and
+    // acknowledge the first copy before the second was sent, and then run that too: a case the repeat never makes.
+    // On RabbitMQ, which has no deduplication, the worker runs the first copy and drops the second
+    // (src/worker/executor.ts, firstCopy), whichever worker each reaches.
     it('runs a call that takes references once when the same message is sent twice', async () => {
       const ledger = tmp.file('sent-twice.log');
+      const gate = tmp.file('sent-twice.gate');
       const [x, y] = [r.leaf.delay(20), r.leaf.delay(22)];
       assert.deepEqual(await Promise.all([x.get({ timeoutMs: WAIT_MS }), y.get({ timeoutMs: WAIT_MS })]), [20, 22]);
       // The inputs are done, so the producer sends the call at once: its message is caught on the way and sent again.
@@ -300,13 +304,14 @@ function engineSuite(engine: Engine): void {
       };
       let call: AsyncResult<number>;
       try {
-        call = r.node.delay(ledger, x, y);
+        call = r.node.delay(ledger, x, y, 0, gate);
         await call.sent;
       } finally {
         transport.publish = publish;
       }
       assert.ok(sent, 'the call went to the broker');
       await publish(...sent);
+      writeFileSync(gate, '');
       assert.equal(await call.get({ timeoutMs: WAIT_MS }), 42);
       // SQLite and Redis drop the second copy themselves (a released call is sent with `deduplicate`): once nothing of
       // the queue is waiting or held, it has gone. RabbitMQ delivers it, and the worker that gets it says it dropped it.
