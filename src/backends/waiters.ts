@@ -1,5 +1,5 @@
 // The waiters of a result backend: promises for task ids, settled by a store (wake), a timeout (undefined),
-// an abort signal or the engine (rejected). Shared by every engine; engines only decide when to wake.
+// an abort signal, the failure of the publish that sent the call, or the engine (rejected). Shared by every engine; engines only decide when to wake.
 // A producer waits on every result it sends, so a wait is one small object and its promise: one waiter per
 // id is the rule, so an id maps to its waiter (an array only when there are several), and no closures.
 
@@ -10,6 +10,7 @@ import type { WaitOptions } from './backend.ts';
 class Waiter {
   timer: NodeJS.Timeout | undefined;
   aborts: Aborts | undefined;
+  publish: PublishWatch | undefined;
 
   constructor(
     readonly owner: Waiters,
@@ -22,6 +23,7 @@ class Waiter {
   dispose(): void {
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.aborts?.leave(this);
+    this.publish?.leave(this);
   }
 }
 
@@ -63,9 +65,38 @@ class Aborts {
   }
 }
 
+/**
+ * The waiters whose calls went out in one publish (`failsWith`: the results of a delayMany share it), and the
+ * publish's one reaction for all of them: its failure rejects every member with its error. A promise rather than
+ * an AbortSignal, which survives V8's young-generation collections once it has a listener.
+ */
+class PublishWatch {
+  private readonly members = new Set<Waiter>();
+
+  constructor(groups: Map<Promise<unknown>, PublishWatch>, publish: Promise<unknown>) {
+    publish.then(
+      () => groups.delete(publish),
+      (reason: unknown) => {
+        groups.delete(publish);
+        for (const waiter of [...this.members]) if (waiter.owner.remove(waiter)) waiter.reject(reason);
+      },
+    );
+  }
+
+  join(waiter: Waiter): void {
+    this.members.add(waiter);
+    waiter.publish = this;
+  }
+
+  leave(waiter: Waiter): void {
+    this.members.delete(waiter);
+  }
+}
+
 export class Waiters {
   private readonly byId = new Map<string, Waiter | Waiter[]>();
   private readonly bySignal = new Map<AbortSignal, Aborts>();
+  private readonly byPublish = new Map<Promise<unknown>, PublishWatch>();
   // A pending get() keeps its process alive, as any awaited I/O does; engines unref their own timers. One
   // timer, referenced only while anyone waits (a get() at a time would otherwise make and clear one each).
   private keepAlive: NodeJS.Timeout | undefined;
@@ -108,7 +139,11 @@ export class Waiters {
       if (!aborts) this.bySignal.set(signal, (aborts = new Aborts(this.bySignal, signal)));
       aborts.join(waiter);
     }
-    options.failsWith?.then(undefined, (reason: unknown) => this.remove(waiter) && waiter.reject(reason));
+    if (options.failsWith) {
+      let watch = this.byPublish.get(options.failsWith);
+      if (!watch) this.byPublish.set(options.failsWith, (watch = new PublishWatch(this.byPublish, options.failsWith)));
+      watch.join(waiter);
+    }
     const entry = this.byId.get(taskId);
     if (entry === undefined) this.byId.set(taskId, waiter);
     else if (Array.isArray(entry)) entry.push(waiter);
