@@ -1,5 +1,6 @@
 // The waiters of a result backend: promises for task ids, settled by a store (wake), a timeout (undefined),
-// an abort signal, the failure of the publish that sent the call, or the engine (rejected). Shared by every engine; engines only decide when to wake.
+// an abort signal, the failure of the publish that sent the call, or the engine (rejected). Shared by every
+// engine; engines only decide when to wake.
 // A producer waits on every result it sends, so a wait is one small object and its promise: one waiter per
 // id is the rule, so an id maps to its waiter (an array only when there are several), and no closures.
 
