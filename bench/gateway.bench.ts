@@ -259,20 +259,16 @@ interface Scenario {
 
 function scenarios(): Scenario[] {
   // Made when a SQLite scenario first runs (listing the scenarios makes nothing); both share it.
-  let sqliteUrl: string | undefined;
-  const sqlite = {
-    get url(): string {
-      return (sqliteUrl ??= tempDatabase().url);
-    },
-  };
+  let url: string | undefined;
+  const sqliteUrl = (): string => (url ??= tempDatabase().url);
   return [
     { id: 'submit-redis', what: 'POST submit, 100 connections, publishing to Redis', run: () => submitRate('redis', REDIS_URL) },
     { id: 'submit-amqp', what: 'POST submit, 100 connections, publishing to RabbitMQ', run: () => submitRate('amqp', AMQP_URL) },
     { id: 'submit-amqp-quorum', what: 'POST submit, 100 connections, publishing to RabbitMQ quorum queues', run: () => submitRate('amqp-quorum', `${AMQP_URL}?queueType=quorum`) },
     { id: 'wyndor-redis', what: 'Wyndor solves over HTTP, 2 workers, Redis', run: () => wyndorEndToEnd('redis', REDIS_URL, TWO_ASYNC) },
-    { id: 'wyndor-sqlite', what: 'Wyndor solves over HTTP, 2 workers, SQLite', run: () => wyndorEndToEnd('sqlite', sqlite.url, TWO_ASYNC) },
+    { id: 'wyndor-sqlite', what: 'Wyndor solves over HTTP, 2 workers, SQLite', run: () => wyndorEndToEnd('sqlite', sqliteUrl(), TWO_ASYNC) },
     { id: 'wyndor-process-redis', what: 'Wyndor solves over HTTP, 1 worker -P process -c 2, Redis', run: () => wyndorEndToEnd('redis', REDIS_URL, ONE_PROCESS) },
-    { id: 'wyndor-process-sqlite', what: 'Wyndor solves over HTTP, 1 worker -P process -c 2, SQLite', run: () => wyndorEndToEnd('sqlite', sqlite.url, ONE_PROCESS) },
+    { id: 'wyndor-process-sqlite', what: 'Wyndor solves over HTTP, 1 worker -P process -c 2, SQLite', run: () => wyndorEndToEnd('sqlite', sqliteUrl(), ONE_PROCESS) },
   ];
 }
 

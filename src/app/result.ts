@@ -17,19 +17,14 @@ export interface GetOptions {
  * Whether the broker confirmed each publish an AsyncResult was made for. Kept per publish, not per result,
  * because the results of a delayMany() share one publish: hundreds of them then cost one entry and one callback.
  */
-interface Publish {
-  confirmed: boolean;
-}
-
-const publishes = new WeakMap<Promise<void>, Publish>();
+const confirmed = new WeakMap<Promise<void>, boolean>();
 
 function watchPublish(sent: Promise<void>): void {
-  if (publishes.has(sent)) return;
-  const publish: Publish = { confirmed: false };
-  publishes.set(sent, publish);
+  if (confirmed.has(sent)) return;
+  confirmed.set(sent, false);
   // Rejections are the caller's to see (get(), awaiting `sent`); this only notes the success.
   sent.then(
-    () => (publish.confirmed = true),
+    () => confirmed.set(sent, true),
     () => {},
   );
 }
@@ -160,7 +155,7 @@ export class AsyncResult<T = unknown> implements PromiseLike<T> {
    * A result proves the broker had the message; a publish that fails ends the wait with its error.
    */
   private waitWhileSending(options: GetOptions): Promise<TaskMeta | undefined> {
-    if (publishes.get(this.sent)!.confirmed) return this.backend().wait(this.id, options);
+    if (confirmed.get(this.sent)) return this.backend().wait(this.id, options);
     return this.backend().wait(this.id, { ...options, failsWith: this.sent });
   }
 

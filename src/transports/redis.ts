@@ -189,10 +189,9 @@ export class RedisTransport implements Transport {
         else ready.set(w.bucket, [w.envelope]);
       }
     }
-    const queues = [...new Set(writes.map((w) => w.queue))];
-    const woken = queues.filter((queue) => writes.some((w) => w.queue === queue && !w.due));
+    const woken = [...new Set(writes.filter((w) => !w.due).map((w) => w.queue))];
     // Declare the queue as kombu's producer does (maybe_declare), once per queue and transport.
-    const undeclared = queues.filter((queue) => !this.declared.has(queue));
+    const undeclared = [...new Set(writes.map((w) => w.queue))].filter((queue) => !this.declared.has(queue));
     const targets = [...ready.keys(), ...woken.map((queue) => `${WAKE}${queue}`), ...undeclared.map((queue) => `_kombu.binding.${queue}`)];
     const countsThenPayload: Array<string | number> = [...ready.values()].map((list) => list.length);
     for (const list of ready.values()) for (const envelope of list) countsThenPayload.push(envelope);

@@ -17,18 +17,15 @@
 -- then the envelopes, bucket after bucket
 -- then S pairs: due (ms since epoch), `<bucket>\n<envelope>`
 -- then one binding member (`<queue>\x06\x16\x06\x16<queue>`) per binding key
--- Returns the number of messages written.
+-- Returns nothing.
 
 local B, W, S = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 -- Lua's unpack is bounded by the C stack (8,000 values in Redis's Lua): long runs go in slices.
 local SLICE = 1000
 
-local written = S
 local at = 4 + B
 for b = 1, B do
-  local count = tonumber(ARGV[3 + b])
-  written = written + count
-  local last = at + count - 1
+  local last = at + tonumber(ARGV[3 + b]) - 1
   for from = at, last, SLICE do
     redis.call('LPUSH', KEYS[1 + b], unpack(ARGV, from, math.min(from + SLICE - 1, last)))
   end
@@ -46,4 +43,3 @@ for d = 2 + B + W, #KEYS do
   redis.call('SADD', KEYS[d], ARGV[at])
   at = at + 1
 end
-return written
