@@ -363,11 +363,6 @@ export class NatsTransport implements Transport {
     return info.state.subjects ?? {};
   }
 
-  /** The queue consumer's `num_ack_pending`: handed out and not settled (0 if the queue has no consumer). */
-  private async unackedOf(queue: string): Promise<number> {
-    return (await this.consumerCounts(queue))?.unacked ?? 0;
-  }
-
   /**
    * The queue consumer's counts: `waiting`, its `num_pending` (messages of its filter past what it has handed out),
    * and `unacked`, its `num_ack_pending`; undefined if the queue has no consumer yet (then nothing was handed out).
@@ -384,14 +379,19 @@ export class NatsTransport implements Transport {
   }
 
   /**
-   * Deletes the queue's waiting messages (ready and scheduled). When nothing of the queue is held, one stream purge by
-   * subject; otherwise the waiting ones are taken through the queue's consumer and terminated, so held messages stay.
+   * Deletes the queue's waiting messages (ready and scheduled). The scheduled ones by a stream purge of their subjects;
+   * the ready ones are taken through the queue's consumer and terminated, so held messages stay, and so the consumer
+   * counts them gone. A stream purge of the ready subjects would not tell it: nats-server 2.9 keeps its count of
+   * pending messages (num_pending's cache), a `no_wait` pull that the count says can be served is queued instead of
+   * refused, and with nothing to serve it then waits with no expiry. The next idle claim hung until its timeout, and
+   * a message published meanwhile went to it. (The scheduler's consumer pulls with an expiry, so its stale count
+   * costs nothing.)
    */
   async purge(queue: string): Promise<number> {
     return this.call(async () => {
       const { replies, jsm } = await this.handles();
       const scheduled = (await jsm.streams.purge(this.layout.tasks, { filter: this.layout.queueFilter('s', queue) })).purged;
-      if ((await this.unackedOf(queue)) === 0) return scheduled + (await jsm.streams.purge(this.layout.tasks, { filter: this.layout.queueFilter('q', queue) })).purged;
+      await this.ensureConsumer(queue);
       let purged = scheduled;
       for (;;) {
         const msgs = await pullNoWait(replies.nc, this.layout.tasks, this.layout.consumer(queue), PURGE_BATCH, this.timeoutMs);

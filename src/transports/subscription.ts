@@ -11,7 +11,8 @@
 //   - settling once: a delivery is acked or rejected once; if the engine's step fails the delivery stays held
 //     and leased, so the caller's error path can settle it again;
 //   - stop and release: `cancel` stops claiming while held deliveries keep their leases until settled; a claim
-//     that returns after `cancel` goes straight back; `releaseAll` (transport close) hands back what is held.
+//     that returns after `cancel` goes straight back, before `cancel` resolves; `releaseAll` (transport close)
+//     hands back what is held.
 // AMQP pushes deliveries itself (basic.qos is its window) and keeps its native consumer (transports/amqp.ts).
 
 import type { WireMessage } from '../protocol/message.ts';
@@ -230,14 +231,21 @@ export class PullSubscription<H> implements Subscription {
     if (!this.active && this.held.size === 0) this.finish();
   }
 
-  /** Stops claiming; held deliveries keep their leases until they are settled. */
+  /**
+   * Stops claiming; held deliveries keep their leases until they are settled. Resolves once the loop has ended: a
+   * claim in flight has come back and what it took has been handed back. Resolving sooner let a claim sent before
+   * the cancel take a message published after it (NATS queues a pull request and can serve it after a later
+   * publish), so the message sat held and uncounted while its subscription was gone.
+   */
   async cancel(): Promise<void> {
-    if (!this.active) return;
-    this.active = false;
-    this.markLive();
-    this.unwatch?.();
-    this.store.stop?.();
-    this.wake();
+    if (this.active) {
+      this.active = false;
+      this.markLive();
+      this.unwatch?.();
+      this.store.stop?.();
+      this.wake();
+    }
+    await this.loopDone;
   }
 
   /** Hands every held message back for immediate redelivery (transport close), and waits for the loop to end. */

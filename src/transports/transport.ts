@@ -93,7 +93,10 @@ export interface ConsumeOptions {
 }
 
 export interface Subscription {
-  /** Stops handing out new deliveries. Held deliveries stay valid, and their leases are kept, until settled. */
+  /**
+   * Stops handing out new deliveries. Held deliveries stay valid, and their leases are kept, until settled. Once it
+   * resolves, nothing more is taken from the queues for this subscription (a claim in flight has been handed back).
+   */
   cancel(): Promise<void>;
   /**
    * Resolves once the subscription has reached the broker (its first claim, or its consume, succeeded), or once it

@@ -15,7 +15,7 @@ import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { NatsLink } from '../../src/clients/nats/connection.ts';
 import { subjectToken } from '../../src/clients/nats/core.ts';
-import { AckPolicy, tokenText } from '../../src/clients/nats/jetstream.ts';
+import { AckPolicy, pullNoWait, tokenText } from '../../src/clients/nats/jetstream.ts';
 import { BrokerUnavailableError, ConfigError } from '../../src/errors.ts';
 import { buildTaskMessage } from '../../src/protocol/message.ts';
 import { NatsTransport } from '../../src/transports/nats.ts';
@@ -157,6 +157,38 @@ describe('nats:// transport', { skip }, () => {
       } finally {
         await producer.close();
         await t.close();
+      }
+    });
+
+    it('purges through the queue consumer, so that it counts the purged messages gone and its next empty pull is answered', async () => {
+      await removeStreams();
+      const link = new NatsLink(URL, { connectTimeoutMs: 5_000, name: 'conformance-purge' });
+      const t = openTransport(URL, { visibilityTimeoutSec: 30 });
+      const queue = `purge-${randomUUID()}`;
+      const send = (): Promise<void> => t.publish(buildTaskMessage({ id: randomUUID(), name: 'tests.echo', args: [], queue }), { queue });
+      try {
+        // The consumer exists (a worker consumed), and three messages wait, never handed out.
+        const got: Delivery[] = [];
+        const sub = await t.consume({ queues: [queue], prefetch: 1 }, (d) => got.push(d));
+        await send();
+        await waitFor(() => got.length === 1, { what: 'the first delivery' });
+        await got[0]!.ack();
+        await sub.cancel();
+        for (let i = 0; i < 3; i++) await send();
+        assert.equal(await t.purge(queue), 3);
+        // A stream purge of the queue's subjects left the consumer counting 3 pending: this pull was then queued (not
+        // refused with 404 No Messages), found nothing to serve it, and was never answered.
+        const { nc } = await link.handles();
+        assert.deepEqual(await pullNoWait(nc, `${PREFIX.toUpperCase()}_TASKS`, subjectToken(queue), 1, 5_000), []);
+        // And the queue works on: a message sent now is handed out.
+        await send();
+        const again = await t.consume({ queues: [queue], prefetch: 1 }, (d) => got.push(d));
+        await waitFor(() => got.length === 2, { what: 'the delivery after the purge' });
+        await got[1]!.ack();
+        await again.cancel();
+      } finally {
+        await t.close();
+        await link.close();
       }
     });
 

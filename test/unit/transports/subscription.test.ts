@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { buildTaskMessage } from '../../../src/protocol/message.ts';
 import { createTransport } from '../../../src/transports/index.ts';
+import { PullSubscription, type QueueStore } from '../../../src/transports/subscription.ts';
 import type { Delivery, Transport } from '../../../src/transports/transport.ts';
 import { sleep, waitFor } from '../../conformance/helpers/wait.ts';
 
@@ -72,5 +73,42 @@ describe('PullSubscription: refilling the window', () => {
     } finally {
       await c.stop();
     }
+  });
+});
+
+describe('PullSubscription: cancel', () => {
+  it('resolves only once a claim on its way has come back, and hands back what that claim took', async () => {
+    // A store whose second claim is held open until released, as a broker that serves a pull request late does
+    // (nats-server queues pull requests, and can serve one after a publish that followed it).
+    let releaseClaim!: (handles: string[]) => void;
+    let claims = 0;
+    const requeued: string[] = [];
+    const store: QueueStore<string> = {
+      claim: async () => {
+        claims++;
+        if (claims === 1) return { claimed: [{ handle: 'first', message: buildTaskMessage({ name: 'tests.echo', args: [], id: randomUUID(), queue: 'q' }), queue: 'q', redelivered: false }] };
+        const handles = await new Promise<string[]>((resolve) => (releaseClaim = resolve));
+        return { claimed: handles.map((handle) => ({ handle, message: buildTaskMessage({ name: 'tests.echo', args: [], id: randomUUID(), queue: 'q' }), queue: 'q', redelivered: false })) };
+      },
+      renew: async () => {},
+      ack: async () => {},
+      requeue: async (handle) => void requeued.push(handle),
+      deadLetter: async () => {},
+      releaseAll: async () => {},
+      waitForWork: () => new Promise<void>(() => {}),
+    };
+    const delivered: Delivery[] = [];
+    const subscription = new PullSubscription(store, { queues: ['q'], prefetch: 1, pollMs: 1_000 }, (d) => delivered.push(d));
+    await waitFor(() => delivered.length === 1, { what: 'the first delivery' });
+    await delivered[0]!.ack();
+    await waitFor(() => claims === 2, { what: 'the second claim on its way' });
+    let cancelled = false;
+    const cancelling = subscription.cancel().then(() => (cancelled = true));
+    await sleep(GRACE_MS);
+    assert.equal(cancelled, false, 'cancel waits for the claim on its way');
+    releaseClaim(['late']);
+    await cancelling;
+    assert.deepEqual(requeued, ['late'], 'what the late claim took went back before cancel resolved');
+    assert.equal(delivered.length, 1, 'and was never handed out');
   });
 });
