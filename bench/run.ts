@@ -192,8 +192,8 @@ ${sqliteAims(rows)}
   \`backend.countByState()\`); *startup* is spawn → "worker ready".
 - **end to end**: with the worker running (and one warm-up round trip), the producer publishes in batches with
   \`delayMany\` and calls \`get()\` on every result; the clock stops when all have resolved. With \`-P process\`,
-  the pool learns from its first tasks that the no-op is short and pipelines it (up to 8 jobs to a slot at once,
-  batched both ways, and a window 4 times wider: docs/internals.md §5); the first few dozen tasks run one to a slot.
+  the pool learns from its first tasks that the no-op is short and pipelines it (up to 16 jobs to a slot at once,
+  batched both ways, and a window 8 times wider: docs/internals.md §5); the first few dozen tasks run one to a slot.
 - **round trip**: \`await noop.delay().get()\`, one at a time; p50 and p99 of one run's round trips.`;
 }
 

@@ -38,8 +38,14 @@ export interface RecycleOptions {
   maxMemoryPerChildMb?: number | undefined;
 }
 
-/** The most short jobs one slot holds at once (4 was measured slower on SQLite with 2 slots: 3,900 against 4,900 tasks/s). */
-export const PIPELINE_DEPTH = 8;
+/**
+ * The most short jobs one slot holds at once. 4 was measured slower on SQLite with 2 slots than 8 (3,900 against
+ * 4,900 tasks/s); 16, with the worker's window twice as wide (worker.ts, PIPELINED_WINDOW), faster than 8 (#21, no-op
+ * tasks end to end, `-P process -c 2`, interleaved runs: Redis 5,100-7,600 against 4,200-6,200, SQLite 4,700-6,400
+ * against 4,400-4,700); 32 with a window of 16 was not clearly faster again. The cost: a short task that turns long
+ * holds up to 15 jobs queued behind it in its slot, and a slot that dies runs up to 16 jobs again, one at a time.
+ */
+export const PIPELINE_DEPTH = 16;
 /**
  * A task's average run (ms) moves by this share of each new run, and a run counts as at most MAX_SAMPLE_MS: one run
  * slowed by a garbage collection or a busy machine leaves a short task short (it takes three runs of 8 ms or more in a
