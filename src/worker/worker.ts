@@ -35,10 +35,10 @@ const ABORT_CLEANUP_MS = 250;
  * How much wider the prefetch window is while a process or thread pool pipelines short tasks (pools/slots.ts). A
  * slot then runs its jobs several at a time, and a window of a few per slot would leave it one or two: each claim,
  * store and acknowledgement would be its own SQLite transaction or Redis round trip again (with 2 slots on SQLite:
- * 2,400 tasks/s in a window of 8, 5,000 in one of 32). 8 rather than 4 since each slot may hold 16 short jobs
- * (PIPELINE_DEPTH): a window of 4 per slot-job could not keep two slots' pipelines full and refill at half (#21:
- * Redis 3.7 commands per task instead of 4.3). Tasks that are long, new or time-limited keep Celery's window, so a
- * worker does not hoard work other workers could start.
+ * 2,400 tasks/s in a window of 8, 5,000 in one of 32). 8 rather than 4 since a slot may hold 16 short jobs
+ * (PIPELINE_DEPTH): with 2 slots and the default multiplier, a window of 32 refilled at half could not keep their
+ * 32 places full, and one of 64 can (#21: on Redis 3.7 commands per task instead of 4.3). Tasks that are long, new
+ * or time-limited keep Celery's window, so a worker does not hoard work other workers could start.
  */
 const PIPELINED_WINDOW = 8;
 /** How long one announcement of this worker's queues lasts (renewed every heartbeat): a few missed heartbeats. */
