@@ -73,7 +73,7 @@ const PRESENCE_MAX_MS = 86_400_000;
  * hands them out (deliver policy all); a running worker pulls every pollIntervalMs, so its consumers never lapse.
  */
 export const QUEUE_CONSUMER_IDLE_MS = 86_400_000;
-/** Messages a purge takes through a busy queue's consumer per pull. */
+/** Messages a purge takes through the queue's consumer per pull. */
 const PURGE_BATCH = 256;
 
 interface DeadRecord {

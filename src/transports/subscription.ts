@@ -248,10 +248,9 @@ export class PullSubscription<H> implements Subscription {
     await this.loopDone;
   }
 
-  /** Hands every held message back for immediate redelivery (transport close), and waits for the loop to end. */
+  /** Hands every held message back for immediate redelivery (transport close), once the loop has ended (cancel). */
   async releaseAll(): Promise<void> {
     await this.cancel();
-    await this.loopDone;
     const handles = [...this.held].map((h) => h.handle);
     for (const h of this.held) h.settled = true;
     this.held.clear();

@@ -71,6 +71,11 @@ function task(queue: string, overrides: CallOverrides = {}): { id: string; messa
   return { id, message: buildTaskMessage({ name: 'tests.echo', args: [id], ...overrides, id, queue }) };
 }
 
+/** The message as a publish with `deduplicate` sends it: marked, so its consumer releases the id when it settles it. */
+function once(message: WireMessage): WireMessage {
+  return { ...message, headers: { ...message.headers, [DEDUPE_HEADER]: true } };
+}
+
 function idOf(delivery: Delivery): string {
   return String(delivery.message.headers['id']);
 }
@@ -722,7 +727,6 @@ export function transportSuite(name: string, factory: TransportFactory, capabili
     });
 
     describe('deduplication', { skip: !capabilities.deduplication && 'engine declares no deduplication' }, () => {
-      const once = (message: WireMessage): WireMessage => ({ ...message, headers: { ...message.headers, [DEDUPE_HEADER]: true } });
 
       it('publishes a deduplicated task id once while it is pending; after its ack, or its dead letter, or a purge, it may be published again', scoped(async (s) => {
         const t = await s.open();
@@ -924,10 +928,7 @@ export function transportSuite(name: string, factory: TransportFactory, capabili
         // 5 of 100 with deduplicated messages (their publish takes the server longer), which the CI run that
         // found it used.
         const route = (q: string): Route => ({ queue: q, deduplicate: capabilities.deduplication === true });
-        const message = (q: string): WireMessage => {
-          const { message: m } = task(q);
-          return capabilities.deduplication ? { ...m, headers: { ...m.headers, [DEDUPE_HEADER]: true } } : m;
-        };
+        const message = (q: string): WireMessage => (capabilities.deduplication ? once(task(q).message) : task(q).message);
         const stolen: number[] = [];
         for (let round = 0; round < 60; round++) {
           const q = queueName();

@@ -80,15 +80,16 @@ describe('PullSubscription: cancel', () => {
   it('resolves only once a claim on its way has come back, and hands back what that claim took', async () => {
     // A store whose second claim is held open until released, as a broker that serves a pull request late does
     // (nats-server queues pull requests, and can serve one after a publish that followed it).
+    const claimed = (handle: string) => ({ handle, message: buildTaskMessage({ name: 'tests.echo', args: [], id: randomUUID(), queue: 'q' }), queue: 'q', redelivered: false });
     let releaseClaim!: (handles: string[]) => void;
     let claims = 0;
     const requeued: string[] = [];
     const store: QueueStore<string> = {
       claim: async () => {
         claims++;
-        if (claims === 1) return { claimed: [{ handle: 'first', message: buildTaskMessage({ name: 'tests.echo', args: [], id: randomUUID(), queue: 'q' }), queue: 'q', redelivered: false }] };
+        if (claims === 1) return { claimed: [claimed('first')] };
         const handles = await new Promise<string[]>((resolve) => (releaseClaim = resolve));
-        return { claimed: handles.map((handle) => ({ handle, message: buildTaskMessage({ name: 'tests.echo', args: [], id: randomUUID(), queue: 'q' }), queue: 'q', redelivered: false })) };
+        return { claimed: handles.map(claimed) };
       },
       renew: async () => {},
       ack: async () => {},
