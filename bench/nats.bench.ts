@@ -42,6 +42,8 @@ const AMQP_URL = process.env['FENNEL_BENCH_AMQP_URL'] || 'amqp://guest:guest@127
 export const NATS_SIZES = process.env['FENNEL_BENCH_NATS_QUICK'] === '1' ? { tasks: 600, batch: 100, roundTrips: 50, warmup: 100, window: 200, windowBatch: 50 } : ({ tasks: 10_000, batch: 500, roundTrips: 1_000, warmup: 1_000, window: 500, windowBatch: 100 } as const);
 /** Issue #20: one node at least this many no-op tasks/s end to end. */
 const AIM_E2E = 10_000;
+/** FENNEL_BENCH_NATS_ONLY=e2e-1,nats1: only these kinds and engines (a probe while working on one; never for the document). */
+const ONLY = process.env['FENNEL_BENCH_NATS_ONLY']?.split(',');
 const CONCURRENCY = 100;
 const GET_TIMEOUT_MS = 120_000;
 
@@ -533,8 +535,8 @@ export async function natsSection(runs = 3): Promise<string> {
     const nats = { nats1, nats3 };
     for (let round = 0; round < runs; round++) {
       const engines = [...ENGINES.slice(round % ENGINES.length), ...ENGINES.slice(0, round % ENGINES.length)];
-      for (const kind of KINDS) {
-        for (const engine of engines.filter((e) => runsKind(kind, e))) {
+      for (const kind of KINDS.filter((k) => !ONLY || ONLY.includes(k))) {
+        for (const engine of engines.filter((e) => runsKind(kind, e) && (!ONLY || ONLY.includes(e)))) {
           // A scenario that failed twice in a round is not run again (each failure costs its timeouts twice over).
           if (failures.has(key(kind, engine, ''))) {
             console.warn(`nats ${kind} ${engine} run ${round + 1}: skipped (failed twice before)`);

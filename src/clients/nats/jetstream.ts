@@ -6,8 +6,8 @@
 //     no_wait: its requests stay open on the server until `expires`, and a message the server sends to a request
 //     the client stopped reading is held by nobody until its ack wait lapses (then redelivered, marked so).
 //   - ackMeta(): what the `$JS.ACK.…` reply subject of a delivered message says (deliveries, stream sequence).
-//   - settle(): "+ACK", "-NAK", "+TERM" sent as a request, so it resolves once the server has applied it; "+WPI"
-//     (in progress: the ack wait starts again) is fire and forget.
+//   - settle(): "+ACK", "-NAK", "+TERM" sent as a request, so it resolves once the server has applied it;
+//     acknowledge() ("+ACK") and inProgress() ("+WPI": the ack wait starts again) are fire and forget.
 //   - publishStored() and getStored(): a publish to a stream resolved on its PubAck, and a message read from a
 //     stream, as the client's js.publish() and jsm.streams.getMessage() do, on the connection's Replies
 //     (requests.ts: without the client's per-request Error and timer, a tenth of a worker's CPU).
@@ -174,6 +174,11 @@ export type AckVerb = '+ACK' | '-NAK' | '+TERM';
 /** Sends `verb` for the message whose reply subject is `reply`, and resolves once the server has applied it. */
 export async function settle(replies: Replies, reply: string, verb: AckVerb, timeoutMs: number): Promise<void> {
   await replies.request(reply, verb, timeoutMs);
+}
+
+/** "+ACK" without waiting for the server to confirm it (a lost one: the message is handed out again after its ack wait). */
+export function acknowledge(nc: NatsConnection, reply: string): void {
+  nc.publish(reply, '+ACK');
 }
 
 /** Restarts the ack wait of the message (fire and forget: a lost one is sent again at the next renewal). */

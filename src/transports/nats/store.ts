@@ -4,7 +4,10 @@
 //   claim      a `no_wait` pull from each queue's durable consumer in the order given, for the room left: the
 //              server hands each message to one pull request only, and tracks it as pending until it is acked
 //   renew      "+WPI" for every held message: its ack wait (the visibility timeout) starts again
-//   ack        "+ACK" as a request: WorkQueue retention deletes the message once the server has applied it
+//   ack        "+ACK": WorkQueue retention deletes the message once the server has applied it. Sent without waiting
+//              for the server's confirmation (as AMQP's basic.ack is), except for a deduplicated message: its id is
+//              free again only once the message is deleted, and a publish of it after ack() resolved must be
+//              taken. A plain ack lost with its connection costs a redelivery after the ack wait, never a message.
 //   requeue    "-NAK": handed out again at once, its delivery count (redelivered) one higher
 //   deadLetter the message and its reason published to P_DEAD (one record per stream sequence: a retry is a
 //              duplicate the server drops), then "+TERM" (deletes it: never delivered again)
@@ -13,7 +16,7 @@
 // A message whose holder dies is handed out again when its ack wait lapses, marked redelivered (deliveries > 1).
 
 import type { Replies } from '../../clients/nats/requests.ts';
-import { ackMeta, ConsumerGoneError, inProgress, pullNoWait, settle, type Msg } from '../../clients/nats/jetstream.ts';
+import { acknowledge, ackMeta, ConsumerGoneError, inProgress, pullNoWait, settle, type Msg } from '../../clients/nats/jetstream.ts';
 import { decodeEnvelope } from '../../protocol/envelope.ts';
 import type { WireMessage } from '../../protocol/message.ts';
 import type { Claimed, ClaimResult, QueueStore } from '../subscription.ts';
@@ -24,6 +27,8 @@ export interface HeldMessage {
   /** Its `$JS.ACK.…` reply subject. */
   readonly reply: string;
   readonly streamSeq: number;
+  /** Published with `deduplicate` (subject p.q.<queue>.d.<task id>): its ack waits for the server. */
+  readonly deduplicated: boolean;
   /** The payload as delivered. */
   readonly raw: string;
   readonly message: WireMessage;
@@ -130,7 +135,8 @@ export class NatsQueueStore implements QueueStore<HeldMessage> {
     const raw = msg.string();
     const message = decodeEnvelope(raw);
     const { deliveries, streamSeq } = ackMeta(msg.reply ?? '');
-    return { handle: { queue, reply: msg.reply!, streamSeq, raw, message }, message, queue, redelivered: deliveries > 1 };
+    const deduplicated = !msg.subject.endsWith('.m');
+    return { handle: { queue, reply: msg.reply!, streamSeq, deduplicated, raw, message }, message, queue, redelivered: deliveries > 1 };
   }
 
   async renew(held: readonly HeldMessage[]): Promise<void> {
@@ -139,7 +145,9 @@ export class NatsQueueStore implements QueueStore<HeldMessage> {
   }
 
   async ack(held: HeldMessage): Promise<void> {
-    await settle(await this.host.connection(), held.reply, '+ACK', this.host.timeoutMs);
+    const replies = await this.host.connection();
+    if (held.deduplicated) await settle(replies, held.reply, '+ACK', this.host.timeoutMs);
+    else acknowledge(replies.nc, held.reply);
   }
 
   async requeue(held: HeldMessage): Promise<void> {
