@@ -312,6 +312,7 @@ export class NatsTransport implements Transport {
       stream: this.layout.tasks,
       connection: async () => (await this.handles()).replies,
       consumerName: (queue) => this.layout.consumer(queue),
+      plainSubject: (queue) => this.layout.subject('q', queue),
       recreateConsumer: async (queue) => {
         this.queueConsumers.delete(queue);
         await this.ensureConsumer(queue);

@@ -27,7 +27,7 @@ export interface HeldMessage {
   /** Its `$JS.ACK.…` reply subject. */
   readonly reply: string;
   readonly streamSeq: number;
-  /** Published with `deduplicate` (subject p.q.<queue>.d.<task id>): its ack waits for the server. */
+  /** Published with `deduplicate` (subject p.q.<queue>.d.<task id>, not the queue's plain one): its ack waits for the server. */
   readonly deduplicated: boolean;
   /** The payload as delivered. */
   readonly raw: string;
@@ -41,6 +41,8 @@ export interface StoreHost {
   /** The connection's requests (clients/nats/requests.ts). */
   connection(): Promise<Replies>;
   consumerName(queue: string): string;
+  /** The subject of the queue's ready messages published without `deduplicate` (p.q.<queue>.m). */
+  plainSubject(queue: string): string;
   /** Makes each queue's consumer if missing (and the streams first); resolves with their ack waits in ms. */
   ensureConsumers(queues: readonly string[]): Promise<number[]>;
   /** Makes the queue's consumer again (it was deleted under a running subscription). */
@@ -66,11 +68,15 @@ export class NatsQueueStore implements QueueStore<HeldMessage> {
 
   /** Set once the queues' consumers exist and the wake subscriptions are held (prepare). */
   private prepared: Promise<number[]> | undefined;
+  /** Each queue's plain subject: a message on any other subject of the queue was deduplicated. */
+  private readonly plainSubjects: ReadonlyMap<string, string>;
 
   constructor(
     private readonly host: StoreHost,
     private readonly queues: readonly string[],
-  ) {}
+  ) {
+    this.plainSubjects = new Map(queues.map((queue) => [queue, host.plainSubject(queue)]));
+  }
 
   /**
    * Makes the queues' consumers (and the streams) and subscribes to their wake subjects, once: before the first
@@ -135,7 +141,7 @@ export class NatsQueueStore implements QueueStore<HeldMessage> {
     const raw = msg.string();
     const message = decodeEnvelope(raw);
     const { deliveries, streamSeq } = ackMeta(msg.reply ?? '');
-    const deduplicated = !msg.subject.endsWith('.m');
+    const deduplicated = msg.subject !== this.plainSubjects.get(queue);
     return { handle: { queue, reply: msg.reply!, streamSeq, deduplicated, raw, message }, message, queue, redelivered: deliveries > 1 };
   }
 
