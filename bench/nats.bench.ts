@@ -42,8 +42,6 @@ const AMQP_URL = process.env['FENNEL_BENCH_AMQP_URL'] || 'amqp://guest:guest@127
 export const NATS_SIZES = process.env['FENNEL_BENCH_NATS_QUICK'] === '1' ? { tasks: 600, batch: 100, roundTrips: 50, warmup: 100, window: 200, windowBatch: 50 } : ({ tasks: 10_000, batch: 500, roundTrips: 1_000, warmup: 1_000, window: 500, windowBatch: 100 } as const);
 /** Issue #20: one node at least this many no-op tasks/s end to end. */
 const AIM_E2E = 10_000;
-/** FENNEL_BENCH_NATS_ONLY=e2e-1,nats1: only these kinds and engines (a probe while working on one; never for the document). */
-const ONLY = process.env['FENNEL_BENCH_NATS_ONLY']?.split(',');
 const CONCURRENCY = 100;
 const GET_TIMEOUT_MS = 120_000;
 
@@ -515,8 +513,19 @@ function version(command: string, args: string[], pattern: RegExp): string {
   }
 }
 
-/** Runs the NATS part `runs` times and returns its BENCHMARKS.md section (also printed). */
-export async function natsSection(runs = 3): Promise<string> {
+/** A scenario's id for bench/run.ts's filters: `nats-<kind>-<engine>`, e.g. nats-e2e-1-nats1, nats-steps-nats3. */
+const scenarioId = (kind: Kind, engine: EngineId): string => `nats-${kind}-${engine}`;
+
+/** Every scenario id of the NATS part. */
+export function natsScenarioIds(): string[] {
+  return KINDS.flatMap((kind) => ENGINES.filter((engine) => runsKind(kind, engine)).map((engine) => scenarioId(kind, engine)));
+}
+
+/**
+ * Runs the NATS part `runs` times and returns its BENCHMARKS.md section (also printed). With `only`, just the
+ * scenarios whose id it accepts (bench/run.ts prints that run and writes nothing).
+ */
+export async function natsSection(runs = 3, only?: (id: string) => boolean): Promise<string> {
   const startedAt = new Date();
   const load0 = loadavg();
   const natsVersion = version('nats-server', ['--version'], /v(\d\S*)/);
@@ -535,8 +544,8 @@ export async function natsSection(runs = 3): Promise<string> {
     const nats = { nats1, nats3 };
     for (let round = 0; round < runs; round++) {
       const engines = [...ENGINES.slice(round % ENGINES.length), ...ENGINES.slice(0, round % ENGINES.length)];
-      for (const kind of KINDS.filter((k) => !ONLY || ONLY.includes(k))) {
-        for (const engine of engines.filter((e) => runsKind(kind, e) && (!ONLY || ONLY.includes(e)))) {
+      for (const kind of KINDS) {
+        for (const engine of engines.filter((e) => runsKind(kind, e) && (!only || only(scenarioId(kind, e))))) {
           // A scenario that failed twice in a round is not run again (each failure costs its timeouts twice over).
           if (failures.has(key(kind, engine, ''))) {
             console.warn(`nats ${kind} ${engine} run ${round + 1}: skipped (failed twice before)`);

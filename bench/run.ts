@@ -33,7 +33,8 @@
 //                                         and RabbitMQ: enqueue, end to end with 1 and 2 workers, round trip
 //                                         (bench/nats.bench.ts); rewrites only its section
 //   npm run bench -- --runs 1 latency     only the scenarios whose id contains "latency"; prints, writes nothing
-//                                         (e.g. `beequeue`: bee-queue's Redis scenarios; `wyndor-process`: the gateway's)
+//                                         (e.g. `beequeue`: bee-queue's Redis scenarios; `wyndor-process`: the gateway's;
+//                                         `nats-steps-nats1`: the NATS part's, ids nats-<kind>-<engine>)
 //
 // SQLite ids: enqueue-single, enqueue-bulk, process-async, e2e-async, e2e-process, latency.
 // Redis ids: redis-<kind>-<peer>[-<config>], kinds e2e-1, e2e-2, enqueue-single, enqueue-bulk, latency; peers fennel,
@@ -49,7 +50,7 @@ import { actorsSection } from './actors.bench.ts';
 import { amqpSection } from './amqp.bench.ts';
 import { beatSection } from './beat.bench.ts';
 import { cacheSection } from './cache.bench.ts';
-import { natsSection } from './nats.bench.ts';
+import { natsScenarioIds, natsSection } from './nats.bench.ts';
 import { canvasSection } from './canvas.bench.ts';
 import { channelsSection } from './channels.bench.ts';
 import { controlSection } from './control.bench.ts';
@@ -623,6 +624,13 @@ async function main(): Promise<void> {
   if (filters.length === 1 && filters[0] === 'canvas') {
     writeDocument({ canvas: await canvasSection(runs ?? 3) });
     console.log('wrote BENCHMARKS.md (the canvas section)');
+    return;
+  }
+  // Filters naming NATS scenarios: those alone, printed, nothing written. Their ids all start with `nats-`
+  // (nats-<kind>-<engine>), so a filter such as `e2e-1` still means the Redis part's.
+  const natsIds = natsScenarioIds();
+  if (filters.length > 0 && filters.every((f) => f.startsWith('nats-') && natsIds.some((id) => id.includes(f)))) {
+    await natsSection(runs ?? 3, (id) => filters.some((f) => id.includes(f)));
     return;
   }
   // Filters naming gateway scenarios (wyndor-process, submit-amqp): those alone, printed, nothing written.

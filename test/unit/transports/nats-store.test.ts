@@ -36,14 +36,14 @@ describe('nats:// store: how an ack is sent', { skip }, () => {
     handles = await link.handles();
     await handles.jsm.streams.add({ name: STREAM, subjects: [`${P}.q.>`], retention: RetentionPolicy.Workqueue });
     await handles.jsm.consumers.add(STREAM, { durable_name: CONSUMER, ack_policy: AckPolicy.Explicit, filter_subject: `${P}.q.${QUEUE}.>` });
-    // The store's connection, watched: its requests and its plain publishes to $JS.ACK subjects are recorded.
+    // The store's connection (the test's own), watched: its requests and its plain publishes to $JS.ACK subjects are recorded.
     const nc = handles.nc;
-    const watched = Object.create(nc) as typeof nc;
-    watched.publish = (subject, payload, options) => {
+    const publish = nc.publish.bind(nc);
+    nc.publish = (subject, payload, options) => {
       if (subject.startsWith('$JS.ACK.') && !options?.reply) published.push(subject);
-      return nc.publish(subject, payload, options);
+      publish(subject, payload, options);
     };
-    replies = new Replies(watched);
+    replies = new Replies(nc);
     const request = replies.request.bind(replies);
     replies.request = (subject, payload, timeoutMs, msgHeaders) => {
       if (subject.startsWith('$JS.ACK.')) requested.push(subject);
