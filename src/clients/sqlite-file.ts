@@ -20,11 +20,23 @@ CREATE TABLE IF NOT EXISTS fennel_messages (
   visible_at  INTEGER NOT NULL,            -- ms since epoch: publish time, eta, or a held message's lease expiry
   lease       TEXT,                        -- the consumer holding it; NULL while waiting
   deliveries  INTEGER NOT NULL DEFAULT 0,  -- times handed out; > 0 means redelivered
-  envelope    TEXT    NOT NULL             -- kombu's envelope JSON (protocol/envelope.ts), body utf-8
+  envelope    TEXT    NOT NULL             -- kombu's envelope JSON (protocol/envelope.ts), body utf-8; '' when it is in fennel_message_bodies
 );
 -- Claim order: priority (higher first), then the time it became visible, then publish order.
 CREATE INDEX IF NOT EXISTS fennel_messages_claim ON fennel_messages (queue, priority DESC, visible_at, id);
 CREATE INDEX IF NOT EXISTS fennel_messages_lease ON fennel_messages (lease) WHERE lease IS NOT NULL;
+-- Large envelopes (transports/sqlite.ts, OUT_OF_LINE_BYTES), kept out of their message's row: a claim sets the
+-- row's lease, which changes the row's size, and SQLite then writes the whole row again, overflow pages and all.
+-- Here an envelope is written once, when it is published. The id is its message's (AUTOINCREMENT: never reused).
+CREATE TABLE IF NOT EXISTS fennel_message_bodies (
+  id          INTEGER PRIMARY KEY,
+  envelope    TEXT    NOT NULL
+);
+-- Every way a message row goes (ack, dead letter, purge, a broadcast copy discarded) takes its body with it.
+CREATE TRIGGER IF NOT EXISTS fennel_messages_body_delete AFTER DELETE ON fennel_messages WHEN old.envelope = ''
+BEGIN
+  DELETE FROM fennel_message_bodies WHERE id = old.id;
+END;
 
 CREATE TABLE IF NOT EXISTS fennel_dead_letters (
   id          INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -145,7 +157,7 @@ CREATE INDEX IF NOT EXISTS fennel_waits_task ON fennel_waits (task_id);
  * to SCHEMA. Opening then only reads it. Running SCHEMA takes the write lock (its INSERT), so every process
  * opening the file, `fennel status` included, would queue behind the workers' writes to change nothing.
  */
-const SCHEMA_VERSION = 6;
+const SCHEMA_VERSION = 7;
 
 /**
  * What CREATE TABLE IF NOT EXISTS cannot do for a file made by an older version: columns added to a table that

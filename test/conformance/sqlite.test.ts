@@ -253,7 +253,7 @@ it('a schema-5 file gains keep_until on open, keeps its results, and pins object
     assert.equal((await backend.get(pinned))?.status, 'SUCCESS');
     const check = new Database(path, { readonly: true });
     try {
-      assert.equal(check.pragma('user_version', { simple: true }), 6);
+      assert.equal(check.pragma('user_version', { simple: true }), 7);
       assert.equal((check.prepare('SELECT keep_until FROM fennel_results WHERE task_id = ?').get(pinned) as { keep_until: number }).keep_until, Number.MAX_SAFE_INTEGER);
     } finally {
       check.close();

@@ -77,6 +77,63 @@ describe('SqliteTransport', () => {
     }
   });
 
+  it('keeps a large envelope out of its row: a claim writes a few pages, not the envelope again; every way out takes it along', async () => {
+    const t = openTransport();
+    const q = `q-${randomUUID()}`;
+    const big = (n: number) => {
+      const id = randomUUID();
+      return buildTaskMessage({ id, name: 'tests.echo', args: [`${n}:${'x'.repeat(200_000)}`], queue: q });
+    };
+    const raw = new Database(sqlitePath(url));
+    const count = (table: string): number => (raw.prepare(`SELECT count(*) AS n FROM ${table}`).get() as { n: number }).n;
+    const walFrames = (mode: 'PASSIVE' | 'TRUNCATE'): { busy: number; log: number } => (raw.pragma(`wal_checkpoint(${mode})`) as Array<{ busy: number; log: number }>)[0]!;
+    try {
+      const first = big(1);
+      await t.publish(first, { queue: q });
+      const row = raw.prepare('SELECT envelope FROM fennel_messages').get() as { envelope: string };
+      assert.equal(row.envelope, '', 'the row holds no envelope');
+      assert.equal(count('fennel_message_bodies'), 1);
+
+      // The claim, alone in an emptied WAL: it sets the lease on a small row. Written into the row, the 200 KB
+      // envelope would be written again with it: about 50 pages of 4 KiB.
+      assert.equal(walFrames('TRUNCATE').busy, 0);
+      const got: Delivery[] = [];
+      const sub = await t.consume({ queues: [q], prefetch: 1 }, (d) => got.push(d));
+      await waitFor(() => got.length === 1, { what: 'the large message' });
+      const frames = walFrames('PASSIVE').log;
+      assert.ok(frames > 0 && frames < 12, `the claim wrote ${frames} pages`);
+      assert.equal(got[0]!.message.body, first.body);
+      assert.deepEqual(got[0]!.message.headers, first.headers);
+      await got[0]!.ack();
+      assert.equal(count('fennel_messages'), 0);
+      assert.equal(count('fennel_message_bodies'), 0, 'the ack deleted the envelope');
+
+      // A dead letter keeps the whole envelope; sent again, it is out of line again and arrives whole.
+      const second = big(2);
+      await t.publish(second, { queue: q });
+      await waitFor(() => got.length === 2, { what: 'the second large message' });
+      await got[1]!.reject({ requeue: false, reason: 'test' });
+      assert.equal(count('fennel_message_bodies'), 0, 'the dead letter took the envelope');
+      const [letter] = await t.listDeadLetters();
+      assert.equal(letter!.message.body, second.body);
+      assert.equal(await t.requeueDeadLetter(letter!.id), true);
+      await waitFor(() => got.length === 3, { what: 'the requeued dead letter' });
+      assert.equal(got[2]!.message.body, second.body);
+      assert.equal(count('fennel_message_bodies'), 1);
+      await got[2]!.ack();
+      await sub.cancel();
+
+      // Purged messages take theirs too; a small one stays in its row.
+      await t.publish(big(3), { queue: q });
+      await t.publish(task(q).message, { queue: q });
+      assert.equal(count('fennel_message_bodies'), 1);
+      assert.equal(await t.purge(q), 2);
+      assert.equal(count('fennel_message_bodies'), 0);
+    } finally {
+      raw.close();
+    }
+  });
+
   it('hands out a row whose envelope is not JSON with `malformed` set, and can dead-letter it', async () => {
     const t = openTransport();
     const q = `q-${randomUUID()}`;
