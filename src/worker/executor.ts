@@ -9,7 +9,7 @@ import { backoffMs } from '../app/options.ts';
 import { suggest } from '../app/suggest.ts';
 import { decodeJson } from '../protocol/json.ts';
 import { buildRetryMessage, parseTaskMessage, type TaskRequest } from '../protocol/message.ts';
-import { exceptionInfo, nowIso, revokedMeta, type ExceptionInfo, type TaskMeta } from '../protocol/result.ts';
+import { exceptionInfo, nowIso, revokedMeta, withResultJson, type ExceptionInfo, type TaskMeta } from '../protocol/result.ts';
 import { States } from '../protocol/states.ts';
 import type { TaskEventType } from '../events/events.ts';
 import type { Delivery } from '../transports/transport.ts';
@@ -413,7 +413,7 @@ async function settle(request: TaskRequest, delivery: Delivery, outcome: Outcome
     const workflow = inWorkflow(request);
     // Outside a workflow, the ack may ride in the store's own transaction (sqlite://, one file): one commit, not two.
     // In one, the next steps are in the broker before this message is acknowledged, so the ack waits for them.
-    const acked = !request.ignoreResult && (await storeOutcomeAndAck(ctx.app, meta(request, ctx, States.SUCCESS, decodeJson(outcome.resultJson)), delivery.redelivered, workflow ? undefined : delivery.joinableAck));
+    const acked = !request.ignoreResult && (await storeOutcomeAndAck(ctx.app, withResultJson(meta(request, ctx, States.SUCCESS, decodeJson(outcome.resultJson)), outcome.resultJson), delivery.redelivered, workflow ? undefined : delivery.joinableAck));
     if (ctx.log.isLevelEnabled('info')) ctx.log.info({ task: request.name, id: request.id, runtimeSec: Number(runtimeSec.toFixed(6)) }, `Task ${request.name}[${request.id}] succeeded in ${runtimeSec.toFixed(6)}s: ${truncate(outcome.resultJson)}`);
     if (ctx.taskEvents) ctx.emit('task-succeeded', request, { result: truncate(outcome.resultJson), runtime: runtimeSec });
     if (workflow) await continueWorkflow(ctx.app, request, delivery, outcome.resultJson);

@@ -39,11 +39,13 @@ export function inWorkflow(request: TaskRequest): boolean {
 
 export async function continueWorkflow(app: Fennel, request: TaskRequest, delivery: Delivery, resultJson: string): Promise<void> {
   const { embed } = request;
-  const result = decodeJson(resultJson);
+  const chain = (embed.chain ?? []) as SignatureDict[];
+  const callbacks = (embed.callbacks ?? []) as SignatureDict[];
+  // Decoded only for the steps that take it as an argument: a chord's join takes the text as it is.
+  const result = callbacks.length || chain.length ? decodeJson(resultJson) : undefined;
   const sends: Array<Promise<void>> = [];
   const lineage = { parentId: request.id, rootId: request.rootId };
-  for (const callback of (embed.callbacks ?? []) as SignatureDict[]) applyStep(app, callback, { prepend: [result], ...lineage }, sends);
-  const chain = (embed.chain ?? []) as SignatureDict[];
+  for (const callback of callbacks) applyStep(app, callback, { prepend: [result], ...lineage }, sends);
   if (chain.length) {
     // Celery's order: the next step is the last element; the rest run after it, in reverse.
     const next = chain[chain.length - 1]!;

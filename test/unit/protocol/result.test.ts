@@ -4,8 +4,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { RemoteTaskError, SerializationError } from '../../../src/errors.ts';
-import { decodeMeta, encodeMeta, errorInfo, exceptionInfo, isExceptionInfo, pendingMeta, remoteError, type TaskMeta } from '../../../src/protocol/result.ts';
+import { decodeMeta, encodeMeta, errorInfo, exceptionInfo, isExceptionInfo, pendingMeta, remoteError, withResultJson, type TaskMeta } from '../../../src/protocol/result.ts';
 import { celeryA4Results } from '../../fixtures/celery.ts';
+import { encodeJson } from '../../../src/protocol/json.ts';
 
 const { success, failure, revoked, notRegistered, rpcReply } = celeryA4Results;
 
@@ -110,6 +111,21 @@ describe('encodeMeta and decodeMeta', () => {
   it('refuses a result JSON cannot carry, naming its path under result', () => {
     const meta: TaskMeta = { ...(success as TaskMeta), result: { handle: new Map() } };
     assert.throws(() => encodeMeta(meta), (e: unknown) => e instanceof SerializationError && e.message.includes('result.handle'));
+  });
+
+  it('splices in the text a slot encoded the result to (withResultJson), the same text as encoding it again', () => {
+    const values: unknown[] = [null, 0, 'x'.repeat(100_000), [1, 'two', { three: 3 }], { at: new Date('2026-11-26T02:30:06.208Z'), raw: Buffer.from('hi') }];
+    for (const value of values) {
+      const plain: TaskMeta = { ...(success as TaskMeta), result: value };
+      const reused = withResultJson({ ...(success as TaskMeta), result: value }, encodeJson(value, 'result'));
+      assert.equal(encodeMeta(reused), encodeMeta(plain));
+    }
+    // The text is what goes in, not the value encoded again: the value is not looked at.
+    const spliced = withResultJson({ ...(success as TaskMeta), result: new Map() }, '[1,2]');
+    assert.deepEqual(decodeMeta(encodeMeta(spliced)).result, [1, 2]);
+    // A field after the result that holds the placeholder's own text is left alone.
+    const sly = withResultJson({ ...(success as TaskMeta), result: 'r', args: ['\u0000fennel:result\u0000'] }, '"r"');
+    assert.deepEqual(decodeMeta(encodeMeta(sly)), { ...success, result: 'r', args: ['\u0000fennel:result\u0000'] });
   });
 
   it('decodes the rpc:// reply body a Celery worker sends', () => {
