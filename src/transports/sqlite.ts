@@ -66,7 +66,7 @@ export class SqliteTransport implements Transport {
 
   async publish(message: WireMessage, route: Route): Promise<void> {
     this.check();
-    await this.file.write(() => this.insert(message, route, Date.now()));
+    await this.file.write(() => this.insert(message, route, Date.now()), { bytes: message.body.length });
   }
 
   async publishMany(batch: ReadonlyArray<readonly [WireMessage, Route]>): Promise<void> {

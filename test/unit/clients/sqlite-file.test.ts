@@ -54,4 +54,37 @@ describe('SqliteFile change notifications', () => {
       stop();
     }
   });
+
+  it('commits writes that bring a megabyte at once, not at the end of the turn, and never from inside a transaction', async () => {
+    file.db.prepare('CREATE TABLE t (x)').run();
+    const other = new Database(dir.file('fennel.db'), { readonly: true });
+    const count = (): number => (other.prepare('SELECT count(*) AS n FROM t').get() as { n: number }).n;
+    const insert = (): unknown => file.db.prepare('INSERT INTO t VALUES (1)').run();
+    try {
+      // Small writes wait for the turn's end, so that they share one commit.
+      const small = file.write(insert, { bytes: 1000 });
+      assert.equal(count(), 0);
+      await small;
+      assert.equal(count(), 1);
+      // A large one is committed before write() returns: another process sees it while this turn goes on.
+      const large = file.write(insert, { bytes: 2 * 1024 * 1024 });
+      assert.equal(count(), 2);
+      await large;
+      // Asked for by a write's own fn, inside its transaction: committed after it, in its own, not inside it. Were it
+      // run inside, the rollback of the failing fn would take its row too, after its promise had said it was written.
+      let nested: Promise<unknown> | undefined;
+      await assert.rejects(
+        file.write(() => {
+          insert();
+          nested = file.write(insert, { bytes: 2 * 1024 * 1024 });
+          throw new Error('the outer write fails');
+        }),
+        /the outer write fails/,
+      );
+      await nested;
+      assert.equal(count(), 3, 'the nested write is committed; the failed one is not');
+    } finally {
+      other.close();
+    }
+  });
 });
