@@ -16,8 +16,42 @@ const NO_EXTRA: Partial<WireProperties> = {};
  * object would be garbage as soon as it was written.
  */
 export function encodeEnvelope(message: WireMessage, bodyEncoding: BodyEncoding, extra: Partial<WireProperties> = NO_EXTRA): string {
-  const body = bodyEncoding === 'base64' ? `"${base64Utf8(message.body)}"` : JSON.stringify(message.body);
+  const body = bodyEncoding === 'base64' ? `"${base64Utf8(message.body)}"` : quotedBody(message);
   return `{"body":${body}${member(',"content-encoding":', message.contentEncoding)}${member(',"content-type":', message.contentType)}${member(',"headers":', message.headers)},"properties":${propertiesJson(message.properties, bodyEncoding, extra)}}`;
+}
+
+/**
+ * Messages whose body JSON.stringify wrote (buildTaskMessage's): such a text holds no control character and no lone
+ * surrogate, so quoting it as a JSON string only escapes its quotes and backslashes. A copy of the message is not in
+ * here, nor is a body read from a broker, which may hold anything.
+ */
+const compactJsonBodies = new WeakSet<WireMessage>();
+
+/** Marks `message.body` as JSON.stringify's output (see compactJsonBodies). */
+export function markCompactJsonBody<M extends WireMessage>(message: M): M {
+  compactJsonBodies.add(message);
+  return message;
+}
+
+/** From this length a marked body is quoted by escaping its quotes and backslashes, if it has few. */
+const FAST_QUOTE_MIN = 64 * 1024;
+/** replaceAll builds its result from the pieces between matches: quick for a few, slower than JSON.stringify for many. */
+const FAST_QUOTE_MAX_SPECIALS = 256;
+
+/**
+ * JSON.stringify(message.body). Node 20's JSON.stringify writes a long string at about 5 ns a character: 28 ms for a
+ * 6.7 MB body (a chunk of 1,250,000 packed integers), which escaping its dozen quotes does in well under a millisecond.
+ */
+function quotedBody(message: WireMessage): string {
+  const body = message.body;
+  if (body.length < FAST_QUOTE_MIN || !compactJsonBodies.has(message)) return JSON.stringify(body);
+  let specials = 0;
+  for (const special of ['"', '\\']) {
+    for (let at = body.indexOf(special); at !== -1; at = body.indexOf(special, at + 1)) {
+      if (++specials > FAST_QUOTE_MAX_SPECIALS) return JSON.stringify(body);
+    }
+  }
+  return `"${body.replaceAll('\\', '\\\\').replaceAll('"', '\\"')}"`;
 }
 
 /** `prefix` and the value's JSON, or nothing for a value JSON.stringify leaves out of an object (undefined). */

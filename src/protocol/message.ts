@@ -6,6 +6,7 @@ import { hostname } from 'node:os';
 import { z } from 'zod';
 import { ProtocolError } from '../errors.ts';
 import { decodeJson, encodeJson, isoUtc, parseIso } from './json.ts';
+import { markCompactJsonBody } from './envelope.ts';
 
 export const CONTENT_TYPE = 'application/json';
 export const CONTENT_ENCODING = 'utf-8';
@@ -163,13 +164,14 @@ export function buildTaskMessage(call: TaskCall): WireMessage {
     // kombu turns `expires` into a per-message TTL in milliseconds, as a string (RabbitMQ enforces it).
     properties.expiration = String(Math.max(0, call.expires.getTime() - Date.now()));
   }
-  return {
+  // JSON.stringify's texts joined: the envelope may quote it by escaping its quotes alone (envelope.ts).
+  return markCompactJsonBody({
     headers,
     properties,
     body: `[${argsJson},${kwargsJson},${encodeJson(embed, 'embed')}]`,
     contentType: CONTENT_TYPE,
     contentEncoding: CONTENT_ENCODING,
-  };
+  });
 }
 
 const nullableString = z.string().nullish().transform((v) => v ?? null);

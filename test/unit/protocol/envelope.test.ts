@@ -35,6 +35,10 @@ function messages(): Array<[string, WireMessage]> {
     ['a property whose value is undefined', { ...task, properties: { ...task.properties, note: undefined } }],
     ['undefined content type, encoding and headers', { ...task, contentType: undefined, contentEncoding: undefined, headers: undefined } as unknown as WireMessage],
     ['headers with a Date', { ...task, headers: { ...task.headers, when: new Date(0) } }],
+    // Large bodies buildTaskMessage wrote, which a utf-8 envelope quotes by escaping their quotes and backslashes alone,
+    // and one with too many of them for that, which goes JSON.stringify's way.
+    ['a large task message with escapes in its arguments', buildTaskMessage({ ...call, args: [`${'x'.repeat(100_000)} quote " backslash \\ newline \n nul \u0000 lone \ud800 é ✓ \u2028`, 'y'.repeat(70_000)], kwargs: { 'k"ey': 'v\\' } })],
+    ['a large task message with many quotes', buildTaskMessage({ ...call, args: Array.from({ length: 20_000 }, (_, i) => `k${i}`) })],
   ];
 }
 
