@@ -63,7 +63,6 @@ export function nowIso(): string {
   return isoUtc(new Date());
 }
 
-/** Encodes a meta as JSON text. The `result` may be user data, so it goes through the tagging codec. */
 /**
  * The JSON of a result as the pool slot encoded it, by meta (withResultJson). V8's JSON.stringify writes a long string
  * at about 5 ns a character on Node 20 (33 ms for a 6.7 MB string, 260 ms for 53 MB), so encoding a large result a
@@ -77,10 +76,15 @@ export function withResultJson(meta: TaskMeta, resultJson: string): TaskMeta {
   return meta;
 }
 
-/** Stands in for the result while the rest of the meta is encoded; no other field of a meta holds it. */
+/**
+ * Stands in for the result while the rest of the meta is encoded. The result is a meta's second field, after its
+ * status (a state's name), so the placeholder's first occurrence is the result's even if a later field (the task's
+ * args) holds the same text.
+ */
 const RESULT_PLACEHOLDER = '\u0000fennel:result\u0000';
 const RESULT_PLACEHOLDER_JSON = JSON.stringify(RESULT_PLACEHOLDER);
 
+/** Encodes a meta as JSON text. The `result` may be user data, so it goes through the tagging codec. */
 export function encodeMeta(meta: TaskMeta): string {
   const resultJson = resultTexts.get(meta);
   if (resultJson !== undefined) {
