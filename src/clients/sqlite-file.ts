@@ -37,6 +37,10 @@ CREATE TRIGGER IF NOT EXISTS fennel_messages_body_delete AFTER DELETE ON fennel_
 BEGIN
   DELETE FROM fennel_message_bodies WHERE id = old.id;
 END;
+-- A message's envelope wherever it is kept: what reads whole messages (a dead letter's copy, an operator) reads this.
+CREATE VIEW IF NOT EXISTS fennel_message_envelopes AS
+  SELECT m.id, m.queue, m.lease, COALESCE(b.envelope, m.envelope) AS envelope
+  FROM fennel_messages m LEFT JOIN fennel_message_bodies b ON b.id = m.id AND m.envelope = '';
 
 CREATE TABLE IF NOT EXISTS fennel_dead_letters (
   id          INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -217,9 +217,7 @@ function prepare(db: Database.Database): Record<StatementName, Database.Statemen
     releaseAll: db.prepare('UPDATE fennel_messages SET lease = NULL, visible_at = 0 WHERE lease = ?'),
     toDead: db.prepare(
       `INSERT INTO fennel_dead_letters (queue, reason, task_id, task_name, created_at, envelope)
-       SELECT m.queue, ?, ?, ?, ?, COALESCE(b.envelope, m.envelope)
-       FROM fennel_messages m LEFT JOIN fennel_message_bodies b ON b.id = m.id AND m.envelope = ''
-       WHERE m.id = ? AND m.lease = ?`,
+       SELECT queue, ?, ?, ?, ?, envelope FROM fennel_message_envelopes WHERE id = ? AND lease = ?`,
     ),
     // A message whose holder's lease has lapsed counts as waiting again (its holder died).
     purge: db.prepare('DELETE FROM fennel_messages WHERE queue = ? AND (lease IS NULL OR visible_at <= ?)'),

@@ -35,7 +35,7 @@ type Peek = (queue: string) => Promise<string[]>;
 const peekSqlite: Peek = async (queue) => {
   const db = new Database(sqlite.path, { readonly: true });
   try {
-    const rows = db.prepare('SELECT COALESCE(b.envelope, m.envelope) AS envelope FROM fennel_messages m LEFT JOIN fennel_message_bodies b ON b.id = m.id WHERE m.queue = ?').all(queue) as Array<{ envelope: string }>;
+    const rows = db.prepare('SELECT envelope FROM fennel_message_envelopes WHERE queue = ?').all(queue) as Array<{ envelope: string }>;
     return rows.map((row) => (JSON.parse(row.envelope) as { body: string }).body);
   } finally {
     db.close();
@@ -194,7 +194,7 @@ describe('large fan-out', () => {
         await chord(Array.from({ length: size }, (_, i) => add.s(i, i).set({ queue })), total.s().set({ queue: `${queue}-cb` })).applyAsync().sent;
         const db = new Database(join(sqlite.dir, 'fanout.db'), { readonly: true });
         try {
-          return (db.prepare('SELECT MAX(LENGTH(COALESCE(b.envelope, m.envelope))) AS n FROM fennel_messages m LEFT JOIN fennel_message_bodies b ON b.id = m.id WHERE m.queue = ?').get(queue) as { n: number }).n;
+          return (db.prepare('SELECT MAX(LENGTH(envelope)) AS n FROM fennel_message_envelopes WHERE queue = ?').get(queue) as { n: number }).n;
         } finally {
           db.close();
         }

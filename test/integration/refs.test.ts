@@ -85,7 +85,7 @@ function sqliteEngine(): Engine {
     prepare: async () => {},
     cleanup: async () => {},
     peek: async (queue) =>
-      read((db) => (db.prepare('SELECT COALESCE(b.envelope, m.envelope) AS envelope FROM fennel_messages m LEFT JOIN fennel_message_bodies b ON b.id = m.id WHERE m.queue = ?').all(queue) as Array<{ envelope: string }>).map((row) => (JSON.parse(row.envelope) as { body: string }).body)),
+      read((db) => (db.prepare('SELECT envelope FROM fennel_message_envelopes WHERE queue = ?').all(queue) as Array<{ envelope: string }>).map((row) => (JSON.parse(row.envelope) as { body: string }).body)),
     largeResults: async (bytes) => read((db) => (db.prepare('SELECT task_id FROM fennel_results WHERE LENGTH(meta) > ? ORDER BY task_id').all(bytes) as Array<{ task_id: string }>).map((row) => row.task_id)),
     drain: (app, queue) => drainByStats(app, queue),
   };
