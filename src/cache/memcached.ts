@@ -18,6 +18,7 @@
 // One memjs client per server (memjs's own server choice, failover and retries are off: the ring and the
 // counting here replace them). No SASL: a user name or password in the URL is a ConfigError.
 
+import type { Socket } from 'node:net';
 import HashRing from 'hashring';
 import memjs from 'memjs';
 import { CacheError, ConfigError } from '../errors.ts';
@@ -395,8 +396,32 @@ export class MemcachedEngine implements CacheEngine {
     // memjs falls back to MEMCACHIER_USERNAME / MEMCACHE_USERNAME (and _PASSWORD) from the environment for SASL;
     // Fennel does not authenticate, so a variable set for something else must not change what it sends.
     Object.assign(memjsServer, { username: undefined, password: undefined });
+    failWaitingOnClose(memjsServer);
     return new memjs.Client([memjsServer], options);
   }
+}
+
+/**
+ * Makes a connection that closes without an error fail the requests still waiting on it. memjs 1.3 fails them on a
+ * socket error or its own timeout only: when the server closes the connection cleanly (a memcached SIGKILLed after
+ * it read a request sends FIN, not RST), its 'close' handler forgets the socket and with it the timer that would
+ * have timed them out, and each waits for ever. The hook wraps the server's sock(), which opens each connection,
+ * and adds a 'close' listener to every new socket; memjs's own runs first (it was added first) and has cleared the
+ * socket by then, so error() here only fails the callbacks. They are not kept per socket: any request of this
+ * client still waiting is failed, which is what a failure does to a client here anyway (see retire).
+ */
+function failWaitingOnClose(server: memjs.Server): void {
+  const internal = server as unknown as { _socket?: Socket };
+  const open = server.sock.bind(server);
+  server.sock = (sasl, go) => {
+    const before = internal._socket;
+    open(sasl, go);
+    const socket = internal._socket;
+    if (!socket || socket === before) return;
+    socket.once('close', () => {
+      if (Object.keys(server.errorCallbacks).length) server.error(new ServerDown('the server closed the connection before it answered'));
+    });
+  };
 }
 
 /**

@@ -290,6 +290,31 @@ describe('memcached:// cache engine', { skip }, () => {
     }
   });
 
+  it('rejects the requests waiting on a connection the server closes unanswered (a memcached SIGKILLed after reading them)', async () => {
+    // A memcached killed after it read a request closes the connection with FIN, not RST: no socket error, and
+    // memjs 1.3 alone would leave each request waiting for ever (its timer goes with the socket).
+    const hangup: Server = createServer((socket) => socket.once('data', () => socket.end()));
+    await new Promise<void>((resolve) => hangup.listen(0, '127.0.0.1', resolve));
+    const address = `127.0.0.1:${(hangup.address() as { port: number }).port}`;
+    const closed = `memcached ${address}: the server closed the connection before it answered`;
+    /** Fails the test, rather than hanging it, if `promise` is still waiting after 10 s (its time limit is 2 s). */
+    const settled = <T,>(promise: Promise<T>): Promise<T> => {
+      let timer: NodeJS.Timeout | undefined;
+      const stuck = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('still waiting after 10 s')), 10_000)));
+      return Promise.race([promise, stuck]).finally(() => clearTimeout(timer));
+    };
+    try {
+      const cache = engine(`memcached://${address}?failures=2`);
+      assert.equal(await settled(cacheErrorOf(cache.get('k'))), closed);
+      // Twenty requests on one connection that closes: each is rejected, and they are one failure of the server.
+      const crowded = await settled(Promise.all(Array.from({ length: 20 }, (_, i) => cacheErrorOf(cache.get(`crowd:${i}`)))));
+      assert.deepEqual(crowded, Array.from({ length: 20 }, () => closed));
+      assert.deepEqual(cache.servers().map((s) => [s.inRing, s.failures]), [[false, 2]], 'two failures in a row: out of the ring');
+    } finally {
+      await new Promise<void>((resolve) => hangup.close(() => resolve()));
+    }
+  });
+
   it('rejects with "timed out" when a server accepts connections and never answers, and leaves no connection open', async () => {
     const connections = new Set<Socket>();
     const silent: Server = createServer((socket) => {
