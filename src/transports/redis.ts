@@ -418,15 +418,11 @@ class RedisQueueStore implements QueueStore<HeldMessage> {
       }
     }
     const out = (await this.transport.call(
-      fetchScript.run(this.client, { unacked: UNACKED, unackedIndex: UNACKED_INDEX, leases: LEASES, deadLetters: DEAD, deadLetterSeq: DEAD_SEQ, buckets }, { max: Math.min(max, MAX_FETCH), nowSec: Date.now() / 1000, bucketQueues }),
+      fetchScript.run(this.client, { unacked: UNACKED, unackedIndex: UNACKED_INDEX, leases: LEASES, deadLetters: DEAD, deadLetterSeq: DEAD_SEQ, buckets }, { max: Math.min(max, MAX_FETCH), nowSec: Date.now() / 1000, wakePrefix: WAKE, bucketQueues }),
     )) as string[];
+    // A full fetch that left messages behind has passed the wake-up on to other idle consumers (fetch.lua).
     const claimed = [];
     for (let i = 0; i < out.length; i += 3) claimed.push(this.held(out[i]!, out[i + 1]!, out[i + 2]!));
-    if (claimed.length === max) {
-      // There may be more: pass the wake-up on to other idle consumers. Plain commands, sent together, rather
-      // than a MULTI: the marks need no atomicity, and ioredis's MULTI costs the collector (publish.lua says why).
-      await Promise.all(this.queues.map((q) => this.client.zadd(`${WAKE}${q}`, 0, 'w')));
-    }
     return { claimed, nextVisibleAt: this.nextPromote };
   }
 

@@ -12,8 +12,12 @@
 -- KEYS[6..] the buckets to pop, in the order to serve them (queue, queue\x06\x163, …)
 -- ARGV[1]  max messages to take
 -- ARGV[2]  now, unix seconds (float)
--- ARGV[3..] the queue name of each bucket, parallel to KEYS[6..]
+-- ARGV[3]  the wake markers' key prefix (a queue's marker is prefix .. queue)
+-- ARGV[4..] the queue name of each bucket, parallel to KEYS[6..]
 -- Returns a flat array: queue, delivery_tag, envelope, queue, delivery_tag, envelope, …
+-- A fetch that took `max` messages and left some behind in a queue's buckets sets that queue's wake marker, so
+-- that another consumer blocked on it (BZPOPMIN) takes them: here rather than in a second round trip after the
+-- reply, and only where something is left.
 
 local max = tonumber(ARGV[1])
 local now = ARGV[2]
@@ -50,9 +54,11 @@ local function tag_of(raw)
   return tag, true
 end
 
+-- The first bucket that may still hold messages once `max` are taken (the one the fetch stopped in); those before
+-- it were emptied.
+local unknown = nil
 for i = 6, #KEYS do
-  if taken >= max then break end
-  local queue = ARGV[i - 3]
+  local queue = ARGV[i - 2]
   -- RPOP with a count (Redis 6.2+): the batch leaves the list in one command, oldest first. Again while
   -- envelopes that went to the dead letters left room.
   local popped = redis.call('RPOP', KEYS[i], max - taken)
@@ -79,6 +85,10 @@ for i = 6, #KEYS do
     end
     popped = taken < max and redis.call('RPOP', KEYS[i], max - taken)
   end
+  if taken >= max then
+    unknown = i
+    break
+  end
 end
 -- One HSET and two ZADDs for the whole batch (the caller keeps a batch to its prefetch window, far below
 -- Lua's unpack limit).
@@ -86,5 +96,15 @@ if taken > 0 then
   redis.call('HSET', KEYS[1], unpack(records))
   redis.call('ZADD', KEYS[2], unpack(scores))
   redis.call('ZADD', KEYS[3], unpack(scores))
+end
+if unknown then
+  local woken = {}
+  for i = unknown, #KEYS do
+    local queue = ARGV[i - 2]
+    if not woken[queue] and redis.call('LLEN', KEYS[i]) > 0 then
+      woken[queue] = true
+      redis.call('ZADD', ARGV[3] .. queue, 0, 'w')
+    end
+  end
 end
 return out

@@ -9,7 +9,7 @@ const file = (name: string): URL => new URL(`./${name}.lua`, import.meta.url);
 export const fetchScript = defineScript('fetch', file('fetch'), {
   keys: ['unacked', 'unackedIndex', 'leases', 'deadLetters', 'deadLetterSeq'],
   restKeys: 'buckets',
-  args: ['max', 'nowSec'],
+  args: ['max', 'nowSec', 'wakePrefix'],
   restArgs: 'bucketQueues',
 });
 

@@ -95,7 +95,7 @@ describe('redis:// layout (kombu and Celery keys)', { skip }, () => {
   async function fetchOnce(t: RedisTransport, queue: string, max = 10): Promise<string[]> {
     const buckets = [queue, `${queue}${SEP}3`, `${queue}${SEP}6`, `${queue}${SEP}9`];
     const keys = { unacked: UNACKED, unackedIndex: UNACKED_INDEX, leases: LEASES, deadLetters: 'fennel.dead_letters', deadLetterSeq: 'fennel.dead_letters.seq', buckets };
-    const out = (await fetchScript.run(t.client, keys, { max, nowSec: Date.now() / 1000, bucketQueues: buckets.map(() => queue) })) as string[];
+    const out = (await fetchScript.run(t.client, keys, { max, nowSec: Date.now() / 1000, wakePrefix: WAKE, bucketQueues: buckets.map(() => queue) })) as string[];
     const tags: string[] = [];
     for (let i = 0; i < out.length; i += 3) tags.push(out[i + 1]!);
     return tags;
@@ -214,6 +214,30 @@ describe('redis:// layout (kombu and Celery keys)', { skip }, () => {
       assert.ok(score >= Math.floor(before) - 1 && score <= after + 60, `score ${score} is unix seconds (not ms)`);
       assert.ok((await redis.zscore(LEASES, tag)) !== null, "and in Fennel's leases");
       assert.deepEqual((await t.stats()).find((s) => s.queue === q), { queue: q, ready: 0, scheduled: 0, unacked: 1 });
+    });
+
+    it('sets the queue\'s wake marker when it takes its max and leaves messages behind, and only then', async () => {
+      const t = openTransport();
+      const q = queueName();
+      const marker = `${WAKE}${q}`;
+      await t.publishMany(Array.from({ length: 5 }, () => [task(q).message, { queue: q }] as const));
+      await redis.del(marker); // the publish's own wake-up, taken as a blocked consumer takes it
+      assert.equal((await fetchOnce(t, q, 2)).length, 2);
+      assert.equal(await redis.zcard(marker), 1, 'two taken, three left: another consumer is woken');
+      await redis.del(marker);
+      assert.equal((await fetchOnce(t, q, 3)).length, 3);
+      assert.equal(await redis.zcard(marker), 0, 'its max taken, none left: nobody to wake');
+      await t.publishMany(Array.from({ length: 2 }, () => [task(q).message, { queue: q }] as const));
+      await redis.del(marker);
+      assert.equal((await fetchOnce(t, q, 10)).length, 2);
+      assert.equal(await redis.zcard(marker), 0, 'fewer than its max: the queue is empty');
+
+      // Its max taken from the first bucket, which it emptied: a message in a later priority bucket still wakes.
+      await t.publishMany([[task(q).message, { queue: q }], [task(q).message, { queue: q }], [task(q, 9).message, { queue: q, priority: 9 }]] as const);
+      await redis.del(marker);
+      assert.equal((await fetchOnce(t, q, 2)).length, 2);
+      assert.equal(await redis.llen(q), 0);
+      assert.equal(await redis.zcard(marker), 1, 'one left in a bucket after the one it stopped in');
     });
 
     it('moves each message from the list to unacked in one step: an observer never sees a message in neither place', async () => {
